@@ -1,0 +1,274 @@
+package feature
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Feature is one declared feature.
+type Feature struct {
+	// FQN is the fully-qualified name, namespace.name.
+	FQN string
+	// Name is the name inside the namespace.
+	Name string
+	// Namespace is the namespace the feature belongs to.
+	Namespace *Namespace
+	// Type is the declared type.
+	Type Type
+	// MaxStaleness overrides the namespace's when non-zero.
+	MaxStaleness Staleness
+}
+
+// Staleness is how old a stored value may be and still be served.
+// The zero value means "use the default"; [Infinite] means no bound.
+type Staleness time.Duration
+
+// Infinite is a Staleness with no bound.
+const Infinite Staleness = -1
+
+// Namespace is a feature class such as user or merchant.
+type Namespace struct {
+	Name string
+	// PrimaryKey is the feature that identifies an entity; its type is int
+	// or string.
+	PrimaryKey *Feature
+	// MaxStaleness bounds the age of values served for this namespace;
+	// Infinite when unbounded.
+	MaxStaleness Staleness
+	// Features lists every feature in declaration order, primary key
+	// included.
+	Features []*Feature
+
+	byName map[string]*Feature
+}
+
+// Feature returns the namespace's feature called name.
+func (ns *Namespace) Feature(name string) (*Feature, bool) {
+	f, ok := ns.byName[name]
+	return f, ok
+}
+
+// Staleness returns the maximum age of a served value of f: its own bound,
+// else its namespace's. It returns 0 when values never go stale.
+func (f *Feature) Staleness() time.Duration {
+	s := f.MaxStaleness
+	if s == 0 {
+		s = f.Namespace.MaxStaleness
+	}
+	if s <= 0 {
+		return 0
+	}
+	return time.Duration(s)
+}
+
+// Registry is the set of declared namespaces and features.
+type Registry struct {
+	namespaces []*Namespace
+	byName     map[string]*Namespace
+	byFQN      map[string]*Feature
+}
+
+// Namespaces returns the namespaces in declaration order.
+func (r *Registry) Namespaces() []*Namespace { return r.namespaces }
+
+// Namespace returns the namespace called name.
+func (r *Registry) Namespace(name string) (*Namespace, bool) {
+	ns, ok := r.byName[name]
+	return ns, ok
+}
+
+// Lookup returns the feature with the given fully-qualified name.
+func (r *Registry) Lookup(fqn string) (*Feature, bool) {
+	f, ok := r.byFQN[fqn]
+	return f, ok
+}
+
+// Load reads a registry from a YAML file. Every problem is reported, each
+// prefixed with the file, the namespace and the feature it concerns.
+func Load(path string) (*Registry, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data)
+}
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+
+type fileDoc struct {
+	Namespaces []nsDoc `yaml:"namespaces"`
+}
+
+type nsDoc struct {
+	Name         string    `yaml:"name"`
+	PrimaryKey   string    `yaml:"primary_key"`
+	MaxStaleness string    `yaml:"max_staleness"`
+	Features     yaml.Node `yaml:"features"`
+}
+
+type featureDoc struct {
+	Type         string `yaml:"type"`
+	MaxStaleness string `yaml:"max_staleness"`
+}
+
+// Parse builds a registry from YAML text; file names the source in errors.
+func Parse(file string, data []byte) (*Registry, error) {
+	var doc fileDoc
+	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	r := &Registry{byName: map[string]*Namespace{}, byFQN: map[string]*Feature{}}
+	var errs []error
+	fail := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{file}, args...)...))
+	}
+	if len(doc.Namespaces) == 0 {
+		fail("no namespaces declared")
+	}
+	for i, nd := range doc.Namespaces {
+		if !nameRE.MatchString(nd.Name) {
+			fail("namespace #%d: invalid name %q (want [a-z][a-z0-9_]*)", i+1, nd.Name)
+			continue
+		}
+		if _, dup := r.byName[nd.Name]; dup {
+			fail("namespace %q: declared twice", nd.Name)
+			continue
+		}
+		ns := &Namespace{Name: nd.Name, MaxStaleness: Infinite, byName: map[string]*Feature{}}
+		if nd.MaxStaleness != "" {
+			s, err := ParseStaleness(nd.MaxStaleness)
+			if err != nil {
+				fail("namespace %q: max_staleness: %v", nd.Name, err)
+			} else {
+				ns.MaxStaleness = s
+			}
+		}
+		for _, f := range parseFeatures(ns, &nd.Features, func(feat, format string, args ...any) {
+			if feat == "" {
+				fail("namespace %q: "+format, append([]any{nd.Name}, args...)...)
+				return
+			}
+			fail("namespace %q: feature %q: "+format, append([]any{nd.Name, feat}, args...)...)
+		}) {
+			ns.Features = append(ns.Features, f)
+			ns.byName[f.Name] = f
+			r.byFQN[f.FQN] = f
+		}
+		switch pk, ok := ns.byName[nd.PrimaryKey]; {
+		case nd.PrimaryKey == "":
+			fail("namespace %q: primary_key is required", nd.Name)
+		case !ok:
+			fail("namespace %q: primary_key %q is not one of its features", nd.Name, nd.PrimaryKey)
+		case pk.Type.Kind != KindString && pk.Type.Kind != KindInt:
+			fail("namespace %q: primary_key %q has type %s, want string or int", nd.Name, nd.PrimaryKey, pk.Type)
+		default:
+			ns.PrimaryKey = pk
+		}
+		r.namespaces = append(r.namespaces, ns)
+		r.byName[ns.Name] = ns
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// parseFeatures reads the features mapping, keeping its order. A feature is
+// either "name: type" or "name: {type: T, max_staleness: D}".
+func parseFeatures(ns *Namespace, node *yaml.Node, fail func(feat, format string, args ...any)) []*Feature {
+	if node.Kind == 0 {
+		fail("", "features: at least one feature is required")
+		return nil
+	}
+	if node.Kind != yaml.MappingNode {
+		fail("", "features: want a mapping of name to type (line %d)", node.Line)
+		return nil
+	}
+	var out []*Feature
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(node.Content); i += 2 {
+		name, val := node.Content[i].Value, node.Content[i+1]
+		if !nameRE.MatchString(name) {
+			fail(name, "invalid name (want [a-z][a-z0-9_]*)")
+			continue
+		}
+		if seen[name] {
+			fail(name, "declared twice")
+			continue
+		}
+		seen[name] = true
+		var fd featureDoc
+		switch val.Kind {
+		case yaml.ScalarNode:
+			fd.Type = val.Value
+		case yaml.MappingNode:
+			if err := val.Decode(&fd); err != nil {
+				fail(name, "%v", err)
+				continue
+			}
+		default:
+			fail(name, "want a type or {type, max_staleness} (line %d)", val.Line)
+			continue
+		}
+		t, err := ParseType(fd.Type)
+		if err != nil {
+			fail(name, "%v", err)
+			continue
+		}
+		f := &Feature{FQN: ns.Name + "." + name, Name: name, Namespace: ns, Type: t}
+		if fd.MaxStaleness != "" {
+			s, err := ParseStaleness(fd.MaxStaleness)
+			if err != nil {
+				fail(name, "max_staleness: %v", err)
+				continue
+			}
+			f.MaxStaleness = s
+		}
+		out = append(out, f)
+	}
+	if len(out) == 0 && len(node.Content) == 0 {
+		fail("", "features: at least one feature is required")
+	}
+	return out
+}
+
+// ParseStaleness parses "infinity" or a positive duration such as 90s, 10m,
+// 1h or 1d (days are accepted in addition to Go's units).
+func ParseStaleness(s string) (Staleness, error) {
+	s = strings.TrimSpace(s)
+	if s == "infinity" || s == "inf" {
+		return Infinite, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseFloat(days, 64)
+		if err != nil || n <= 0 || n > 106751 {
+			return 0, fmt.Errorf("invalid duration %q", s)
+		}
+		return Staleness(time.Duration(n * float64(24*time.Hour))), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("invalid duration %q (want infinity or a positive duration like 90s, 10m, 1h, 1d)", s)
+	}
+	return Staleness(d), nil
+}
+
+// FQNs returns every feature name in the registry, sorted.
+func (r *Registry) FQNs() []string {
+	out := make([]string, 0, len(r.byFQN))
+	for fqn := range r.byFQN {
+		out = append(out, fqn)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,188 @@
+package feature
+
+import (
+	"encoding/json"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func mustType(t testing.TB, s string) Type {
+	t.Helper()
+	ty, err := ParseType(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ty
+}
+
+func TestFromJSON(t *testing.T) {
+	ts := time.Date(2024, 5, 1, 12, 30, 0, 123456000, time.UTC)
+	tests := []struct {
+		typ, in string
+		want    any
+	}{
+		{"int", "42", int64(42)},
+		{"int", "-9223372036854775808", int64(math.MinInt64)},
+		{"int", "null", nil},
+		{"float", "1.5", 1.5},
+		{"float", "3", 3.0},
+		{"string", `"héllo"`, "héllo"},
+		{"bool", "true", true},
+		{"bytes", `"AAEC"`, []byte{0, 1, 2}},
+		{"datetime", `"2024-05-01T14:30:00.123456789+02:00"`, ts},
+		{"list[string]", `["a","b"]`, []any{"a", "b"}},
+		{"list[list[int]]", `[[1],[]]`, []any{[]any{int64(1)}, []any{}}},
+		{"vector[3]", `[1, 0.5, -2]`, []float32{1, 0.5, -2}},
+		{"json", `{"a": 1.50, "b": [true, null]}`, map[string]any{"a": json.Number("1.50"), "b": []any{true, nil}}},
+	}
+	for _, tt := range tests {
+		got, err := FromJSON(mustType(t, tt.typ), json.RawMessage(tt.in))
+		if err != nil {
+			t.Errorf("%s %s: %v", tt.typ, tt.in, err)
+			continue
+		}
+		if gt, ok := got.(time.Time); ok {
+			if !gt.Equal(tt.want.(time.Time)) || gt.Location() != time.UTC {
+				t.Errorf("%s %s = %v, want %v", tt.typ, tt.in, gt, tt.want)
+			}
+			continue
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s %s = %#v, want %#v", tt.typ, tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestFromJSONRejects(t *testing.T) {
+	tests := []struct{ typ, in, msg string }{
+		{"int", "1.5", "want an integer"},
+		{"int", "9223372036854775808", "int64 range"},
+		{"int", `"1"`, "want an integer"},
+		{"float", `"1"`, "want a number"},
+		{"string", "1", "want a string"},
+		{"bool", "1", "want true or false"},
+		{"bytes", `"!!"`, "base64"},
+		{"datetime", `"yesterday"`, "RFC 3339"},
+		{"list[int]", `[1, null]`, "element 1: null"},
+		{"list[int]", `[1, "x"]`, "element 1"},
+		{"vector[2]", `[1]`, "exactly 2"},
+		{"vector[1]", `[1e300]`, "float32 range"},
+		{"json", `[1]`, "JSON object"},
+	}
+	for _, tt := range tests {
+		_, err := FromJSON(mustType(t, tt.typ), json.RawMessage(tt.in))
+		if err == nil || !strings.Contains(err.Error(), tt.msg) {
+			t.Errorf("%s %s: error %v, want one containing %q", tt.typ, tt.in, err, tt.msg)
+		}
+	}
+}
+
+func TestCodecRoundTrip(t *testing.T) {
+	values := []any{
+		nil, int64(0), int64(math.MaxInt64), int64(math.MinInt64), 0.1, math.Inf(-1), "", "ü", true, false,
+		[]byte{}, []byte{0xff}, time.UnixMicro(-1).UTC(), time.UnixMicro(1714566600123456).UTC(),
+		[]any{}, []any{"a", []any{int64(1)}}, []float32{1.5, -0}, map[string]any{"k": json.Number("1"), "n": nil},
+	}
+	for _, v := range values {
+		b, err := AppendValue([]byte{0xAA}, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, rest, err := DecodeValue(b[1:])
+		if err != nil || len(rest) != 0 {
+			t.Fatalf("%#v: %v, %d bytes left", v, err, len(rest))
+		}
+		if !reflect.DeepEqual(got, v) {
+			t.Errorf("round trip %#v = %#v", v, got)
+		}
+	}
+	if _, err := AppendValue(nil, 3); err == nil {
+		t.Error("AppendValue(int) should fail: not canonical")
+	}
+}
+
+func TestCheck(t *testing.T) {
+	if err := Check(mustType(t, "list[int]"), []any{int64(1), "x"}); err == nil {
+		t.Error("list with a string element passed as list[int]")
+	}
+	if err := Check(mustType(t, "vector[2]"), []float32{1}); err == nil {
+		t.Error("short vector passed")
+	}
+	if err := Check(mustType(t, "float"), int64(1)); err == nil {
+		t.Error("int passed as float")
+	}
+	if err := Check(mustType(t, "datetime"), nil); err != nil {
+		t.Error(err)
+	}
+}
+
+func FuzzDecodeValue(f *testing.F) {
+	for _, v := range []any{nil, int64(-7), 2.5, "s", true, []byte("b"), time.Unix(1, 0).UTC(),
+		[]any{[]any{"x"}}, []float32{1, 2}, map[string]any{"a": []any{json.Number("1")}}} {
+		b, _ := AppendValue(nil, v)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		v, _, err := DecodeValue(b)
+		if err != nil {
+			return
+		}
+		enc, err := AppendValue(nil, v)
+		if err != nil {
+			t.Fatalf("decoded %#v does not re-encode: %v", v, err)
+		}
+		v2, _, err := DecodeValue(enc)
+		if err != nil {
+			t.Fatalf("re-decode: %v", err)
+		}
+		if !reflect.DeepEqual(v, v2) && !hasNaN(v) {
+			t.Fatalf("round trip changed the value: %#v vs %#v", v, v2)
+		}
+	})
+}
+
+func hasNaN(v any) bool {
+	switch x := v.(type) {
+	case float64:
+		return math.IsNaN(x)
+	case []float32:
+		for _, f := range x {
+			if f != f {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if hasNaN(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func FuzzFromJSON(f *testing.F) {
+	f.Add("list[vector[2]]", `[[1,2]]`)
+	f.Add("json", `{"a":{"b":[1,"x",null]}}`)
+	f.Add("datetime", `"2024-01-01T00:00:00Z"`)
+	f.Add("int", `-12`)
+	f.Fuzz(func(t *testing.T, typ, in string) {
+		ty, err := ParseType(typ)
+		if err != nil {
+			return
+		}
+		v, err := FromJSON(ty, json.RawMessage(in))
+		if err != nil {
+			return
+		}
+		if err := Check(ty, v); err != nil {
+			t.Fatalf("FromJSON(%s, %s) = %#v fails Check: %v", typ, in, v, err)
+		}
+		if _, err := json.Marshal(ToJSON(v)); err != nil {
+			t.Fatalf("answer for %#v does not marshal: %v", v, err)
+		}
+	})
+}

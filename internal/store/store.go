@@ -1,0 +1,96 @@
+// Package store holds the types shared by every online store backend and by
+// the components that use them. The interfaces themselves are declared where
+// they are consumed (internal/query reads, internal/writer writes);
+// storetest holds the conformance suite every backend passes.
+//
+// Semantics every backend provides:
+//
+//   - An entity is a (namespace, key) pair; its features are stored together.
+//   - Each stored feature value carries the time it was observed. A write
+//     replaces a stored value only when its observed-at is not older than the
+//     stored one; this is decided per feature, never per entity, and is
+//     atomic with respect to concurrent writers of the same entity.
+//   - An explicit null is a stored value like any other: it has an
+//     observed-at and is reported as found.
+package store
+
+import (
+	"errors"
+	"time"
+
+	"github.com/cairnfs/cairn/internal/feature"
+)
+
+// Value is one feature value to write.
+type Value struct {
+	Feature *feature.Feature
+	// Value is canonical for Feature.Type (see package feature), or nil for
+	// an explicit null.
+	Value any
+	// ObservedAt orders writes of the same feature: the newest wins.
+	ObservedAt time.Time
+}
+
+// EntityWrite is the set of values to write to one entity.
+type EntityWrite struct {
+	Namespace *feature.Namespace
+	// Key is the canonical primary key (see feature.ParseKey).
+	Key    string
+	Values []Value
+}
+
+// Cell is what a read found for one feature of one entity.
+type Cell struct {
+	// Found reports whether a value (possibly null) is stored.
+	Found bool
+	// Value is the stored value, canonical for the feature's type; nil when
+	// not found or stored as null.
+	Value any
+	// ObservedAt is the stored value's observed-at; zero when not found.
+	ObservedAt time.Time
+}
+
+// Row is what a read found for one entity.
+type Row struct {
+	// Found reports whether the entity has any stored value at all.
+	Found bool
+	// Cells is aligned with the features requested.
+	Cells []Cell
+}
+
+// ErrRejected is wrapped by write errors that retrying cannot cure, such as
+// an entity too large for the backend. The writer sets such writes aside
+// instead of retrying them forever.
+var ErrRejected = errors.New("store rejected the write")
+
+// Coalesce merges writes to the same entity, keeping the newest value of
+// each feature (on equal observed-at, the later write in the slice wins). The
+// result has one EntityWrite per entity, in order of first appearance.
+func Coalesce(writes []EntityWrite) []EntityWrite {
+	type entityKey struct{ ns, key string }
+	index := make(map[entityKey]int, len(writes))
+	out := make([]EntityWrite, 0, len(writes))
+	slots := make([]map[*feature.Feature]int, 0, len(writes))
+	for _, w := range writes {
+		k := entityKey{w.Namespace.Name, w.Key}
+		i, ok := index[k]
+		if !ok {
+			i = len(out)
+			index[k] = i
+			out = append(out, EntityWrite{Namespace: w.Namespace, Key: w.Key})
+			slots = append(slots, map[*feature.Feature]int{})
+		}
+		for _, v := range w.Values {
+			j, seen := slots[i][v.Feature]
+			if !seen {
+				slots[i][v.Feature] = len(out[i].Values)
+				out[i].Values = append(out[i].Values, v)
+				continue
+			}
+			if !v.ObservedAt.Before(out[i].Values[j].ObservedAt) {
+				out[i].Values[j] = v
+			}
+		}
+	}
+	return out
+}
