@@ -1,0 +1,173 @@
+// Package query executes online queries against the online store: it reads
+// the requested features of the requested entities, one store read per
+// namespace, concurrently, and applies each feature's maximum staleness.
+package query
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cairnfs/cairn/internal/feature"
+	"github.com/cairnfs/cairn/internal/store"
+)
+
+// Store is the online store as queries use it.
+type Store interface {
+	// Read returns one row per key, each with cells aligned with feats.
+	Read(ctx context.Context, ns *feature.Namespace, keys []string, feats []*feature.Feature) ([]store.Row, error)
+}
+
+// Request is a validated online query.
+type Request struct {
+	// Keys holds, per namespace queried, the canonical primary keys.
+	Keys map[*feature.Namespace][]string
+	// Outputs are the features to answer, in the order asked.
+	Outputs []*feature.Feature
+	// Staleness replaces a feature's declared maximum staleness for this
+	// query; 0 means no bound.
+	Staleness map[*feature.Feature]time.Duration
+}
+
+// Field is the answer for one output of one entity.
+type Field struct {
+	Feature *feature.Feature
+	Key     string
+	// Value is nil when no fresh value is stored.
+	Value any
+	// ObservedAt is zero when Value is absent.
+	ObservedAt time.Time
+	// Err is set when the store could not be read; Value is then nil.
+	Err error
+}
+
+// Engine runs queries.
+type Engine struct {
+	store Store
+	now   func() time.Time
+
+	reads   *prometheus.CounterVec
+	latency *prometheus.HistogramVec
+	stale   prometheus.Counter
+}
+
+// NewEngine returns an engine reading st. now is the clock used for
+// staleness (time.Now when nil).
+func NewEngine(st Store, reg prometheus.Registerer, now func() time.Time) *Engine {
+	if now == nil {
+		now = time.Now
+	}
+	e := &Engine{
+		store: st, now: now,
+		reads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_query_store_reads_total",
+			Help: "Store reads made by queries, by namespace and outcome (ok, error).",
+		}, []string{"namespace", "outcome"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "cairn_query_store_read_seconds",
+			Help:    "Latency of one store read of a query, by namespace.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
+		}, []string{"namespace"}),
+		stale: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cairn_query_stale_values_total",
+			Help: "Stored values not served because they were older than their maximum staleness.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(e.reads, e.latency, e.stale)
+	}
+	return e
+}
+
+// Query answers req. Fields come grouped by namespace (in the order the
+// outputs first name them), then by key, then in output order. A store
+// failure fails the fields of that namespace only.
+func (e *Engine) Query(ctx context.Context, req *Request) []Field {
+	type group struct {
+		ns    *feature.Namespace
+		feats []*feature.Feature // outputs, primary key excluded
+		outs  []*feature.Feature // outputs in request order
+		rows  []store.Row
+		err   error
+	}
+	var groups []*group
+	byNS := map[*feature.Namespace]*group{}
+	for _, f := range req.Outputs {
+		g := byNS[f.Namespace]
+		if g == nil {
+			g = &group{ns: f.Namespace}
+			byNS[f.Namespace] = g
+			groups = append(groups, g)
+		}
+		g.outs = append(g.outs, f)
+		if f != f.Namespace.PrimaryKey {
+			g.feats = append(g.feats, f)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, g := range groups {
+		keys := req.Keys[g.ns]
+		if len(g.feats) == 0 || len(keys) == 0 {
+			continue
+		}
+		wg.Go(func() {
+			start := time.Now()
+			g.rows, g.err = e.store.Read(ctx, g.ns, keys, g.feats)
+			if g.err == nil && len(g.rows) != len(keys) {
+				g.err = fmt.Errorf("store answered %d rows for %d keys", len(g.rows), len(keys))
+			}
+			e.latency.WithLabelValues(g.ns.Name).Observe(time.Since(start).Seconds())
+			outcome := "ok"
+			if g.err != nil {
+				outcome = "error"
+			}
+			e.reads.WithLabelValues(g.ns.Name, outcome).Inc()
+		})
+	}
+	wg.Wait()
+
+	now := e.now()
+	var out []Field
+	for _, g := range groups {
+		for i, key := range req.Keys[g.ns] {
+			j := 0 // index into g.feats, which follows g.outs minus the key
+			for _, f := range g.outs {
+				fld := Field{Feature: f, Key: key}
+				switch {
+				case f == g.ns.PrimaryKey:
+					fld.Value = pkValue(f, key)
+				case g.err != nil:
+					fld.Err = g.err
+					j++
+				default:
+					c := g.rows[i].Cells[j]
+					j++
+					if !c.Found || c.Value == nil {
+						break
+					}
+					if maxAge := e.staleness(req, f); maxAge > 0 && now.Sub(c.ObservedAt) > maxAge {
+						e.stale.Inc()
+						break
+					}
+					fld.Value, fld.ObservedAt = c.Value, c.ObservedAt
+				}
+				out = append(out, fld)
+			}
+		}
+	}
+	return out
+}
+
+func (e *Engine) staleness(req *Request, f *feature.Feature) time.Duration {
+	if d, ok := req.Staleness[f]; ok {
+		return d
+	}
+	return f.Staleness()
+}
+
+func pkValue(f *feature.Feature, key string) any {
+	return feature.KeyJSON(f.Type, key)
+}
