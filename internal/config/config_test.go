@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -67,4 +68,23 @@ func hasRow(out string, fields ...string) bool {
 		}
 	}
 	return false
+}
+
+// docs/configuration.md is what operators read: it must list every knob
+// with its default.
+func TestDocsListEveryKnob(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range Knobs {
+		d := k.Default
+		if d == "" {
+			d = "(unset)"
+		}
+		row := "| `" + k.Name + "` | `" + d + "` |"
+		if !strings.Contains(string(doc), row) {
+			t.Errorf("docs/configuration.md lacks the row %q", row)
+		}
+	}
 }

@@ -1,0 +1,154 @@
+package api
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/cairnfs/cairn/internal/feature"
+	"github.com/cairnfs/cairn/internal/query"
+)
+
+// queryRequest is an online query. Fields of Chalk's request that cairn does
+// not use (query_name, context, ...) are accepted and ignored.
+type queryRequest struct {
+	Inputs      map[string]json.RawMessage `json:"inputs"`
+	Outputs     []string                   `json:"outputs"`
+	Staleness   map[string]string          `json:"staleness"`
+	IncludeMeta bool                       `json:"include_meta"`
+}
+
+type fieldResult struct {
+	Field string         `json:"field"`
+	Value any            `json:"value"`
+	PKey  any            `json:"pkey"`
+	TS    string         `json:"ts,omitempty"`
+	Meta  map[string]any `json:"meta,omitempty"`
+}
+
+type queryResponse struct {
+	Data   []fieldResult  `json:"data"`
+	Errors errorList      `json:"errors"`
+	Meta   map[string]any `json:"meta"`
+}
+
+func (s *Server) query(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	var req queryRequest
+	if !s.decodeBody(w, r, &req, false) {
+		return
+	}
+	qr, errs := s.parseQuery(&req)
+	if len(errs) > 0 {
+		writeErrors(w, http.StatusBadRequest, errs)
+		return
+	}
+	fields := s.engine.Query(r.Context(), qr)
+
+	resp := queryResponse{Data: make([]fieldResult, 0, len(fields)), Errors: errorList{}}
+	failed := map[*feature.Feature]bool{}
+	for _, f := range fields {
+		fr := fieldResult{Field: f.Feature.FQN, Value: feature.ToJSON(f.Value), PKey: feature.KeyJSON(f.Feature.Namespace.PrimaryKey.Type, f.Key)}
+		if !f.ObservedAt.IsZero() {
+			fr.TS = f.ObservedAt.UTC().Format(feature.TimeLayout)
+		}
+		if req.IncludeMeta {
+			fr.Meta = map[string]any{"cache_hit": false}
+		}
+		if f.Err != nil && !failed[f.Feature] {
+			failed[f.Feature] = true
+			s.log.Warn("api: store read failed", "feature", f.Feature.FQN, "err", f.Err)
+			resp.Errors = append(resp.Errors, ChalkError{Code: CodeUpstreamFailed, Category: CategoryField,
+				Feature: f.Feature.FQN, Message: "the online store could not be read: " + f.Err.Error()})
+		}
+		resp.Data = append(resp.Data, fr)
+	}
+	id := rand.Text()
+	took := time.Since(start)
+	resp.Meta = map[string]any{"query_id": id, "execution_duration_s": took.Seconds()}
+	writeJSON(w, http.StatusOK, resp)
+
+	if s.producer != nil {
+		entities := 0
+		for _, keys := range qr.Keys {
+			entities += len(keys)
+		}
+		m, _ := json.Marshal(map[string]any{
+			"query_id": id, "at": start.UTC().Format(feature.TimeLayout), "duration_s": took.Seconds(),
+			"entities": entities, "outputs": len(qr.Outputs), "errors": len(resp.Errors),
+		})
+		s.producer.Metric(m)
+	}
+}
+
+func (s *Server) parseQuery(req *queryRequest) (*query.Request, errorList) {
+	var errs errorList
+	qr := &query.Request{Keys: map[*feature.Namespace][]string{}, Staleness: map[*feature.Feature]time.Duration{}}
+	if len(req.Inputs) == 0 {
+		errs.add(CodeValidationFailed, "", "inputs is required: the primary key of each namespace queried")
+	}
+	if len(req.Outputs) == 0 {
+		errs.add(CodeValidationFailed, "", "outputs is required: a list of feature names")
+	}
+	total := 0
+	for fqn, raw := range req.Inputs {
+		ref, ok := s.splitFQN(fqn, &errs)
+		if !ok {
+			continue
+		}
+		if ref.f != ref.ns.PrimaryKey {
+			errs.add(CodeValidationFailed, fqn, "only primary keys are accepted as inputs; %q is not the primary key of %q (%s)", fqn, ref.ns.Name, ref.ns.PrimaryKey.FQN)
+			continue
+		}
+		cells := []json.RawMessage{raw}
+		if isArray(raw) {
+			cells = nil
+			if err := json.Unmarshal(raw, &cells); err != nil || len(cells) == 0 {
+				errs.add(CodeValidationFailed, fqn, "want a primary key or a non-empty list of them")
+				continue
+			}
+		}
+		total += len(cells)
+		keys := make([]string, 0, len(cells))
+		for i, c := range cells {
+			k, err := feature.ParseKey(ref.f.Type, c)
+			if err != nil {
+				errs.add(CodeValidationFailed, fqn, "%s%v", rowPrefix(len(cells) > 1, i), err)
+				continue
+			}
+			keys = append(keys, k)
+		}
+		qr.Keys[ref.ns] = keys
+	}
+	if total > s.cfg.MaxQueryKeys {
+		errs.add(CodeValidationFailed, "", "%d entities queried, over the limit of %d", total, s.cfg.MaxQueryKeys)
+	}
+	for _, fqn := range req.Outputs {
+		ref, ok := s.splitFQN(fqn, &errs)
+		if !ok {
+			continue
+		}
+		if _, ok := req.Inputs[ref.ns.PrimaryKey.FQN]; !ok {
+			errs.add(CodeMissingPrimaryKey, fqn, "output %q needs the primary key %q in inputs", fqn, ref.ns.PrimaryKey.FQN)
+			continue
+		}
+		qr.Outputs = append(qr.Outputs, ref.f)
+	}
+	for fqn, d := range req.Staleness {
+		ref, ok := s.splitFQN(fqn, &errs)
+		if !ok {
+			continue
+		}
+		st, err := feature.ParseStaleness(d)
+		if err != nil {
+			errs.add(CodeValidationFailed, fqn, "staleness: %v", err)
+			continue
+		}
+		qr.Staleness[ref.f] = 0
+		if st != feature.Infinite {
+			qr.Staleness[ref.f] = time.Duration(st)
+		}
+	}
+	return qr, errs
+}
