@@ -1,0 +1,104 @@
+// Package dynamo is the DynamoDB online store: one table per environment,
+// one item per entity, values in DynamoDB's native types under short
+// feature ids, written newest-wins per feature with conditional updates.
+//
+// # Table
+//
+// The table has a string hash key pk and a string range key sk, nothing
+// else (no indexes). Open checks this, and creates the table with
+// on-demand capacity when CreateTableIfNotExists is set.
+//
+// # Entity items
+//
+// An entity (namespace user, key u1) is the item
+//
+//	pk = "user#u1"   sk = "e"
+//
+// holding every plain feature of the entity. Feature f with short id ID is
+// two attributes:
+//
+//	ID     the value, in the native type below
+//	ID@    its observed-at: microseconds since the Unix epoch, a number
+//
+// Values by feature type:
+//
+//	int        N  decimal
+//	float      N  shortest decimal that reads back exactly; a float
+//	              DynamoDB cannot hold (magnitude over 1E+126 or under
+//	              1E-130, or -0) is B, its 8 IEEE 754 bytes little-endian
+//	string     S
+//	bool       BOOL
+//	bytes      B
+//	datetime   N  microseconds since the Unix epoch (UTC)
+//	list[T]    L  of elements encoded as T
+//	vector[N]  B  N float32s, 4 bytes each, little-endian
+//	json       M  numbers N, strings S, booleans BOOL, null NULL, arrays L,
+//	              objects M; an object key that is empty or starts with ~
+//	              is stored with one more ~ in front (DynamoDB map keys
+//	              cannot be empty); a number DynamoDB cannot hold exactly (over 38
+//	              significant digits, or out of its range) makes the write
+//	              rejected; numbers read back in DynamoDB's canonical form
+//	              (1.50 as 1.5), equal in value
+//	any, null  NULL (an explicit null, with its observed-at)
+//
+// A stored value that does not decode as its feature's current type (the
+// type was changed, or the item was edited by hand) is answered as not
+// found and counted in cairn_dynamo_undecodable_values_total.
+//
+// # Short feature ids
+//
+// Feature names are stored as short ids, the base-36 text of a number (1,
+// 2, ..., z, 10, ...), never pk or sk. The mapping lives in the table:
+//
+//	pk = "__meta#fqn"      sk = "user.age"  id = "7"    one item per feature
+//	pk = "__meta#counter"  sk = "fqn"       n  = 12     the last number used
+//
+// A writer meeting features without ids reads their mapping items
+// (strongly consistent: another process may have assigned them), reserves
+// as many numbers as it still needs by adding to the counter (UpdateItem
+// ADD), and writes each mapping item on condition that none exists; if
+// another process won that race, it reads and uses the winner's id, and its
+// own number is never used. So one FQN never has two ids, and an id is
+// never reused. The mapping is loaded whole (one Query) at Open, or on first
+// use without WarmupFQNMapping. Readers never assign ids: a feature without
+// one has never been written, unless another process assigned it since the
+// load; the entity items tell (they then hold an attribute with an unknown
+// id), and the mapping is reloaded.
+//
+// Namespace names never start with "_", so mapping items cannot collide with
+// entities.
+//
+// # Reading an item by hand
+//
+//	aws dynamodb query --table-name TABLE \
+//	    --key-condition-expression 'pk = :p' \
+//	    --expression-attribute-values '{":p":{"S":"__meta#fqn"}}'
+//	aws dynamodb get-item --table-name TABLE \
+//	    --key '{"pk":{"S":"user#u1"},"sk":{"S":"e"}}'
+//
+// The first lists the feature ids; in the second, attribute "7" is then the
+// value of user.age and "7@" when it was observed.
+//
+// # Reads and writes
+//
+// Reads are eventually consistent BatchGetItem requests of at most 100 keys,
+// a few in flight at once, projected to the requested attributes; keys
+// DynamoDB leaves unprocessed are retried with capped, jittered backoff and
+// never answered as absent. An entity read costs one 4 KiB read unit (half,
+// being eventually consistent) as long as its item stays under 4 KiB.
+//
+// Each entity write is one UpdateItem setting every written feature's value
+// and observed-at, on condition that none of those features has a newer
+// stored observed-at. When the condition fails, DynamoDB returns the stored
+// item; the features it holds newer values of are dropped and the rest
+// written again. The result is newest-wins per feature, atomic per entity
+// (per 64 features for larger writes). An item over 400 KB is rejected
+// before any request. Throttling and 5xx errors are retried by the SDK up
+// to MaxRetries times.
+//
+// # IAM
+//
+// The client needs dynamodb:DescribeTable, Query, GetItem, BatchGetItem,
+// PutItem and UpdateItem on the table, and CreateTable when it may create
+// it.
+package dynamo

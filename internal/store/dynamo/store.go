@@ -1,0 +1,228 @@
+package dynamo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Limits of the first cut; later they become knobs of Config.
+const (
+	// batchGetMaxKeys is the protocol's limit on keys per BatchGetItem.
+	batchGetMaxKeys = 100
+	// readConcurrency bounds the sub-batches of one Read in flight at once.
+	readConcurrency = 4
+	// writeConcurrency bounds the entities of one Write in flight at once.
+	writeConcurrency = 8
+	// maxRetryBackoff caps the SDK's exponential backoff between retries.
+	maxRetryBackoff = 20 * time.Second
+	// tableWaitTimeout bounds the wait for a created table to become active.
+	tableWaitTimeout = 2 * time.Minute
+)
+
+// errClosed is returned by calls on a closed Store.
+var errClosed = errors.New("dynamo: store is closed")
+
+// Store is a client of one DynamoDB table holding cairn's online store. It
+// is safe for concurrent use.
+type Store struct {
+	cfg       Config
+	region    string
+	tbl       *table
+	transport *http.Transport
+	names     *names
+	m         *metrics
+	log       *slog.Logger
+	closed    atomic.Bool
+}
+
+// Open connects to the table cfg names, checks (or, with
+// CreateTableIfNotExists, creates) it, and loads the feature-name mapping
+// when WarmupFQNMapping is set. Metrics are registered with reg unless it is
+// nil.
+func Open(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+
+	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		t.MaxIdleConnsPerHost = max(awshttp.DefaultHTTPTransportMaxIdleConnsPerHost, 2*runtime.GOMAXPROCS(0))
+	})
+	opts := []func(*config.LoadOptions) error{
+		config.WithHTTPClient(httpClient),
+		config.WithRetryer(func() aws.Retryer {
+			r := retry.NewStandard(func(o *retry.StandardOptions) {
+				o.MaxAttempts = cfg.MaxRetries + 1
+				o.MaxBackoff = maxRetryBackoff
+				// Throttling is absorbed by backing off, never by
+				// failing fast once a client-side retry quota is spent.
+				o.RateLimiter = ratelimit.None
+			})
+			return countingRetryer{RetryerV2: r, retries: m.retries}
+		}),
+	}
+	if cfg.Region != "" {
+		opts = append(opts, config.WithRegion(cfg.Region))
+	}
+	if cfg.Endpoint != "" && !envHasCredentials() {
+		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("test", "test", "")))
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		m.unregister(reg)
+		return nil, fmt.Errorf("dynamo: load AWS configuration: %w", err)
+	}
+	if awsCfg.Region == "" {
+		m.unregister(reg)
+		return nil, fmt.Errorf("dynamo: table %q: no AWS region; set region= in the store URI or AWS_REGION", cfg.Table)
+	}
+	client := dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) {
+		if cfg.Endpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.Endpoint)
+		}
+	})
+
+	tbl := &table{name: cfg.Table, client: client, m: m, maxStalled: cfg.MaxRetries}
+	s := &Store{
+		cfg:       cfg,
+		region:    awsCfg.Region,
+		tbl:       tbl,
+		transport: httpClient.GetTransport(),
+		names:     newNames(tbl),
+		m:         m,
+		log:       log.With("component", "dynamo", "table", cfg.Table),
+	}
+	fail := func(err error) (*Store, error) {
+		s.transport.CloseIdleConnections()
+		m.unregister(reg)
+		return nil, err
+	}
+	if err := s.ensureTable(ctx); err != nil {
+		return fail(err)
+	}
+	if cfg.WarmupFQNMapping {
+		if err := s.names.ensureLoaded(ctx); err != nil {
+			return fail(err)
+		}
+	}
+	s.log.Info("dynamo store open", "region", s.region, "endpoint", cfg.Endpoint,
+		"mapped_features", s.names.size(), "warmup", cfg.WarmupFQNMapping)
+	return s, nil
+}
+
+// envHasCredentials reports whether the environment gives the AWS SDK any
+// credentials of its own: access keys, a web identity, container
+// credentials or a named profile.
+func envHasCredentials() bool {
+	env, err := config.NewEnvConfig()
+	if err != nil {
+		return false
+	}
+	return env.Credentials.HasKeys() || env.WebIdentityTokenFilePath != "" ||
+		env.ContainerCredentialsEndpoint != "" || env.ContainerCredentialsRelativePath != "" ||
+		env.SharedConfigProfile != ""
+}
+
+// Close releases the Store's connections. Data written stays in the table.
+// Calls after Close fail.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.transport.CloseIdleConnections()
+	return nil
+}
+
+// ensureTable checks that the table exists with cairn's key schema, creating
+// it if allowed.
+func (s *Store) ensureTable(ctx context.Context) error {
+	out, err := s.tbl.client.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(s.cfg.Table)})
+	s.m.request(opDescribeTable, err)
+	var notFound *types.ResourceNotFoundException
+	switch {
+	case errors.As(err, &notFound):
+		if !s.cfg.CreateTableIfNotExists {
+			return fmt.Errorf("dynamo: table %q does not exist in region %s (create it with keys pk and sk, both strings, "+
+				"or set DYNAMODB_CREATE_TABLES_IF_NOT_EXISTS=true)", s.cfg.Table, s.region)
+		}
+		return s.createTable(ctx)
+	case err != nil:
+		return fmt.Errorf("dynamo: describe table %q in region %s: %w", s.cfg.Table, s.region, err)
+	}
+	return checkKeySchema(out.Table)
+}
+
+// checkKeySchema reports whether t has cairn's keys: pk (string, hash) and
+// sk (string, range).
+func checkKeySchema(t *types.TableDescription) error {
+	keys := map[string]types.KeyType{}
+	for _, k := range t.KeySchema {
+		keys[aws.ToString(k.AttributeName)] = k.KeyType
+	}
+	attrTypes := map[string]types.ScalarAttributeType{}
+	for _, a := range t.AttributeDefinitions {
+		attrTypes[aws.ToString(a.AttributeName)] = a.AttributeType
+	}
+	if len(keys) != 2 || keys["pk"] != types.KeyTypeHash || keys["sk"] != types.KeyTypeRange ||
+		attrTypes["pk"] != types.ScalarAttributeTypeS || attrTypes["sk"] != types.ScalarAttributeTypeS {
+		return fmt.Errorf("dynamo: table %q has key schema %v (attribute types %v); want hash key pk and range key sk, both strings",
+			aws.ToString(t.TableName), keys, attrTypes)
+	}
+	return nil
+}
+
+// createTable creates the table with on-demand capacity and waits until it
+// is active. A concurrent creation by another process is not an error.
+func (s *Store) createTable(ctx context.Context) error {
+	_, err := s.tbl.client.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName: aws.String(s.cfg.Table),
+		KeySchema: []types.KeySchemaElement{
+			{AttributeName: aws.String("pk"), KeyType: types.KeyTypeHash},
+			{AttributeName: aws.String("sk"), KeyType: types.KeyTypeRange},
+		},
+		AttributeDefinitions: []types.AttributeDefinition{
+			{AttributeName: aws.String("pk"), AttributeType: types.ScalarAttributeTypeS},
+			{AttributeName: aws.String("sk"), AttributeType: types.ScalarAttributeTypeS},
+		},
+		BillingMode: types.BillingModePayPerRequest,
+	})
+	s.m.request(opCreateTable, err)
+	var inUse *types.ResourceInUseException
+	if err != nil && !errors.As(err, &inUse) {
+		return fmt.Errorf("dynamo: create table %q in region %s: %w", s.cfg.Table, s.region, err)
+	}
+	if err == nil {
+		s.log.Info("dynamo table created", "region", s.region)
+	}
+	waiter := dynamodb.NewTableExistsWaiter(s.tbl.client, func(o *dynamodb.TableExistsWaiterOptions) {
+		o.MinDelay = 200 * time.Millisecond
+		o.MaxDelay = 5 * time.Second
+	})
+	out, err := waiter.WaitForOutput(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(s.cfg.Table)}, tableWaitTimeout)
+	if err != nil {
+		return fmt.Errorf("dynamo: wait for table %q in region %s to become active: %w", s.cfg.Table, s.region, err)
+	}
+	return checkKeySchema(out.Table)
+}

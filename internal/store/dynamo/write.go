@@ -1,0 +1,349 @@
+package dynamo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/cairnfs/cairn/internal/feature"
+	"github.com/cairnfs/cairn/internal/store"
+)
+
+const (
+	// maxFeaturesPerUpdate bounds the features of one UpdateItem, keeping
+	// its expressions under DynamoDB's limits of 4 KB and 300 operators.
+	maxFeaturesPerUpdate = 64
+	// maxPKLen is DynamoDB's limit on a partition key, in bytes.
+	maxPKLen = 2048
+)
+
+// entity is one entity's write, checked and encoded.
+type entity struct {
+	ns, key, pk string
+	feats       []featureWrite
+}
+
+// featureWrite is one feature value of an entity's write.
+type featureWrite struct {
+	fqn    string
+	id     string // short id, set once assigned
+	value  types.AttributeValue
+	micros int64 // observed-at
+}
+
+func (e *entity) String() string { return fmt.Sprintf("%s %q", e.ns, e.key) }
+
+// rejectf returns an error about e that wraps store.ErrRejected.
+func (e *entity) rejectf(format string, args ...any) error {
+	return fmt.Errorf("dynamo: entity %s: %w: %s", e, store.ErrRejected, fmt.Sprintf(format, args...))
+}
+
+// Write stores each entity's values, newest-wins per feature by observed-at.
+//
+// Each entity is one conditional UpdateItem (entities with more than 64
+// features take several, each atomic on its own): it sets every feature's
+// value and observed-at on the condition that no stored observed-at of those
+// features is newer. When the condition fails, the features whose stored
+// value is newer are dropped and the rest written again, until nothing is
+// left. Entities are written concurrently.
+//
+// Entities that can never be written (a value of the wrong type, an item
+// over 400 KB, anything DynamoDB refuses as invalid) are rejected without
+// affecting the others: if every failure is such a rejection, the error
+// wraps store.ErrRejected and names each entity; if any failure might pass
+// on retry, the error does not wrap store.ErrRejected, so that the caller
+// retries, which rewrites the other entities harmlessly.
+func (s *Store) Write(ctx context.Context, writes []store.EntityWrite) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	if len(writes) == 0 {
+		return nil
+	}
+	if err := s.names.ensureLoaded(ctx); err != nil {
+		return err
+	}
+
+	var rejected []error
+	entities := make([]*entity, 0, len(writes))
+	var fqns []string
+	seen := map[string]bool{}
+	for _, w := range writes {
+		e, err := prepare(w)
+		if err != nil {
+			rejected = append(rejected, err)
+			continue
+		}
+		if len(e.feats) == 0 {
+			continue
+		}
+		entities = append(entities, e)
+		for _, f := range e.feats {
+			if !seen[f.fqn] {
+				seen[f.fqn] = true
+				fqns = append(fqns, f.fqn)
+			}
+		}
+	}
+	ids, err := s.names.assign(ctx, fqns)
+	if err != nil {
+		return err
+	}
+	ready := entities[:0]
+	for _, e := range entities {
+		for i := range e.feats {
+			e.feats[i].id = ids[e.feats[i].fqn]
+		}
+		if size := ItemSize(e.item(e.feats)); size > MaxItemSize {
+			rejected = append(rejected, e.rejectf("item of %d bytes is over DynamoDB's limit of %d", size, MaxItemSize))
+			continue
+		}
+		ready = append(ready, e)
+	}
+
+	errs := make([]error, len(ready))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(writeConcurrency, len(ready)) {
+		wg.Go(func() {
+			for i := range next {
+				errs[i] = s.writeEntity(ctx, ready[i])
+			}
+		})
+	}
+	for i := range ready {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+
+	var failed []error
+	for _, err := range errs {
+		switch {
+		case err == nil:
+		case errors.Is(err, store.ErrRejected):
+			rejected = append(rejected, err)
+		default:
+			failed = append(failed, err)
+		}
+	}
+	if len(failed) > 0 {
+		err := errors.Join(failed...)
+		if len(rejected) > 0 {
+			// Not wrapped: the retryable failures must be retried.
+			err = fmt.Errorf("%w\n(and %d entities rejected: %v)", err, len(rejected), strings.ReplaceAll(errors.Join(rejected...).Error(), "\n", "; "))
+		}
+		return err
+	}
+	return errors.Join(rejected...)
+}
+
+// prepare checks and encodes one entity's write. Values for the same feature
+// are reduced to the newest (the later one on equal observed-at).
+func prepare(w store.EntityWrite) (*entity, error) {
+	if w.Namespace == nil {
+		return nil, fmt.Errorf("dynamo: entity %q: %w: no namespace", w.Key, store.ErrRejected)
+	}
+	e := &entity{ns: w.Namespace.Name, key: w.Key, pk: entityPK(w.Namespace.Name, w.Key)}
+	switch {
+	case w.Key == "":
+		return nil, e.rejectf("empty key")
+	case len(e.pk) > maxPKLen:
+		return nil, e.rejectf("partition key of %d bytes is over DynamoDB's limit of %d", len(e.pk), maxPKLen)
+	}
+	index := make(map[*feature.Feature]int, len(w.Values))
+	for _, v := range w.Values {
+		f := v.Feature
+		if f == nil {
+			return nil, e.rejectf("value without a feature")
+		}
+		if f.Namespace != w.Namespace {
+			return nil, e.rejectf("feature %s is not in namespace %s", f.FQN, w.Namespace.Name)
+		}
+		if err := feature.Check(f.Type, v.Value); err != nil {
+			return nil, e.rejectf("feature %s: %v", f.FQN, err)
+		}
+		av, err := encodeValue(f.Type, v.Value)
+		if err != nil {
+			return nil, e.rejectf("feature %s: %v", f.FQN, err)
+		}
+		fw := featureWrite{fqn: f.FQN, value: av, micros: feature.CanonicalTime(v.ObservedAt).UnixMicro()}
+		if i, dup := index[f]; dup {
+			if fw.micros >= e.feats[i].micros {
+				e.feats[i] = fw
+			}
+			continue
+		}
+		index[f] = len(e.feats)
+		e.feats = append(e.feats, fw)
+	}
+	return e, nil
+}
+
+// item returns the attributes an update of feats writes, keys included.
+func (e *entity) item(feats []featureWrite) map[string]types.AttributeValue {
+	item := make(map[string]types.AttributeValue, 2+2*len(feats))
+	item["pk"] = &types.AttributeValueMemberS{Value: e.pk}
+	item["sk"] = &types.AttributeValueMemberS{Value: entitySK}
+	for _, f := range feats {
+		item[f.id] = f.value
+		item[f.id+tsSuffix] = &types.AttributeValueMemberN{Value: strconv.FormatInt(f.micros, 10)}
+	}
+	return item
+}
+
+// writeEntity writes one entity, in chunks of at most maxFeaturesPerUpdate
+// features.
+func (s *Store) writeEntity(ctx context.Context, e *entity) error {
+	for pending := e.feats; len(pending) > 0; {
+		n := min(len(pending), maxFeaturesPerUpdate)
+		if err := s.writeChunk(ctx, e, pending[:n]); err != nil {
+			return err
+		}
+		pending = pending[n:]
+	}
+	return nil
+}
+
+// writeChunk writes feats of e newest-wins with conditional updates, dropping
+// the features whose stored value is newer each time the condition fails.
+func (s *Store) writeChunk(ctx context.Context, e *entity, feats []featureWrite) error {
+	// Every failed condition drops at least one feature, unless the item
+	// changed between the failure and the read of its timestamps; the
+	// bound only guards against a table that keeps changing that way.
+	maxRounds := len(feats) + 8
+	for round := 0; len(feats) > 0; round++ {
+		if round == maxRounds {
+			return fmt.Errorf("dynamo: entity %s: still conflicting after %d conditional updates", e, round)
+		}
+		written, old, err := s.update(ctx, e, feats)
+		if err != nil {
+			return err
+		}
+		if written {
+			return nil
+		}
+		keep := make([]featureWrite, 0, len(feats))
+		for _, f := range feats {
+			if s.storedNewer(e, f, old[f.id+tsSuffix]) {
+				s.m.staleSkipped.Inc()
+				continue
+			}
+			keep = append(keep, f)
+		}
+		feats = keep
+	}
+	return nil
+}
+
+// storedNewer reports whether a stored observed-at attribute beats f's.
+// Something other than a number there was not written by cairn; it is left
+// alone, as if newer.
+func (s *Store) storedNewer(e *entity, f featureWrite, stored types.AttributeValue) bool {
+	if stored == nil {
+		return false
+	}
+	n, ok := stored.(*types.AttributeValueMemberN)
+	if ok {
+		micros, err := strconv.ParseInt(n.Value, 10, 64)
+		if err == nil {
+			return micros > f.micros
+		}
+	}
+	s.log.Warn("observed-at attribute is not a microsecond count; feature not written",
+		"entity", e.String(), "feature", f.fqn, "attribute", f.id+tsSuffix)
+	return true
+}
+
+// update sends one conditional UpdateItem for feats and reports whether it
+// was written. When the condition fails, it returns the stored item instead
+// (empty if there is none).
+func (s *Store) update(ctx context.Context, e *entity, feats []featureWrite) (written bool, old map[string]types.AttributeValue, err error) {
+	names := make(map[string]string, 2*len(feats))
+	values := make(map[string]types.AttributeValue, 2*len(feats))
+	var set, cond strings.Builder
+	set.WriteString("SET ")
+	for i, f := range feats {
+		n := strconv.FormatInt(int64(i), 36)
+		v, t := "#v"+n, "#t"+n
+		names[v], names[t] = f.id, f.id+tsSuffix
+		values[":v"+n] = f.value
+		values[":t"+n] = &types.AttributeValueMemberN{Value: strconv.FormatInt(f.micros, 10)}
+		if i > 0 {
+			set.WriteString(", ")
+			cond.WriteString(" AND ")
+		}
+		fmt.Fprintf(&set, "%s = :v%s, %s = :t%s", v, n, t, n)
+		fmt.Fprintf(&cond, "(attribute_not_exists(%s) OR %s <= :t%s)", t, t, n)
+	}
+	_, err = s.tbl.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(s.cfg.Table),
+		Key: map[string]types.AttributeValue{
+			"pk": &types.AttributeValueMemberS{Value: e.pk},
+			"sk": &types.AttributeValueMemberS{Value: entitySK},
+		},
+		UpdateExpression:                    aws.String(set.String()),
+		ConditionExpression:                 aws.String(cond.String()),
+		ExpressionAttributeNames:            names,
+		ExpressionAttributeValues:           values,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
+	s.m.request(opUpdateItem, err)
+	// A write is charged by item size whether or not its condition holds.
+	s.m.writeUnits(max(1, (ItemSize(e.item(feats))+writeUnitBytes-1)/writeUnitBytes))
+	var ccf *types.ConditionalCheckFailedException
+	switch {
+	case err == nil:
+		return true, nil, nil
+	case errors.As(err, &ccf):
+		if ccf.Item != nil {
+			return false, ccf.Item, nil
+		}
+		// DynamoDB returns the stored item with the failure (moto 5 does
+		// too); an endpoint that does not is asked for it separately.
+		s.log.Debug("conditional check failure without the stored item; reading it", "entity", e.String())
+		old, err = s.readTimestamps(ctx, e, feats)
+		return false, old, err
+	case isValidation(err):
+		return false, nil, e.rejectf("update: %v", err)
+	}
+	return false, nil, fmt.Errorf("dynamo: entity %s: update %d features: %w", e, len(feats), err)
+}
+
+// readTimestamps reads the stored observed-at attributes of feats with a
+// strongly consistent GetItem; an absent item gives an empty map.
+func (s *Store) readTimestamps(ctx context.Context, e *entity, feats []featureWrite) (map[string]types.AttributeValue, error) {
+	names := make(map[string]string, len(feats))
+	parts := make([]string, len(feats))
+	for i, f := range feats {
+		n := "#t" + strconv.FormatInt(int64(i), 36)
+		names[n] = f.id + tsSuffix
+		parts[i] = n
+	}
+	out, err := s.tbl.client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: aws.String(s.cfg.Table),
+		Key: map[string]types.AttributeValue{
+			"pk": &types.AttributeValueMemberS{Value: e.pk},
+			"sk": &types.AttributeValueMemberS{Value: entitySK},
+		},
+		ProjectionExpression:     aws.String(strings.Join(parts, ", ")),
+		ExpressionAttributeNames: names,
+		ConsistentRead:           aws.Bool(true),
+	})
+	s.m.request(opGetItem, err)
+	if err != nil {
+		return nil, fmt.Errorf("dynamo: entity %s: read stored observed-at: %w", e, err)
+	}
+	s.m.readItem(out.Item, true)
+	if out.Item == nil {
+		return map[string]types.AttributeValue{}, nil
+	}
+	return out.Item, nil
+}
