@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cairnfs/cairn/internal/config"
+	"github.com/cairnfs/cairn/internal/feature"
+	"github.com/cairnfs/cairn/internal/queue"
+	"github.com/cairnfs/cairn/internal/store"
+	"github.com/cairnfs/cairn/internal/store/dynamo"
+	"github.com/cairnfs/cairn/internal/store/embedded"
+)
+
+// onlineStore is what the commands need of a store: the query engine reads
+// it, the writer writes it, and the command closes it.
+type onlineStore interface {
+	Read(ctx context.Context, ns *feature.Namespace, keys []string, feats []*feature.Feature) ([]store.Row, error)
+	Write(ctx context.Context, writes []store.EntityWrite) error
+	Close() error
+}
+
+// openStore opens the store a URI names. createTable makes a missing
+// DynamoDB table be created unless the environment says otherwise (`cairn
+// dev` sets it so that the demo runs against an empty local endpoint).
+func openStore(ctx context.Context, uri string, env *config.Env, createTable bool, reg prometheus.Registerer, log *slog.Logger) (onlineStore, error) {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return nil, fmt.Errorf("store URI %q: %w", uri, err)
+	}
+	switch u.Scheme {
+	case "embedded":
+		dir := u.Path
+		if u.Opaque != "" {
+			dir = u.Opaque
+		}
+		if u.Host != "" && u.Host != "localhost" {
+			dir = filepath.Join(u.Host, dir) // embedded://relative/dir
+		}
+		if dir == "" {
+			return nil, fmt.Errorf("store URI %q: no directory (want embedded:///path/to/dir)", uri)
+		}
+		return embedded.Open(dir, embedded.Options{Logger: log})
+	case dynamo.URIScheme:
+		cfg, err := dynamo.ParseURI(uri)
+		if err != nil {
+			return nil, err
+		}
+		cfg.MaxRetries = env.Int("DYNAMODB_MAX_RETRIES")
+		cfg.WarmupFQNMapping = env.Bool("DYNAMODB_WARMUP_FQN_MAPPING")
+		cfg.CreateTableIfNotExists = env.Bool("DYNAMODB_CREATE_TABLES_IF_NOT_EXISTS")
+		if _, fromEnv := env.Value("DYNAMODB_CREATE_TABLES_IF_NOT_EXISTS"); !fromEnv && createTable {
+			cfg.CreateTableIfNotExists = true
+		}
+		if err := env.Err(); err != nil {
+			return nil, err
+		}
+		return dynamo.Open(ctx, cfg, reg, log)
+	case "redis", "rediss", "valkey", "valkeys":
+		return nil, fmt.Errorf("store URI %q: the Valkey/Redis store is not available in this build yet", uri)
+	case "":
+		return nil, errors.New("no online store configured (--store or CAIRN_ONLINE_STORE): want embedded:///dir, dynamodb:///table?region=R or redis://host:port/db")
+	}
+	return nil, fmt.Errorf("store URI %q: unknown scheme %q (want embedded, dynamodb, redis, rediss, valkey or valkeys)", uri, u.Scheme)
+}
+
+// queueConfig reads the Kafka settings; brokers come from the flag.
+func queueConfig(env *config.Env, brokers []string) (queue.Config, error) {
+	c := queue.Config{
+		Brokers:         brokers,
+		TLS:             env.Bool("CAIRN_KAFKA_TLS"),
+		SASLMechanism:   strings.ToUpper(env.String("CAIRN_KAFKA_SASL_MECHANISM")),
+		SASLUser:        env.String("CAIRN_KAFKA_SASL_USERNAME"),
+		SASLPassword:    env.String("CAIRN_KAFKA_SASL_PASSWORD"),
+		PersistTopic:    env.String("CAIRN_KAFKA_PERSIST_TOPIC"),
+		MetricsTopic:    env.String("CAIRN_KAFKA_METRICS_TOPIC"),
+		DeadLetterTopic: env.String("CAIRN_KAFKA_DEAD_LETTER_TOPIC"),
+		WriterGroup:     env.String("CAIRN_KAFKA_WRITER_GROUP"),
+		ProduceTimeout:  env.Duration("CAIRN_KAFKA_PRODUCE_TIMEOUT"),
+		MaxRecordBytes:  env.Int("CAIRN_KAFKA_MAX_RECORD_BYTES"),
+	}
+	if err := env.Err(); err != nil {
+		return c, err
+	}
+	c.EnsureDefaults()
+	return c, c.Validate()
+}
