@@ -29,8 +29,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/cairnfs/cairn/internal/bloom"
 	"github.com/cairnfs/cairn/internal/feature"
 	"github.com/cairnfs/cairn/internal/queue"
 	"github.com/cairnfs/cairn/internal/store"
@@ -56,6 +58,12 @@ type Config struct {
 	// current batch before giving up on it (uncommitted, so redelivered).
 	// Default 30s.
 	DrainTimeout time.Duration
+	// FilterLease and FilterGroupPrefix must match the query servers'
+	// Bloom filter trackers (see package bloom): before writing a batch
+	// the writer waits until every live tracker has read past it.
+	// Defaults 10s and "cairn-bloom.".
+	FilterLease       time.Duration
+	FilterGroupPrefix string
 }
 
 // EnsureDefaults fills zero fields with their defaults.
@@ -98,6 +106,8 @@ type Writer struct {
 	cl    *kgo.Client
 	log   *slog.Logger
 	m     metrics
+
+	barrier *bloom.Barrier
 }
 
 type metrics struct {
@@ -132,7 +142,8 @@ func New(qcfg queue.Config, cfg Config, reg *feature.Registry, st Store, promReg
 	if err != nil {
 		return nil, fmt.Errorf("writer: new consumer: %w", err)
 	}
-	w := &Writer{cfg: cfg, qcfg: qcfg, reg: reg, store: st, cl: cl, log: log}
+	w := &Writer{cfg: cfg, qcfg: qcfg, reg: reg, store: st, cl: cl, log: log,
+		barrier: bloom.NewBarrier(kadm.NewClient(cl), qcfg.PersistTopic, cfg.FilterGroupPrefix, cfg.FilterLease, promReg, log)}
 	w.m = metrics{
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cairn_writer_records_total",
@@ -237,6 +248,17 @@ func (w *Writer) process(ctx context.Context, records []*kgo.Record) error {
 	}
 	if len(good) == 0 {
 		return nil
+	}
+	// Every live query server's Bloom filter must hold these keys before
+	// the store does.
+	ends := map[int32]int64{}
+	for _, d := range good {
+		if end := d.rec.Offset + 1; end > ends[d.rec.Partition] {
+			ends[d.rec.Partition] = end
+		}
+	}
+	if err := w.barrier.Wait(ctx, ends); err != nil {
+		return err
 	}
 	var all []store.EntityWrite
 	for _, d := range good {

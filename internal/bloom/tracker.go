@@ -1,0 +1,617 @@
+package bloom
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/cairnfs/cairn/internal/feature"
+	"github.com/cairnfs/cairn/internal/queue"
+)
+
+// Scanner lists the entity keys a store holds.
+type Scanner interface {
+	// ScanKeys calls fn with every key of ns stored when the scan starts
+	// (entities written during the scan may or may not be seen).
+	ScanKeys(ctx context.Context, ns *feature.Namespace, fn func(key string) error) error
+}
+
+// TrackerConfig configures a Tracker.
+type TrackerConfig struct {
+	// Specs lists the namespaces to filter. Required.
+	Specs []Spec
+	// Lease is how long writers wait for a tracker that stopped recording
+	// its position before ignoring it. The tracker stops answering "absent"
+	// after Lease/2 without recording. Writers and trackers must use the
+	// same value. Default 10s.
+	Lease time.Duration
+	// CommitInterval is how often an advanced position is recorded; it
+	// bounds the delay a tracker adds to writes. Default 20ms.
+	CommitInterval time.Duration
+	// GroupPrefix prefixes the consumer groups trackers record their
+	// positions in. Default "cairn-bloom.".
+	GroupPrefix string
+	// ID names this tracker; its group is GroupPrefix+ID. Default random.
+	ID string
+}
+
+// EnsureDefaults fills zero fields with their defaults.
+func (c *TrackerConfig) EnsureDefaults() {
+	if c.Lease == 0 {
+		c.Lease = 10 * time.Second
+	}
+	if c.CommitInterval == 0 {
+		c.CommitInterval = 20 * time.Millisecond
+	}
+	if c.GroupPrefix == "" {
+		c.GroupPrefix = DefaultGroupPrefix
+	}
+	if c.ID == "" {
+		c.ID = rand.Text()
+	}
+}
+
+// DefaultGroupPrefix is the default TrackerConfig.GroupPrefix.
+const DefaultGroupPrefix = "cairn-bloom."
+
+// Validate reports every problem with c.
+func (c *TrackerConfig) Validate(reg *feature.Registry) error {
+	var errs []error
+	if len(c.Specs) == 0 {
+		errs = append(errs, errors.New("bloom: no namespaces to filter"))
+	}
+	for _, s := range c.Specs {
+		if _, ok := reg.Namespace(s.Namespace); !ok {
+			errs = append(errs, fmt.Errorf("bloom: namespace %q is not in the registry", s.Namespace))
+		}
+	}
+	if c.Lease < time.Second {
+		errs = append(errs, fmt.Errorf("bloom: lease %v: want at least 1s", c.Lease))
+	}
+	if c.CommitInterval <= 0 || c.CommitInterval > c.Lease/8 {
+		errs = append(errs, fmt.Errorf("bloom: commit interval %v: want above 0 and at most lease/8", c.CommitInterval))
+	}
+	return errors.Join(errs...)
+}
+
+// nsState is one namespace's filters.
+type nsState struct {
+	ns   *feature.Namespace
+	spec Spec // current sizing; doubled by each rebuild
+	// cur answers queries once built; nil before.
+	cur atomic.Pointer[Filter]
+	// next is a filter being built (at start, or a larger one when cur
+	// saturates); every key read from the topic goes to it as well.
+	next       atomic.Pointer[Filter]
+	rebuilding atomic.Bool
+}
+
+// Tracker keeps a query server's filters complete. Run it for as long as
+// the server answers queries.
+type Tracker struct {
+	cfg     TrackerConfig
+	qcfg    queue.Config
+	scanner Scanner
+	log     *slog.Logger
+	group   string
+	nss     map[string]*nsState
+
+	start time.Time
+	// validUntil is the monotonic time (since start) until which "absent"
+	// answers may be given; 0 means not yet.
+	validUntil atomic.Int64
+
+	// mu orders adding keys against reading positions: a position is
+	// advanced only after the keys before it are in the filters.
+	mu       sync.Mutex
+	position map[int32]int64
+
+	m trackerMetrics
+}
+
+type trackerMetrics struct {
+	lookups   *prometheus.CounterVec
+	fill      *prometheus.GaugeVec
+	keys      *prometheus.GaugeVec
+	rebuilds  *prometheus.CounterVec
+	valid     prometheus.Gauge
+	commitErr prometheus.Counter
+}
+
+// NewTracker returns a tracker for the namespaces of cfg, reading the
+// persistence topic of qcfg and scanning sc.
+func NewTracker(cfg TrackerConfig, qcfg queue.Config, reg *feature.Registry, sc Scanner, promReg prometheus.Registerer, log *slog.Logger) (*Tracker, error) {
+	cfg.EnsureDefaults()
+	qcfg.EnsureDefaults()
+	if err := errors.Join(cfg.Validate(reg), qcfg.Validate()); err != nil {
+		return nil, err
+	}
+	t := &Tracker{cfg: cfg, qcfg: qcfg, scanner: sc, log: log, group: cfg.GroupPrefix + cfg.ID,
+		nss: map[string]*nsState{}, start: time.Now(), position: map[int32]int64{}}
+	for _, s := range cfg.Specs {
+		ns, _ := reg.Namespace(s.Namespace)
+		t.nss[s.Namespace] = &nsState{ns: ns, spec: s}
+	}
+	t.m = trackerMetrics{
+		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_bloom_lookups_total",
+			Help: "Filter lookups by namespace and answer (absent, maybe_present, unusable: filter not built or lease lapsed).",
+		}, []string{"namespace", "answer"}),
+		fill: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cairn_bloom_fill_ratio",
+			Help: "Fraction of the filter's bits set, by namespace.",
+		}, []string{"namespace"}),
+		keys: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cairn_bloom_keys",
+			Help: "Distinct keys added to the filter (estimated), by namespace.",
+		}, []string{"namespace"}),
+		rebuilds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_bloom_rebuilds_total",
+			Help: "Filters rebuilt twice as large after saturating, by namespace.",
+		}, []string{"namespace"}),
+		valid: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cairn_bloom_lease_valid",
+			Help: "1 while the tracker's lease is valid and it may answer absent, else 0.",
+		}),
+		commitErr: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cairn_bloom_position_commit_errors_total",
+			Help: "Failed attempts to record the tracker's position.",
+		}),
+	}
+	if promReg != nil {
+		promReg.MustRegister(t.m.lookups, t.m.fill, t.m.keys, t.m.rebuilds, t.m.valid, t.m.commitErr)
+	}
+	return t, nil
+}
+
+// Group returns the consumer group the tracker records its position in.
+func (t *Tracker) Group() string { return t.group }
+
+func (t *Tracker) mono() int64 { return int64(time.Since(t.start)) }
+
+// MayContain answers for key of namespace ns. usable is false when the
+// filter cannot be trusted right now (namespace not filtered, filter still
+// being built, lease lapsed): the caller must read the store. Otherwise
+// present false means the key is certainly not in the store.
+func (t *Tracker) MayContain(ns, key string) (present, usable bool) {
+	st := t.nss[ns]
+	if st == nil {
+		return true, false
+	}
+	f := st.cur.Load()
+	if f == nil || t.mono() >= t.validUntil.Load() {
+		t.m.lookups.WithLabelValues(ns, "unusable").Inc()
+		return true, false
+	}
+	present = f.MayContain(key)
+	if present {
+		t.m.lookups.WithLabelValues(ns, "maybe_present").Inc()
+	} else {
+		t.m.lookups.WithLabelValues(ns, "absent").Inc()
+	}
+	return present, true
+}
+
+// Run registers the tracker, builds the filters and follows the topic until
+// ctx ends; then it deletes its group so that writers stop waiting for it.
+func (t *Tracker) Run(ctx context.Context) error {
+	admCl, err := kgo.NewClient(t.qcfg.ClientOpts()...)
+	if err != nil {
+		return fmt.Errorf("bloom: connect: %w", err)
+	}
+	defer admCl.Close()
+	adm := kadm.NewClient(admCl)
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, err := adm.DeleteGroups(dctx, t.group); err != nil {
+			t.log.Warn("bloom: delete tracker group; writers ignore it after the lease", "group", t.group, "err", err)
+		}
+	}()
+
+	// 1. Where the writers are: everything before these offsets is in
+	// the store, so the scans below see it.
+	from, err := retry(ctx, t.log, "read writer offsets", func() (map[int32]int64, error) { return writerOffsets(ctx, adm, t.qcfg) })
+	if err != nil {
+		return err
+	}
+	// 2. Register: from now on writers wait for this tracker.
+	t.position = from
+	for _, st := range t.nss {
+		st.next.Store(NewFilter(st.spec))
+	}
+	var hb int64
+	if _, err := retry(ctx, t.log, "register", func() (struct{}, error) { hb++; return struct{}{}, t.commit(ctx, adm, hb) }); err != nil {
+		return err
+	}
+	t.log.Info("bloom: tracker registered", "group", t.group, "namespaces", len(t.nss))
+
+	// 3. Follow the topic from there, into the filters being built.
+	offsets := map[int32]kgo.Offset{}
+	for p, o := range from {
+		offsets[p] = kgo.NewOffset().At(o)
+	}
+	cl, err := kgo.NewClient(append(t.qcfg.ClientOpts(),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{t.qcfg.PersistTopic: offsets}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)
+	if err != nil {
+		return fmt.Errorf("bloom: consumer: %w", err)
+	}
+	defer cl.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2+len(t.nss))
+	go func() { errc <- t.consume(ctx, cl) }()
+	go func() { errc <- t.maintain(ctx, adm, cl, hb) }()
+	// 4. Scan the store into the filters being built.
+	for _, st := range t.nss {
+		st.rebuilding.Store(true)
+		go func() { errc <- t.build(ctx, adm, st, nil) }()
+	}
+	for range 2 + len(t.nss) {
+		if err := <-errc; err != nil && ctx.Err() == nil {
+			cancel()
+			return err
+		}
+	}
+	return nil
+}
+
+// consume reads the persistence topic, adding every key to the filters,
+// then advancing the position.
+func (t *Tracker) consume(ctx context.Context, cl *kgo.Client) error {
+	for {
+		fetches := cl.PollFetches(ctx)
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			return nil
+		}
+		fetches.EachError(func(topic string, p int32, err error) {
+			t.log.Warn("bloom: fetch", "topic", topic, "partition", p, "err", err)
+		})
+		t.mu.Lock()
+		fetches.EachRecord(func(r *kgo.Record) {
+			if rec, err := queue.DecodeRecord(r.Value); err == nil { // a record that does not decode is never written
+				for _, e := range rec.Entities {
+					if st := t.nss[e.Namespace]; st != nil {
+						if f := st.cur.Load(); f != nil {
+							f.Add(e.Key)
+						}
+						if f := st.next.Load(); f != nil {
+							f.Add(e.Key)
+						}
+					}
+				}
+			}
+			t.position[r.Partition] = r.Offset + 1
+		})
+		t.mu.Unlock()
+	}
+}
+
+// positions copies the current position.
+func (t *Tracker) positions() map[int32]int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[int32]int64, len(t.position))
+	for p, o := range t.position {
+		out[p] = o
+	}
+	return out
+}
+
+// commit records the position with heartbeat hb.
+func (t *Tracker) commit(ctx context.Context, adm *kadm.Client, hb int64) error {
+	var os kadm.Offsets
+	meta := strconv.FormatInt(hb, 10)
+	for p, o := range t.positions() {
+		os.Add(kadm.Offset{Topic: t.qcfg.PersistTopic, Partition: p, At: o, LeaderEpoch: -1, Metadata: meta})
+	}
+	cctx, cancel := context.WithTimeout(ctx, t.cfg.Lease/4)
+	defer cancel()
+	return adm.CommitAllOffsets(cctx, t.group, os)
+}
+
+// maintain records the position and renews the lease, picks up new
+// partitions, and starts rebuilds of saturated filters.
+func (t *Tracker) maintain(ctx context.Context, adm *kadm.Client, cl *kgo.Client, hb int64) error {
+	tick := time.NewTicker(t.cfg.CommitInterval)
+	defer tick.Stop()
+	var (
+		last       map[int32]int64
+		lastCommit time.Time
+		lastCheck  time.Time
+		resync     map[int32]int64 // end offsets to reach before answering again
+		lost       = true          // no valid lease yet
+	)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		now := time.Now()
+		pos := t.positions()
+		if now.Sub(lastCheck) >= t.cfg.Lease/4 {
+			lastCheck = now
+			t.checkPartitions(ctx, adm, cl)
+			t.maybeRebuild(ctx, adm)
+			t.observe()
+		}
+		if equalPositions(pos, last) && now.Sub(lastCommit) < t.cfg.Lease/4 && resync == nil {
+			continue
+		}
+		sent := t.mono()
+		hb++
+		if err := t.commit(ctx, adm, hb); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			t.m.commitErr.Inc()
+			t.log.Warn("bloom: recording position failed; the filter stops answering absent once the lease lapses", "err", err)
+			continue
+		}
+		last, lastCommit = pos, now
+		if t.mono() >= t.validUntil.Load() {
+			lost = true // a writer may have stopped waiting for this tracker
+		}
+		if lost && resync == nil {
+			// Writers that gave up on this tracker wrote only records
+			// already in the log; read up to its end before answering.
+			ends, err := endOffsets(ctx, adm, t.qcfg.PersistTopic)
+			if err != nil {
+				t.log.Warn("bloom: read end offsets", "err", err)
+				continue
+			}
+			resync = ends
+		}
+		if resync != nil {
+			if !reached(t.positions(), resync) {
+				continue
+			}
+			resync, lost = nil, false
+		}
+		t.validUntil.Store(sent + int64(t.cfg.Lease/2))
+	}
+}
+
+func (t *Tracker) observe() {
+	valid := 0.0
+	if t.mono() < t.validUntil.Load() {
+		valid = 1
+	}
+	t.m.valid.Set(valid)
+	for name, st := range t.nss {
+		if f := st.cur.Load(); f != nil {
+			t.m.fill.WithLabelValues(name).Set(f.FillRatio())
+			t.m.keys.WithLabelValues(name).Set(float64(f.Added()))
+		}
+	}
+}
+
+// checkPartitions starts consuming partitions added to the topic since,
+// from their first offset.
+func (t *Tracker) checkPartitions(ctx context.Context, adm *kadm.Client, cl *kgo.Client) {
+	starts, err := adm.ListStartOffsets(ctx, t.qcfg.PersistTopic)
+	if err != nil {
+		return
+	}
+	add := map[int32]kgo.Offset{}
+	t.mu.Lock()
+	starts.Each(func(o kadm.ListedOffset) {
+		if _, ok := t.position[o.Partition]; !ok && o.Err == nil {
+			t.position[o.Partition] = o.Offset
+			add[o.Partition] = kgo.NewOffset().At(o.Offset)
+		}
+	})
+	t.mu.Unlock()
+	if len(add) > 0 {
+		t.log.Info("bloom: following new partitions", "partitions", len(add))
+		cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{t.qcfg.PersistTopic: add})
+	}
+}
+
+// maybeRebuild starts a rebuild of every saturated filter.
+func (t *Tracker) maybeRebuild(ctx context.Context, adm *kadm.Client) {
+	for name, st := range t.nss {
+		f := st.cur.Load()
+		if f == nil || !f.Saturated() || !st.rebuilding.CompareAndSwap(false, true) {
+			continue
+		}
+		st.spec.ExpectedKeys *= 2
+		t.log.Info("bloom: filter saturated; rebuilding twice as large", "namespace", name, "keys", f.Added(), "expected_keys", st.spec.ExpectedKeys)
+		t.m.rebuilds.WithLabelValues(name).Inc()
+		// From here every key read from the topic also goes to next;
+		// pos is where that started.
+		t.mu.Lock()
+		st.next.Store(NewFilter(st.spec))
+		pos := make(map[int32]int64, len(t.position))
+		for p, o := range t.position {
+			pos[p] = o
+		}
+		t.mu.Unlock()
+		go func() {
+			if err := t.build(ctx, adm, st, pos); err != nil && ctx.Err() == nil {
+				t.log.Error("bloom: rebuild failed; keeping the saturated filter", "namespace", name, "err", err)
+				st.next.Store(nil)
+				st.rebuilding.Store(false)
+			}
+		}()
+	}
+}
+
+// build completes st.next and makes it current. Keys read from the topic
+// from pos on are added to next by consume; build adds the keys written
+// before the writers' committed offsets (from a scan) and those between
+// those offsets and pos (re-read from the topic). pos nil means the
+// initial build, where consume started at the writers' offsets.
+func (t *Tracker) build(ctx context.Context, adm *kadm.Client, st *nsState, pos map[int32]int64) error {
+	next := st.next.Load()
+	start := time.Now()
+	if pos != nil {
+		from, err := retry(ctx, t.log, "read writer offsets", func() (map[int32]int64, error) { return writerOffsets(ctx, adm, t.qcfg) })
+		if err != nil {
+			return err
+		}
+		if err := t.replay(ctx, st.ns.Name, next, from, pos); err != nil {
+			return err
+		}
+	}
+	n := 0
+	if err := t.scanner.ScanKeys(ctx, st.ns, func(key string) error { n++; next.Add(key); return nil }); err != nil {
+		return fmt.Errorf("bloom: scan %s: %w", st.ns.Name, err)
+	}
+	st.cur.Store(next)
+	st.next.Store(nil)
+	st.rebuilding.Store(false)
+	t.log.Info("bloom: filter built", "namespace", st.ns.Name, "scanned_keys", n, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// replay adds the keys of ns in [from, to) of every partition to f.
+func (t *Tracker) replay(ctx context.Context, ns string, f *Filter, from, to map[int32]int64) error {
+	offsets := map[int32]kgo.Offset{}
+	for p, end := range to {
+		if start, ok := from[p]; ok && start < end {
+			offsets[p] = kgo.NewOffset().At(start)
+		}
+	}
+	if len(offsets) == 0 {
+		return nil
+	}
+	cl, err := kgo.NewClient(append(t.qcfg.ClientOpts(),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{t.qcfg.PersistTopic: offsets}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)
+	if err != nil {
+		return fmt.Errorf("bloom: replay consumer: %w", err)
+	}
+	defer cl.Close()
+	for len(offsets) > 0 {
+		fetches := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			if _, wanted := offsets[r.Partition]; !wanted || r.Offset >= to[r.Partition] {
+				return
+			}
+			if rec, err := queue.DecodeRecord(r.Value); err == nil {
+				for _, e := range rec.Entities {
+					if e.Namespace == ns {
+						f.Add(e.Key)
+					}
+				}
+			}
+			if r.Offset+1 >= to[r.Partition] {
+				delete(offsets, r.Partition)
+				cl.PauseFetchPartitions(map[string][]int32{t.qcfg.PersistTopic: {r.Partition}})
+			}
+		})
+	}
+	return nil
+}
+
+// writerOffsets returns, per partition of the persistence topic, the
+// writers' committed offset, or the partition's first offset when they have
+// committed none.
+func writerOffsets(ctx context.Context, adm *kadm.Client, qcfg queue.Config) (map[int32]int64, error) {
+	starts, err := adm.ListStartOffsets(ctx, qcfg.PersistTopic)
+	if err != nil {
+		return nil, fmt.Errorf("list start offsets of %s: %w", qcfg.PersistTopic, err)
+	}
+	out := map[int32]int64{}
+	var errs []error
+	starts.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			errs = append(errs, o.Err)
+		}
+		out[o.Partition] = o.Offset
+	})
+	if len(out) == 0 {
+		errs = append(errs, fmt.Errorf("topic %s has no partitions", qcfg.PersistTopic))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	committed, err := adm.FetchOffsetsForTopics(ctx, qcfg.WriterGroup, qcfg.PersistTopic)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return out, nil // no writer has committed yet
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fetch offsets of group %s: %w", qcfg.WriterGroup, err)
+	}
+	committed.Each(func(o kadm.OffsetResponse) {
+		if o.Err == nil && o.At >= 0 && o.At > out[o.Partition] {
+			out[o.Partition] = o.At
+		}
+	})
+	return out, nil
+}
+
+func endOffsets(ctx context.Context, adm *kadm.Client, topic string) (map[int32]int64, error) {
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int32]int64{}
+	var errs []error
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			errs = append(errs, o.Err)
+		}
+		out[o.Partition] = o.Offset
+	})
+	return out, errors.Join(errs...)
+}
+
+// reached reports whether pos is at or past every offset of target.
+func reached(pos, target map[int32]int64) bool {
+	for p, o := range target {
+		if pos[p] < o {
+			return false
+		}
+	}
+	return true
+}
+
+func equalPositions(a, b map[int32]int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for p, o := range a {
+		if b[p] != o {
+			return false
+		}
+	}
+	return true
+}
+
+// retry calls fn until it succeeds or ctx ends, backing off up to 5s.
+func retry[T any](ctx context.Context, log *slog.Logger, what string, fn func() (T, error)) (T, error) {
+	d := 50 * time.Millisecond
+	for {
+		v, err := fn()
+		if err == nil {
+			return v, nil
+		}
+		log.Warn("bloom: "+what+" failed; retrying", "retry_in", d, "err", err)
+		select {
+		case <-ctx.Done():
+			var zero T
+			return zero, ctx.Err()
+		case <-time.After(d):
+		}
+		d = min(2*d, 5*time.Second)
+	}
+}
