@@ -54,7 +54,7 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 			fr.TS = f.ObservedAt.UTC().Format(feature.TimeLayout)
 		}
 		if req.IncludeMeta {
-			fr.Meta = map[string]any{"cache_hit": false}
+			fr.Meta = map[string]any{"cache_hit": f.CacheHit}
 		}
 		if f.Err != nil && !failed[f.Feature] {
 			failed[f.Feature] = true

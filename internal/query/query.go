@@ -42,6 +42,8 @@ type Field struct {
 	ObservedAt time.Time
 	// Err is set when the store could not be read; Value is then nil.
 	Err error
+	// CacheHit reports that the answer came from the query server's cache.
+	CacheHit bool
 }
 
 // Engine runs queries.
@@ -145,6 +147,7 @@ func (e *Engine) Query(ctx context.Context, req *Request) []Field {
 				default:
 					c := g.rows[i].Cells[j]
 					j++
+					fld.CacheHit = c.CacheHit
 					if !c.Found || c.Value == nil {
 						break
 					}

@@ -43,6 +43,10 @@ type EntityWrite struct {
 type Cell struct {
 	// Found reports whether a value (possibly null) is stored.
 	Found bool
+	// CacheHit reports that the cell was answered by the query server's
+	// cache (package cache) rather than by a read of the store. Backends
+	// never set it.
+	CacheHit bool
 	// Value is the stored value, canonical for the feature's type; nil when
 	// not found or stored as null.
 	Value any
