@@ -150,6 +150,7 @@ func Run(t *testing.T, open func(t *testing.T, name string) Store) {
 		{"Keys", s.testKeys},
 		{"Reopen", s.testReopen},
 		{"RejectsWrongType", s.testRejectsWrongType},
+		{"ScanKeys", s.testScanKeys},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, tc.fn)
@@ -941,5 +942,59 @@ func (s *suite) testRejectsWrongType(t *testing.T) {
 				t.Errorf("bad%d: read back a wrongly typed value %s: %v", i+1, show(c.Value), err)
 			}
 		}
+	}
+}
+
+// Scanner is implemented by stores that can list their entity keys, which
+// the Bloom filter of present keys is built from.
+type Scanner interface {
+	ScanKeys(ctx context.Context, ns *feature.Namespace, fn func(key string) error) error
+}
+
+func (s *suite) testScanKeys(t *testing.T) {
+	st := s.connect(t, s.newName(t))
+	sc, ok := st.Store.(Scanner)
+	if !ok {
+		t.Skip("this backend cannot list its keys (no ScanKeys): the Bloom filter cannot be used in front of it")
+	}
+	user, userX, merchant := s.ns(t, "user"), s.ns(t, "user_x"), s.ns(t, "merchant")
+	want := map[string]bool{}
+	var ws []store.EntityWrite
+	for i := range 300 {
+		k := fmt.Sprintf("u%03d", i)
+		if i%50 == 0 {
+			k += "\x00odd ü#"
+		}
+		want[k] = true
+		ws = append(ws, s.entity(t, user, k, at(i), "age", int64(i)))
+	}
+	ws = append(ws, s.entity(t, userX, "x1", at(1), "name", "other namespace"), s.entity(t, merchant, "7", at(1), "name", "m"))
+	write(t, st, ws...)
+
+	got := map[string]int{}
+	if err := sc.ScanKeys(context.Background(), user, func(k string) error { got[k]++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	for k := range want {
+		if got[k] != 1 {
+			t.Errorf("key %q listed %d times, want once", k, got[k])
+		}
+	}
+	for k := range got {
+		if !want[k] {
+			t.Errorf("key %q listed but never written to user", k)
+		}
+	}
+	stop := errors.New("stop")
+	n := 0
+	err := sc.ScanKeys(context.Background(), merchant, func(k string) error {
+		n++
+		if k != "7" {
+			t.Errorf("merchant key %q, want 7", k)
+		}
+		return stop
+	})
+	if !errors.Is(err, stop) || n != 1 {
+		t.Errorf("an error from fn must stop the scan and be returned: %v after %d keys", err, n)
 	}
 }
