@@ -1,8 +1,10 @@
 package dynamo
 
 import (
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseURI(t *testing.T) {
@@ -58,22 +60,89 @@ func TestParseURI(t *testing.T) {
 	}
 }
 
+// The defaults are the documented ones of the DYNAMODB_* knobs.
 func TestDefaultConfig(t *testing.T) {
+	procs := runtime.GOMAXPROCS(0)
+	want := Config{
+		NumClientThreads:                   2 * procs,
+		NumClientConnections:               2 * procs,
+		NumSerdeThreads:                    procs,
+		GetItemMinBatchSize:                10,
+		GetItemMinBatchConcurrency:         0, // follows NumClientThreads
+		EnableRequestRacing:                false,
+		RequestRacingWaitTime:              0,
+		CheckTSForBulkWrites:               true,
+		OnlyWriteNewerValues:               true,
+		TransactionWriteConflictMinRetry:   50 * time.Millisecond,
+		TransactionWriteConflictMaxRetries: 5,
+		AggregateUpdateCacheSize:           256,
+		MaxRetries:                         12,
+		RetryScaleFactor:                   10,
+		RequestTimeout:                     0,
+		WarmupFQNMapping:                   true,
+		CreateTableIfNotExists:             false,
+	}
+	if got := DefaultConfig(); got != want {
+		t.Errorf("DefaultConfig() =\n%+v\nwant\n%+v", got, want)
+	}
 	c := DefaultConfig()
-	if c.MaxRetries != 12 || !c.WarmupFQNMapping || c.CreateTableIfNotExists {
-		t.Errorf("defaults = %+v, want MaxRetries 12, warmup on, no table creation", c)
+	if got := c.batchConcurrency(); got != 2*procs {
+		t.Errorf("default batch concurrency %d, want NumClientThreads %d", got, 2*procs)
+	}
+	c.NumClientThreads = 32
+	if got := c.batchConcurrency(); got != 32 {
+		t.Errorf("batch concurrency %d after NumClientThreads = 32, want 32", got)
+	}
+	c.GetItemMinBatchConcurrency = 3
+	if got := c.batchConcurrency(); got != 3 {
+		t.Errorf("batch concurrency %d, want the 3 set", got)
+	}
+	c.Table = "features"
+	if err := c.Validate(); err != nil {
+		t.Errorf("defaults with a table do not validate: %v", err)
 	}
 }
 
 func TestValidateReportsEveryProblem(t *testing.T) {
-	c := Config{Region: "Nowhere", Endpoint: "nope", MaxRetries: -1}
+	c := Config{
+		Region: "Nowhere", Endpoint: "nope", MaxRetries: -1,
+		NumClientThreads: 0, NumClientConnections: -2, NumSerdeThreads: 0,
+		GetItemMinBatchSize: 101, GetItemMinBatchConcurrency: -1,
+		EnableRequestRacing:                true,
+		TransactionWriteConflictMinRetry:   -time.Millisecond,
+		TransactionWriteConflictMaxRetries: -1,
+		AggregateUpdateCacheSize:           -5,
+		RetryScaleFactor:                   0,
+		RequestTimeout:                     -time.Second,
+	}
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, want := range []string{"table is required", `region "Nowhere"`, `endpoint "nope"`, "max retries -1"} {
+	for _, want := range []string{
+		"table is required", `region "Nowhere"`, `endpoint "nope"`, "max retries -1",
+		"client threads 0 (DYNAMODB_NUM_CLIENT_THREADS)",
+		"client connections -2 (DYNAMODB_NUM_CLIENT_CONNECTIONS)",
+		"serde threads 0 (DYNAMODB_NUM_SERDE_THREADS)",
+		"get-item min batch size 101 (DYNAMODB_GETITEM_MIN_BATCH_SIZE): want 1 to 100",
+		"get-item min batch concurrency -1 (DYNAMODB_GETITEM_MIN_BATCH_CONCURRENCY)",
+		"DYNAMODB_ENABLE_REQUEST_RACING) without a wait time",
+		"DYNAMODB_TRANSACTION_WRITE_CONFLICT_MIN_RETRY_MILLIS",
+		"DYNAMODB_TRANSACTION_WRITE_CONFLICT_MAX_RETRIES",
+		"aggregate update cache size -5",
+		"retry scale factor 0 (DYNAMODB_RETRY_SCALE_FACTOR)",
+		"request timeout -1s (DYNAMODB_REQUEST_TIMEOUT_MS)",
+	} {
 		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not mention %q", err, want)
+			t.Errorf("error does not mention %q:\n%v", want, err)
 		}
+	}
+
+	c = DefaultConfig()
+	c.Table = "features"
+	c.EnableRequestRacing = true
+	c.RequestRacingWaitTime = 12 * time.Millisecond
+	if err := c.Validate(); err != nil {
+		t.Errorf("racing with a wait time: %v", err)
 	}
 }

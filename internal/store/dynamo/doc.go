@@ -81,24 +81,37 @@
 //
 // # Reads and writes
 //
-// Reads are eventually consistent BatchGetItem requests of at most 100 keys,
-// a few in flight at once, projected to the requested attributes; keys
-// DynamoDB leaves unprocessed are retried with capped, jittered backoff and
-// never answered as absent. An entity read costs one 4 KiB read unit (half,
-// being eventually consistent) as long as its item stays under 4 KiB.
+// Reads are eventually consistent BatchGetItem requests, projected to the
+// requested attributes, split into sub-batches of at most 100 keys (see
+// subBatches), several in flight at once, raced when EnableRequestRacing
+// is set (package hedge); keys DynamoDB leaves unprocessed are retried with
+// backoff and never answered as absent. An entity read costs half a 4 KiB
+// read unit as long as its item stays under 4 KiB.
 //
-// Each entity write is one UpdateItem setting every written feature's value
-// and observed-at, on condition that none of those features has a newer
-// stored observed-at. When the condition fails, DynamoDB returns the stored
-// item; the features it holds newer values of are dropped and the rest
-// written again. The result is newest-wins per feature, atomic per entity
-// (per 64 features for larger writes). An item over 400 KB is rejected
-// before any request. Throttling and 5xx errors are retried by the SDK up
-// to MaxRetries times.
+// A write of one entity is one UpdateItem setting every written feature's
+// value and observed-at, on condition (OnlyWriteNewerValues) that none of
+// those features has a newer stored observed-at. When the condition fails,
+// DynamoDB returns the stored item; the features it holds newer values of
+// are dropped and the rest written again. A write of several entities (the
+// bulk path) is TransactWriteItems requests of up to 100 entities with the
+// same guard (CheckTSForBulkWrites), cancellations being retried without
+// the stale features (see writeTransactions). The result is newest-wins per
+// feature, atomic per entity (per 64 features for larger writes). An item
+// over 400 KB is rejected before any request.
+//
+// # Client
+//
+// Requests go through the AWS SDK with cairn's transport (NumClientConnections),
+// a bound on the attempts in flight (NumClientThreads), a per-attempt timeout
+// (RequestTimeout), and retries of throttling, 5xx answers, timeouts and
+// dropped connections with capped, jittered exponential backoff
+// (MaxRetries, RetryScaleFactor; see retryReason and backoffDelay). Items
+// are encoded and decoded on a separate pool (NumSerdeThreads). The formulas
+// are written out in docs/dynamodb.md.
 //
 // # IAM
 //
 // The client needs dynamodb:DescribeTable, Query, GetItem, BatchGetItem,
-// PutItem and UpdateItem on the table, and CreateTable when it may create
-// it.
+// PutItem, UpdateItem and TransactWriteItems on the table, and CreateTable
+// when it may create it.
 package dynamo

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,8 +38,14 @@ var runID = func() string {
 	return hex.EncodeToString(b[:])
 }()
 
-// tableName returns a table name unique to this run and label.
-func tableName(label string) string { return "cairn-dt-" + runID + "-" + label }
+// tables counts the tables named, so that each call of tableName (each
+// run of a test under -count) gets a table of its own.
+var tables atomic.Int64
+
+// tableName returns a table name unique to this call, with label in it.
+func tableName(label string) string {
+	return fmt.Sprintf("cairn-dt-%s-%d-%s", runID, tables.Add(1), label)
+}
 
 // testConfig returns a Config for table on the test server, creating it.
 func testConfig(t testing.TB, table string) Config {
@@ -151,10 +158,19 @@ func mappingItems(t testing.TB, c *dynamodb.Client, table string) map[string]str
 }
 
 // Two processes meeting the same new features at once must agree on one id
-// per feature.
+// per feature, whether they load the mapping at start or on first use.
 func TestFeatureIDRace(t *testing.T) {
+	for _, warmup := range []bool{true, false} {
+		t.Run(fmt.Sprintf("warmup=%v", warmup), func(t *testing.T) {
+			testFeatureIDRace(t, warmup)
+		})
+	}
+}
+
+func testFeatureIDRace(t *testing.T, warmup bool) {
 	reg, ns := registry(t)
-	cfg := testConfig(t, tableName("idrace"))
+	cfg := testConfig(t, tableName(fmt.Sprintf("idrace-%v", warmup)))
+	cfg.WarmupFQNMapping = warmup
 	const clients = 4
 	stores := make([]*Store, clients)
 	for i := range stores {
@@ -550,7 +566,9 @@ func TestUndecodableIsNotFound(t *testing.T) {
 // Reads of many keys go out in sub-batches of at most 100.
 func TestReadBatches(t *testing.T) {
 	reg, ns := registry(t)
-	s := open(t, testConfig(t, tableName("batches")))
+	cfg := testConfig(t, tableName("batches"))
+	cfg.GetItemMinBatchConcurrency = 2
+	s := open(t, cfg)
 	age := feat(t, reg, "user.age")
 	var ws []store.EntityWrite
 	for i := range 30 {
@@ -576,7 +594,7 @@ func TestReadBatches(t *testing.T) {
 		}
 	}
 	if n := counterValue(t, s.m.requests.WithLabelValues(opBatchGetItem, "ok")) - batchesBefore; n != 3 {
-		t.Errorf("%v BatchGetItem requests for 250 keys, want 3", n)
+		t.Errorf("%v BatchGetItem requests for 250 keys at concurrency 2, want 3", n)
 	}
 	// 30 items under 4 KiB and 220 absent keys, eventually consistent.
 	if n := counterValue(t, s.m.readUnits) - unitsBefore; n != 125 {
@@ -681,4 +699,14 @@ func TestWideEntity(t *testing.T) {
 	if got := counterValue(t, s.m.requests.WithLabelValues(opUpdateItem, "ok")); got < 3 {
 		t.Errorf("%v updates, want at least 3 for %d features", got, n)
 	}
+}
+
+// gaugeValue returns a gauge's current value.
+func gaugeValue(t testing.TB, g prometheus.Gauge) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetGauge().GetValue()
 }

@@ -129,7 +129,7 @@ func (n *names) loadLocked(ctx context.Context) error {
 			}
 			byFQN[fqn] = id
 		}
-		n.tbl.m.readBytes(size, true)
+		n.tbl.m.readQuery(size, strong)
 		if len(out.LastEvaluatedKey) == 0 {
 			break
 		}
@@ -293,7 +293,7 @@ func (n *names) readIDs(ctx context.Context, fqns []string) error {
 		for i, fqn := range batch {
 			keys[i] = itemKey(mappingPK, fqn)
 		}
-		items, err := n.tbl.batchGet(ctx, keys, nil, true)
+		items, err := n.tbl.batchGet(ctx, keys, nil, strong)
 		if err != nil {
 			return fmt.Errorf("dynamo: read feature-name mapping: %w", err)
 		}
@@ -344,7 +344,7 @@ func (n *names) put(ctx context.Context, fqn, id string) (string, error) {
 		ConditionExpression: aws.String("attribute_not_exists(pk)"),
 	})
 	n.tbl.m.request(opPutItem, err)
-	n.tbl.m.writeUnits(1)
+	n.tbl.m.writeUnitsN(1)
 	var lost *types.ConditionalCheckFailedException
 	switch {
 	case errors.As(err, &lost):
@@ -373,7 +373,7 @@ func (n *names) readID(ctx context.Context, fqn string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("dynamo: feature %q: read id mapping: %w", fqn, err)
 	}
-	n.tbl.m.readItem(out.Item, true)
+	n.tbl.m.readItem(out.Item, strong)
 	if out.Item == nil {
 		return "", nil
 	}
@@ -399,7 +399,7 @@ func (n *names) addToCounter(ctx context.Context, k int) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("dynamo: increment feature id counter: %w", err)
 	}
-	n.tbl.m.writeUnits(1)
+	n.tbl.m.writeUnitsN(1)
 	v, ok := out.Attributes[counterAttr].(*types.AttributeValueMemberN)
 	if !ok {
 		return 0, fmt.Errorf("dynamo: feature id counter in table %q is not a number", n.tbl.name)

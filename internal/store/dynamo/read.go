@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/cairnfs/cairn/internal/feature"
+	"github.com/cairnfs/cairn/internal/hedge"
 	"github.com/cairnfs/cairn/internal/store"
 )
 
@@ -29,10 +29,12 @@ func entityPK(ns, key string) string { return ns + "#" + key }
 // Read returns one Row per key, aligned with keys, each with one Cell per
 // feature of feats, which must all belong to ns.
 //
-// Items are read with eventually consistent BatchGetItem requests of at most
-// 100 keys, several in flight at once, projected to the requested features.
-// A stored value that does not decode as its feature's type is answered as
-// not found, and counted in cairn_dynamo_undecodable_values_total.
+// Items are read with eventually consistent BatchGetItem requests,
+// projected to the requested features, in sub-batches (see subBatches) run
+// concurrently and raced when Config.EnableRequestRacing is set. Each
+// sub-batch's items are decoded as they arrive, on the serde pool. A stored
+// value that does not decode as its feature's type is answered as not
+// found, and counted in cairn_dynamo_undecodable_values_total.
 func (s *Store) Read(ctx context.Context, ns *feature.Namespace, keys []string, feats []*feature.Feature) ([]store.Row, error) {
 	if s.closed.Load() {
 		return nil, errClosed
@@ -65,41 +67,84 @@ func (s *Store) Read(ctx context.Context, ns *feature.Namespace, keys []string, 
 		}
 		rowsOf[pk] = append(rowsOf[pk], i)
 	}
+	d := &rowDecoder{s: s, rows: rows, rowsOf: rowsOf, feats: feats}
 
-	ids := s.names.lookup(fqns)
+	d.ids = s.names.lookup(fqns)
+	if !slices.Contains(d.ids, "") {
+		// Decode each sub-batch as it arrives. Sub-batches hold distinct
+		// keys, so they fill distinct rows.
+		if err := s.readBatches(ctx, pks, newProjection(d.ids), d.decode); err != nil {
+			return nil, fmt.Errorf("dynamo: read %d %s keys: %w", len(keys), ns.Name, err)
+		}
+		return rows, nil
+	}
+
 	// A feature without an id was never written by any process that this
 	// one has heard of. The items tell whether one has been since: read them
 	// whole, and if they hold attributes with ids unknown here, reload the
-	// mapping. Reading whole items costs no more capacity: DynamoDB charges
-	// for the item, not for the projection.
-	complete := !slices.Contains(ids, "")
-	var proj *projection
-	if complete {
-		proj = newProjection(ids)
-	}
-	items, err := s.batchGet(ctx, pks, proj)
+	// mapping before decoding. Reading whole items costs no more capacity:
+	// DynamoDB charges for the item, not for the projection.
+	var (
+		mu  sync.Mutex
+		all [][]map[string]types.AttributeValue
+	)
+	err := s.readBatches(ctx, pks, nil, func(_ context.Context, items []map[string]types.AttributeValue) error {
+		mu.Lock()
+		defer mu.Unlock()
+		all = append(all, items)
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("dynamo: read %d %s keys: %w", len(keys), ns.Name, err)
 	}
-	if !complete {
-		var unknown []string
+	var unknown []string
+	for _, items := range all {
 		for _, item := range items {
 			unknown = s.names.unknownAttrs(unknown, item)
 		}
-		if len(unknown) > 0 {
-			if err := s.names.resolve(ctx, unknown); err != nil {
-				return nil, err
-			}
-			ids = s.names.lookup(fqns)
-		}
 	}
-
-	for pk, item := range items {
-		for _, i := range rowsOf[pk] {
-			s.decodeRow(&rows[i], pk, item, feats, ids)
+	if len(unknown) > 0 {
+		if err := s.names.resolve(ctx, unknown); err != nil {
+			return nil, err
+		}
+		d.ids = s.names.lookup(fqns)
+	}
+	for _, items := range all {
+		if err := d.decode(ctx, items); err != nil {
+			return nil, fmt.Errorf("dynamo: read %d %s keys: %w", len(keys), ns.Name, err)
 		}
 	}
 	return rows, nil
+}
+
+// rowDecoder fills the rows of a Read from the items read.
+type rowDecoder struct {
+	s      *Store
+	rows   []store.Row
+	rowsOf map[string][]int // partition key → rows
+	feats  []*feature.Feature
+	ids    []string // short id of each feature, "" for none
+}
+
+// decode fills the rows of items, holding a slot of the serde pool.
+func (d *rowDecoder) decode(ctx context.Context, items []map[string]types.AttributeValue) error {
+	var err error
+	poolErr := d.s.serde.do(ctx, func() {
+		for _, item := range items {
+			pk, ok := item["pk"].(*types.AttributeValueMemberS)
+			if !ok {
+				err = errors.New("batch get: item without a string pk")
+				return
+			}
+			for _, i := range d.rowsOf[pk.Value] {
+				d.s.decodeRow(&d.rows[i], pk.Value, item, d.feats, d.ids)
+			}
+		}
+	})
+	if poolErr != nil {
+		return poolErr
+	}
+	return err
 }
 
 // decodeRow fills row from an entity's item.
@@ -165,17 +210,58 @@ func newProjection(ids []string) *projection {
 	return p
 }
 
-// batchGet reads the items with the given partition keys, in sub-batches of
-// at most batchGetMaxKeys run concurrently, and returns them by partition
-// key. Absent items are absent from the map.
-func (s *Store) batchGet(ctx context.Context, pks []string, proj *projection) (map[string]map[string]types.AttributeValue, error) {
+// subBatches returns the sizes of the BatchGetItem sub-batches of a read
+// of n distinct keys, given the minimum batch size b and the concurrency c
+// (Config.GetItemMinBatchSize and the effective
+// GetItemMinBatchConcurrency):
+//
+//	k     = max(⌈n/100⌉, min(c, ⌊n/b⌋), 1)   sub-batches
+//	sizes = ⌈n/k⌉ for the first n mod k, ⌊n/k⌋ for the others
+//
+// at most c of them in flight at once. So a read is split into as many
+// sub-batches as may run at once, but none under b keys (unless n is) and
+// none over DynamoDB's 100; a read of over 100 × c keys takes more than c
+// sub-batches, queued. The one exception: when b is over 50, the 100-key
+// limit can force sub-batches under b (150 keys with b = 90 are two
+// batches of 75).
+func subBatches(n, b, c int) []int {
+	if n <= 0 {
+		return nil
+	}
+	k := max((n+batchGetMaxKeys-1)/batchGetMaxKeys, min(c, n/max(b, 1)), 1)
+	sizes := make([]int, k)
+	for i := range sizes {
+		sizes[i] = n / k
+		if i < n%k {
+			sizes[i]++
+		}
+	}
+	return sizes
+}
+
+// readBatches reads the entity items with the given partition keys in the
+// sub-batches of subBatches, at most the effective
+// GetItemMinBatchConcurrency at once, and passes each sub-batch's items to
+// each as they arrive (concurrently). The first failure cancels the rest.
+func (s *Store) readBatches(ctx context.Context, pks []string, proj *projection,
+	each func(ctx context.Context, items []map[string]types.AttributeValue) error,
+) error {
+	concurrency := s.cfg.batchConcurrency()
 	var batches [][]string
-	for len(pks) > 0 {
-		n := min(len(pks), batchGetMaxKeys)
+	for _, n := range subBatches(len(pks), s.cfg.GetItemMinBatchSize, concurrency) {
 		batches = append(batches, pks[:n])
 		pks = pks[n:]
 	}
-	results := make([][]map[string]types.AttributeValue, len(batches))
+	run := func(ctx context.Context, pks []string) error {
+		items, err := s.getBatch(ctx, pks, proj)
+		if err != nil {
+			return err
+		}
+		return each(ctx, items)
+	}
+	if len(batches) == 1 {
+		return run(ctx, batches[0])
+	}
 
 	batchCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -183,13 +269,12 @@ func (s *Store) batchGet(ctx context.Context, pks []string, proj *projection) (m
 		failOnce sync.Once
 		failure  error
 	)
-	next := make(chan int)
+	next := make(chan []string)
 	var wg sync.WaitGroup
-	for range min(readConcurrency, len(batches)) {
+	for range min(concurrency, len(batches)) {
 		wg.Go(func() {
-			for i := range next {
-				var err error
-				if results[i], err = s.getBatch(batchCtx, batches[i], proj); err != nil {
+			for b := range next {
+				if err := run(batchCtx, b); err != nil {
 					// The read fails: keep the first cause, stop the rest.
 					failOnce.Do(func() { failure = err; cancel() })
 				}
@@ -197,9 +282,9 @@ func (s *Store) batchGet(ctx context.Context, pks []string, proj *projection) (m
 		})
 	}
 feed:
-	for i := range batches {
+	for _, b := range batches {
 		select {
-		case next <- i:
+		case next <- b:
 		case <-batchCtx.Done():
 			break feed
 		}
@@ -207,56 +292,26 @@ feed:
 	close(next)
 	wg.Wait()
 	if failure != nil {
-		return nil, failure
+		return failure
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("batch get: %w", err) // some sub-batches may not have run
+		return fmt.Errorf("batch get: %w", err) // some sub-batches may not have run
 	}
-
-	out := make(map[string]map[string]types.AttributeValue)
-	for _, items := range results {
-		for _, item := range items {
-			pk, ok := item["pk"].(*types.AttributeValueMemberS)
-			if !ok {
-				return nil, errors.New("batch get: item without a string pk")
-			}
-			out[pk.Value] = item
-		}
-	}
-	return out, nil
+	return nil
 }
 
 // getBatch reads up to batchGetMaxKeys entity items, eventually
-// consistent.
+// consistent, racing the request when racing is enabled.
 func (s *Store) getBatch(ctx context.Context, pks []string, proj *projection) ([]map[string]types.AttributeValue, error) {
 	keys := make([]map[string]types.AttributeValue, len(pks))
 	for i, pk := range pks {
 		keys[i] = itemKey(pk, entitySK)
 	}
-	return s.tbl.batchGet(ctx, keys, proj, false)
-}
-
-// backoff returns a full-jitter exponential delay for the given attempt
-// (0 for the first retry), capped at max.
-func backoff(attempt int, min, max time.Duration) time.Duration {
-	d := max
-	if attempt < 30 {
-		d = min << attempt
+	get := func(ctx context.Context) ([]map[string]types.AttributeValue, error) {
+		return s.tbl.batchGet(ctx, keys, proj, eventual)
 	}
-	if d > max || d <= 0 {
-		d = max
+	if s.hedger == nil {
+		return get(ctx)
 	}
-	return rand.N(d) + 1
-}
-
-// sleep waits for d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return hedge.Do(ctx, s.hedger, get)
 }

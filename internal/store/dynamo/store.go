@@ -6,31 +6,20 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"runtime"
 	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cairnfs/cairn/internal/hedge"
 )
 
-// Limits of the first cut; later they become knobs of Config.
 const (
 	// batchGetMaxKeys is the protocol's limit on keys per BatchGetItem.
 	batchGetMaxKeys = 100
-	// readConcurrency bounds the sub-batches of one Read in flight at once.
-	readConcurrency = 4
-	// writeConcurrency bounds the entities of one Write in flight at once.
-	writeConcurrency = 8
-	// maxRetryBackoff caps the SDK's exponential backoff between retries.
-	maxRetryBackoff = 20 * time.Second
 	// tableWaitTimeout bounds the wait for a created table to become active.
 	tableWaitTimeout = 2 * time.Minute
 )
@@ -46,9 +35,14 @@ type Store struct {
 	tbl       *table
 	transport *http.Transport
 	names     *names
-	m         *metrics
-	log       *slog.Logger
-	closed    atomic.Bool
+	// serde bounds the goroutines encoding and decoding items
+	// (Config.NumSerdeThreads).
+	serde semaphore
+	// hedger races read sub-batches; nil unless EnableRequestRacing.
+	hedger *hedge.Hedger
+	m      *metrics
+	log    *slog.Logger
+	closed atomic.Bool
 }
 
 // Open connects to the table cfg names, checks (or, with
@@ -66,51 +60,21 @@ func Open(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.
 	if err != nil {
 		return nil, err
 	}
-
-	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
-		t.MaxIdleConnsPerHost = max(awshttp.DefaultHTTPTransportMaxIdleConnsPerHost, 2*runtime.GOMAXPROCS(0))
-	})
-	opts := []func(*config.LoadOptions) error{
-		config.WithHTTPClient(httpClient),
-		config.WithRetryer(func() aws.Retryer {
-			r := retry.NewStandard(func(o *retry.StandardOptions) {
-				o.MaxAttempts = cfg.MaxRetries + 1
-				o.MaxBackoff = maxRetryBackoff
-				// Throttling is absorbed by backing off, never by
-				// failing fast once a client-side retry quota is spent.
-				o.RateLimiter = ratelimit.None
-			})
-			return countingRetryer{RetryerV2: r, retries: m.retries}
-		}),
-	}
-	if cfg.Region != "" {
-		opts = append(opts, config.WithRegion(cfg.Region))
-	}
-	if cfg.Endpoint != "" && !envHasCredentials() {
-		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("test", "test", "")))
-	}
-	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	client, transport, region, err := newClient(ctx, cfg, m)
 	if err != nil {
 		m.unregister(reg)
-		return nil, fmt.Errorf("dynamo: load AWS configuration: %w", err)
+		return nil, err
 	}
-	if awsCfg.Region == "" {
-		m.unregister(reg)
-		return nil, fmt.Errorf("dynamo: table %q: no AWS region; set region= in the store URI or AWS_REGION", cfg.Table)
-	}
-	client := dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) {
-		if cfg.Endpoint != "" {
-			o.BaseEndpoint = aws.String(cfg.Endpoint)
-		}
-	})
 
-	tbl := &table{name: cfg.Table, client: client, m: m, maxStalled: cfg.MaxRetries}
+	tbl := &table{name: cfg.Table, client: client, m: m, maxStalled: cfg.MaxRetries,
+		retryBase: time.Duration(cfg.RetryScaleFactor) * time.Millisecond}
 	s := &Store{
 		cfg:       cfg,
-		region:    awsCfg.Region,
+		region:    region,
 		tbl:       tbl,
-		transport: httpClient.GetTransport(),
+		transport: transport,
 		names:     newNames(tbl),
+		serde:     newSemaphore(cfg.NumSerdeThreads),
 		m:         m,
 		log:       log.With("component", "dynamo", "table", cfg.Table),
 	}
@@ -127,23 +91,31 @@ func Open(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.
 			return fail(err)
 		}
 	}
+	if cfg.EnableRequestRacing {
+		// Last, so that a failed Open leaves nothing registered.
+		s.hedger, err = hedge.New("dynamo_batch_get", hedge.Config{
+			Wait:        cfg.RequestRacingWaitTime,
+			MaxInFlight: maxHedges(cfg),
+		}, reg)
+		if err != nil {
+			return fail(err)
+		}
+	}
+	if cfg.NumClientConnections < cfg.NumClientThreads {
+		s.log.Warn("fewer connections than client threads: requests will wait for a connection",
+			"DYNAMODB_NUM_CLIENT_CONNECTIONS", cfg.NumClientConnections, "DYNAMODB_NUM_CLIENT_THREADS", cfg.NumClientThreads)
+	}
 	s.log.Info("dynamo store open", "region", s.region, "endpoint", cfg.Endpoint,
-		"mapped_features", s.names.size(), "warmup", cfg.WarmupFQNMapping)
+		"mapped_features", s.names.size(), "warmup", cfg.WarmupFQNMapping,
+		"client_threads", cfg.NumClientThreads, "connections", cfg.NumClientConnections, "serde_threads", cfg.NumSerdeThreads,
+		"request_racing", cfg.EnableRequestRacing)
 	return s, nil
 }
 
-// envHasCredentials reports whether the environment gives the AWS SDK any
-// credentials of its own: access keys, a web identity, container
-// credentials or a named profile.
-func envHasCredentials() bool {
-	env, err := config.NewEnvConfig()
-	if err != nil {
-		return false
-	}
-	return env.Credentials.HasKeys() || env.WebIdentityTokenFilePath != "" ||
-		env.ContainerCredentialsEndpoint != "" || env.ContainerCredentialsRelativePath != "" ||
-		env.SharedConfigProfile != ""
-}
+// maxHedges bounds the raced read sub-batches in flight at once: half the
+// client threads, so that racing never takes more than half the request
+// slots from first sends, however slow DynamoDB gets.
+func maxHedges(cfg Config) int { return max(1, cfg.NumClientThreads/2) }
 
 // Close releases the Store's connections. Data written stays in the table.
 // Calls after Close fail.

@@ -45,20 +45,30 @@ func (e *entity) rejectf(format string, args ...any) error {
 	return fmt.Errorf("dynamo: entity %s: %w: %s", e, store.ErrRejected, fmt.Sprintf(format, args...))
 }
 
-// Write stores each entity's values, newest-wins per feature by observed-at.
+// Write stores each entity's values, newest-wins per feature by
+// observed-at.
 //
-// Each entity is one conditional UpdateItem (entities with more than 64
-// features take several, each atomic on its own): it sets every feature's
-// value and observed-at on the condition that no stored observed-at of those
-// features is newer. When the condition fails, the features whose stored
-// value is newer are dropped and the rest written again, until nothing is
-// left. Entities are written concurrently.
+// A call writing one entity sends one UpdateItem (entities with more than
+// 64 features take several, each atomic on its own). With
+// Config.OnlyWriteNewerValues (the default) it is conditional: it sets
+// every feature's value and observed-at on the condition that no stored
+// observed-at of those features is newer, and when the condition fails,
+// the features whose stored value is newer are dropped (using the stored
+// item DynamoDB returns with the failure) and the rest written again,
+// until nothing is left. Without it, the update is unconditional.
 //
-// Entities that can never be written (a value of the wrong type, an item
-// over 400 KB, anything DynamoDB refuses as invalid) are rejected without
-// affecting the others: if every failure is such a rejection, the error
-// wraps store.ErrRejected and names each entity; if any failure might pass
-// on retry, the error does not wrap store.ErrRejected, so that the caller
+// A call writing more than one entity (the persistence writer's batches)
+// is the bulk path: with Config.CheckTSForBulkWrites (the default),
+// TransactWriteItems requests of up to 100 entities, each guarded per
+// feature the same way (see writeTransactions); without it, unconditional
+// UpdateItems, entities written concurrently.
+//
+// Values are encoded on the serde pool. Entities that can never be written
+// (a value of the wrong type or an item over 400 KB, both found before any
+// request, or anything DynamoDB refuses as invalid) are rejected without
+// affecting the others: if every failure is such a rejection, the error wraps
+// store.ErrRejected and names each entity; if any failure might pass on
+// retry, the error does not wrap store.ErrRejected, so that the caller
 // retries, which rewrites the other entities harmlessly.
 func (s *Store) Write(ctx context.Context, writes []store.EntityWrite) error {
 	if s.closed.Load() {
@@ -71,20 +81,13 @@ func (s *Store) Write(ctx context.Context, writes []store.EntityWrite) error {
 		return err
 	}
 
-	var rejected []error
-	entities := make([]*entity, 0, len(writes))
+	entities, rejected, err := s.prepareAll(ctx, writes)
+	if err != nil {
+		return err
+	}
 	var fqns []string
 	seen := map[string]bool{}
-	for _, w := range writes {
-		e, err := prepare(w)
-		if err != nil {
-			rejected = append(rejected, err)
-			continue
-		}
-		if len(e.feats) == 0 {
-			continue
-		}
-		entities = append(entities, e)
+	for _, e := range entities {
 		for _, f := range e.feats {
 			if !seen[f.fqn] {
 				seen[f.fqn] = true
@@ -108,21 +111,19 @@ func (s *Store) Write(ctx context.Context, writes []store.EntityWrite) error {
 		ready = append(ready, e)
 	}
 
-	errs := make([]error, len(ready))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(writeConcurrency, len(ready)) {
-		wg.Go(func() {
-			for i := range next {
-				errs[i] = s.writeEntity(ctx, ready[i])
-			}
+	var errs []error // one per ready entity
+	switch {
+	case len(ready) == 0:
+	case len(ready) == 1:
+		errs = []error{s.writeEntity(ctx, ready[0], s.cfg.OnlyWriteNewerValues)}
+	case s.cfg.CheckTSForBulkWrites:
+		errs = s.writeTransactions(ctx, ready)
+	default:
+		errs = make([]error, len(ready))
+		parallel(len(ready), s.cfg.NumClientThreads, func(i int) {
+			errs[i] = s.writeEntity(ctx, ready[i], false)
 		})
 	}
-	for i := range ready {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
 
 	var failed []error
 	for _, err := range errs {
@@ -143,6 +144,63 @@ func (s *Store) Write(ctx context.Context, writes []store.EntityWrite) error {
 		return err
 	}
 	return errors.Join(rejected...)
+}
+
+// prepareChunk is how many entities one serde goroutine encodes at a time.
+const prepareChunk = 64
+
+// prepareAll checks and encodes writes on the serde pool, in chunks run
+// concurrently. It returns the entities with something to write, in order,
+// and the rejections; err is set only when ctx ended first.
+func (s *Store) prepareAll(ctx context.Context, writes []store.EntityWrite) (entities []*entity, rejected []error, err error) {
+	prepared := make([]*entity, len(writes))
+	errs := make([]error, len(writes))
+	chunks := (len(writes) + prepareChunk - 1) / prepareChunk
+	poolErrs := make([]error, chunks)
+	parallel(chunks, s.cfg.NumSerdeThreads, func(c int) {
+		poolErrs[c] = s.serde.do(ctx, func() {
+			for i := c * prepareChunk; i < min(len(writes), (c+1)*prepareChunk); i++ {
+				prepared[i], errs[i] = prepare(writes[i])
+			}
+		})
+	})
+	if err := errors.Join(poolErrs...); err != nil {
+		return nil, nil, fmt.Errorf("dynamo: encode %d entities: %w", len(writes), err)
+	}
+	for i, e := range prepared {
+		switch {
+		case errs[i] != nil:
+			rejected = append(rejected, errs[i])
+		case len(e.feats) > 0:
+			entities = append(entities, e)
+		}
+	}
+	return entities, rejected, nil
+}
+
+// parallel runs fn(i) for every i in [0, n) on at most workers goroutines,
+// and returns when all have returned.
+func parallel(n, workers int, fn func(i int)) {
+	if n <= 1 || workers <= 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(workers, n) {
+		wg.Go(func() {
+			for i := range next {
+				fn(i)
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 }
 
 // prepare checks and encodes one entity's write. Values for the same feature
@@ -200,11 +258,11 @@ func (e *entity) item(feats []featureWrite) map[string]types.AttributeValue {
 }
 
 // writeEntity writes one entity, in chunks of at most maxFeaturesPerUpdate
-// features.
-func (s *Store) writeEntity(ctx context.Context, e *entity) error {
+// features, guarded per feature or not.
+func (s *Store) writeEntity(ctx context.Context, e *entity, guard bool) error {
 	for pending := e.feats; len(pending) > 0; {
 		n := min(len(pending), maxFeaturesPerUpdate)
-		if err := s.writeChunk(ctx, e, pending[:n]); err != nil {
+		if err := s.writeChunk(ctx, e, pending[:n], guard); err != nil {
 			return err
 		}
 		pending = pending[n:]
@@ -212,35 +270,67 @@ func (s *Store) writeEntity(ctx context.Context, e *entity) error {
 	return nil
 }
 
-// writeChunk writes feats of e newest-wins with conditional updates, dropping
-// the features whose stored value is newer each time the condition fails.
-func (s *Store) writeChunk(ctx context.Context, e *entity, feats []featureWrite) error {
+// writeChunk writes feats of e with UpdateItem. Guarded, it drops the
+// features whose stored value is newer each time the condition fails. A
+// transaction conflict (a bulk write holding the item) is retried with the
+// conflict backoff.
+func (s *Store) writeChunk(ctx context.Context, e *entity, feats []featureWrite, guard bool) error {
 	// Every failed condition drops at least one feature, unless the item
 	// changed between the failure and the read of its timestamps; the
 	// bound only guards against a table that keeps changing that way.
 	maxRounds := len(feats) + 8
-	for round := 0; len(feats) > 0; round++ {
-		if round == maxRounds {
-			return fmt.Errorf("dynamo: entity %s: still conflicting after %d conditional updates", e, round)
+	conflicts := 0
+	for rounds := 0; len(feats) > 0; {
+		written, old, err := s.update(ctx, e, feats, guard)
+		if isTransactionConflict(err) {
+			if err := s.afterConflict(ctx, opUpdateItem, &conflicts, err); err != nil {
+				return err
+			}
+			continue
 		}
-		written, old, err := s.update(ctx, e, feats)
 		if err != nil {
 			return err
 		}
 		if written {
 			return nil
 		}
-		keep := make([]featureWrite, 0, len(feats))
-		for _, f := range feats {
-			if s.storedNewer(e, f, old[f.id+tsSuffix]) {
-				s.m.staleSkipped.Inc()
-				continue
-			}
-			keep = append(keep, f)
+		if rounds++; rounds == maxRounds {
+			return fmt.Errorf("dynamo: entity %s: still conflicting after %d conditional updates", e, rounds)
 		}
-		feats = keep
+		feats = s.dropStale(e, feats, old)
 	}
 	return nil
+}
+
+// afterConflict waits before retry *n+1 of a write that failed with a
+// transaction conflict (err), with backoffDelay of base
+// TransactionWriteConflictMinRetry, or returns the error once
+// TransactionWriteConflictMaxRetries retries are spent.
+func (s *Store) afterConflict(ctx context.Context, op string, n *int, err error) error {
+	if *n >= s.cfg.TransactionWriteConflictMaxRetries {
+		return fmt.Errorf("dynamo: %s: transaction conflict persists after %d retries (DYNAMODB_TRANSACTION_WRITE_CONFLICT_MAX_RETRIES): %w",
+			op, *n, err)
+	}
+	*n++
+	s.m.retries.WithLabelValues(op, reasonConflict).Inc()
+	if err := sleep(ctx, jitteredBackoff(s.cfg.TransactionWriteConflictMinRetry, *n)); err != nil {
+		return fmt.Errorf("dynamo: %s: waiting out a transaction conflict: %w", op, err)
+	}
+	return nil
+}
+
+// dropStale returns the features of feats whose stored observed-at, in
+// old (the item as stored), is not newer, counting the others.
+func (s *Store) dropStale(e *entity, feats []featureWrite, old map[string]types.AttributeValue) []featureWrite {
+	keep := make([]featureWrite, 0, len(feats))
+	for _, f := range feats {
+		if s.storedNewer(e, f, old[f.id+tsSuffix]) {
+			s.m.staleSkipped.Inc()
+			continue
+		}
+		keep = append(keep, f)
+	}
+	return keep
 }
 
 // storedNewer reports whether a stored observed-at attribute beats f's.
@@ -262,20 +352,30 @@ func (s *Store) storedNewer(e *entity, f featureWrite, stored types.AttributeVal
 	return true
 }
 
-// update sends one conditional UpdateItem for feats and reports whether it
-// was written. When the condition fails, it returns the stored item instead
-// (empty if there is none).
-func (s *Store) update(ctx context.Context, e *entity, feats []featureWrite) (written bool, old map[string]types.AttributeValue, err error) {
-	names := make(map[string]string, 2*len(feats))
-	values := make(map[string]types.AttributeValue, 2*len(feats))
+// updateExpr is the expressions of an update of some features of an
+// entity.
+type updateExpr struct {
+	set    string
+	cond   string // empty when unguarded
+	names  map[string]string
+	values map[string]types.AttributeValue
+}
+
+// newUpdateExpr sets every feature's value and observed-at; guarded, on
+// condition that none of those features has a newer stored observed-at.
+func newUpdateExpr(feats []featureWrite, guard bool) updateExpr {
+	x := updateExpr{
+		names:  make(map[string]string, 2*len(feats)),
+		values: make(map[string]types.AttributeValue, 2*len(feats)),
+	}
 	var set, cond strings.Builder
 	set.WriteString("SET ")
 	for i, f := range feats {
 		n := strconv.FormatInt(int64(i), 36)
 		v, t := "#v"+n, "#t"+n
-		names[v], names[t] = f.id, f.id+tsSuffix
-		values[":v"+n] = f.value
-		values[":t"+n] = &types.AttributeValueMemberN{Value: strconv.FormatInt(f.micros, 10)}
+		x.names[v], x.names[t] = f.id, f.id+tsSuffix
+		x.values[":v"+n] = f.value
+		x.values[":t"+n] = &types.AttributeValueMemberN{Value: strconv.FormatInt(f.micros, 10)}
 		if i > 0 {
 			set.WriteString(", ")
 			cond.WriteString(" AND ")
@@ -283,21 +383,33 @@ func (s *Store) update(ctx context.Context, e *entity, feats []featureWrite) (wr
 		fmt.Fprintf(&set, "%s = :v%s, %s = :t%s", v, n, t, n)
 		fmt.Fprintf(&cond, "(attribute_not_exists(%s) OR %s <= :t%s)", t, t, n)
 	}
-	_, err = s.tbl.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName: aws.String(s.cfg.Table),
-		Key: map[string]types.AttributeValue{
-			"pk": &types.AttributeValueMemberS{Value: e.pk},
-			"sk": &types.AttributeValueMemberS{Value: entitySK},
-		},
-		UpdateExpression:                    aws.String(set.String()),
-		ConditionExpression:                 aws.String(cond.String()),
-		ExpressionAttributeNames:            names,
-		ExpressionAttributeValues:           values,
-		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-	})
+	x.set = set.String()
+	if guard {
+		x.cond = cond.String()
+	}
+	return x
+}
+
+// update sends one UpdateItem for feats and reports whether it was
+// written. Guarded, when the condition fails, it returns the stored item
+// instead (empty if there is none).
+func (s *Store) update(ctx context.Context, e *entity, feats []featureWrite, guard bool) (written bool, old map[string]types.AttributeValue, err error) {
+	x := newUpdateExpr(feats, guard)
+	in := &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(s.cfg.Table),
+		Key:                       itemKey(e.pk, entitySK),
+		UpdateExpression:          aws.String(x.set),
+		ExpressionAttributeNames:  x.names,
+		ExpressionAttributeValues: x.values,
+	}
+	if guard {
+		in.ConditionExpression = aws.String(x.cond)
+		in.ReturnValuesOnConditionCheckFailure = types.ReturnValuesOnConditionCheckFailureAllOld
+	}
+	_, err = s.tbl.client.UpdateItem(ctx, in)
 	s.m.request(opUpdateItem, err)
 	// A write is charged by item size whether or not its condition holds.
-	s.m.writeUnits(max(1, (ItemSize(e.item(feats))+writeUnitBytes-1)/writeUnitBytes))
+	s.m.writeItem(e.item(feats), false)
 	var ccf *types.ConditionalCheckFailedException
 	switch {
 	case err == nil:
@@ -341,7 +453,7 @@ func (s *Store) readTimestamps(ctx context.Context, e *entity, feats []featureWr
 	if err != nil {
 		return nil, fmt.Errorf("dynamo: entity %s: read stored observed-at: %w", e, err)
 	}
-	s.m.readItem(out.Item, true)
+	s.m.readItem(out.Item, strong)
 	if out.Item == nil {
 		return map[string]types.AttributeValue{}, nil
 	}
