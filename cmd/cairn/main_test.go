@@ -21,12 +21,18 @@ import (
 // function that interrupts it and waits for a clean exit.
 func dev(t *testing.T, dataDir string, extra ...string) (string, func()) {
 	t.Helper()
+	return devEnv(t, dataDir, nil, extra...)
+}
+
+// devEnv is dev with environment variables.
+func devEnv(t *testing.T, dataDir string, env map[string]string, extra ...string) (string, func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	args := append([]string{"dev", "--data-dir", dataDir, "--addr", "127.0.0.1:0", "--features", "../../examples/features.yaml", "--log-level", "warn"}, extra...)
 	done := make(chan error, 1)
 	go func() {
-		err := run(ctx, args, config.FromMap(nil), io.Discard, pw)
+		err := run(ctx, args, config.FromMap(env), io.Discard, pw)
 		pw.CloseWithError(io.EOF)
 		done <- err
 	}()
@@ -170,5 +176,45 @@ func TestDevOnDynamoDB(t *testing.T) {
 	defer stop()
 	if got := ageOf(t, base, "d1"); fmt.Sprint(got) != "44" {
 		t.Errorf("after restart d1 age = %v", got)
+	}
+}
+
+// With the read-path accelerators on, a repeated query is answered from the
+// cache and an unknown entity without a store read.
+func TestDevWithCacheAndBloomFilter(t *testing.T) {
+	base, stop := devEnv(t, t.TempDir(), map[string]string{
+		"DYNAMODB_CACHED_NAMESPACES": `[{"namespace": "user", "ttl_seconds": 60}]`,
+		"CAIRN_BLOOM_NAMESPACES":     `[{"namespace": "user", "expected_keys": 1000}]`,
+		// Polling for the upload must not cache "absent" for a minute.
+		"DYNAMODB_LRU_CACHE_CACHE_MISSES": "false",
+	})
+	defer stop()
+	if code, body := post(t, base+"/v1/upload_features", `{"inputs": {"user.id": "c1", "user.age": 7}}`); code != 202 {
+		t.Fatalf("upload: %d %s", code, body)
+	}
+	waitAge(t, base, "c1", 7)
+	_, body := post(t, base+"/v1/query/online", `{"inputs": {"user.id": "c1"}, "outputs": ["user.age"], "include_meta": true}`)
+	if !strings.Contains(body, `"cache_hit":true`) {
+		t.Errorf("repeated query not answered from the cache: %s", body)
+	}
+	// Absent keys: once the filter is built, answered without store reads.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for i := range 20 {
+			ageOf(t, base, fmt.Sprintf("nobody-%d", i))
+		}
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(m), `cairn_bloom_reads_skipped_total{namespace="user"}`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no read was ever skipped by the Bloom filter:\n%s", m)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

@@ -52,6 +52,7 @@ func runRoles(ctx context.Context, r roles) error {
 		MaxBatchRecords: r.env.Int("CAIRN_WRITER_MAX_BATCH_RECORDS"),
 		MaxBackoff:      r.env.Duration("CAIRN_WRITER_MAX_BACKOFF"),
 		DrainTimeout:    shutdownTimeout,
+		FilterLease:     r.env.Duration("CAIRN_BLOOM_LEASE"),
 	}
 	if err := r.env.Err(); err != nil {
 		return err
@@ -63,14 +64,18 @@ func runRoles(ctx context.Context, r roles) error {
 		producer *queue.Producer
 		w        *writer.Writer
 		ln       net.Listener
+		rp       readPath
 	)
 	if r.serve {
 		var err error
+		if rp, err = buildReadPath(r.env, r.reg, r.store, r.qcfg, r.prom, r.log); err != nil {
+			return err
+		}
 		if producer, err = queue.NewProducer(r.qcfg, r.prom, r.log); err != nil {
 			return err
 		}
 		defer producer.Close()
-		engine := query.NewEngine(r.store, r.prom, nil)
+		engine := query.NewEngine(rp.reader, r.prom, nil)
 		server, err = api.New(api.Config{MaxBodyBytes: maxBody}, r.reg, engine, producer, r.prom, r.prom, r.log)
 		if err != nil {
 			return err
@@ -96,6 +101,14 @@ func runRoles(ctx context.Context, r roles) error {
 	} else {
 		writerDone <- nil
 	}
+	trackerCtx, stopTracker := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopTracker()
+	trackerDone := make(chan error, 1)
+	if rp.tracker != nil {
+		go func() { trackerDone <- rp.tracker.Run(trackerCtx) }()
+	} else {
+		defer close(trackerDone)
+	}
 	httpDone := make(chan error, 1)
 	if srv != nil {
 		go func() { httpDone <- srv.Serve(ln) }()
@@ -116,6 +129,11 @@ func runRoles(ctx context.Context, r roles) error {
 		if err != nil {
 			runErr = fmt.Errorf("writer: %w", err)
 		}
+	case err := <-trackerDone:
+		trackerDone <- err
+		if err != nil {
+			runErr = fmt.Errorf("bloom filter: %w", err)
+		}
 	}
 	r.log.Info("shutting down")
 
@@ -127,6 +145,14 @@ func runRoles(ctx context.Context, r roles) error {
 			r.log.Warn("http shutdown", "err", err)
 		}
 		cancel()
+	}
+	// The Bloom filter tracker goes with the HTTP server: it deletes its
+	// group so that writers stop waiting for it.
+	stopTracker()
+	if rp.tracker != nil {
+		if err := <-trackerDone; err != nil && runErr == nil {
+			runErr = fmt.Errorf("bloom filter: %w", err)
+		}
 	}
 	// 2. Flush the producer (query metrics still buffered).
 	if producer != nil {

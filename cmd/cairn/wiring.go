@@ -49,18 +49,12 @@ func openStore(ctx context.Context, uri string, env *config.Env, createTable boo
 		}
 		return embedded.Open(dir, embedded.Options{Logger: log})
 	case dynamo.URIScheme:
-		cfg, err := dynamo.ParseURI(uri)
+		cfg, err := dynamoConfig(env, uri)
 		if err != nil {
 			return nil, err
 		}
-		cfg.MaxRetries = env.Int("DYNAMODB_MAX_RETRIES")
-		cfg.WarmupFQNMapping = env.Bool("DYNAMODB_WARMUP_FQN_MAPPING")
-		cfg.CreateTableIfNotExists = env.Bool("DYNAMODB_CREATE_TABLES_IF_NOT_EXISTS")
 		if _, fromEnv := env.Value("DYNAMODB_CREATE_TABLES_IF_NOT_EXISTS"); !fromEnv && createTable {
 			cfg.CreateTableIfNotExists = true
-		}
-		if err := env.Err(); err != nil {
-			return nil, err
 		}
 		return dynamo.Open(ctx, cfg, reg, log)
 	case "redis", "rediss", "valkey", "valkeys":
@@ -69,6 +63,40 @@ func openStore(ctx context.Context, uri string, env *config.Env, createTable boo
 		return nil, errors.New("no online store configured (--store or CAIRN_ONLINE_STORE): want embedded:///dir, dynamodb:///table?region=R or redis://host:port/db")
 	}
 	return nil, fmt.Errorf("store URI %q: unknown scheme %q (want embedded, dynamodb, redis, rediss, valkey or valkeys)", uri, u.Scheme)
+}
+
+// dynamoConfig returns the DynamoDB store's configuration: the table,
+// region and endpoint from the store URI, every DYNAMODB_* knob of the store
+// from env. Every problem, in the URI, in a knob's syntax or in its value,
+// is reported in one error.
+func dynamoConfig(env *config.Env, uri string) (dynamo.Config, error) {
+	cfg, uriErr := dynamo.ParseURI(uri)
+	if uriErr != nil {
+		cfg = dynamo.DefaultConfig() // still read the knobs, to report their problems too
+	}
+	cfg.NumClientThreads = env.Int("DYNAMODB_NUM_CLIENT_THREADS")
+	cfg.NumClientConnections = env.Int("DYNAMODB_NUM_CLIENT_CONNECTIONS")
+	cfg.NumSerdeThreads = env.Int("DYNAMODB_NUM_SERDE_THREADS")
+	cfg.GetItemMinBatchSize = env.Int("DYNAMODB_GETITEM_MIN_BATCH_SIZE")
+	cfg.GetItemMinBatchConcurrency = env.Int("DYNAMODB_GETITEM_MIN_BATCH_CONCURRENCY")
+	cfg.EnableRequestRacing = env.Bool("DYNAMODB_ENABLE_REQUEST_RACING")
+	cfg.RequestRacingWaitTime, _ = env.Millis("DYNAMODB_REQUEST_RACING_WAIT_TIME")
+	cfg.CheckTSForBulkWrites = env.Bool("DYNAMODB_CHECK_TS_FOR_BULK_WRITES")
+	cfg.OnlyWriteNewerValues = env.Bool("DYNAMODB_ONLY_WRITE_NEWER_VALUES")
+	if d, ok := env.Millis("DYNAMODB_TRANSACTION_WRITE_CONFLICT_MIN_RETRY_MILLIS"); ok {
+		cfg.TransactionWriteConflictMinRetry = d
+	}
+	cfg.TransactionWriteConflictMaxRetries = env.Int("DYNAMODB_TRANSACTION_WRITE_CONFLICT_MAX_RETRIES")
+	cfg.AggregateUpdateCacheSize = env.Int("DYNAMODB_AGGREGATE_UPDATE_CACHE_SIZE")
+	cfg.MaxRetries = env.Int("DYNAMODB_MAX_RETRIES")
+	cfg.RetryScaleFactor = env.Int("DYNAMODB_RETRY_SCALE_FACTOR")
+	cfg.RequestTimeout, _ = env.Millis("DYNAMODB_REQUEST_TIMEOUT_MS")
+	cfg.WarmupFQNMapping = env.Bool("DYNAMODB_WARMUP_FQN_MAPPING")
+	cfg.CreateTableIfNotExists = env.Bool("DYNAMODB_CREATE_TABLES_IF_NOT_EXISTS")
+	if uriErr != nil {
+		return cfg, errors.Join(uriErr, env.Err())
+	}
+	return cfg, errors.Join(env.Err(), cfg.Validate())
 }
 
 // queueConfig reads the Kafka settings; brokers come from the flag.

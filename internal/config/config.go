@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -18,11 +20,31 @@ import (
 
 // Knob is one configuration setting read from the environment.
 type Knob struct {
-	Name    string
+	Name string
+	// Default is the value used when the variable is unset or empty. For
+	// a computed default it describes the computation, as in
+	// "2 × GOMAXPROCS".
 	Default string
 	Doc     string
 	// Secret knobs are redacted when printed.
 	Secret bool
+	// Computed, when set, computes the default's value (Default then only
+	// describes it).
+	Computed func(e *Env) string
+}
+
+// twiceProcs and procs compute the defaults described as "2 × GOMAXPROCS"
+// and "GOMAXPROCS".
+func twiceProcs(*Env) string { return strconv.Itoa(2 * runtime.GOMAXPROCS(0)) }
+func procs(*Env) string      { return strconv.Itoa(runtime.GOMAXPROCS(0)) }
+
+// clientThreads computes the default "DYNAMODB_NUM_CLIENT_THREADS": that
+// knob's effective value. (It cannot go through Value, which reads Knobs.)
+func clientThreads(e *Env) string {
+	if v, ok := e.lookup("DYNAMODB_NUM_CLIENT_THREADS"); ok && v != "" {
+		return v
+	}
+	return twiceProcs(e)
 }
 
 // Knobs lists every environment variable cairn reads.
@@ -53,7 +75,48 @@ var Knobs = []Knob{
 	{Name: "CAIRN_WRITER_MAX_BATCH_RECORDS", Default: "1000", Doc: "Most records the writer coalesces into one store write."},
 	{Name: "CAIRN_WRITER_MAX_BACKOFF", Default: "30s", Doc: "Longest pause between the writer's attempts at a failing store write."},
 
-	{Name: "DYNAMODB_MAX_RETRIES", Default: "12", Doc: "Retries of throttled or transient DynamoDB errors per request."},
+	// The DynamoDB online store (docs/dynamodb.md), and the read-path
+	// accelerators in front of any store that keep their DYNAMODB_* names.
+	{Name: "CAIRN_BLOOM_NAMESPACES", Doc: `Bloom filters of present keys, per namespace: JSON [{"namespace": "user", "expected_keys": 1000000, "false_positive_rate": 0.01}] (docs/bloom.md). Unset: no filters.`},
+	{Name: "CAIRN_BLOOM_LEASE", Default: "10s", Doc: "How long writers wait for a query server whose filter stopped reporting its position; that server stops answering from its filter after half of it. Query servers and writers must agree."},
+
+	{Name: "DYNAMODB_NUM_CLIENT_THREADS", Default: "2 × GOMAXPROCS", Computed: twiceProcs,
+		Doc: "Most DynamoDB requests in flight at once (BatchGetItem, TransactWriteItems, UpdateItem, ...); an attempt holds a slot while on the wire, not while it backs off."},
+	{Name: "DYNAMODB_NUM_CLIENT_CONNECTIONS", Default: "2 × GOMAXPROCS", Computed: twiceProcs,
+		Doc: "HTTP connections to DynamoDB: most open, and most kept idle. Equal to or slightly above DYNAMODB_NUM_CLIENT_THREADS."},
+	{Name: "DYNAMODB_NUM_SERDE_THREADS", Default: "GOMAXPROCS", Computed: procs,
+		Doc: "Goroutines encoding and decoding items at once; this CPU work never holds a client thread."},
+	{Name: "DYNAMODB_GETITEM_MIN_BATCH_SIZE", Default: "10",
+		Doc: "Fewest keys per BatchGetItem sub-batch of a read (unless the read has fewer); 1 to 100, the protocol's limit."},
+	{Name: "DYNAMODB_GETITEM_MIN_BATCH_CONCURRENCY", Default: "DYNAMODB_NUM_CLIENT_THREADS",
+		Computed: clientThreads,
+		Doc:      "Most sub-batches of one read in flight at once; lower it when many queries run concurrently, so each takes fewer, larger batches."},
+	{Name: "DYNAMODB_CACHED_NAMESPACES",
+		Doc: `Per-namespace LRU cache in front of the online store, JSON: [{"namespace": "user", "ttl_seconds": 86400, "max_lru_size": 10000}] (max_lru_size optional; without it the cache is unbounded). A cached read may be stale by up to ttl_seconds.`},
+	{Name: "DYNAMODB_LRU_CACHE_CACHE_MISSES", Default: "true",
+		Doc: "The namespace cache also remembers entities found absent; false reads the store again on every miss."},
+	{Name: "DYNAMODB_BLOOM_FILTER_DEBUG_MODE", Default: "false",
+		Doc: "Read the store even when the Bloom filter answers, and count disagreements; forgoes the filter's savings."},
+	{Name: "DYNAMODB_ENABLE_REQUEST_RACING", Default: "false",
+		Doc: "Send a read sub-batch again when it is unanswered after DYNAMODB_REQUEST_RACING_WAIT_TIME; the first answer wins, the other is cancelled. Requires the wait time."},
+	{Name: "DYNAMODB_REQUEST_RACING_WAIT_TIME",
+		Doc: "Milliseconds a read sub-batch runs before it is raced; about the p95 of BatchGetItem latency (cairn_dynamo_request_duration_seconds)."},
+	{Name: "DYNAMODB_CHECK_TS_FOR_BULK_WRITES", Default: "true",
+		Doc: "Writes of several entities are transactions that skip values older than the stored ones (2× write units); false writes them unconditionally, safe only if observed-at times only increase."},
+	{Name: "DYNAMODB_ONLY_WRITE_NEWER_VALUES", Default: "true",
+		Doc: "Single-entity writes are conditional updates that skip values older than the stored ones; false writes them unconditionally."},
+	{Name: "DYNAMODB_TRANSACTION_WRITE_CONFLICT_MIN_RETRY_MILLIS", Default: "50",
+		Doc: "First backoff, in milliseconds, after a write meets a transaction conflict; it doubles with each retry, with jitter."},
+	{Name: "DYNAMODB_TRANSACTION_WRITE_CONFLICT_MAX_RETRIES", Default: "5",
+		Doc: "Retries of a write meeting transaction conflicts before the error is returned."},
+	{Name: "DYNAMODB_AGGREGATE_UPDATE_CACHE_SIZE", Default: "256",
+		Doc: "Reserved: entries of the cache of materialized aggregation buckets. No effect until windowed features are materialized; validated (0 or more)."},
+	{Name: "DYNAMODB_MAX_RETRIES", Default: "12",
+		Doc: "Retries of a DynamoDB request that was throttled, answered 5xx, timed out or lost its connection (and rounds of unprocessed keys without progress)."},
+	{Name: "DYNAMODB_RETRY_SCALE_FACTOR", Default: "10",
+		Doc: "Backoff unit, in milliseconds: retry k waits between factor × 2^(k-1) and factor × 2^k ms, at most 20 s."},
+	{Name: "DYNAMODB_REQUEST_TIMEOUT_MS",
+		Doc: "Bound on each attempt of a DynamoDB request, in milliseconds (an attempt over it is retried); unset keeps the AWS SDK's default, no bound."},
 	{Name: "DYNAMODB_WARMUP_FQN_MAPPING", Default: "true", Doc: "Load the whole feature-name to short-id mapping at start; false loads each on first use."},
 	{Name: "DYNAMODB_CREATE_TABLES_IF_NOT_EXISTS", Default: "false", Doc: "Create the table at start when it is missing (production tables come from Terraform)."},
 }
@@ -88,40 +151,71 @@ func (e *Env) Value(name string) (string, bool) {
 	if v, ok := e.lookup(name); ok && v != "" {
 		return v, true
 	}
-	return k.Default, false
+	return e.defaultValue(k), false
+}
+
+// defaultValue returns the value of k's default, computed if need be.
+func (e *Env) defaultValue(k Knob) string {
+	if k.Computed != nil {
+		return k.Computed(e)
+	}
+	return k.Default
 }
 
 // String returns a knob's effective value.
 func (e *Env) String(name string) string { v, _ := e.Value(name); return v }
 
-// Int returns a knob as an integer, recording an error if it is not one.
+// Int returns a knob as an integer, recording an error if it is not one
+// (the default's value is then returned, so that the one problem is not
+// reported again by a check of the value).
 func (e *Env) Int(name string) int {
 	v := e.String(name)
 	n, err := strconv.Atoi(v)
 	if err != nil {
 		e.errs = append(e.errs, fmt.Errorf("%s=%q: want an integer", name, v))
+		n, _ = strconv.Atoi(e.defaultValue(knob(name)))
 	}
 	return n
 }
 
-// Bool returns a knob as a boolean, recording an error if it is not one.
+// Bool returns a knob as a boolean, recording an error if it is not one
+// (and returning the default's value).
 func (e *Env) Bool(name string) bool {
 	v := e.String(name)
 	b, err := strconv.ParseBool(v)
 	if err != nil {
 		e.errs = append(e.errs, fmt.Errorf("%s=%q: want true or false", name, v))
+		b, _ = strconv.ParseBool(e.defaultValue(knob(name)))
 	}
 	return b
 }
 
-// Duration returns a knob as a duration, recording an error if it is not one.
+// Duration returns a knob as a duration, recording an error if it is not
+// one (and returning the default's value).
 func (e *Env) Duration(name string) time.Duration {
 	v := e.String(name)
 	d, err := time.ParseDuration(v)
 	if err != nil {
 		e.errs = append(e.errs, fmt.Errorf("%s=%q: want a duration such as 10s", name, v))
+		d, _ = time.ParseDuration(e.defaultValue(knob(name)))
 	}
 	return d
+}
+
+// Millis returns a knob given in whole milliseconds as a duration, and
+// whether it is set: an unset knob without a default gives (0, false).
+// A value that is not an integer is recorded as an error.
+func (e *Env) Millis(name string) (time.Duration, bool) {
+	v := e.String(name)
+	if v == "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n > math.MaxInt64/int64(time.Millisecond) || n < math.MinInt64/int64(time.Millisecond) {
+		e.errs = append(e.errs, fmt.Errorf("%s=%q: want a whole number of milliseconds", name, v))
+		return 0, false
+	}
+	return time.Duration(n) * time.Millisecond, true
 }
 
 // List returns a comma-separated knob as its non-empty elements.
@@ -139,15 +233,19 @@ func (e *Env) List(name string) []string {
 func (e *Env) Err() error { return errors.Join(e.errs...) }
 
 // Print writes every knob with its effective value and source, secrets
-// redacted.
+// redacted. A computed default shows its value, and its computation in the
+// source column.
 func (e *Env) Print(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tVALUE\tSOURCE\tMEANING")
 	for _, k := range Knobs {
 		v, fromEnv := e.Value(k.Name)
 		src := "default"
-		if fromEnv {
+		switch {
+		case fromEnv:
 			src = "environment"
+		case k.Computed != nil:
+			src = "default (" + k.Default + ")"
 		}
 		switch {
 		case k.Secret && v != "":

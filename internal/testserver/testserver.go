@@ -10,9 +10,11 @@
 //
 // An already running server can be named instead through the environment:
 // CAIRN_TEST_DYNAMODB_ENDPOINT (for example http://127.0.0.1:5055) and
-// CAIRN_TEST_REDIS_ADDR (for example 127.0.0.1:6379). Such a server may be
-// shared by several test binaries at once, so tests never reset a server as
-// a whole; they use names of their own (tables, key prefixes, databases).
+// CAIRN_TEST_REDIS_ADDR (for example 127.0.0.1:6379). Tests never reset a
+// server as a whole; they use names of their own (tables, key prefixes,
+// databases). A Redis server may be shared by several test binaries at once;
+// a moto server should not be (see [Moto]), so scripts/test lets each binary
+// start its own.
 //
 // When a server is neither named nor installed, the test asking for it is
 // skipped, unless CAIRN_REQUIRE_SERVERS=1, in which case it fails: CI sets it
@@ -26,8 +28,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"runtime"
@@ -77,6 +84,7 @@ var (
 func Run(m *testing.M) int {
 	running.Store(true)
 	code := m.Run()
+	motoGate.close()
 	for _, ls := range []*lazyServer{motoServer, redisServer} {
 		if err := ls.stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "testserver: %v\n", err)
@@ -89,12 +97,64 @@ func Run(m *testing.M) int {
 // http://127.0.0.1:41234. It uses CAIRN_TEST_DYNAMODB_ENDPOINT when set, else
 // starts moto_server from PATH. moto answers one request at a time: keep the
 // tests that share it small.
+//
+// The URL is that of a small proxy in this test binary which lets each
+// TransactWriteItems request run alone. moto serves requests on several
+// threads, and when it cancels a transaction it restores a copy of every
+// table taken when the transaction began, undoing what other requests wrote
+// meanwhile; DynamoDB undoes only the transaction's own actions. Without the
+// gate, a test writing one table loses updates to a transaction cancelled
+// on another.
 func Moto(t testing.TB) string {
 	t.Helper()
-	if ep := os.Getenv(EnvDynamoDBEndpoint); ep != "" {
-		return ep
+	upstream := os.Getenv(EnvDynamoDBEndpoint)
+	if upstream == "" {
+		upstream = "http://" + motoServer.addr(t)
 	}
-	return "http://" + motoServer.addr(t)
+	return motoGate.url(t, upstream)
+}
+
+// motoGate is the transaction gate in front of moto.
+var motoGate gate
+
+type gate struct {
+	mu  sync.Mutex
+	srv *httptest.Server
+}
+
+func (g *gate) url(t testing.TB, upstream string) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.srv != nil {
+		return g.srv.URL
+	}
+	target, err := url.Parse(upstream)
+	if err != nil {
+		t.Fatalf("testserver: moto endpoint %q: %v", upstream, err)
+	}
+	forward := httputil.NewSingleHostReverseProxy(target)
+	forward.ErrorLog = log.New(io.Discard, "", 0) // requests cancelled by raced reads
+	var tx sync.RWMutex
+	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".TransactWriteItems") {
+			tx.Lock()
+			defer tx.Unlock()
+		} else {
+			tx.RLock()
+			defer tx.RUnlock()
+		}
+		forward.ServeHTTP(w, r)
+	}))
+	return g.srv.URL
+}
+
+func (g *gate) close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.srv != nil {
+		g.srv.Close()
+		g.srv = nil
+	}
 }
 
 // Redis returns the host:port of a Redis server. It uses
