@@ -218,3 +218,21 @@ func TestDevWithCacheAndBloomFilter(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// `cairn dev --store redis://...` runs the same path against Valkey/Redis.
+func TestDevOnRedis(t *testing.T) {
+	addr := testserver.Redis(t)
+	uri := fmt.Sprintf("redis://%s/0?prefix=cairn-dev-%d:", addr, time.Now().UnixNano())
+	dir := t.TempDir()
+	base, stop := dev(t, dir, "--store", uri)
+	if code, body := post(t, base+"/v1/upload_features", `{"inputs": {"user.id": "r1", "user.age": 55}}`); code != 202 {
+		t.Fatalf("upload: %d %s", code, body)
+	}
+	waitAge(t, base, "r1", 55)
+	stop()
+	base, stop = dev(t, dir, "--store", uri)
+	defer stop()
+	if got := ageOf(t, base, "r1"); fmt.Sprint(got) != "55" {
+		t.Errorf("after restart r1 age = %v", got)
+	}
+}

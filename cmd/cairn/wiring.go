@@ -17,6 +17,7 @@ import (
 	"github.com/cairnfs/cairn/internal/store"
 	"github.com/cairnfs/cairn/internal/store/dynamo"
 	"github.com/cairnfs/cairn/internal/store/embedded"
+	"github.com/cairnfs/cairn/internal/store/redis"
 )
 
 // onlineStore is what the commands need of a store: the query engine reads
@@ -58,7 +59,11 @@ func openStore(ctx context.Context, uri string, env *config.Env, createTable boo
 		}
 		return dynamo.Open(ctx, cfg, reg, log)
 	case "redis", "rediss", "valkey", "valkeys":
-		return nil, fmt.Errorf("store URI %q: the Valkey/Redis store is not available in this build yet", uri)
+		cfg, err := redisConfig(env, uri)
+		if err != nil {
+			return nil, err
+		}
+		return redis.Open(ctx, cfg, reg, log)
 	case "":
 		return nil, errors.New("no online store configured (--store or CAIRN_ONLINE_STORE): want embedded:///dir, dynamodb:///table?region=R or redis://host:port/db")
 	}
@@ -119,4 +124,22 @@ func queueConfig(env *config.Env, brokers []string) (queue.Config, error) {
 	}
 	c.EnsureDefaults()
 	return c, c.Validate()
+}
+
+// redisConfig maps the URI and the CAIRN_REDIS_* knobs onto redis.Config,
+// reporting every problem at once.
+func redisConfig(env *config.Env, uri string) (redis.Config, error) {
+	cfg, err := redis.ParseURI(uri)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.PoolSize = env.Int("CAIRN_REDIS_POOL_SIZE")
+	cfg.DialTimeout = env.Duration("CAIRN_REDIS_DIAL_TIMEOUT")
+	cfg.ReadTimeout = env.Duration("CAIRN_REDIS_READ_TIMEOUT")
+	cfg.WriteTimeout = env.Duration("CAIRN_REDIS_WRITE_TIMEOUT")
+	cfg.MaxRetries = env.Int("CAIRN_REDIS_MAX_RETRIES")
+	if err := env.Err(); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
 }

@@ -37,6 +37,7 @@ type Knob struct {
 // and "GOMAXPROCS".
 func twiceProcs(*Env) string { return strconv.Itoa(2 * runtime.GOMAXPROCS(0)) }
 func procs(*Env) string      { return strconv.Itoa(runtime.GOMAXPROCS(0)) }
+func tenProcs(*Env) string   { return strconv.Itoa(10 * runtime.GOMAXPROCS(0)) }
 
 // clientThreads computes the default "DYNAMODB_NUM_CLIENT_THREADS": that
 // knob's effective value. (It cannot go through Value, which reads Knobs.)
@@ -79,6 +80,12 @@ var Knobs = []Knob{
 	// accelerators in front of any store that keep their DYNAMODB_* names.
 	{Name: "CAIRN_BLOOM_NAMESPACES", Doc: `Bloom filters of present keys, per namespace: JSON [{"namespace": "user", "expected_keys": 1000000, "false_positive_rate": 0.01}] (docs/bloom.md). Unset: no filters.`},
 	{Name: "CAIRN_BLOOM_LEASE", Default: "10s", Doc: "How long writers wait for a query server whose filter stopped reporting its position; that server stops answering from its filter after half of it. Query servers and writers must agree."},
+
+	{Name: "CAIRN_REDIS_POOL_SIZE", Default: "10 × GOMAXPROCS", Computed: tenProcs, Doc: "Valkey/Redis connections per node."},
+	{Name: "CAIRN_REDIS_DIAL_TIMEOUT", Default: "1s", Doc: "Valkey/Redis: time to open a connection."},
+	{Name: "CAIRN_REDIS_READ_TIMEOUT", Default: "1s", Doc: "Valkey/Redis: time to wait for a reply; bounds how long a query waits on an unresponsive server."},
+	{Name: "CAIRN_REDIS_WRITE_TIMEOUT", Default: "1s", Doc: "Valkey/Redis: time to send a command."},
+	{Name: "CAIRN_REDIS_MAX_RETRIES", Default: "2", Doc: "Valkey/Redis: retries of a failed command (8–512 ms backoff) before the error is returned."},
 
 	{Name: "DYNAMODB_NUM_CLIENT_THREADS", Default: "2 × GOMAXPROCS", Computed: twiceProcs,
 		Doc: "Most DynamoDB requests in flight at once (BatchGetItem, TransactWriteItems, UpdateItem, ...); an attempt holds a slot while on the wire, not while it backs off."},

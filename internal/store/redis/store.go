@@ -1,0 +1,160 @@
+package redis
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// errClosed is returned by calls on a closed Store.
+var errClosed = errors.New("redis: store is closed")
+
+// Store is a client of a Valkey or Redis server (or cluster) holding
+// cairn's online store. It is safe for concurrent use.
+type Store struct {
+	cfg     Config
+	client  goredis.UniversalClient
+	scripts scripts
+	ids     *mapping
+	m       *metrics
+	log     *slog.Logger
+	closed  atomic.Bool
+}
+
+// Open connects to the server cfg names, checks that it answers (PING),
+// loads the feature-id mapping and the scripts. Metrics are registered with
+// reg unless it is nil; log may be nil.
+func Open(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{
+		cfg:     cfg,
+		client:  newClient(cfg),
+		scripts: newScripts(),
+		ids:     newMapping(cfg.KeyPrefix + "ids"),
+		m:       m,
+		log:     log.With("component", "redis", "addr", cfg.address(), "prefix", cfg.KeyPrefix),
+	}
+	fail := func(err error) (*Store, error) {
+		_ = s.client.Close()
+		m.unregister(reg)
+		return nil, err
+	}
+	if err := s.ping(ctx); err != nil {
+		return fail(err)
+	}
+	if err := s.loadIDs(ctx); err != nil {
+		return fail(err)
+	}
+	if err := s.loadScripts(ctx); err != nil {
+		return fail(err)
+	}
+	ids := s.ids.snapshot()
+	s.log.Info("redis store open", "clustered", cfg.Clustered, "tls", cfg.TLS,
+		"mapped_features", len(ids.byFQN), "generation", ids.gen)
+	return s, nil
+}
+
+// Bounds of the jittered exponential backoff between retries.
+const (
+	minRetryBackoff = 8 * time.Millisecond
+	maxRetryBackoff = 512 * time.Millisecond
+)
+
+// newClient returns a go-redis client for cfg; it connects lazily.
+func newClient(cfg Config) goredis.UniversalClient {
+	var tlsConfig *tls.Config
+	if cfg.TLS {
+		host, _, _ := net.SplitHostPort(cfg.Addr)
+		tlsConfig = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	}
+	maxRetries := cfg.MaxRetries
+	if maxRetries == 0 {
+		maxRetries = -1 // go-redis reads 0 as "its default"
+	}
+	if cfg.Clustered {
+		return goredis.NewClusterClient(&goredis.ClusterOptions{
+			Addrs:           []string{cfg.Addr},
+			Username:        cfg.Username,
+			Password:        cfg.Password,
+			TLSConfig:       tlsConfig,
+			MaxRetries:      maxRetries,
+			MinRetryBackoff: minRetryBackoff,
+			MaxRetryBackoff: maxRetryBackoff,
+			DialTimeout:     cfg.DialTimeout,
+			ReadTimeout:     cfg.ReadTimeout,
+			WriteTimeout:    cfg.WriteTimeout,
+			PoolSize:        cfg.PoolSize,
+			// One dial attempt per connection: retries are MaxRetries'
+			// business, so that an outage fails fast.
+			DialerRetries:         1,
+			ContextTimeoutEnabled: true,
+			// Pipelines share the one pool that PoolSize sizes.
+			PipelinePoolSize: -1,
+		})
+	}
+	return goredis.NewClient(&goredis.Options{
+		Addr:                  cfg.Addr,
+		Username:              cfg.Username,
+		Password:              cfg.Password,
+		DB:                    cfg.DB,
+		TLSConfig:             tlsConfig,
+		MaxRetries:            maxRetries,
+		MinRetryBackoff:       minRetryBackoff,
+		MaxRetryBackoff:       maxRetryBackoff,
+		DialTimeout:           cfg.DialTimeout,
+		ReadTimeout:           cfg.ReadTimeout,
+		WriteTimeout:          cfg.WriteTimeout,
+		PoolSize:              cfg.PoolSize,
+		DialerRetries:         1,
+		ContextTimeoutEnabled: true,
+		PipelinePoolSize:      -1,
+	})
+}
+
+// ping checks that the server answers.
+func (s *Store) ping(ctx context.Context) error {
+	start := time.Now()
+	err := s.client.Ping(ctx).Err()
+	s.m.observe(opPing, start, err)
+	if err != nil {
+		return fmt.Errorf("redis: ping %s: %w", s.cfg.address(), err)
+	}
+	return nil
+}
+
+// Close releases the Store's connections. Data written stays in the
+// server. Calls after Close fail.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	if err := s.client.Close(); err != nil {
+		return fmt.Errorf("redis: close client of %s: %w", s.cfg.address(), err)
+	}
+	return nil
+}
+
+// entityKey returns the key of an entity's hash: the prefix, then the
+// namespace and the key, separated by a colon (namespace names have none)
+// and wrapped in braces, Redis Cluster's hash tag, so that whatever is ever
+// stored for the entity lives in one slot.
+func (s *Store) entityKey(ns, key string) string {
+	return s.cfg.KeyPrefix + "{" + ns + ":" + key + "}"
+}

@@ -1,0 +1,53 @@
+package redis
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cairnfs/cairn/internal/feature"
+	"github.com/cairnfs/cairn/internal/store"
+)
+
+// observedAtLen is the length of the observed-at that starts every stored
+// feature value.
+const observedAtLen = 8
+
+// signBit flips the sign of observed-at microseconds so that the 8 bytes,
+// big-endian, sort in the order of the times they stand for (bytewise
+// comparison, as the write script does, is then comparison of times).
+const signBit = 1 << 63
+
+// appendField appends the stored form of one feature value: its observed-at
+// in microseconds since the Unix epoch, as 8 bytes big-endian with the sign
+// bit flipped, then the value in the codec of package feature.
+func appendField(b []byte, v any, observedAt time.Time) ([]byte, error) {
+	b = binary.BigEndian.AppendUint64(b, uint64(observedAt.UnixMicro())^signBit)
+	return feature.AppendValue(b, v)
+}
+
+// errTypeMismatch reports a stored value that is not of the type the
+// registry now declares for its feature.
+var errTypeMismatch = errors.New("stored value does not match the feature's type")
+
+// decodeField decodes a stored feature value as a value of type t. A value
+// of another type gives an error wrapping errTypeMismatch; one that does
+// not decode an error wrapping feature.ErrCorrupt.
+func decodeField(b []byte, t feature.Type) (store.Cell, error) {
+	if len(b) <= observedAtLen {
+		return store.Cell{}, fmt.Errorf("%w: %d bytes, too short for a field", feature.ErrCorrupt, len(b))
+	}
+	micros := int64(binary.BigEndian.Uint64(b) ^ signBit)
+	v, rest, err := feature.DecodeValue(b[observedAtLen:])
+	if err != nil {
+		return store.Cell{}, err
+	}
+	if len(rest) != 0 {
+		return store.Cell{}, fmt.Errorf("%w: %d bytes after the value", feature.ErrCorrupt, len(rest))
+	}
+	if err := feature.Check(t, v); err != nil {
+		return store.Cell{}, fmt.Errorf("%w: %v", errTypeMismatch, err)
+	}
+	return store.Cell{Found: true, Value: v, ObservedAt: time.UnixMicro(micros).UTC()}, nil
+}
