@@ -19,7 +19,7 @@ import (
 	"github.com/cairnfs/cairn/internal/store/embedded"
 )
 
-func setup(t *testing.T) (*kfake.Cluster, queue.Config, *feature.Registry, *embedded.Store) {
+func setup(t testing.TB) (*kfake.Cluster, queue.Config, *feature.Registry, *embedded.Store) {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {

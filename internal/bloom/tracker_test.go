@@ -25,7 +25,7 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 
 // sum adds up every sample of the named metric in reg whose labels include
 // the given label value (or all, with an empty value).
-func sum(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+func sum(t testing.TB, reg *prometheus.Registry, name, label, value string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
