@@ -112,6 +112,12 @@
 // # IAM
 //
 // The client needs dynamodb:DescribeTable, Query, GetItem, BatchGetItem,
-// PutItem, UpdateItem and TransactWriteItems on the table, and CreateTable
-// when it may create it.
+// PutItem, UpdateItem, TransactWriteItems and Scan (ScanKeys) on the table,
+// and CreateTable and UpdateTimeToLive when it may create it.
+//
+// # Expiry
+//
+// Items of a namespace whose features all have a finite maximum staleness
+// carry _ttl, the write time plus the longest staleness in seconds since the
+// Unix epoch, which DynamoDB's Time to Live deletes them after (itemTTL).
 package dynamo

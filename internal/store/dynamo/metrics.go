@@ -19,6 +19,7 @@ const (
 	opQuery              = "Query"
 	opDescribeTable      = "DescribeTable"
 	opCreateTable        = "CreateTable"
+	opUpdateTimeToLive   = "UpdateTimeToLive"
 )
 
 // metrics are the store's Prometheus metrics.

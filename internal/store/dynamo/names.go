@@ -187,7 +187,7 @@ func (n *names) unknownAttrs(dst []string, item map[string]types.AttributeValue)
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	for name := range item {
-		if name == "pk" || name == "sk" || strings.HasSuffix(name, tsSuffix) {
+		if name == "pk" || name == "sk" || name == ttlAttr || strings.HasSuffix(name, tsSuffix) {
 			continue
 		}
 		if _, known := n.mu.byID[name]; !known && !n.mu.foreign[name] {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -196,5 +197,18 @@ func (s *Store) createTable(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dynamo: wait for table %q in region %s to become active: %w", s.cfg.Table, s.region, err)
 	}
-	return checkKeySchema(out.Table)
+	if err := checkKeySchema(out.Table); err != nil {
+		return err
+	}
+	// Items of namespaces whose values all go stale carry an expiry in
+	// ttlAttr; DynamoDB deletes them after it, free of write units.
+	_, err = s.tbl.client.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
+		TableName:               aws.String(s.cfg.Table),
+		TimeToLiveSpecification: &types.TimeToLiveSpecification{AttributeName: aws.String(ttlAttr), Enabled: aws.Bool(true)},
+	})
+	s.m.request(opUpdateTimeToLive, err)
+	if err != nil && !strings.Contains(err.Error(), "already enabled") {
+		return fmt.Errorf("dynamo: enable time to live on table %q in region %s: %w", s.cfg.Table, s.region, err)
+	}
+	return nil
 }

@@ -131,7 +131,7 @@ func (s *Store) transact(ctx context.Context, acts []*action) {
 	for len(pending) > 0 {
 		items := make([]types.TransactWriteItem, len(pending))
 		for i, a := range pending {
-			x := newUpdateExpr(a.feats, true)
+			x := newUpdateExpr(a.feats, true, a.e.expires)
 			items[i] = types.TransactWriteItem{Update: &types.Update{
 				TableName:                           aws.String(s.cfg.Table),
 				Key:                                 itemKey(a.e.pk, entitySK),

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -28,6 +29,32 @@ const (
 type entity struct {
 	ns, key, pk string
 	feats       []featureWrite
+	// expires is the item's TTL attribute, seconds since the Unix epoch,
+	// or 0 for none (see itemTTL).
+	expires int64
+}
+
+// ttlAttr is the attribute DynamoDB's Time to Live reads. Short ids are
+// base-36 text, so they never start with an underscore.
+const ttlAttr = "_ttl"
+
+// itemTTL is how long an entity item of ns may live after a write: the
+// longest maximum staleness of its features, so that DynamoDB deletes the
+// item once every value in it is too old to be served. It is 0 (the item
+// lives forever) when any feature never goes stale.
+func itemTTL(ns *feature.Namespace) time.Duration {
+	var longest time.Duration
+	for _, f := range ns.Features {
+		if f == ns.PrimaryKey {
+			continue
+		}
+		d := f.Staleness()
+		if d == 0 {
+			return 0
+		}
+		longest = max(longest, d)
+	}
+	return longest
 }
 
 // featureWrite is one feature value of an entity's write.
@@ -210,6 +237,9 @@ func prepare(w store.EntityWrite) (*entity, error) {
 		return nil, fmt.Errorf("dynamo: entity %q: %w: no namespace", w.Key, store.ErrRejected)
 	}
 	e := &entity{ns: w.Namespace.Name, key: w.Key, pk: entityPK(w.Namespace.Name, w.Key)}
+	if ttl := itemTTL(w.Namespace); ttl > 0 {
+		e.expires = time.Now().Add(ttl).Unix()
+	}
 	switch {
 	case w.Key == "":
 		return nil, e.rejectf("empty key")
@@ -253,6 +283,9 @@ func (e *entity) item(feats []featureWrite) map[string]types.AttributeValue {
 	for _, f := range feats {
 		item[f.id] = f.value
 		item[f.id+tsSuffix] = &types.AttributeValueMemberN{Value: strconv.FormatInt(f.micros, 10)}
+	}
+	if e.expires > 0 {
+		item[ttlAttr] = &types.AttributeValueMemberN{Value: strconv.FormatInt(e.expires, 10)}
 	}
 	return item
 }
@@ -361,9 +394,10 @@ type updateExpr struct {
 	values map[string]types.AttributeValue
 }
 
-// newUpdateExpr sets every feature's value and observed-at; guarded, on
-// condition that none of those features has a newer stored observed-at.
-func newUpdateExpr(feats []featureWrite, guard bool) updateExpr {
+// newUpdateExpr sets every feature's value and observed-at, and the TTL
+// attribute when expires is not 0; guarded, on condition that none of those
+// features has a newer stored observed-at.
+func newUpdateExpr(feats []featureWrite, guard bool, expires int64) updateExpr {
 	x := updateExpr{
 		names:  make(map[string]string, 2*len(feats)),
 		values: make(map[string]types.AttributeValue, 2*len(feats)),
@@ -383,6 +417,11 @@ func newUpdateExpr(feats []featureWrite, guard bool) updateExpr {
 		fmt.Fprintf(&set, "%s = :v%s, %s = :t%s", v, n, t, n)
 		fmt.Fprintf(&cond, "(attribute_not_exists(%s) OR %s <= :t%s)", t, t, n)
 	}
+	if expires > 0 {
+		x.names["#ttl"] = ttlAttr
+		x.values[":ttl"] = &types.AttributeValueMemberN{Value: strconv.FormatInt(expires, 10)}
+		set.WriteString(", #ttl = :ttl")
+	}
 	x.set = set.String()
 	if guard {
 		x.cond = cond.String()
@@ -394,7 +433,7 @@ func newUpdateExpr(feats []featureWrite, guard bool) updateExpr {
 // written. Guarded, when the condition fails, it returns the stored item
 // instead (empty if there is none).
 func (s *Store) update(ctx context.Context, e *entity, feats []featureWrite, guard bool) (written bool, old map[string]types.AttributeValue, err error) {
-	x := newUpdateExpr(feats, guard)
+	x := newUpdateExpr(feats, guard, e.expires)
 	in := &dynamodb.UpdateItemInput{
 		TableName:                 aws.String(s.cfg.Table),
 		Key:                       itemKey(e.pk, entitySK),
