@@ -2,7 +2,6 @@ package bloom_test
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,12 +10,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/cairnfs/cairn/internal/bloom"
 	"github.com/cairnfs/cairn/internal/feature"
 	"github.com/cairnfs/cairn/internal/queue"
 	"github.com/cairnfs/cairn/internal/store/embedded"
+	"github.com/cairnfs/cairn/internal/testserver"
 )
 
 func setup(t testing.TB) (*kfake.Cluster, queue.Config, *feature.Registry, *embedded.Store) {
@@ -99,28 +98,7 @@ func TestTrackerStopsAnsweringWhenItCannotRecordItsPosition(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	var refuse atomic.Bool
-	refuse.Store(true)
-	c.ControlKey(int16(kmsg.OffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		if !refuse.Load() {
-			return nil, nil, false
-		}
-		r := req.(*kmsg.OffsetCommitRequest)
-		resp := r.ResponseKind().(*kmsg.OffsetCommitResponse)
-		for _, rt := range r.Topics {
-			st := kmsg.NewOffsetCommitResponseTopic()
-			st.Topic = rt.Topic
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewOffsetCommitResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.CoordinatorNotAvailable.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
-	})
+	refusal := testserver.RefuseCommits(c, kerr.CoordinatorNotAvailable)
 	refusedAt := time.Now()
 	for usable() {
 		if time.Since(refusedAt) > lease {
@@ -131,7 +109,7 @@ func TestTrackerStopsAnsweringWhenItCannotRecordItsPosition(t *testing.T) {
 	if lost := time.Since(refusedAt); lost > lease/2+lease/4 {
 		t.Errorf("stopped answering after %v; want within lease/2 (%v) plus a commit interval", lost, lease/2)
 	}
-	refuse.Store(false)
+	refusal.Allow()
 	deadline = time.Now().Add(10 * time.Second)
 	for !usable() {
 		if time.Now().After(deadline) {

@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,12 +12,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/cairnfs/cairn/internal/feature"
 	"github.com/cairnfs/cairn/internal/queue"
 	"github.com/cairnfs/cairn/internal/store"
 	"github.com/cairnfs/cairn/internal/store/embedded"
+	"github.com/cairnfs/cairn/internal/testserver"
 )
 
 const registryYAML = `
@@ -230,43 +229,20 @@ func TestPoisonRecordsGoToDeadLetterAndPartitionMovesOn(t *testing.T) {
 // in the same state.
 func TestCrashBetweenWriteAndCommit(t *testing.T) {
 	e := newEnv(t)
-	var refused atomic.Int32
-	failCommits := atomic.Bool{}
-	failCommits.Store(true)
-	e.cluster.ControlKey(int16(kmsg.OffsetCommit), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		e.cluster.KeepControl()
-		if !failCommits.Load() {
-			return nil, nil, false
-		}
-		refused.Add(1)
-		r := req.(*kmsg.OffsetCommitRequest)
-		resp := r.ResponseKind().(*kmsg.OffsetCommitResponse)
-		for _, rt := range r.Topics {
-			st := kmsg.NewOffsetCommitResponseTopic()
-			st.Topic = rt.Topic
-			for _, rp := range rt.Partitions {
-				sp := kmsg.NewOffsetCommitResponseTopicPartition()
-				sp.Partition = rp.Partition
-				sp.ErrorCode = kerr.GroupAuthorizationFailed.Code
-				st.Partitions = append(st.Partitions, sp)
-			}
-			resp.Topics = append(resp.Topics, st)
-		}
-		return resp, nil, true
-	})
+	refusal := testserver.RefuseCommits(e.cluster, kerr.GroupAuthorizationFailed)
 
 	e.produce("user\x00u1", upload(t, "u1", t0.Add(time.Second), "user.age", int64(30)))
 	e.produce("user\x00u1", upload(t, "u1", t0, "user.age", int64(29), "user.name", "bo"))
 	stop := e.start(Config{})
 	eventually(t, "first writer wrote the store", func() bool { return e.read("u1")[1].Value == "bo" })
-	eventually(t, "first writer tried to commit", func() bool { return refused.Load() > 0 })
+	eventually(t, "first writer tried to commit", func() bool { return refusal.Refused() > 0 })
 	stop() // the crash: written, not committed
 	if got := e.committed(); got > 0 {
 		t.Fatalf("offsets committed despite the refused commit: %d", got)
 	}
 	before := e.read("u1")
 
-	failCommits.Store(false)
+	refusal.Allow()
 	stop = e.start(Config{})
 	defer stop()
 	eventually(t, "second writer committed both records", func() bool { return e.committed() == 2 })
