@@ -35,7 +35,7 @@ func runDev(ctx context.Context, args []string, env *config.Env, stderr io.Write
 		return err
 	}
 	reg, err := feature.Load(c.features)
-	if err != nil {
+	if err := joinDistinct(err, preflight(env, c.store, true, true)); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(*dataDir, 0o755); err != nil {

@@ -1,7 +1,8 @@
 // Command cairn is the online feature store: `cairn dev` runs everything on
 // one machine; `cairn serve` (query servers) and `cairn write` (persistence
 // writers) are the production roles; `cairn topics create` provisions the
-// Kafka topics; `cairn config` prints every knob.
+// Kafka topics; `cairn config` prints every knob; `cairn bench` measures
+// online queries against a store.
 package main
 
 import (
@@ -27,6 +28,7 @@ Usage:
   cairn write          persistence writer (consumes Kafka, writes the online store)
   cairn topics create  create the Kafka topics
   cairn config         print every configuration knob with its effective value
+  cairn bench          measure online queries against a store, side by side with its floor
 
 Run "cairn COMMAND -h" for a command's flags. Every flag has an environment
 variable (see "cairn config"); a flag given on the command line wins.
@@ -62,6 +64,8 @@ func run(ctx context.Context, args []string, env *config.Env, stdout, stderr io.
 		return runTopicsCreate(ctx, rest[1:], env, stdout, stderr)
 	case "config":
 		return env.Print(stdout)
+	case "bench":
+		return runBench(ctx, rest, env, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -28,11 +28,15 @@ func buildReadPath(env *config.Env, reg *feature.Registry, st onlineStore, qcfg 
 	var errs []error
 
 	specs, err := bloom.ParseSpecs(env.String("CAIRN_BLOOM_NAMESPACES"))
-	errs = append(errs, err)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("CAIRN_BLOOM_NAMESPACES: %w", err))
+	}
 	debug := env.Bool("DYNAMODB_BLOOM_FILTER_DEBUG_MODE")
 	lease := env.Duration("CAIRN_BLOOM_LEASE")
 	cached, err := cache.ParseNamespaces(env.String("DYNAMODB_CACHED_NAMESPACES"))
-	errs = append(errs, err)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("DYNAMODB_CACHED_NAMESPACES: %w", err))
+	}
 	ccfg := cache.DefaultConfig()
 	ccfg.Namespaces = cached
 	ccfg.CacheMisses = env.Bool("DYNAMODB_LRU_CACHE_CACHE_MISSES")

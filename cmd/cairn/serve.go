@@ -191,12 +191,9 @@ func runProduction(ctx context.Context, name string, args []string, env *config.
 	if err != nil {
 		return err
 	}
-	reg, err := feature.Load(c.features)
-	if err != nil {
-		return err
-	}
-	qcfg, err := queueConfig(env, splitList(c.brokers))
-	if err != nil {
+	reg, regErr := feature.Load(c.features)
+	qcfg, qErr := queueConfig(env, splitList(c.brokers))
+	if err := joinDistinct(regErr, qErr, preflight(env, c.store, serve, write)); err != nil {
 		return err
 	}
 	prom := newRegistry()

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"io"
 	"runtime"
 	"strings"
 	"testing"
@@ -93,5 +95,36 @@ func TestDynamoConfigEveryProblem(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %q:\n%v", want, err)
 		}
+	}
+}
+
+// Every bad knob is reported at start, once, in one message, before
+// anything is opened.
+func TestPreflightReportsEveryProblemOnce(t *testing.T) {
+	env := config.FromMap(map[string]string{
+		"DYNAMODB_NUM_CLIENT_THREADS":    "-1",
+		"DYNAMODB_ENABLE_REQUEST_RACING": "true",
+		"DYNAMODB_CACHED_NAMESPACES":     `[{"namespace": "user"`,
+		"CAIRN_BLOOM_NAMESPACES":         `[{"namespace": "user", "false_positive_rate": 3}]`,
+		"CAIRN_WRITER_MAX_BATCH_RECORDS": "lots",
+	})
+	err := run(context.Background(), []string{"serve", "--features", "../../examples/features.yaml", "--brokers", "127.0.0.1:1",
+		"--store", "dynamodb:///features?region=us-east-1"}, env, io.Discard, io.Discard)
+	if err == nil {
+		t.Fatal("serve started with bad knobs")
+	}
+	msg := err.Error()
+	for _, want := range []string{"DYNAMODB_NUM_CLIENT_THREADS", "DYNAMODB_REQUEST_RACING_WAIT_TIME", "DYNAMODB_CACHED_NAMESPACES", "false_positive_rate 3"} {
+		if strings.Count(msg, want) == 0 {
+			t.Errorf("error lacks %q:\n%s", want, msg)
+		}
+	}
+	if strings.Count(msg, `"-1"`) > 1 {
+		t.Errorf("a problem is reported twice:\n%s", msg)
+	}
+	err = run(context.Background(), []string{"write", "--features", "../../examples/features.yaml", "--brokers", "127.0.0.1:1",
+		"--store", "dynamodb:///features?region=us-east-1"}, env, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "CAIRN_WRITER_MAX_BATCH_RECORDS") {
+		t.Errorf("write: %v", err)
 	}
 }

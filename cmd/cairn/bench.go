@@ -1,0 +1,835 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/cairnfs/cairn/internal/api"
+	"github.com/cairnfs/cairn/internal/bench"
+	"github.com/cairnfs/cairn/internal/config"
+	"github.com/cairnfs/cairn/internal/feature"
+	"github.com/cairnfs/cairn/internal/query"
+	"github.com/cairnfs/cairn/internal/store"
+	"github.com/cairnfs/cairn/internal/store/redis"
+)
+
+// benchNamespace is the namespace the benchmark declares and seeds.
+const benchNamespace = "bench"
+
+// benchRequestSets is how many distinct queries the benchmark prepares;
+// requests cycle through them.
+const benchRequestSets = 1024
+
+// benchUsage explains `cairn bench`; the flags follow it.
+const benchUsage = `Usage: cairn bench --store URI [flags]
+
+Measures online queries through the whole HTTP path, side by side with the
+physical floor of the same store, under an open-loop load at a constant rate.
+
+It declares one namespace, "bench", of --features features of mixed plain
+types, writes --pool entities into the store, starts the query server on
+127.0.0.1 (the store read directly: no cache, no Bloom filter) and drives,
+in interleaved slices, so that both see the same machine load:
+
+  (a) POST /v1/query/online asking --entities entities (distinct, drawn from
+      the pool) for every feature;
+  (b) for a Redis or Valkey store, a bare go-redis client making the same
+      round trip the store makes: one HMGET of the same fields per entity,
+      pipelined. Other stores have no floor.
+
+Requests fall due at a constant rate whether or not earlier ones have been
+answered, and latency runs from when each fell due, so a stall is counted
+in full. The load generator runs in this process, on the same CPUs as the
+server. The report (Markdown) goes to standard output, progress to
+standard error.
+
+A Redis URI without a prefix parameter gets a fresh prefix, whose keys are
+deleted afterwards; with one, the keys are left. Embedded and DynamoDB
+stores keep what was written.
+
+Flags:
+`
+
+// benchFlags are the flags of `cairn bench`.
+type benchFlags struct {
+	store       string
+	entities    int
+	features    int
+	pool        int
+	rate        float64
+	duration    time.Duration
+	slice       time.Duration
+	warmup      time.Duration
+	maxInFlight int
+	findMaxP99  time.Duration
+	searchStep  time.Duration
+	maxRate     float64
+	cpuProfile  string
+	logLevel    string
+}
+
+func (f *benchFlags) register(fs *flag.FlagSet, env *config.Env) {
+	fs.StringVar(&f.store, "store", env.String("CAIRN_ONLINE_STORE"), "online store URI (CAIRN_ONLINE_STORE)")
+	fs.IntVar(&f.entities, "entities", 1, "entities per query")
+	fs.IntVar(&f.features, "features", 50, "features per entity, all asked for")
+	fs.IntVar(&f.pool, "pool", 1000, "entities written, from which each query draws its entities")
+	fs.Float64Var(&f.rate, "rate", 2000, "queries per second; with --find-max-p99, the search's first rate")
+	fs.DurationVar(&f.duration, "duration", 10*time.Second, "measuring time of each path, in slices of --slice")
+	fs.DurationVar(&f.slice, "slice", time.Second, "length of one slice; the paths alternate slice by slice")
+	fs.DurationVar(&f.warmup, "warmup", time.Second, "unmeasured run of each path before the first slice")
+	fs.IntVar(&f.maxInFlight, "max-in-flight", bench.DefaultMaxInFlight, "most requests outstanding at once, per path")
+	fs.DurationVar(&f.findMaxP99, "find-max-p99", 0, "first search the highest rate at which (a) keeps p99 within this bound, then measure both paths at it")
+	fs.DurationVar(&f.searchStep, "search-step", 2*time.Second, "length of each run of the search")
+	fs.Float64Var(&f.maxRate, "max-rate", 100_000, "highest rate the search tries")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured runs (search included) to this file")
+	fs.StringVar(&f.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
+}
+
+// validate reports every problem with the flags at once.
+func (f *benchFlags) validate() error {
+	var errs []error
+	if f.store == "" {
+		errs = append(errs, errors.New("--store is required: the online store to measure (embedded:///dir, dynamodb:///table?region=R or redis://host:port/db)"))
+	}
+	if f.entities < 1 || f.entities > 10_000 {
+		errs = append(errs, fmt.Errorf("--entities %d: want 1 to 10000 (the query server's limit)", f.entities))
+	}
+	if f.features < 1 || f.features > 1000 {
+		errs = append(errs, fmt.Errorf("--features %d: want 1 to 1000", f.features))
+	}
+	if f.pool < f.entities || f.pool > 1_000_000 {
+		errs = append(errs, fmt.Errorf("--pool %d: want at least --entities (%d) and at most 1000000", f.pool, f.entities))
+	}
+	if !(f.rate > 0) {
+		errs = append(errs, fmt.Errorf("--rate %v: want more than 0", f.rate))
+	}
+	if f.slice <= 0 {
+		errs = append(errs, fmt.Errorf("--slice %v: want more than 0", f.slice))
+	}
+	if f.duration < f.slice {
+		errs = append(errs, fmt.Errorf("--duration %v: want at least one slice (%v)", f.duration, f.slice))
+	}
+	if f.warmup < 0 {
+		errs = append(errs, fmt.Errorf("--warmup %v: want 0 or more", f.warmup))
+	}
+	if f.maxInFlight < 1 {
+		errs = append(errs, fmt.Errorf("--max-in-flight %d: want 1 or more", f.maxInFlight))
+	}
+	if f.findMaxP99 < 0 {
+		errs = append(errs, fmt.Errorf("--find-max-p99 %v: want a positive bound (or 0 for no search)", f.findMaxP99))
+	}
+	if f.findMaxP99 > 0 && f.searchStep <= 0 {
+		errs = append(errs, fmt.Errorf("--search-step %v: want more than 0", f.searchStep))
+	}
+	if f.findMaxP99 > 0 && !(f.maxRate >= f.rate) {
+		errs = append(errs, fmt.Errorf("--max-rate %v: want at least --rate (%v)", f.maxRate, f.rate))
+	}
+	return errors.Join(errs...)
+}
+
+// benchPath is one of the two things measured side by side.
+type benchPath struct {
+	label  string
+	target bench.Target
+	rounds []*bench.Result
+}
+
+func runBench(ctx context.Context, args []string, env *config.Env, stdout, stderr io.Writer) error {
+	fs := newFlagSet("bench", stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), benchUsage)
+		fs.PrintDefaults()
+	}
+	var f benchFlags
+	f.register(fs, env)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench: unexpected arguments %q", fs.Args())
+	}
+	if err := f.validate(); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, f.logLevel)
+	if err != nil {
+		return err
+	}
+	progress := func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
+
+	reg, err := benchRegistry(f.features)
+	if err != nil {
+		return err
+	}
+	ns, _ := reg.Namespace(benchNamespace)
+	feats := ns.Features[1:] // the primary key first
+
+	uri, ownPrefix, err := benchStoreURI(f.store)
+	if err != nil {
+		return err
+	}
+	prom := prometheus.NewRegistry()
+	st, err := openStore(ctx, uri, env, true, prom, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	keys := make([]string, f.pool)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("e%07d", i)
+	}
+	start := time.Now()
+	if err := benchSeed(ctx, st, ns, feats, keys, progress); err != nil {
+		return err
+	}
+	progress("wrote %d entities × %d features in %v", len(keys), len(feats), time.Since(start).Round(time.Millisecond))
+
+	var floor *redisFloor
+	if u, _ := url.Parse(uri); redis.IsURIScheme(u.Scheme) {
+		cfg, err := redisConfig(env, uri)
+		if err != nil {
+			return err
+		}
+		if floor, err = newRedisFloor(ctx, cfg, ns, feats); err != nil {
+			return err
+		}
+		defer floor.close()
+		if ownPrefix {
+			defer func() {
+				// Not the run's context: an interrupted run still cleans up.
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+				defer cancel()
+				if err := floor.deleteAll(cctx, keys); err != nil {
+					progress("could not delete the benchmark's keys (prefix %s): %v", cfg.KeyPrefix, err)
+				}
+			}()
+		}
+	}
+
+	engine := query.NewEngine(st, prom, nil)
+	server, err := api.New(api.Config{}, reg, engine, nil, nil, prom, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("bench: listen: %w", err)
+	}
+	srv := &http.Server{Handler: server.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+
+	sets := benchRequests(keys, f.entities, feats)
+	hp := newHTTPPath("http://"+ln.Addr().String()+"/v1/query/online", sets, f.maxInFlight)
+	defer hp.client.CloseIdleConnections()
+	if err := hp.check(ctx, len(feats)); err != nil {
+		return err
+	}
+	paths := []*benchPath{{label: "(a) HTTP: POST /v1/query/online", target: hp.call}}
+	if floor != nil {
+		floor.sets = sets
+		if err := floor.call(ctx); err != nil {
+			return fmt.Errorf("bench: floor: %w", err)
+		}
+		paths = append(paths, &benchPath{label: "(b) floor: bare go-redis " + floor.describe(f.entities), target: floor.call})
+	}
+
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("bench: cpu profile: %w", err)
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return fmt.Errorf("bench: cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	rate := f.rate
+	var search []bench.Step
+	if f.findMaxP99 > 0 {
+		progress("searching the highest rate at which (a) keeps p99 ≤ %v, from %v q/s, %v per step", f.findMaxP99, f.rate, f.searchStep)
+		best, err := bench.FindMaxRate(ctx, bench.Search{
+			Start: f.rate, MaxRate: f.maxRate, Step: f.searchStep, Bound: f.findMaxP99, MaxInFlight: f.maxInFlight,
+			Progress: func(s bench.Step) {
+				search = append(search, s)
+				progress("  %8.0f q/s: %s p99 %s, %d errors: %s", s.Rate, achieved(s.Result), fmtMS(s.Latency), s.Result.Errors, passWord(s.Pass))
+			},
+		}, hp.call)
+		if err != nil {
+			printSearch(stdout, f, search, best)
+			return err
+		}
+		rate = best.Rate
+		progress("highest rate with p99 ≤ %v: %v q/s; measuring both paths at it", f.findMaxP99, rate)
+	}
+
+	if f.warmup > 0 {
+		for _, p := range paths {
+			progress("warm-up %v at %v q/s: %s", f.warmup, rate, p.label)
+			res, err := bench.Run(ctx, bench.Load{Rate: rate, Duration: f.warmup, MaxInFlight: f.maxInFlight}, p.target)
+			if err != nil {
+				return err
+			}
+			if res.Errors > 0 {
+				return fmt.Errorf("bench: warm-up of %s: %d errors, the first: %w", p.label, res.Errors, res.FirstError)
+			}
+		}
+	}
+	rounds := int(f.duration / f.slice)
+	for r := range rounds {
+		order := slices.Clone(paths)
+		if r%2 == 1 {
+			slices.Reverse(order) // neither path always goes first
+		}
+		for _, p := range order {
+			res, err := bench.Run(ctx, bench.Load{Rate: rate, Duration: f.slice, MaxInFlight: f.maxInFlight}, p.target)
+			if err != nil {
+				return err
+			}
+			p.rounds = append(p.rounds, res)
+			s := res.Latency.Summary()
+			progress("round %d/%d %-3s %s  p50 %s  p99 %s  max %s  errors %d", r+1, rounds, p.label[:3], achieved(res),
+				fmtMS(s.P50), fmtMS(s.P99), fmtMS(s.Max), res.Errors)
+		}
+	}
+	if f.findMaxP99 > 0 {
+		printSearch(stdout, f, search, bench.Step{})
+	}
+	printBench(stdout, f, uri, ownPrefix, rate, paths, floor == nil)
+	return nil
+}
+
+// benchRegistry declares namespace bench: a string primary key and n
+// features cycling through the plain types.
+func benchRegistry(n int) (*feature.Registry, error) {
+	types := []string{"int", "float", "string", "bool", "datetime", "float", "int", "string", "bytes", "int"}
+	var y strings.Builder
+	fmt.Fprintf(&y, "namespaces:\n- name: %s\n  primary_key: id\n  features:\n    id: string\n", benchNamespace)
+	for i := range n {
+		fmt.Fprintf(&y, "    f%03d: %s\n", i, types[i%len(types)])
+	}
+	return feature.Parse("bench", []byte(y.String()))
+}
+
+// benchValue is the value of feature j of entity i, canonical for t.
+func benchValue(t feature.Type, i, j int) any {
+	switch t.Kind {
+	case feature.KindInt:
+		return int64(i*1000 + j)
+	case feature.KindFloat:
+		return float64(i) + float64(j)/7
+	case feature.KindString:
+		return fmt.Sprintf("value %d of entity %d", j, i)
+	case feature.KindBool:
+		return (i+j)%2 == 0
+	case feature.KindDatetime:
+		return time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i*60+j) * time.Second)
+	case feature.KindBytes:
+		return []byte{byte(i), byte(i >> 8), byte(j), 0xca, 0x1e}
+	}
+	return nil
+}
+
+// benchSeed writes every feature of every key through the store's Write,
+// in batches.
+func benchSeed(ctx context.Context, st onlineStore, ns *feature.Namespace, feats []*feature.Feature, keys []string, progress func(string, ...any)) error {
+	const batch = 100
+	at := time.Now().UTC()
+	lastReport := time.Now()
+	for lo := 0; lo < len(keys); lo += batch {
+		ws := make([]store.EntityWrite, 0, batch)
+		for i := lo; i < min(lo+batch, len(keys)); i++ {
+			w := store.EntityWrite{Namespace: ns, Key: keys[i], Values: make([]store.Value, len(feats))}
+			for j, f := range feats {
+				w.Values[j] = store.Value{Feature: f, Value: benchValue(f.Type, i, j), ObservedAt: at}
+			}
+			ws = append(ws, w)
+		}
+		if err := st.Write(ctx, ws); err != nil {
+			return fmt.Errorf("bench: write entities %d to %d: %w", lo, lo+len(ws)-1, err)
+		}
+		if time.Since(lastReport) > time.Second {
+			progress("writing entities: %d of %d", lo+len(ws), len(keys))
+			lastReport = time.Now()
+		}
+	}
+	return nil
+}
+
+// benchStoreURI returns the store URI to use: a Redis URI without a key
+// prefix gets a fresh one (ownPrefix), so that the benchmark neither
+// touches nor leaves behind anything else's keys.
+func benchStoreURI(uri string) (_ string, ownPrefix bool, _ error) {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "", false, fmt.Errorf("store URI %q: %w", uri, err)
+	}
+	if !redis.IsURIScheme(u.Scheme) {
+		return uri, false, nil
+	}
+	q := u.Query()
+	if q.Has("prefix") {
+		return uri, false, nil
+	}
+	q.Set("prefix", "cairn-bench-"+strconv.FormatInt(time.Now().UnixNano(), 36)+":")
+	u.RawQuery = q.Encode()
+	return u.String(), true, nil
+}
+
+// requestSet is one query: its entities and its HTTP body.
+type requestSet struct {
+	keys []string
+	body []byte
+}
+
+// benchRequests prepares benchRequestSets queries of n distinct keys each,
+// drawn from keys with a fixed seed, asking for every feature of feats.
+func benchRequests(keys []string, n int, feats []*feature.Feature) []requestSet {
+	outputs := make([]string, len(feats))
+	for i, f := range feats {
+		outputs[i] = f.FQN
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	sets := make([]requestSet, benchRequestSets)
+	for i := range sets {
+		idx := rng.Perm(len(keys))[:n]
+		ks := make([]string, n)
+		for j, k := range idx {
+			ks[j] = keys[k]
+		}
+		var input any = ks
+		if n == 1 {
+			input = ks[0]
+		}
+		body, _ := json.Marshal(map[string]any{
+			"inputs":  map[string]any{benchNamespace + ".id": input},
+			"outputs": outputs,
+		})
+		sets[i] = requestSet{keys: ks, body: body}
+	}
+	return sets
+}
+
+// httpPath is path (a): queries to the query server.
+type httpPath struct {
+	url    string
+	client *http.Client
+	sets   []requestSet
+	next   atomic.Uint64
+	bufs   sync.Pool
+}
+
+func newHTTPPath(url string, sets []requestSet, maxInFlight int) *httpPath {
+	return &httpPath{
+		url:  url,
+		sets: sets,
+		client: &http.Client{
+			Timeout: 10 * time.Second,
+			Transport: &http.Transport{
+				MaxIdleConns:        maxInFlight,
+				MaxIdleConnsPerHost: maxInFlight,
+				DisableCompression:  true,
+			},
+		},
+		bufs: sync.Pool{New: func() any { return new(bytes.Buffer) }},
+	}
+}
+
+// post sends the body of the next query and returns the answer's body
+// when its status is 200; put the buffer back in h.bufs after use.
+func (h *httpPath) post(ctx context.Context) (*bytes.Buffer, error) {
+	set := &h.sets[h.next.Add(1)%uint64(len(h.sets))]
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(set.body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	buf := h.bufs.Get().(*bytes.Buffer)
+	buf.Reset()
+	if _, err := buf.ReadFrom(resp.Body); err != nil {
+		h.bufs.Put(buf)
+		return nil, fmt.Errorf("read the answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer h.bufs.Put(buf)
+		return nil, fmt.Errorf("HTTP %d: %.300s", resp.StatusCode, buf.Bytes())
+	}
+	return buf, nil
+}
+
+// errorsNone is how a query answer without errors ends.
+var errorsNone = []byte(`"errors":[]`)
+
+// call is one request of path (a): a query whose answer must carry no
+// errors. The values are not decoded: the client's work stays small.
+func (h *httpPath) call(ctx context.Context) error {
+	buf, err := h.post(ctx)
+	if err != nil {
+		return err
+	}
+	defer h.bufs.Put(buf)
+	if !bytes.Contains(buf.Bytes(), errorsNone) {
+		return fmt.Errorf("query answered errors: %.300s", buf.Bytes())
+	}
+	return nil
+}
+
+// check makes one query and checks that every value asked for came back,
+// so that the benchmark measures reads of stored data.
+func (h *httpPath) check(ctx context.Context, nfeats int) error {
+	buf, err := h.post(ctx)
+	if err != nil {
+		return fmt.Errorf("bench: first query: %w", err)
+	}
+	defer h.bufs.Put(buf)
+	var ans struct {
+		Data []struct {
+			Value any `json:"value"`
+		} `json:"data"`
+		Errors []any `json:"errors"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &ans); err != nil {
+		return fmt.Errorf("bench: first query: %w", err)
+	}
+	found := 0
+	for _, d := range ans.Data {
+		if d.Value != nil {
+			found++
+		}
+	}
+	if want := len(h.sets[0].keys) * nfeats; found != want || len(ans.Errors) > 0 {
+		return fmt.Errorf("bench: first query answered %d values of the %d written, errors %v", found, want, ans.Errors)
+	}
+	return nil
+}
+
+// redisFloor is path (b): a bare go-redis client making the round trip
+// the Redis store makes for a query (see internal/store/redis/read.go).
+type redisFloor struct {
+	client goredis.UniversalClient
+	prefix string
+	// fields are those every HMGET asks for: the entity's marker, then the
+	// feature ids.
+	fields []any
+	sets   []requestSet
+	next   atomic.Uint64
+}
+
+// markerField is the Redis store's entity marker field (see docs/redis.md).
+const markerField = "0"
+
+// newRedisFloor connects with the options the Redis store uses and learns
+// the features' ids from the store's mapping hash.
+func newRedisFloor(ctx context.Context, cfg redis.Config, ns *feature.Namespace, feats []*feature.Feature) (*redisFloor, error) {
+	fl := &redisFloor{client: newFloorClient(cfg), prefix: cfg.KeyPrefix}
+	ids, err := fl.client.HGetAll(ctx, cfg.KeyPrefix+"ids").Result()
+	if err != nil {
+		fl.close()
+		return nil, fmt.Errorf("bench: floor: read the feature ids: %w", err)
+	}
+	fl.fields = append(fl.fields, markerField)
+	for _, f := range feats {
+		id, ok := ids[f.FQN]
+		if !ok {
+			fl.close()
+			return nil, fmt.Errorf("bench: floor: feature %s has no id in %sids", f.FQN, cfg.KeyPrefix)
+		}
+		fl.fields = append(fl.fields, id)
+	}
+	return fl, nil
+}
+
+// newFloorClient returns a go-redis client configured as the Redis store
+// configures its own (internal/store/redis/store.go).
+func newFloorClient(cfg redis.Config) goredis.UniversalClient {
+	var tlsConfig *tls.Config
+	if cfg.TLS {
+		host, _, _ := net.SplitHostPort(cfg.Addr)
+		tlsConfig = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+	}
+	maxRetries := cfg.MaxRetries
+	if maxRetries == 0 {
+		maxRetries = -1 // go-redis reads 0 as "its default"
+	}
+	if cfg.Clustered {
+		return goredis.NewClusterClient(&goredis.ClusterOptions{
+			Addrs: []string{cfg.Addr}, Username: cfg.Username, Password: cfg.Password, TLSConfig: tlsConfig,
+			MaxRetries: maxRetries, DialTimeout: cfg.DialTimeout, ReadTimeout: cfg.ReadTimeout, WriteTimeout: cfg.WriteTimeout,
+			PoolSize: cfg.PoolSize, DialerRetries: 1, ContextTimeoutEnabled: true, PipelinePoolSize: -1,
+		})
+	}
+	return goredis.NewClient(&goredis.Options{
+		Addr: cfg.Addr, Username: cfg.Username, Password: cfg.Password, DB: cfg.DB, TLSConfig: tlsConfig,
+		MaxRetries: maxRetries, DialTimeout: cfg.DialTimeout, ReadTimeout: cfg.ReadTimeout, WriteTimeout: cfg.WriteTimeout,
+		PoolSize: cfg.PoolSize, DialerRetries: 1, ContextTimeoutEnabled: true, PipelinePoolSize: -1,
+	})
+}
+
+func (fl *redisFloor) close() { _ = fl.client.Close() }
+
+func (fl *redisFloor) entityKey(key string) string {
+	return fl.prefix + "{" + benchNamespace + ":" + key + "}"
+}
+
+// describe names the round trip of a query of n entities.
+func (fl *redisFloor) describe(n int) string {
+	if n == 1 {
+		return fmt.Sprintf("HMGET of %d fields", len(fl.fields))
+	}
+	return fmt.Sprintf("pipeline of %d HMGETs of %d fields", n, len(fl.fields))
+}
+
+// errNoEntity is a floor read that found no entity: the floor would be
+// measuring something else than the store's reads.
+var errNoEntity = errors.New("floor read found no entity")
+
+// call is one request of path (b): one HMGET for one entity, as the store
+// sends it, or a pipeline of one per entity.
+func (fl *redisFloor) call(ctx context.Context) error {
+	set := &fl.sets[fl.next.Add(1)%uint64(len(fl.sets))]
+	if len(set.keys) == 1 {
+		cmd := floorHMGet(ctx, fl.client, fl.entityKey(set.keys[0]), fl.fields)
+		if err := cmd.Err(); err != nil {
+			return err
+		}
+		if cmd.Val()[0] == nil {
+			return errNoEntity
+		}
+		return nil
+	}
+	pipe := fl.client.Pipeline()
+	cmds := make([]*goredis.SliceCmd, len(set.keys))
+	for i, k := range set.keys {
+		cmds[i] = floorHMGet(ctx, pipe, fl.entityKey(k), fl.fields)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return err
+	}
+	for _, c := range cmds {
+		if c.Val()[0] == nil {
+			return errNoEntity
+		}
+	}
+	return nil
+}
+
+// floorHMGet sends (or queues, c being a pipeline) HMGET key fields...
+func floorHMGet(ctx context.Context, c interface {
+	Process(context.Context, goredis.Cmder) error
+}, key string, fields []any) *goredis.SliceCmd {
+	args := make([]any, 2, 2+len(fields))
+	args[0], args[1] = "hmget", key
+	cmd := goredis.NewSliceCmd(ctx, append(args, fields...)...)
+	_ = c.Process(ctx, cmd)
+	return cmd
+}
+
+// deleteAll removes the entities written and the mapping hash, which live
+// under a prefix of the benchmark's own.
+func (fl *redisFloor) deleteAll(ctx context.Context, keys []string) error {
+	const batch = 1000
+	for lo := 0; lo < len(keys); lo += batch {
+		pipe := fl.client.Pipeline()
+		for _, k := range keys[lo:min(lo+batch, len(keys))] {
+			pipe.Unlink(ctx, fl.entityKey(k))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+	}
+	return fl.client.Unlink(ctx, fl.prefix+"ids").Err()
+}
+
+// printSearch writes the steps of the rate search.
+func printSearch(w io.Writer, f benchFlags, steps []bench.Step, failed bench.Step) {
+	fmt.Fprintf(w, "### Highest rate of (a) with p99 ≤ %v: %d × %d\n\n", f.findMaxP99, f.entities, f.features)
+	fmt.Fprintf(w, "Each step %v at a constant rate; the rate doubles from %v q/s until p99 exceeds the bound, then bisects to 5%%.\n\n", f.searchStep, f.rate)
+	fmt.Fprintln(w, "| rate asked (q/s) | achieved (q/s) | p50 (ms) | p99 (ms) | max (ms) | errors | p99 ≤ bound |")
+	fmt.Fprintln(w, "|--:|--:|--:|--:|--:|--:|:-:|")
+	best := -1
+	for i, s := range steps {
+		sum := s.Result.Latency.Summary()
+		fmt.Fprintf(w, "| %.0f | %.0f | %s | %s | %s | %d | %s |\n", s.Rate, s.Result.Achieved(), fmtMS(sum.P50), fmtMS(sum.P99), fmtMS(sum.Max), s.Result.Errors, passWord(s.Pass))
+		if s.Pass && (best < 0 || s.Rate > steps[best].Rate) {
+			best = i
+		}
+	}
+	if best >= 0 {
+		fmt.Fprintf(w, "\nHighest rate with p99 ≤ %v: **%.0f q/s** (p99 %s ms in its step).\n\n", f.findMaxP99, steps[best].Rate, fmtMS(steps[best].Latency))
+	} else {
+		fmt.Fprintf(w, "\nNo rate tried kept p99 ≤ %v.\n\n", f.findMaxP99)
+	}
+}
+
+// printBench writes the side-by-side report.
+func printBench(w io.Writer, f benchFlags, uri string, ownPrefix bool, rate float64, paths []*benchPath, noFloor bool) {
+	rounds := len(paths[0].rounds)
+	fmt.Fprintf(w, "### %d × %d at %.0f q/s\n\n", f.entities, f.features, rate)
+	shown := uri
+	if cfg, err := redis.ParseURI(uri); err == nil && cfg.Password != "" {
+		shown = "(password hidden) " + cfg.Addr
+	}
+	fmt.Fprintf(w, "- store: `%s`", shown)
+	if ownPrefix {
+		fmt.Fprint(w, " (a prefix of the benchmark's own, deleted afterwards)")
+	}
+	fmt.Fprintf(w, "; %d entities written, each query asks %d of them (distinct, random) for %d features\n", f.pool, f.entities, f.features)
+	fmt.Fprintf(w, "- open loop at %.0f q/s, latency from each request's due time, at most %d in flight per path; %d rounds of %v per path, (a) and (b) alternating, after a %v warm-up of each\n",
+		rate, f.maxInFlight, rounds, f.slice, f.warmup)
+	fmt.Fprintf(w, "- load generator, query server and client in one process (GOMAXPROCS %d) on the same CPUs as the store server: %d CPUs, %s; %s %s/%s\n",
+		runtime.GOMAXPROCS(0), runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(w, "- %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+
+	header := "| path | achieved (q/s) | errors | p50 (ms) | p90 (ms) | p99 (ms) | p99.9 (ms) | max (ms) | send lag p99 (ms) |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|"
+	fmt.Fprintf(w, "Median over %d rounds of each figure (errors: total):\n\n%s\n", rounds, header)
+	meds := make([]bench.Summary, len(paths))
+	for i, p := range paths {
+		meds[i] = medianSummary(p.rounds)
+		var ach []float64
+		var lag []time.Duration
+		errs := 0
+		for _, r := range p.rounds {
+			ach = append(ach, r.Achieved())
+			lag = append(lag, r.Lag.Percentile(99))
+			errs += r.Errors
+		}
+		m := meds[i]
+		fmt.Fprintf(w, "| %s | %.0f | %d | %s | %s | %s | %s | %s | %s |\n", p.label, medianFloat(ach), errs,
+			fmtMS(m.P50), fmtMS(m.P90), fmtMS(m.P99), fmtMS(m.P999), fmtMS(m.Max), fmtMS(medianDuration(lag)))
+	}
+	if noFloor {
+		fmt.Fprint(w, "\n(b) skipped: the floor is measured for Redis and Valkey stores only.\n\n")
+	} else {
+		a, b := meds[0], meds[1]
+		fmt.Fprintf(w, "\n(a)/(b): p50 **%.2f×**, p99 **%.2f×**; the server adds %s ms at p50 and %s ms at p99 over the bare round trip.\n\n",
+			ratio(a.P50, b.P50), ratio(a.P99, b.P99), fmtMS(a.P50-b.P50), fmtMS(a.P99-b.P99))
+	}
+
+	fmt.Fprintf(w, "All rounds pooled:\n\n%s\n", header)
+	pooled := make([]bench.Samples, len(paths))
+	for i, p := range paths {
+		var lat, lag bench.Samples
+		count, errs := 0, 0
+		var elapsed time.Duration
+		for _, r := range p.rounds {
+			lat = append(lat, r.Latency...)
+			lag = append(lag, r.Lag...)
+			count += r.Count
+			errs += r.Errors
+			elapsed += r.Elapsed
+		}
+		slices.Sort(lat)
+		slices.Sort(lag)
+		pooled[i] = lat
+		s := lat.Summary()
+		fmt.Fprintf(w, "| %s | %.0f | %d | %s | %s | %s | %s | %s | %s |\n", p.label, float64(count)/elapsed.Seconds(), errs,
+			fmtMS(s.P50), fmtMS(s.P90), fmtMS(s.P99), fmtMS(s.P999), fmtMS(s.Max), fmtMS(lag.Percentile(99)))
+	}
+	for i, p := range paths {
+		fmt.Fprintf(w, "\nLatency of %s, all rounds:\n\n```\n%s```\n", p.label, pooled[i].Histogram())
+	}
+	fmt.Fprintln(w)
+}
+
+// medianSummary returns, figure by figure, the median over rs.
+func medianSummary(rs []*bench.Result) bench.Summary {
+	var p50, p90, p99, p999, mx []time.Duration
+	for _, r := range rs {
+		s := r.Latency.Summary()
+		p50, p90, p99, p999, mx = append(p50, s.P50), append(p90, s.P90), append(p99, s.P99), append(p999, s.P999), append(mx, s.Max)
+	}
+	return bench.Summary{P50: medianDuration(p50), P90: medianDuration(p90), P99: medianDuration(p99), P999: medianDuration(p999), Max: medianDuration(mx)}
+}
+
+// medianDuration returns the median of ds, the mean of the middle two for
+// an even count; ds is reordered.
+func medianDuration(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	n := len(ds)
+	if n%2 == 1 {
+		return ds[n/2]
+	}
+	return (ds[n/2-1] + ds[n/2]) / 2
+}
+
+func medianFloat(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	slices.Sort(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
+}
+
+func ratio(a, b time.Duration) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// fmtMS formats d in milliseconds with microsecond precision.
+func fmtMS(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()*1000) }
+
+func achieved(r *bench.Result) string { return fmt.Sprintf("%6.0f q/s", r.Achieved()) }
+
+func passWord(pass bool) string {
+	if pass {
+		return "yes"
+	}
+	return "no"
+}
+
+// cpuModel returns the CPU's model name from /proc/cpuinfo, or "CPU model
+// unknown".
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return "CPU model unknown"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if name, val, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(name) == "model name" {
+			return strings.TrimSpace(val)
+		}
+	}
+	return "CPU model unknown"
+}
