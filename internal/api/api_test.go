@@ -251,6 +251,7 @@ func TestBadUploadsWriteNothing(t *testing.T) {
 		{"wrong vector length", `{"inputs": {"user.id": "u1", "user.embedding": [1,2]}}`, CodeValidationFailed, "user.embedding", "exactly 8"},
 		{"bad datetime", `{"inputs": {"user.id": "u1", "user.signup": "monday"}}`, CodeValidationFailed, "user.signup", "RFC 3339"},
 		{"bad observed_at", `{"inputs": {"user.id": "u1", "user.age": 1}, "observed_at": "now"}`, CodeValidationFailed, "", "observed_at"},
+		{"observed_at out of range", `{"inputs": {"user.id": "u1", "user.age": 1}, "observed_at": "0999-12-31T00:00:00Z"}`, CodeValidationFailed, "", "outside the years 1000 to 2999"},
 		{"ragged columns", `{"inputs": {"user.id": ["u1", "u2"], "user.age": [1]}}`, CodeRaggedColumns, "user.age", "1 values but the primary key"},
 		{"scalar in columns", `{"inputs": {"user.id": ["u1", "u2"], "user.age": 1}}`, CodeRaggedColumns, "user.age", "must be a list of 2"},
 		{"missing primary key", `{"inputs": {"user.age": 1}}`, CodeMissingPrimaryKey, "user.id", "primary key"},

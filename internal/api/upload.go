@@ -17,6 +17,13 @@ type featureRef struct {
 	f  *feature.Feature
 }
 
+// Observed-ats are kept within these years, which every store can encode
+// compactly (DynamoDB's 7-byte form holds 829 to 3111).
+const (
+	minObservedYear = 1000
+	maxObservedYear = 2999
+)
+
 type uploadRequest struct {
 	Inputs     map[string]json.RawMessage `json:"inputs"`
 	ObservedAt *string                    `json:"observed_at"`
@@ -64,8 +71,11 @@ func (s *Server) parseUpload(req *uploadRequest, now time.Time) (*queue.Record, 
 	observedAt := feature.CanonicalTime(now)
 	if req.ObservedAt != nil {
 		t, err := feature.ParseTime(*req.ObservedAt)
-		if err != nil {
+		switch {
+		case err != nil:
 			errs.add(CodeValidationFailed, "", "observed_at: %v", err)
+		case t.Year() < minObservedYear || t.Year() > maxObservedYear:
+			errs.add(CodeValidationFailed, "", "observed_at: %s is outside the years %d to %d", *req.ObservedAt, minObservedYear, maxObservedYear)
 		}
 		observedAt = t
 	}

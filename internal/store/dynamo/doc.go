@@ -18,7 +18,9 @@
 // two attributes:
 //
 //	ID     the value, in the native type below
-//	ID@    its observed-at: microseconds since the Unix epoch, a number
+//	ID@    its observed-at: microseconds since the Unix epoch plus 2^55,
+//	       7 bytes big-endian, a binary (byte order is time order, so
+//	       conditions compare it directly; see observed.go)
 //
 // Values by feature type:
 //

@@ -454,9 +454,10 @@ func TestRawItem(t *testing.T) {
 		if id == "" || len(id) > 2 {
 			t.Fatalf("%s has id %q, want a short one", fqn, id)
 		}
-		ts, ok := item[id+"@"].(*types.AttributeValueMemberN)
-		if !ok || ts.Value != "1714979289123456" {
-			t.Errorf("%s observed-at = %#v, want N 1714979289123456", fqn, item[id+"@"])
+		// 1714979289123456 µs plus 2^55, 7 bytes big-endian.
+		ts, ok := item[id+"@"].(*types.AttributeValueMemberB)
+		if want := "8617c3bb534a80"; !ok || hex.EncodeToString(ts.Value) != want {
+			t.Errorf("%s observed-at = %#v, want B %s", fqn, item[id+"@"], want)
 		}
 		return item[id]
 	}

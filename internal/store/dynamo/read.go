@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -160,11 +159,7 @@ func (s *Store) decodeRow(row *store.Row, pk string, item map[string]types.Attri
 		if !hasTS && !hasValue {
 			continue
 		}
-		var ts time.Time
-		tsN, ok := tsAV.(*types.AttributeValueMemberN)
-		if ok {
-			ts, ok = parseMicros(tsN.Value)
-		}
+		ts, ok := observedAt(tsAV)
 		var v any
 		if ok && hasValue {
 			v, ok = decodeValue(f.Type, av)

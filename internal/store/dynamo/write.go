@@ -263,6 +263,9 @@ func prepare(w store.EntityWrite) (*entity, error) {
 			return nil, e.rejectf("feature %s: %v", f.FQN, err)
 		}
 		fw := featureWrite{fqn: f.FQN, value: av, micros: feature.CanonicalTime(v.ObservedAt).UnixMicro()}
+		if !observedAtInRange(fw.micros) {
+			return nil, e.rejectf("feature %s: observed-at %s is outside the years this store keeps (829 to 3111)", f.FQN, v.ObservedAt.UTC().Format(time.RFC3339))
+		}
 		if i, dup := index[f]; dup {
 			if fw.micros >= e.feats[i].micros {
 				e.feats[i] = fw
@@ -282,7 +285,7 @@ func (e *entity) item(feats []featureWrite) map[string]types.AttributeValue {
 	item["sk"] = &types.AttributeValueMemberS{Value: entitySK}
 	for _, f := range feats {
 		item[f.id] = f.value
-		item[f.id+tsSuffix] = &types.AttributeValueMemberN{Value: strconv.FormatInt(f.micros, 10)}
+		item[f.id+tsSuffix] = observedAtValue(f.micros)
 	}
 	if e.expires > 0 {
 		item[ttlAttr] = &types.AttributeValueMemberN{Value: strconv.FormatInt(e.expires, 10)}
@@ -367,20 +370,16 @@ func (s *Store) dropStale(e *entity, feats []featureWrite, old map[string]types.
 }
 
 // storedNewer reports whether a stored observed-at attribute beats f's.
-// Something other than a number there was not written by cairn; it is left
+// Something other than an observed-at there was not written by cairn; it is left
 // alone, as if newer.
 func (s *Store) storedNewer(e *entity, f featureWrite, stored types.AttributeValue) bool {
 	if stored == nil {
 		return false
 	}
-	n, ok := stored.(*types.AttributeValueMemberN)
-	if ok {
-		micros, err := strconv.ParseInt(n.Value, 10, 64)
-		if err == nil {
-			return micros > f.micros
-		}
+	if micros, ok := observedAtMicros(stored); ok {
+		return micros > f.micros
 	}
-	s.log.Warn("observed-at attribute is not a microsecond count; feature not written",
+	s.log.Warn("observed-at attribute is not an observed-at; feature not written",
 		"entity", e.String(), "feature", f.fqn, "attribute", f.id+tsSuffix)
 	return true
 }
@@ -409,7 +408,7 @@ func newUpdateExpr(feats []featureWrite, guard bool, expires int64) updateExpr {
 		v, t := "#v"+n, "#t"+n
 		x.names[v], x.names[t] = f.id, f.id+tsSuffix
 		x.values[":v"+n] = f.value
-		x.values[":t"+n] = &types.AttributeValueMemberN{Value: strconv.FormatInt(f.micros, 10)}
+		x.values[":t"+n] = observedAtValue(f.micros)
 		if i > 0 {
 			set.WriteString(", ")
 			cond.WriteString(" AND ")
