@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -20,7 +21,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -152,9 +152,29 @@ func (f *benchFlags) validate() error {
 
 // benchPath is one of the two things measured side by side.
 type benchPath struct {
+	name   string // (a) or (b)
 	label  string
 	target bench.Target
 	rounds []*bench.Result
+}
+
+// benchSetup is what a benchmark measures, ready to be driven.
+type benchSetup struct {
+	uri       string // the store's, with the benchmark's own prefix
+	ownPrefix bool
+	http      *httpPath
+	floor     *redisFloor // nil for stores other than Redis
+	paths     []*benchPath
+	// closers run when the benchmark ends, the last added first.
+	closers []func()
+	// cpuStart and cpuEnd frame the measured rounds.
+	cpuStart, cpuEnd cpuSample
+}
+
+func (b *benchSetup) close() {
+	for _, c := range slices.Backward(b.closers) {
+		c()
+	}
 }
 
 func runBench(ctx context.Context, args []string, env *config.Env, stdout, stderr io.Writer) error {
@@ -171,7 +191,7 @@ func runBench(ctx context.Context, args []string, env *config.Env, stdout, stder
 	if fs.NArg() > 0 {
 		return fmt.Errorf("bench: unexpected arguments %q", fs.Args())
 	}
-	if err := f.validate(); err != nil {
+	if err := joinDistinct(f.validate(), preflight(env, f.store, false, false)); err != nil {
 		return err
 	}
 	log, err := newLogger(stderr, f.logLevel)
@@ -180,82 +200,12 @@ func runBench(ctx context.Context, args []string, env *config.Env, stdout, stder
 	}
 	progress := func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
 
-	reg, err := benchRegistry(f.features)
+	b, err := setUpBench(ctx, f, env, log, progress)
+	if b != nil {
+		defer b.close()
+	}
 	if err != nil {
 		return err
-	}
-	ns, _ := reg.Namespace(benchNamespace)
-	feats := ns.Features[1:] // the primary key first
-
-	uri, ownPrefix, err := benchStoreURI(f.store)
-	if err != nil {
-		return err
-	}
-	prom := prometheus.NewRegistry()
-	st, err := openStore(ctx, uri, env, true, prom, log)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-
-	keys := make([]string, f.pool)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("e%07d", i)
-	}
-	start := time.Now()
-	if err := benchSeed(ctx, st, ns, feats, keys, progress); err != nil {
-		return err
-	}
-	progress("wrote %d entities × %d features in %v", len(keys), len(feats), time.Since(start).Round(time.Millisecond))
-
-	var floor *redisFloor
-	if u, _ := url.Parse(uri); redis.IsURIScheme(u.Scheme) {
-		cfg, err := redisConfig(env, uri)
-		if err != nil {
-			return err
-		}
-		if floor, err = newRedisFloor(ctx, cfg, ns, feats); err != nil {
-			return err
-		}
-		defer floor.close()
-		if ownPrefix {
-			defer func() {
-				// Not the run's context: an interrupted run still cleans up.
-				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-				defer cancel()
-				if err := floor.deleteAll(cctx, keys); err != nil {
-					progress("could not delete the benchmark's keys (prefix %s): %v", cfg.KeyPrefix, err)
-				}
-			}()
-		}
-	}
-
-	engine := query.NewEngine(st, prom, nil)
-	server, err := api.New(api.Config{}, reg, engine, nil, nil, prom, log)
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return fmt.Errorf("bench: listen: %w", err)
-	}
-	srv := &http.Server{Handler: server.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
-
-	sets := benchRequests(keys, f.entities, feats)
-	hp := newHTTPPath("http://"+ln.Addr().String()+"/v1/query/online", sets, f.maxInFlight)
-	defer hp.client.CloseIdleConnections()
-	if err := hp.check(ctx, len(feats)); err != nil {
-		return err
-	}
-	paths := []*benchPath{{label: "(a) HTTP: POST /v1/query/online", target: hp.call}}
-	if floor != nil {
-		floor.sets = sets
-		if err := floor.call(ctx); err != nil {
-			return fmt.Errorf("bench: floor: %w", err)
-		}
-		paths = append(paths, &benchPath{label: "(b) floor: bare go-redis " + floor.describe(f.entities), target: floor.call})
 	}
 
 	if f.cpuProfile != "" {
@@ -269,6 +219,22 @@ func runBench(ctx context.Context, args []string, env *config.Env, stdout, stder
 		}
 		defer pprof.StopCPUProfile()
 	}
+	load := func(rate float64, d time.Duration) bench.Load {
+		return bench.Load{Rate: rate, Duration: d, MaxInFlight: f.maxInFlight}
+	}
+
+	if f.warmup > 0 {
+		for _, p := range b.paths {
+			progress("warm-up %v at %v q/s: %s", f.warmup, f.rate, p.label)
+			res, err := bench.Run(ctx, load(f.rate, f.warmup), p.target)
+			if err != nil {
+				return err
+			}
+			if res.Errors > 0 {
+				return fmt.Errorf("bench: warm-up of %s: %d errors, the first: %w", p.label, res.Errors, res.FirstError)
+			}
+		}
+	}
 
 	rate := f.rate
 	var search []bench.Step
@@ -280,49 +246,120 @@ func runBench(ctx context.Context, args []string, env *config.Env, stdout, stder
 				search = append(search, s)
 				progress("  %8.0f q/s: %s p99 %s, %d errors: %s", s.Rate, achieved(s.Result), fmtMS(s.Latency), s.Result.Errors, passWord(s.Pass))
 			},
-		}, hp.call)
+		}, b.http.call)
+		printSearch(stdout, f, search)
 		if err != nil {
-			printSearch(stdout, f, search, best)
 			return err
 		}
 		rate = best.Rate
 		progress("highest rate with p99 ≤ %v: %v q/s; measuring both paths at it", f.findMaxP99, rate)
 	}
 
-	if f.warmup > 0 {
-		for _, p := range paths {
-			progress("warm-up %v at %v q/s: %s", f.warmup, rate, p.label)
-			res, err := bench.Run(ctx, bench.Load{Rate: rate, Duration: f.warmup, MaxInFlight: f.maxInFlight}, p.target)
-			if err != nil {
-				return err
-			}
-			if res.Errors > 0 {
-				return fmt.Errorf("bench: warm-up of %s: %d errors, the first: %w", p.label, res.Errors, res.FirstError)
-			}
-		}
-	}
 	rounds := int(f.duration / f.slice)
+	b.cpuStart = b.sampleCPU(ctx)
 	for r := range rounds {
-		order := slices.Clone(paths)
+		order := slices.Clone(b.paths)
 		if r%2 == 1 {
 			slices.Reverse(order) // neither path always goes first
 		}
 		for _, p := range order {
-			res, err := bench.Run(ctx, bench.Load{Rate: rate, Duration: f.slice, MaxInFlight: f.maxInFlight}, p.target)
+			res, err := bench.Run(ctx, load(rate, f.slice), p.target)
 			if err != nil {
 				return err
 			}
 			p.rounds = append(p.rounds, res)
 			s := res.Latency.Summary()
-			progress("round %d/%d %-3s %s  p50 %s  p99 %s  max %s  errors %d", r+1, rounds, p.label[:3], achieved(res),
+			progress("round %d/%d %s %s  p50 %s  p99 %s  max %s  errors %d", r+1, rounds, p.name, achieved(res),
 				fmtMS(s.P50), fmtMS(s.P99), fmtMS(s.Max), res.Errors)
 		}
 	}
-	if f.findMaxP99 > 0 {
-		printSearch(stdout, f, search, bench.Step{})
-	}
-	printBench(stdout, f, uri, ownPrefix, rate, paths, floor == nil)
+	b.cpuEnd = b.sampleCPU(ctx)
+	printBench(stdout, f, b, rate)
 	return nil
+}
+
+// setUpBench opens the store, writes the entities, starts the query
+// server and prepares both paths. The setup it returns, even with an
+// error, must be closed.
+func setUpBench(ctx context.Context, f benchFlags, env *config.Env, log *slog.Logger, progress func(string, ...any)) (*benchSetup, error) {
+	reg, err := benchRegistry(f.features)
+	if err != nil {
+		return nil, err
+	}
+	ns, _ := reg.Namespace(benchNamespace)
+	feats := ns.Features[1:] // the primary key first
+
+	b := &benchSetup{}
+	if b.uri, b.ownPrefix, err = benchStoreURI(f.store); err != nil {
+		return nil, err
+	}
+	prom := prometheus.NewRegistry()
+	st, err := openStore(ctx, b.uri, env, true, prom, log)
+	if err != nil {
+		return nil, err
+	}
+	b.closers = append(b.closers, func() { st.Close() })
+
+	keys := make([]string, f.pool)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("e%07d", i)
+	}
+	start := time.Now()
+	if err := benchSeed(ctx, st, ns, feats, keys, progress); err != nil {
+		return b, err
+	}
+	progress("wrote %d entities × %d features in %v", len(keys), len(feats), time.Since(start).Round(time.Millisecond))
+
+	if u, _ := url.Parse(b.uri); redis.IsURIScheme(u.Scheme) {
+		cfg, err := redisConfig(env, b.uri)
+		if err != nil {
+			return b, err
+		}
+		if b.floor, err = newRedisFloor(ctx, cfg, ns, feats); err != nil {
+			return b, err
+		}
+		fl := b.floor
+		b.closers = append(b.closers, fl.close)
+		if b.ownPrefix {
+			// Not with the run's context: an interrupted run still
+			// cleans up.
+			b.closers = append(b.closers, func() {
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+				defer cancel()
+				if err := fl.deleteAll(cctx, keys); err != nil {
+					progress("could not delete the benchmark's keys (prefix %s): %v", cfg.KeyPrefix, err)
+				}
+			})
+		}
+	}
+
+	engine := query.NewEngine(st, prom, nil)
+	server, err := api.New(api.Config{}, reg, engine, nil, nil, prom, log)
+	if err != nil {
+		return b, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return b, fmt.Errorf("bench: listen: %w", err)
+	}
+	srv := &http.Server{Handler: server.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	sets := benchRequests(keys, f.entities, feats)
+	b.http = newHTTPPath(ln.Addr().String(), sets, f.maxInFlight)
+	b.closers = append(b.closers, func() { srv.Close() }, b.http.close)
+
+	if err := b.http.check(ctx, len(feats)); err != nil {
+		return b, err
+	}
+	b.paths = []*benchPath{{name: "(a)", label: "(a) HTTP: POST /v1/query/online", target: b.http.call}}
+	if b.floor != nil {
+		b.floor.sets = sets
+		if err := b.floor.call(ctx); err != nil {
+			return b, fmt.Errorf("bench: floor: %w", err)
+		}
+		b.paths = append(b.paths, &benchPath{name: "(b)", label: "(b) floor: bare go-redis " + b.floor.describe(f.entities), target: b.floor.call})
+	}
+	return b, nil
 }
 
 // benchRegistry declares namespace bench: a string primary key and n
@@ -436,100 +473,157 @@ func benchRequests(keys []string, n int, feats []*feature.Feature) []requestSet 
 	return sets
 }
 
-// httpPath is path (a): queries to the query server.
+// httpPath is path (a): queries to the query server, over HTTP/1.1
+// keep-alive connections of its own. net/http's client runs a reader and a
+// writer goroutine per connection and hands every request and answer
+// between them; this lean client does neither, so that the generator adds
+// as little as it can to what it measures.
 type httpPath struct {
-	url    string
-	client *http.Client
-	sets   []requestSet
-	next   atomic.Uint64
-	bufs   sync.Pool
+	addr string
+	sets []requestSet
+	next atomic.Uint64
+	// idle holds the open connections not carrying a request.
+	idle chan *httpConn
 }
 
-func newHTTPPath(url string, sets []requestSet, maxInFlight int) *httpPath {
-	return &httpPath{
-		url:  url,
-		sets: sets,
-		client: &http.Client{
-			Timeout: 10 * time.Second,
-			Transport: &http.Transport{
-				MaxIdleConns:        maxInFlight,
-				MaxIdleConnsPerHost: maxInFlight,
-				DisableCompression:  true,
-			},
-		},
-		bufs: sync.Pool{New: func() any { return new(bytes.Buffer) }},
+// httpConn is one connection of an httpPath.
+type httpConn struct {
+	conn net.Conn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	body bytes.Buffer
+	// statusCode is the status of the last answer.
+	statusCode int
+}
+
+// httpTimeout bounds one request of path (a).
+const httpTimeout = 10 * time.Second
+
+func newHTTPPath(addr string, sets []requestSet, maxInFlight int) *httpPath {
+	return &httpPath{addr: addr, sets: sets, idle: make(chan *httpConn, maxInFlight)}
+}
+
+// close closes the idle connections.
+func (h *httpPath) close() {
+	for {
+		select {
+		case c := <-h.idle:
+			c.conn.Close()
+		default:
+			return
+		}
 	}
 }
 
-// post sends the body of the next query and returns the answer's body
-// when its status is 200; put the buffer back in h.bufs after use.
-func (h *httpPath) post(ctx context.Context) (*bytes.Buffer, error) {
-	set := &h.sets[h.next.Add(1)%uint64(len(h.sets))]
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.url, bytes.NewReader(set.body))
+// post sends the body of the next query on an idle connection (or a new
+// one) and hands the answer's status and body to check, whose error it
+// returns.
+func (h *httpPath) post(ctx context.Context, check func(status int, body []byte) error) error {
+	var c *httpConn
+	select {
+	case c = <-h.idle:
+	default:
+		conn, err := (&net.Dialer{Timeout: httpTimeout}).DialContext(ctx, "tcp", h.addr)
+		if err != nil {
+			return fmt.Errorf("connect to the query server: %w", err)
+		}
+		c = &httpConn{conn: conn, br: bufio.NewReaderSize(conn, 64<<10), bw: bufio.NewWriterSize(conn, 16<<10)}
+	}
+	keep, err := c.roundTrip(ctx, h.addr, h.sets[h.next.Add(1)%uint64(len(h.sets))].body)
 	if err != nil {
-		return nil, err
+		err = fmt.Errorf("POST /v1/query/online: %w", err)
+	} else {
+		err = check(c.statusCode, c.body.Bytes())
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := h.client.Do(req)
-	if err != nil {
-		return nil, err
+	if !keep {
+		c.conn.Close()
+		return err
 	}
-	defer resp.Body.Close()
-	buf := h.bufs.Get().(*bytes.Buffer)
-	buf.Reset()
-	if _, err := buf.ReadFrom(resp.Body); err != nil {
-		h.bufs.Put(buf)
-		return nil, fmt.Errorf("read the answer: %w", err)
+	select {
+	case h.idle <- c:
+	default:
+		c.conn.Close()
 	}
-	if resp.StatusCode != http.StatusOK {
-		defer h.bufs.Put(buf)
-		return nil, fmt.Errorf("HTTP %d: %.300s", resp.StatusCode, buf.Bytes())
-	}
-	return buf, nil
+	return err
 }
 
-// errorsNone is how a query answer without errors ends.
+// roundTrip sends one query and reads its answer into c.body, reporting
+// whether the connection can carry another.
+func (c *httpConn) roundTrip(ctx context.Context, host string, body []byte) (keep bool, _ error) {
+	deadline := time.Now().Add(httpTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if err := c.conn.SetDeadline(deadline); err != nil {
+		return false, err
+	}
+	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	fmt.Fprintf(c.bw, "POST /v1/query/online HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", host, len(body))
+	c.bw.Write(body) // an error sticks, and Flush returns it
+	if err := c.bw.Flush(); err != nil {
+		return false, err
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		return false, err
+	}
+	c.body.Reset()
+	_, err = c.body.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return false, fmt.Errorf("read the answer: %w", err)
+	}
+	c.statusCode = resp.StatusCode
+	return !resp.Close, nil
+}
+
+// errorsNone is in every query answer without errors.
 var errorsNone = []byte(`"errors":[]`)
 
 // call is one request of path (a): a query whose answer must carry no
 // errors. The values are not decoded: the client's work stays small.
 func (h *httpPath) call(ctx context.Context) error {
-	buf, err := h.post(ctx)
-	if err != nil {
-		return err
-	}
-	defer h.bufs.Put(buf)
-	if !bytes.Contains(buf.Bytes(), errorsNone) {
-		return fmt.Errorf("query answered errors: %.300s", buf.Bytes())
-	}
-	return nil
+	return h.post(ctx, func(status int, body []byte) error {
+		if status != http.StatusOK {
+			return fmt.Errorf("HTTP %d: %.300s", status, body)
+		}
+		if !bytes.Contains(body, errorsNone) {
+			return fmt.Errorf("query answered errors: %.300s", body)
+		}
+		return nil
+	})
 }
 
 // check makes one query and checks that every value asked for came back,
 // so that the benchmark measures reads of stored data.
 func (h *httpPath) check(ctx context.Context, nfeats int) error {
-	buf, err := h.post(ctx)
+	err := h.post(ctx, func(status int, body []byte) error {
+		if status != http.StatusOK {
+			return fmt.Errorf("HTTP %d: %.300s", status, body)
+		}
+		var ans struct {
+			Data []struct {
+				Value any `json:"value"`
+			} `json:"data"`
+			Errors []any `json:"errors"`
+		}
+		if err := json.Unmarshal(body, &ans); err != nil {
+			return err
+		}
+		found := 0
+		for _, d := range ans.Data {
+			if d.Value != nil {
+				found++
+			}
+		}
+		if want := len(h.sets[0].keys) * nfeats; found != want || len(ans.Errors) > 0 {
+			return fmt.Errorf("answered %d values of the %d written, errors %v", found, want, ans.Errors)
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("bench: first query: %w", err)
-	}
-	defer h.bufs.Put(buf)
-	var ans struct {
-		Data []struct {
-			Value any `json:"value"`
-		} `json:"data"`
-		Errors []any `json:"errors"`
-	}
-	if err := json.Unmarshal(buf.Bytes(), &ans); err != nil {
-		return fmt.Errorf("bench: first query: %w", err)
-	}
-	found := 0
-	for _, d := range ans.Data {
-		if d.Value != nil {
-			found++
-		}
-	}
-	if want := len(h.sets[0].keys) * nfeats; found != want || len(ans.Errors) > 0 {
-		return fmt.Errorf("bench: first query answered %d values of the %d written, errors %v", found, want, ans.Errors)
 	}
 	return nil
 }
@@ -655,6 +749,29 @@ func floorHMGet(ctx context.Context, c interface {
 	return cmd
 }
 
+// serverCPU returns the CPU time the Redis server has used, in seconds
+// (INFO cpu: used_cpu_user and used_cpu_sys).
+func (fl *redisFloor) serverCPU(ctx context.Context) (float64, bool) {
+	info, err := fl.client.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0, false
+	}
+	var secs float64
+	n := 0
+	for _, line := range strings.Split(info, "\n") {
+		name, val, _ := strings.Cut(strings.TrimSpace(line), ":")
+		if name == "used_cpu_user" || name == "used_cpu_sys" {
+			v, err := strconv.ParseFloat(val, 64)
+			if err != nil {
+				return 0, false
+			}
+			secs += v
+			n++
+		}
+	}
+	return secs, n == 2
+}
+
 // deleteAll removes the entities written and the mapping hash, which live
 // under a prefix of the benchmark's own.
 func (fl *redisFloor) deleteAll(ctx context.Context, keys []string) error {
@@ -672,7 +789,7 @@ func (fl *redisFloor) deleteAll(ctx context.Context, keys []string) error {
 }
 
 // printSearch writes the steps of the rate search.
-func printSearch(w io.Writer, f benchFlags, steps []bench.Step, failed bench.Step) {
+func printSearch(w io.Writer, f benchFlags, steps []bench.Step) {
 	fmt.Fprintf(w, "### Highest rate of (a) with p99 ≤ %v: %d × %d\n\n", f.findMaxP99, f.entities, f.features)
 	fmt.Fprintf(w, "Each step %v at a constant rate; the rate doubles from %v q/s until p99 exceeds the bound, then bisects to 5%%.\n\n", f.searchStep, f.rate)
 	fmt.Fprintln(w, "| rate asked (q/s) | achieved (q/s) | p50 (ms) | p99 (ms) | max (ms) | errors | p99 ≤ bound |")
@@ -693,22 +810,38 @@ func printSearch(w io.Writer, f benchFlags, steps []bench.Step, failed bench.Ste
 }
 
 // printBench writes the side-by-side report.
-func printBench(w io.Writer, f benchFlags, uri string, ownPrefix bool, rate float64, paths []*benchPath, noFloor bool) {
+func printBench(w io.Writer, f benchFlags, b *benchSetup, rate float64) {
+	paths := b.paths
 	rounds := len(paths[0].rounds)
 	fmt.Fprintf(w, "### %d × %d at %.0f q/s\n\n", f.entities, f.features, rate)
-	shown := uri
-	if cfg, err := redis.ParseURI(uri); err == nil && cfg.Password != "" {
-		shown = "(password hidden) " + cfg.Addr
+	shown := b.uri
+	if u, err := url.Parse(b.uri); err == nil {
+		shown = u.Redacted()
 	}
 	fmt.Fprintf(w, "- store: `%s`", shown)
-	if ownPrefix {
+	if b.ownPrefix {
 		fmt.Fprint(w, " (a prefix of the benchmark's own, deleted afterwards)")
 	}
 	fmt.Fprintf(w, "; %d entities written, each query asks %d of them (distinct, random) for %d features\n", f.pool, f.entities, f.features)
-	fmt.Fprintf(w, "- open loop at %.0f q/s, latency from each request's due time, at most %d in flight per path; %d rounds of %v per path, (a) and (b) alternating, after a %v warm-up of each\n",
-		rate, f.maxInFlight, rounds, f.slice, f.warmup)
-	fmt.Fprintf(w, "- load generator, query server and client in one process (GOMAXPROCS %d) on the same CPUs as the store server: %d CPUs, %s; %s %s/%s\n",
+	warm := "no warm-up"
+	if f.warmup > 0 {
+		warm = fmt.Sprintf("after a %v warm-up of each", f.warmup)
+	}
+	fmt.Fprintf(w, "- open loop at %.0f q/s, latency from each request's due time, at most %d in flight per path; %d rounds of %v per path, (a) and (b) alternating, %s\n",
+		rate, f.maxInFlight, rounds, f.slice, warm)
+	fmt.Fprintf(w, "- load generator, query server and floor client in one process (GOMAXPROCS %d), on %d CPUs (%s); %s %s/%s\n",
 		runtime.GOMAXPROCS(0), runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	if use, ok := b.cpuEnd.since(b.cpuStart); ok {
+		// The counters are sampled at clock ticks: the machine's total
+		// can come out a little under its parts.
+		fmt.Fprintf(w, "- CPU used during the rounds, in CPUs of the %d: this process %.2f", runtime.NumCPU(), use.self)
+		rest := use.machine - use.self
+		if use.storeOK {
+			fmt.Fprintf(w, ", redis-server %.2f", use.store)
+			rest -= use.store
+		}
+		fmt.Fprintf(w, ", other processes %.2f\n", max(rest, 0))
+	}
 	fmt.Fprintf(w, "- %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 
 	header := "| path | achieved (q/s) | errors | p50 (ms) | p90 (ms) | p99 (ms) | p99.9 (ms) | max (ms) | send lag p99 (ms) |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|"
@@ -728,7 +861,7 @@ func printBench(w io.Writer, f benchFlags, uri string, ownPrefix bool, rate floa
 		fmt.Fprintf(w, "| %s | %.0f | %d | %s | %s | %s | %s | %s | %s |\n", p.label, medianFloat(ach), errs,
 			fmtMS(m.P50), fmtMS(m.P90), fmtMS(m.P99), fmtMS(m.P999), fmtMS(m.Max), fmtMS(medianDuration(lag)))
 	}
-	if noFloor {
+	if b.floor == nil {
 		fmt.Fprint(w, "\n(b) skipped: the floor is measured for Redis and Valkey stores only.\n\n")
 	} else {
 		a, b := meds[0], meds[1]
@@ -747,7 +880,7 @@ func printBench(w io.Writer, f benchFlags, uri string, ownPrefix bool, rate floa
 			lag = append(lag, r.Lag...)
 			count += r.Count
 			errs += r.Errors
-			elapsed += r.Elapsed
+			elapsed += max(r.Elapsed, r.Load.Duration)
 		}
 		slices.Sort(lat)
 		slices.Sort(lag)
@@ -815,6 +948,91 @@ func passWord(pass bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+// cpuSample is the CPU time counters of Linux, in clock ticks, the whole
+// machine's and this process's, and the CPU time of the Redis server.
+type cpuSample struct {
+	ok                     bool
+	busy, total, selfTicks float64
+	at                     time.Time
+	storeOK                bool
+	storeSecs              float64
+}
+
+// sampleCPU samples the CPU counters, the Redis server's included when
+// the store is Redis.
+func (b *benchSetup) sampleCPU(ctx context.Context) cpuSample {
+	s := sampleCPU()
+	s.at = time.Now()
+	if b.floor != nil {
+		s.storeSecs, s.storeOK = b.floor.serverCPU(ctx)
+	}
+	return s
+}
+
+// sampleCPU reads /proc/stat and /proc/self/stat; elsewhere than on Linux
+// the sample is not ok.
+func sampleCPU() cpuSample {
+	stat, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuSample{}
+	}
+	self, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		return cpuSample{}
+	}
+	line, _, _ := strings.Cut(string(stat), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return cpuSample{}
+	}
+	var s cpuSample
+	for i, v := range f[1:8] { // user nice system idle iowait irq softirq
+		n, _ := strconv.ParseFloat(v, 64)
+		s.total += n
+		if i != 3 && i != 4 {
+			s.busy += n
+		}
+	}
+	if len(f) > 8 { // steal
+		n, _ := strconv.ParseFloat(f[8], 64)
+		s.busy += n
+		s.total += n
+	}
+	// The fields after the command name, which is in parentheses: state
+	// is the first, utime the 12th, stime the 13th.
+	i := bytes.LastIndexByte(self, ')')
+	g := strings.Fields(string(self[i+1:]))
+	if i < 0 || len(g) < 13 {
+		return cpuSample{}
+	}
+	ut, _ := strconv.ParseFloat(g[11], 64)
+	st, _ := strconv.ParseFloat(g[12], 64)
+	s.selfTicks = ut + st
+	s.ok = true
+	return s
+}
+
+// cpuUse is CPU time used over a span, in CPUs (CPU seconds per second).
+type cpuUse struct {
+	machine, self float64
+	storeOK       bool
+	store         float64
+}
+
+// since returns the CPU used between start and s.
+func (s cpuSample) since(start cpuSample) (cpuUse, bool) {
+	total := s.total - start.total
+	if !s.ok || !start.ok || total <= 0 {
+		return cpuUse{}, false
+	}
+	cpus := float64(runtime.NumCPU())
+	u := cpuUse{machine: cpus * (s.busy - start.busy) / total, self: (s.selfTicks - start.selfTicks) / (total / cpus)}
+	if wall := s.at.Sub(start.at).Seconds(); s.storeOK && start.storeOK && wall > 0 {
+		u.storeOK, u.store = true, (s.storeSecs-start.storeSecs)/wall
+	}
+	return u, true
 }
 
 // cpuModel returns the CPU's model name from /proc/cpuinfo, or "CPU model

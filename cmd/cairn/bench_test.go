@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/cairnfs/cairn/internal/config"
+	"github.com/cairnfs/cairn/internal/testserver"
+)
+
+// benchRow matches a row of the report's tables: path, achieved rate,
+// errors.
+var benchRow = regexp.MustCompile(`(?m)^\| (\([ab]\)[^|]*) \| (\d+) \| (\d+) \|`)
+
+// runBenchT runs `cairn bench` with a short load and returns its report.
+func runBenchT(t *testing.T, args ...string) (report, progress string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	args = append([]string{"bench", "--rate", "100", "--duration", "200ms", "--slice", "100ms", "--warmup", "50ms",
+		"--entities", "3", "--features", "12", "--pool", "20"}, args...)
+	if err := run(context.Background(), args, config.FromMap(nil), &out, &errOut); err != nil {
+		t.Fatalf("cairn %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
+	}
+	return out.String(), errOut.String()
+}
+
+// checkRows checks that the report's tables have rows for paths, each
+// with answers and without errors.
+func checkRows(t *testing.T, report string, paths ...string) {
+	t.Helper()
+	rows := benchRow.FindAllStringSubmatch(report, -1)
+	for _, p := range paths {
+		n := 0
+		for _, r := range rows {
+			if !strings.HasPrefix(r[1], p) {
+				continue
+			}
+			n++
+			if rate, _ := strconv.Atoi(r[2]); rate == 0 || r[3] != "0" {
+				t.Errorf("row %q: achieved %s q/s with %s errors", r[0], r[2], r[3])
+			}
+		}
+		if n != 2 { // medians and pooled
+			t.Errorf("%d rows for %s, want 2:\n%s", n, p, report)
+		}
+	}
+}
+
+func TestBenchEmbedded(t *testing.T) {
+	report, progress := runBenchT(t, "--store", "embedded://"+t.TempDir())
+	checkRows(t, report, "(a)")
+	if !strings.Contains(report, "(b) skipped") {
+		t.Errorf("no note that the floor is skipped:\n%s", report)
+	}
+	if !strings.Contains(progress, "round 2/2 (a)") {
+		t.Errorf("no progress of the rounds:\n%s", progress)
+	}
+}
+
+// Against Redis: both paths side by side, a short rate search first, and
+// the keys of the benchmark's own prefix gone afterwards.
+func TestBenchRedis(t *testing.T) {
+	addr := testserver.Redis(t)
+	report, progress := runBenchT(t, "--store", fmt.Sprintf("redis://%s/0", addr),
+		"--find-max-p99", "1s", "--search-step", "100ms", "--max-rate", "200")
+	checkRows(t, report, "(a)", "(b)")
+	for _, want := range []string{"pipeline of 3 HMGETs of 13 fields", "(a)/(b): p50", "### 3 × 12 at 200 q/s", "Highest rate with p99 ≤ 1s: **200 q/s**"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	if !strings.Contains(progress, "searching the highest rate") {
+		t.Errorf("no progress of the search:\n%s", progress)
+	}
+	c := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer c.Close()
+	left, err := c.Keys(context.Background(), "cairn-bench-*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) > 0 {
+		t.Errorf("keys left behind: %q", left)
+	}
+}
+
+func TestBenchFlagErrors(t *testing.T) {
+	err := run(context.Background(), []string{"bench", "--entities", "0", "--pool", "0", "--rate", "-1", "--slice", "2s", "--duration", "1s"},
+		config.FromMap(nil), io.Discard, io.Discard)
+	for _, want := range []string{"--store is required", "--entities 0", "--rate -1", "--duration 1s"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want it to mention %q", err, want)
+		}
+	}
+}
