@@ -48,10 +48,28 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 
 	resp := queryResponse{Data: make([]fieldResult, 0, len(fields)), Errors: errorList{}}
 	failed := map[*feature.Feature]bool{}
+	// Fields come entity by entity, and the features of an entity are
+	// mostly written together: the last key's JSON form and the last
+	// observed-at's text are usually those of the next field too, and
+	// formatting them anew for each of thousands of fields is a good part
+	// of a large query's time.
+	var (
+		lastNS   *feature.Namespace
+		lastKey  string
+		lastPKey any
+		lastAt   time.Time
+		lastTS   string
+	)
 	for _, f := range fields {
-		fr := fieldResult{Field: f.Feature.FQN, Value: feature.ToJSON(f.Value), PKey: feature.KeyJSON(f.Feature.Namespace.PrimaryKey.Type, f.Key)}
+		if ns := f.Feature.Namespace; ns != lastNS || f.Key != lastKey {
+			lastNS, lastKey, lastPKey = ns, f.Key, feature.KeyJSON(ns.PrimaryKey.Type, f.Key)
+		}
+		fr := fieldResult{Field: f.Feature.FQN, Value: feature.ToJSON(f.Value), PKey: lastPKey}
 		if !f.ObservedAt.IsZero() {
-			fr.TS = f.ObservedAt.UTC().Format(feature.TimeLayout)
+			if lastTS == "" || !f.ObservedAt.Equal(lastAt) {
+				lastAt, lastTS = f.ObservedAt, f.ObservedAt.UTC().Format(feature.TimeLayout)
+			}
+			fr.TS = lastTS
 		}
 		if req.IncludeMeta {
 			fr.Meta = map[string]any{"cache_hit": f.CacheHit}

@@ -109,30 +109,43 @@ func (e *Engine) Query(ctx context.Context, req *Request) []Field {
 			g.feats = append(g.feats, f)
 		}
 	}
-	var wg sync.WaitGroup
-	for _, g := range groups {
+	read := func(g *group) {
 		keys := req.Keys[g.ns]
-		if len(g.feats) == 0 || len(keys) == 0 {
-			continue
+		start := time.Now()
+		g.rows, g.err = e.store.Read(ctx, g.ns, keys, g.feats)
+		if g.err == nil && len(g.rows) != len(keys) {
+			g.err = fmt.Errorf("store answered %d rows for %d keys", len(g.rows), len(keys))
 		}
-		wg.Go(func() {
-			start := time.Now()
-			g.rows, g.err = e.store.Read(ctx, g.ns, keys, g.feats)
-			if g.err == nil && len(g.rows) != len(keys) {
-				g.err = fmt.Errorf("store answered %d rows for %d keys", len(g.rows), len(keys))
-			}
-			e.latency.WithLabelValues(g.ns.Name).Observe(time.Since(start).Seconds())
-			outcome := "ok"
-			if g.err != nil {
-				outcome = "error"
-			}
-			e.reads.WithLabelValues(g.ns.Name, outcome).Inc()
-		})
+		e.latency.WithLabelValues(g.ns.Name).Observe(time.Since(start).Seconds())
+		outcome := "ok"
+		if g.err != nil {
+			outcome = "error"
+		}
+		e.reads.WithLabelValues(g.ns.Name, outcome).Inc()
+	}
+	var reads []*group
+	nout := 0
+	for _, g := range groups {
+		nout += len(req.Keys[g.ns]) * len(g.outs)
+		if len(g.feats) > 0 && len(req.Keys[g.ns]) > 0 {
+			reads = append(reads, g)
+		}
+	}
+	// The last read runs on this goroutine: a query of one namespace, the
+	// usual case, starts none (nor grows a new one's stack through the
+	// store client's calls).
+	var wg sync.WaitGroup
+	for i, g := range reads {
+		if i == len(reads)-1 {
+			read(g)
+			break
+		}
+		wg.Go(func() { read(g) })
 	}
 	wg.Wait()
 
 	now := e.now()
-	var out []Field
+	out := make([]Field, 0, nout)
 	for _, g := range groups {
 		for i, key := range req.Keys[g.ns] {
 			j := 0 // index into g.feats, which follows g.outs minus the key
