@@ -16,6 +16,7 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/cairnfs/cairn/internal/feature"
@@ -37,6 +38,31 @@ type EntityWrite struct {
 	// Key is the canonical primary key (see feature.ParseKey).
 	Key    string
 	Values []Value
+}
+
+// Check reports why w cannot be stored, if it cannot: no namespace, a key
+// empty or over feature.MaxKeyLen, a value without a feature, of another
+// namespace, or not canonical for its feature's type. Backends reject such
+// a write (wrapping ErrRejected) before writing anything.
+func (w EntityWrite) Check() error {
+	if w.Namespace == nil {
+		return fmt.Errorf("entity %q has no namespace", w.Key)
+	}
+	if w.Key == "" || len(w.Key) > feature.MaxKeyLen {
+		return fmt.Errorf("%s key of %d bytes, want 1 to %d", w.Namespace.Name, len(w.Key), feature.MaxKeyLen)
+	}
+	for _, v := range w.Values {
+		if v.Feature == nil {
+			return fmt.Errorf("%s %q: value without a feature", w.Namespace.Name, w.Key)
+		}
+		if v.Feature.Namespace == nil || v.Feature.Namespace.Name != w.Namespace.Name {
+			return fmt.Errorf("%s %q: feature %s belongs to another namespace", w.Namespace.Name, w.Key, v.Feature.FQN)
+		}
+		if err := feature.Check(v.Feature.Type, v.Value); err != nil {
+			return fmt.Errorf("%s %q: %s: %w", w.Namespace.Name, w.Key, v.Feature.FQN, err)
+		}
+	}
+	return nil
 }
 
 // Cell is what a read found for one feature of one entity.

@@ -65,7 +65,7 @@ func (s *Store) prepare(writes []store.EntityWrite) ([]pendingEntity, []string, 
 	var fqns []string
 	ttls := map[*feature.Namespace]time.Duration{}
 	for _, w := range writes {
-		if err := checkEntity(w); err != nil {
+		if err := w.Check(); err != nil {
 			return nil, nil, fmt.Errorf("redis: write: %w: %w", store.ErrRejected, err)
 		}
 		if len(w.Values) == 0 {
@@ -110,28 +110,6 @@ func (s *Store) prepare(writes []store.EntityWrite) ([]pendingEntity, []string, 
 		pending = append(pending, p)
 	}
 	return pending, fqns, nil
-}
-
-// checkEntity reports why w cannot be stored, if it cannot.
-func checkEntity(w store.EntityWrite) error {
-	if w.Namespace == nil {
-		return fmt.Errorf("entity %q has no namespace", w.Key)
-	}
-	if w.Key == "" || len(w.Key) > feature.MaxKeyLen {
-		return fmt.Errorf("%s key of %d bytes, want 1 to %d", w.Namespace.Name, len(w.Key), feature.MaxKeyLen)
-	}
-	for _, v := range w.Values {
-		if v.Feature == nil {
-			return fmt.Errorf("%s %q: value without a feature", w.Namespace.Name, w.Key)
-		}
-		if v.Feature.Namespace == nil || v.Feature.Namespace.Name != w.Namespace.Name {
-			return fmt.Errorf("%s %q: feature %s belongs to another namespace", w.Namespace.Name, w.Key, v.Feature.FQN)
-		}
-		if err := feature.Check(v.Feature.Type, v.Value); err != nil {
-			return fmt.Errorf("%s %q: %s: %w", w.Namespace.Name, w.Key, v.Feature.FQN, err)
-		}
-	}
-	return nil
 }
 
 // newestPerFeature returns vals with one value per feature, the newest (of
