@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -646,7 +645,7 @@ const markerField = "0"
 // newRedisFloor connects with the options the Redis store uses and learns
 // the features' ids from the store's mapping hash.
 func newRedisFloor(ctx context.Context, cfg redis.Config, ns *feature.Namespace, feats []*feature.Feature) (*redisFloor, error) {
-	fl := &redisFloor{client: newFloorClient(cfg), prefix: cfg.KeyPrefix}
+	fl := &redisFloor{client: redis.NewClient(cfg), prefix: cfg.KeyPrefix}
 	ids, err := fl.client.HGetAll(ctx, cfg.KeyPrefix+"ids").Result()
 	if err != nil {
 		fl.close()
@@ -662,32 +661,6 @@ func newRedisFloor(ctx context.Context, cfg redis.Config, ns *feature.Namespace,
 		fl.fields = append(fl.fields, id)
 	}
 	return fl, nil
-}
-
-// newFloorClient returns a go-redis client configured as the Redis store
-// configures its own (internal/store/redis/store.go).
-func newFloorClient(cfg redis.Config) goredis.UniversalClient {
-	var tlsConfig *tls.Config
-	if cfg.TLS {
-		host, _, _ := net.SplitHostPort(cfg.Addr)
-		tlsConfig = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
-	}
-	maxRetries := cfg.MaxRetries
-	if maxRetries == 0 {
-		maxRetries = -1 // go-redis reads 0 as "its default"
-	}
-	if cfg.Clustered {
-		return goredis.NewClusterClient(&goredis.ClusterOptions{
-			Addrs: []string{cfg.Addr}, Username: cfg.Username, Password: cfg.Password, TLSConfig: tlsConfig,
-			MaxRetries: maxRetries, DialTimeout: cfg.DialTimeout, ReadTimeout: cfg.ReadTimeout, WriteTimeout: cfg.WriteTimeout,
-			PoolSize: cfg.PoolSize, DialerRetries: 1, ContextTimeoutEnabled: true, PipelinePoolSize: -1,
-		})
-	}
-	return goredis.NewClient(&goredis.Options{
-		Addr: cfg.Addr, Username: cfg.Username, Password: cfg.Password, DB: cfg.DB, TLSConfig: tlsConfig,
-		MaxRetries: maxRetries, DialTimeout: cfg.DialTimeout, ReadTimeout: cfg.ReadTimeout, WriteTimeout: cfg.WriteTimeout,
-		PoolSize: cfg.PoolSize, DialerRetries: 1, ContextTimeoutEnabled: true, PipelinePoolSize: -1,
-	})
 }
 
 func (fl *redisFloor) close() { _ = fl.client.Close() }

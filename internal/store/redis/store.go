@@ -45,7 +45,7 @@ func Open(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.
 	}
 	s := &Store{
 		cfg:     cfg,
-		client:  newClient(cfg),
+		client:  NewClient(cfg),
 		scripts: newScripts(),
 		ids:     newMapping(cfg.KeyPrefix + "ids"),
 		m:       m,
@@ -77,8 +77,10 @@ const (
 	maxRetryBackoff = 512 * time.Millisecond
 )
 
-// newClient returns a go-redis client for cfg; it connects lazily.
-func newClient(cfg Config) goredis.UniversalClient {
+// NewClient returns a go-redis client for cfg, configured exactly as the
+// store configures its own, so that a tool measuring the server's bare
+// round trips (cairn bench) pays what the store pays. It connects lazily.
+func NewClient(cfg Config) goredis.UniversalClient {
 	var tlsConfig *tls.Config
 	if cfg.TLS {
 		host, _, _ := net.SplitHostPort(cfg.Addr)
