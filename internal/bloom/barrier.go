@@ -106,6 +106,10 @@ func (b *Barrier) pending(ctx context.Context, ends map[int32]int64) (string, er
 		return "", nil
 	}
 	now := b.now()
+	// Every tracker's heartbeat is observed on every pass, even once one
+	// is known to be behind: a heartbeat left unobserved could make a live
+	// tracker look dead.
+	pending := ""
 	for g, r := range b.adm.FetchManyOffsets(ctx, groups...) {
 		if r.Err != nil {
 			return "", fmt.Errorf("fetch offsets of %s: %w", g, r.Err)
@@ -128,11 +132,15 @@ func (b *Barrier) pending(ctx context.Context, ends map[int32]int64) (string, er
 			b.ignored.Inc()
 			continue
 		}
+		if pending != "" {
+			continue
+		}
 		for p, end := range ends {
 			if o, ok := parts[p]; !ok || o.At < end {
-				return g, nil
+				pending = g
+				break
 			}
 		}
 	}
-	return "", nil
+	return pending, nil
 }

@@ -54,21 +54,18 @@ func NewGuard(next Reader, t *Tracker, debug bool, promReg prometheus.Registerer
 // Read reads the keys the filter cannot rule out and answers the rest as
 // not found.
 func (g *Guard) Read(ctx context.Context, ns *feature.Namespace, keys []string, feats []*feature.Feature) ([]store.Row, error) {
-	absent := make([]bool, len(keys)) // the filter rules the key out
-	maybe := make([]bool, len(keys))  // the filter cannot rule it out
+	if g.debug {
+		return g.readDebug(ctx, ns, keys, feats)
+	}
 	var ask []string
 	var askIdx []int
-	nAbsent := 0
+	maybe := make([]bool, len(keys)) // the filter could not rule the key out
 	for i, k := range keys {
 		present, usable := g.tracker.MayContain(ns.Name, k)
-		maybe[i] = usable && present
 		if usable && !present {
-			absent[i] = true
-			nAbsent++
-			if !g.debug {
-				continue
-			}
+			continue
 		}
+		maybe[i] = usable
 		ask = append(ask, k)
 		askIdx = append(askIdx, i)
 	}
@@ -84,20 +81,44 @@ func (g *Guard) Read(ctx context.Context, ns *feature.Namespace, keys []string, 
 	}
 	fp := 0
 	for i := range rows {
-		switch {
-		case absent[i] && rows[i].Found:
-			g.disagree.WithLabelValues(ns.Name).Inc()
-			g.log.Error("bloom: FALSE NEGATIVE: the filter said absent but the store has the entity; this is a bug",
-				"namespace", ns.Name, "key", keys[i])
-		case maybe[i] && !rows[i].Found:
+		if maybe[i] && !rows[i].Found {
 			fp++
 		}
 		if rows[i].Cells == nil {
 			rows[i].Cells = make([]store.Cell, len(feats))
 		}
 	}
-	if nAbsent > 0 && !g.debug {
-		g.skipped.WithLabelValues(ns.Name).Add(float64(nAbsent))
+	if n := len(keys) - len(ask); n > 0 {
+		g.skipped.WithLabelValues(ns.Name).Add(float64(n))
+	}
+	if fp > 0 {
+		g.falsePositive.WithLabelValues(ns.Name).Add(float64(fp))
+	}
+	return rows, nil
+}
+
+// readDebug reads every key, then asks the filter. In that order a
+// disagreement is a real false negative: a key the store had before the
+// filter was asked must be in the filter (keys reach filters before the
+// store, and filters only grow). Asked the other way round, a key written
+// between the two would look like one.
+func (g *Guard) readDebug(ctx context.Context, ns *feature.Namespace, keys []string, feats []*feature.Feature) ([]store.Row, error) {
+	rows, err := g.next.Read(ctx, ns, keys, feats)
+	if err != nil {
+		return nil, err
+	}
+	fp := 0
+	for i, k := range keys {
+		present, usable := g.tracker.MayContain(ns.Name, k)
+		switch {
+		case !usable:
+		case !present && rows[i].Found:
+			g.disagree.WithLabelValues(ns.Name).Inc()
+			g.log.Error("bloom: FALSE NEGATIVE: the filter said absent but the store has the entity; this is a bug",
+				"namespace", ns.Name, "key", k)
+		case present && !rows[i].Found:
+			fp++
+		}
 	}
 	if fp > 0 {
 		g.falsePositive.WithLabelValues(ns.Name).Add(float64(fp))

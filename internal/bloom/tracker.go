@@ -219,6 +219,9 @@ func (t *Tracker) Run(ctx context.Context) error {
 			t.log.Warn("bloom: delete tracker group; writers ignore it after the lease", "group", t.group, "err", err)
 		}
 	}()
+	// Stop answering before the group goes: once it is deleted, writers
+	// no longer wait for this tracker.
+	defer t.validUntil.Store(0)
 
 	// 1. Where the writers are: everything before these offsets is in
 	// the store, so the scans below see it.
@@ -472,8 +475,12 @@ func (t *Tracker) build(ctx context.Context, adm *kadm.Client, st *nsState, pos 
 	if err := t.scanner.ScanKeys(ctx, st.ns, func(key string) error { n++; next.Add(key); return nil }); err != nil {
 		return fmt.Errorf("bloom: scan %s: %w", st.ns.Name, err)
 	}
+	// Swap under mu, between two fetches of consume: a key consume is
+	// adding must reach the filter that stays.
+	t.mu.Lock()
 	st.cur.Store(next)
 	st.next.Store(nil)
+	t.mu.Unlock()
 	st.rebuilding.Store(false)
 	t.log.Info("bloom: filter built", "namespace", st.ns.Name, "scanned_keys", n, "took", time.Since(start).Round(time.Millisecond))
 	return nil
