@@ -19,20 +19,6 @@ type queryRequest struct {
 	IncludeMeta bool                       `json:"include_meta"`
 }
 
-type fieldResult struct {
-	Field string         `json:"field"`
-	Value any            `json:"value"`
-	PKey  any            `json:"pkey"`
-	TS    string         `json:"ts,omitempty"`
-	Meta  map[string]any `json:"meta,omitempty"`
-}
-
-type queryResponse struct {
-	Data   []fieldResult  `json:"data"`
-	Errors errorList      `json:"errors"`
-	Meta   map[string]any `json:"meta"`
-}
-
 func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	var req queryRequest
@@ -46,46 +32,21 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 	}
 	fields := s.engine.Query(r.Context(), qr)
 
-	resp := queryResponse{Data: make([]fieldResult, 0, len(fields)), Errors: errorList{}}
+	ans := &answer{fields: fields, includeMeta: req.IncludeMeta, errors: errorList{}}
 	failed := map[*feature.Feature]bool{}
-	// Fields come entity by entity, and the features of an entity are
-	// mostly written together: the last key's JSON form and the last
-	// observed-at's text are usually those of the next field too, and
-	// formatting them anew for each of thousands of fields is a good part
-	// of a large query's time.
-	var (
-		lastNS   *feature.Namespace
-		lastKey  string
-		lastPKey any
-		lastAt   time.Time
-		lastTS   string
-	)
-	for _, f := range fields {
-		if ns := f.Feature.Namespace; ns != lastNS || f.Key != lastKey {
-			lastNS, lastKey, lastPKey = ns, f.Key, feature.KeyJSON(ns.PrimaryKey.Type, f.Key)
-		}
-		fr := fieldResult{Field: f.Feature.FQN, Value: feature.ToJSON(f.Value), PKey: lastPKey}
-		if !f.ObservedAt.IsZero() {
-			if lastTS == "" || !f.ObservedAt.Equal(lastAt) {
-				lastAt, lastTS = f.ObservedAt, f.ObservedAt.UTC().Format(feature.TimeLayout)
-			}
-			fr.TS = lastTS
-		}
-		if req.IncludeMeta {
-			fr.Meta = map[string]any{"cache_hit": f.CacheHit}
-		}
+	for i := range fields {
+		f := &fields[i]
 		if f.Err != nil && !failed[f.Feature] {
 			failed[f.Feature] = true
 			s.log.Warn("api: store read failed", "feature", f.Feature.FQN, "err", f.Err)
-			resp.Errors = append(resp.Errors, ChalkError{Code: CodeUpstreamFailed, Category: CategoryField,
+			ans.errors = append(ans.errors, ChalkError{Code: CodeUpstreamFailed, Category: CategoryField,
 				Feature: f.Feature.FQN, Message: "the online store could not be read: " + f.Err.Error()})
 		}
-		resp.Data = append(resp.Data, fr)
 	}
 	id := rand.Text()
 	took := time.Since(start)
-	resp.Meta = map[string]any{"query_id": id, "execution_duration_s": took.Seconds()}
-	writeJSON(w, http.StatusOK, resp)
+	ans.queryID, ans.took = id, took
+	s.writeAnswer(w, ans)
 
 	if s.producer != nil {
 		entities := 0
@@ -94,7 +55,7 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 		}
 		m, _ := json.Marshal(map[string]any{
 			"query_id": id, "at": start.UTC().Format(feature.TimeLayout), "duration_s": took.Seconds(),
-			"entities": entities, "outputs": len(qr.Outputs), "errors": len(resp.Errors),
+			"entities": entities, "outputs": len(qr.Outputs), "errors": len(ans.errors),
 		})
 		s.producer.Metric(m)
 	}
