@@ -36,7 +36,40 @@ type stack struct {
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
+// storeRW is the store a stack reads and writes.
+type storeRW interface {
+	query.Store
+	writer.Store
+}
+
+// stackOptions says how newStackOn builds a stack.
+type stackOptions struct {
+	// writer, when set, runs a persistence writer with this config.
+	writer *writer.Config
+	// writerMetrics receives the writer's metrics.
+	writerMetrics prometheus.Registerer
+	// maxBody bounds request bodies (0: the default).
+	maxBody int64
+}
+
+// newStack is the whole path over an embedded store.
 func newStack(t *testing.T, withWriter bool) *stack {
+	t.Helper()
+	st, err := embedded.Open(t.TempDir(), embedded.Options{Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	opts := stackOptions{maxBody: 64 << 10}
+	if withWriter {
+		opts.writer = &writer.Config{}
+	}
+	return newStackOn(t, st, opts)
+}
+
+// newStackOn starts a kfake broker with the topics, the API over st and,
+// if asked, a writer into st.
+func newStackOn(t *testing.T, st storeRW, opts stackOptions) *stack {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
@@ -53,26 +86,21 @@ func newStack(t *testing.T, withWriter bool) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := embedded.Open(t.TempDir(), embedded.Options{Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
 	prod, err := queue.NewProducer(qcfg, nil, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(prod.Close)
 	promReg := prometheus.NewRegistry()
-	srv, err := New(Config{MaxBodyBytes: 64 << 10}, reg, query.NewEngine(st, promReg, nil), prod, promReg, promReg, quiet())
+	srv, err := New(Config{MaxBodyBytes: opts.maxBody}, reg, query.NewEngine(st, promReg, nil), prod, promReg, promReg, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv.SetReady(true)
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
-	if withWriter {
-		w, err := writer.New(qcfg, writer.Config{}, reg, st, nil, quiet())
+	if opts.writer != nil {
+		w, err := writer.New(qcfg, *opts.writer, reg, st, opts.writerMetrics, quiet())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,19 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/cairnfs/cairn/internal/feature"
-	"github.com/cairnfs/cairn/internal/query"
-	"github.com/cairnfs/cairn/internal/queue"
 	"github.com/cairnfs/cairn/internal/store/dynamo"
 	"github.com/cairnfs/cairn/internal/testserver"
 	"github.com/cairnfs/cairn/internal/testserver/faultproxy"
@@ -39,22 +33,6 @@ const maxRetries = 2
 
 func newDynamoStack(t *testing.T) *dynamoStack {
 	t.Helper()
-	ctx := context.Background()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	qcfg := queue.Config{Brokers: c.ListenAddrs(), ProduceTimeout: 5 * time.Second}
-	qcfg.EnsureDefaults()
-	if _, err := queue.CreateTopics(ctx, qcfg, queue.TopicSpec{Partitions: 2, ReplicationFactor: 1, MinInsyncReplicas: 1}); err != nil {
-		t.Fatal(err)
-	}
-	reg, err := feature.Load("../../examples/features.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-
 	proxy := faultproxy.Start(t, testserver.Moto(t), 1)
 	var b [4]byte
 	_, _ = rand.Read(b[:])
@@ -64,46 +42,17 @@ func newDynamoStack(t *testing.T) *dynamoStack {
 	dcfg.Endpoint = proxy.URL()
 	dcfg.CreateTableIfNotExists = true
 	dcfg.MaxRetries = maxRetries
-	st, err := dynamo.Open(ctx, dcfg, nil, quiet())
+	st, err := dynamo.Open(context.Background(), dcfg, nil, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-
-	prod, err := queue.NewProducer(qcfg, nil, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(prod.Close)
-	srv, err := New(Config{}, reg, query.NewEngine(st, nil, nil), prod, nil, nil, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.SetReady(true)
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(hs.Close)
-
 	writers := prometheus.NewRegistry()
-	w, err := writer.New(qcfg, writer.Config{MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond},
-		reg, st, writers, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	wctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { w.Run(wctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-
-	cl, err := kgo.NewClient(qcfg.ClientOpts()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	return &dynamoStack{
-		stack:   &stack{t: t, url: hs.URL, qcfg: qcfg, adm: kadm.NewClient(cl)},
-		proxy:   proxy,
-		writers: writers,
-	}
+	s := newStackOn(t, st, stackOptions{
+		writer:        &writer.Config{MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond},
+		writerMetrics: writers,
+	})
+	return &dynamoStack{stack: s, proxy: proxy, writers: writers}
 }
 
 // committed sums the writers' committed offsets on the persistence topic.
