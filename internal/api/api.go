@@ -140,12 +140,19 @@ func (w *statusWriter) WriteHeader(code int) {
 }
 
 func (s *Server) instrument(route string, h http.HandlerFunc) http.Handler {
+	// The route's series, and that of its usual status, are looked up once.
+	latency := s.latency.WithLabelValues(route)
+	ok := s.requests.WithLabelValues(route, strconv.Itoa(http.StatusOK))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		h(sw, r)
-		s.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
-		s.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
+		latency.Observe(time.Since(start).Seconds())
+		if sw.code == http.StatusOK {
+			ok.Inc()
+		} else {
+			s.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
+		}
 	})
 }
 

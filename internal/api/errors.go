@@ -102,21 +102,21 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any, stric
 }
 
 // splitFQN resolves a fully-qualified name, recording why it cannot be.
-func (s *Server) splitFQN(fqn string, errs *errorList) (*featureRef, bool) {
+func (s *Server) splitFQN(fqn string, errs *errorList) (featureRef, bool) {
 	nsName, _, ok := strings.Cut(fqn, ".")
 	if !ok {
 		errs.add(CodeUnknownFeature, fqn, "%q is not a fully-qualified feature name (want namespace.feature)", fqn)
-		return nil, false
+		return featureRef{}, false
 	}
 	ns, ok := s.reg.Namespace(nsName)
 	if !ok {
 		errs.add(CodeUnknownNamespace, fqn, "unknown namespace %q in %q", nsName, fqn)
-		return nil, false
+		return featureRef{}, false
 	}
 	f, ok := s.reg.Lookup(fqn)
 	if !ok {
 		errs.add(CodeUnknownFeature, fqn, "namespace %q has no feature %q", nsName, strings.TrimPrefix(fqn, nsName+"."))
-		return nil, false
+		return featureRef{}, false
 	}
-	return &featureRef{ns: ns, f: f}, true
+	return featureRef{ns: ns, f: f}, true
 }

@@ -22,7 +22,7 @@ type queryRequest struct {
 func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	var req queryRequest
-	if !s.decodeBody(w, r, &req, false) {
+	if !s.decodeQuery(w, r, &req) {
 		return
 	}
 	qr, errs := s.parseQuery(&req)
@@ -63,7 +63,8 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) parseQuery(req *queryRequest) (*query.Request, errorList) {
 	var errs errorList
-	qr := &query.Request{Keys: map[*feature.Namespace][]string{}, Staleness: map[*feature.Feature]time.Duration{}}
+	qr := &query.Request{Keys: map[*feature.Namespace][]string{}, Staleness: map[*feature.Feature]time.Duration{},
+		Outputs: make([]*feature.Feature, 0, len(req.Outputs))}
 	if len(req.Inputs) == 0 {
 		errs.add(CodeValidationFailed, "", "inputs is required: the primary key of each namespace queried")
 	}

@@ -100,7 +100,11 @@ func (e *Engine) Query(ctx context.Context, req *Request) []Field {
 	for _, f := range req.Outputs {
 		g := byNS[f.Namespace]
 		if g == nil {
-			g = &group{ns: f.Namespace}
+			// Most queries name one namespace: its slices are sized for
+			// every output at once.
+			g = &group{ns: f.Namespace,
+				outs:  make([]*feature.Feature, 0, len(req.Outputs)),
+				feats: make([]*feature.Feature, 0, len(req.Outputs))}
 			byNS[f.Namespace] = g
 			groups = append(groups, g)
 		}
