@@ -1,0 +1,92 @@
+package query_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairnfs/cairn/internal/feature"
+	"github.com/cairnfs/cairn/internal/query"
+	"github.com/cairnfs/cairn/internal/store"
+	"github.com/cairnfs/cairn/internal/store/embedded"
+)
+
+const registryYAML = `
+namespaces:
+  - name: user
+    primary_key: id
+    max_staleness: 1h
+    features:
+      id: string
+      age: int
+      name: {type: string, max_staleness: infinity}
+  - name: merchant
+    primary_key: id
+    features: {id: int, city: string}
+`
+
+// Answers come grouped by namespace, then key, then output; values older
+// than their staleness are absent, and a query's staleness replaces the
+// declared one.
+func TestQuery(t *testing.T) {
+	reg, err := feature.Parse("t.yaml", []byte(registryYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := embedded.Open(t.TempDir(), embedded.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	user, _ := reg.Namespace("user")
+	merchant, _ := reg.Namespace("merchant")
+	f := func(fqn string) *feature.Feature { x, _ := reg.Lookup(fqn); return x }
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	old := now.Add(-2 * time.Hour)
+	err = st.Write(context.Background(), []store.EntityWrite{
+		{Namespace: user, Key: "u1", Values: []store.Value{
+			{Feature: f("user.age"), Value: int64(30), ObservedAt: old}, // stale after 1h
+			{Feature: f("user.name"), Value: "Ada", ObservedAt: old}}},  // never stale
+		{Namespace: user, Key: "u2", Values: []store.Value{{Feature: f("user.age"), Value: int64(40), ObservedAt: now}}},
+		{Namespace: merchant, Key: "7", Values: []store.Value{{Feature: f("merchant.city"), Value: "Oslo", ObservedAt: old}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := query.NewEngine(st, nil, func() time.Time { return now })
+	run := func(staleness map[*feature.Feature]time.Duration) string {
+		fields := eng.Query(context.Background(), &query.Request{
+			Keys:      map[*feature.Namespace][]string{user: {"u1", "u2", "nobody"}, merchant: {"7"}},
+			Outputs:   []*feature.Feature{f("user.name"), f("merchant.city"), f("user.age"), f("user.id"), f("merchant.id")},
+			Staleness: staleness,
+		})
+		var lines []string
+		for _, fl := range fields {
+			if fl.Err != nil {
+				t.Fatalf("%s %s: %v", fl.Feature.FQN, fl.Key, fl.Err)
+			}
+			lines = append(lines, fmt.Sprintf("%s %s=%v", fl.Key, fl.Feature.FQN, fl.Value))
+		}
+		return strings.Join(lines, "\n")
+	}
+	want := strings.Join([]string{
+		"u1 user.name=Ada", "u1 user.age=<nil>", "u1 user.id=u1",
+		"u2 user.name=<nil>", "u2 user.age=40", "u2 user.id=u2",
+		"nobody user.name=<nil>", "nobody user.age=<nil>", "nobody user.id=nobody",
+		"7 merchant.city=Oslo", "7 merchant.id=7",
+	}, "\n")
+	if got := run(nil); got != want {
+		t.Errorf("answer:\n%s\nwant:\n%s", got, want)
+	}
+	// 3h lets the old age through; 10m hides the never-stale name.
+	got := run(map[*feature.Feature]time.Duration{f("user.age"): 3 * time.Hour, f("user.name"): 10 * time.Minute})
+	for _, line := range []string{"u1 user.age=30", "u1 user.name=<nil>"} {
+		if !strings.Contains(got, line) {
+			t.Errorf("with staleness overrides, answer lacks %q:\n%s", line, got)
+		}
+	}
+}
