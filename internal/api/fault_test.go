@@ -2,8 +2,6 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net/http"
 	"os"
 	"testing"
@@ -12,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 
-	"github.com/cairnfs/cairn/internal/store/dynamo"
+	"github.com/cairnfs/cairn/internal/store/dynamo/dynamotest"
 	"github.com/cairnfs/cairn/internal/testserver"
 	"github.com/cairnfs/cairn/internal/testserver/faultproxy"
 	"github.com/cairnfs/cairn/internal/writer"
@@ -33,20 +31,7 @@ const maxRetries = 2
 
 func newDynamoStack(t *testing.T) *dynamoStack {
 	t.Helper()
-	proxy := faultproxy.Start(t, testserver.Moto(t), 1)
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	dcfg := dynamo.DefaultConfig()
-	dcfg.Table = "cairn-af-" + hex.EncodeToString(b[:])
-	dcfg.Region = "us-east-1"
-	dcfg.Endpoint = proxy.URL()
-	dcfg.CreateTableIfNotExists = true
-	dcfg.MaxRetries = maxRetries
-	st, err := dynamo.Open(context.Background(), dcfg, nil, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st, proxy := dynamotest.OpenProxied(t, maxRetries)
 	writers := prometheus.NewRegistry()
 	s := newStackOn(t, st, stackOptions{
 		writer:        &writer.Config{MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond},

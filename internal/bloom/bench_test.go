@@ -13,6 +13,7 @@ import (
 	"github.com/cairnfs/cairn/internal/feature"
 	"github.com/cairnfs/cairn/internal/store"
 	"github.com/cairnfs/cairn/internal/store/dynamo"
+	"github.com/cairnfs/cairn/internal/store/dynamo/dynamotest"
 	"github.com/cairnfs/cairn/internal/testserver"
 )
 
@@ -28,17 +29,8 @@ func BenchmarkAbsentKeys(b *testing.B) {
 	_, qcfg, reg, _ := setup(b)
 	ns, _ := reg.Namespace("user")
 	age, _ := reg.Lookup("user.age")
-	cfg := dynamo.DefaultConfig()
-	cfg.Table = fmt.Sprintf("cairn-bloom-bench-%d", time.Now().UnixNano())
-	cfg.Region = "us-east-1"
-	cfg.Endpoint = testserver.Moto(b)
-	cfg.CreateTableIfNotExists = true
 	dreg := prometheus.NewRegistry()
-	st, err := dynamo.Open(ctx, cfg, dreg, quiet())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
+	st := dynamotest.Open(b, testserver.Moto(b), dynamo.DefaultMaxRetries, dreg)
 	const present = 1000
 	var ws []store.EntityWrite
 	for i := range present {

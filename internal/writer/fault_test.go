@@ -2,8 +2,6 @@ package writer
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"testing"
@@ -14,34 +12,12 @@ import (
 
 	"github.com/cairnfs/cairn/internal/feature"
 	"github.com/cairnfs/cairn/internal/store"
-	"github.com/cairnfs/cairn/internal/store/dynamo"
+	"github.com/cairnfs/cairn/internal/store/dynamo/dynamotest"
 	"github.com/cairnfs/cairn/internal/testserver"
 	"github.com/cairnfs/cairn/internal/testserver/faultproxy"
 )
 
 func TestMain(m *testing.M) { os.Exit(testserver.Run(m)) }
-
-// openDynamo opens a DynamoDB store on a new table of the test server,
-// reached through a fault proxy, retrying retryable errors maxRetries
-// times.
-func openDynamo(t *testing.T, maxRetries int) (*dynamo.Store, *faultproxy.Proxy) {
-	t.Helper()
-	p := faultproxy.Start(t, testserver.Moto(t), 1)
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	cfg := dynamo.DefaultConfig()
-	cfg.Table = "cairn-wf-" + hex.EncodeToString(b[:])
-	cfg.Region = "us-east-1"
-	cfg.Endpoint = p.URL()
-	cfg.CreateTableIfNotExists = true
-	cfg.MaxRetries = maxRetries
-	st, err := dynamo.Open(context.Background(), cfg, nil, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st, p
-}
 
 // counter returns the value of a counter.
 func counter(t *testing.T, c prometheus.Counter) float64 {
@@ -59,7 +35,7 @@ func counter(t *testing.T, c prometheus.Counter) float64 {
 // newest value per feature.
 func TestDynamoThrottledWriterPausesThenCatchesUp(t *testing.T) {
 	e := newEnv(t)
-	st, proxy := openDynamo(t, 1)
+	st, proxy := dynamotest.OpenProxied(t, 1)
 	ns, _ := e.reg.Namespace("user")
 	age, _ := e.reg.Lookup("user.age")
 	name, _ := e.reg.Lookup("user.name")
