@@ -175,7 +175,7 @@ func (c *Cache) ReadInto(ctx context.Context, ns *feature.Namespace, keys []stri
 	if sp == nil || len(feats) == 0 {
 		return c.next.Read(ctx, ns, keys, feats)
 	}
-	rows = resetRows(rows, len(keys), len(feats))
+	rows = store.ResetRows(rows, len(keys), len(feats))
 	if sp.lookup(keys, feats, rows, c.ticks()) == 0 {
 		return rows, nil
 	}
@@ -183,30 +183,6 @@ func (c *Cache) ReadInto(ctx context.Context, ns *feature.Namespace, keys []stri
 		return nil, err
 	}
 	return rows, nil
-}
-
-// resetRows returns rows resized to n rows of m zero cells each, reusing
-// its memory where it is large enough.
-func resetRows(rows []store.Row, n, m int) []store.Row {
-	if cap(rows) < n {
-		rows = make([]store.Row, n)
-	}
-	rows = rows[:n]
-	var spare []store.Cell // allocated once for every row lacking room
-	for i := range rows {
-		cells := rows[i].Cells
-		if cap(cells) < m {
-			if len(spare) < m {
-				spare = make([]store.Cell, (n-i)*m)
-			}
-			cells, spare = spare[:m:m], spare[m:]
-		} else {
-			cells = cells[:m]
-			clear(cells)
-		}
-		rows[i] = store.Row{Cells: cells}
-	}
-	return rows
 }
 
 // lookup answers from the cache what it can of rows at now, and returns

@@ -88,6 +88,31 @@ type Row struct {
 	Cells []Cell
 }
 
+// ResetRows returns rows resized to n rows of m zero cells each, reusing
+// its memory where it is large enough: readers that fill rows the caller
+// owns (the cache's ReadInto, the Redis store's) start from it.
+func ResetRows(rows []Row, n, m int) []Row {
+	if cap(rows) < n {
+		rows = make([]Row, n)
+	}
+	rows = rows[:n]
+	var spare []Cell // allocated once for every row lacking room
+	for i := range rows {
+		cells := rows[i].Cells
+		if cap(cells) < m {
+			if len(spare) < m {
+				spare = make([]Cell, (n-i)*m)
+			}
+			cells, spare = spare[:m:m], spare[m:]
+		} else {
+			cells = cells[:m]
+			clear(cells)
+		}
+		rows[i] = Row{Cells: cells}
+	}
+	return rows
+}
+
 // ErrRejected is wrapped by write errors that retrying cannot cure, such as
 // an entity too large for the backend. The writer sets such writes aside
 // instead of retrying them forever.

@@ -85,8 +85,13 @@
 //
 // # Reads
 //
-// A read is one pipeline of one HMGET per key, of field "0" and the
-// requested features' fields. An entity exists when field "0" does. A
+// A read is one pipeline of one command per key: HMGET of field "0" and the
+// requested features' fields, or HGETALL when the features requested are
+// all of the namespace's (the server takes about half as long over it, see
+// readScratch.wholeHash). An entity exists when field "0" does. Replies
+// are read raw and parsed by the store (resp.go); an error reply other than
+// WRONGTYPE sends the read again as ordinary commands, so that go-redis
+// handles it (cluster redirections, LOADING) as it does for any other. A
 // stored value that does not decode as its feature's current type (the
 // type changed in the registry, or the field was edited by hand) is
 // answered as not found and counted in cairn_redis_undecodable_values_total;

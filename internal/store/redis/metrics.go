@@ -27,6 +27,7 @@ type metrics struct {
 	generations  prometheus.Counter
 	staleSkipped prometheus.Counter
 	undecodable  prometheus.Counter
+	rawFallbacks prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -56,6 +57,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "cairn_redis_undecodable_values_total",
 			Help: "Stored values that did not decode as their feature's type, and entity keys holding something other than a hash, answered as not found.",
 		}),
+		rawFallbacks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cairn_redis_read_fallbacks_total",
+			Help: "Reads sent a second time, as commands the client parses and retries itself, because the server answered an error other than WRONGTYPE (a cluster's MOVED or ASK, LOADING, ...).",
+		}),
 	}
 	if reg == nil {
 		return m, nil
@@ -70,7 +75,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.latency, m.reloads, m.generations, m.staleSkipped, m.undecodable}
+	return []prometheus.Collector{m.requests, m.latency, m.reloads, m.generations, m.staleSkipped, m.undecodable, m.rawFallbacks}
 }
 
 // unregister removes the metrics from reg (after a failed Open, so that
