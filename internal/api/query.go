@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/cairnfs/cairn/internal/feature"
@@ -30,7 +31,9 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 		writeErrors(w, http.StatusBadRequest, errs)
 		return
 	}
-	fields := s.engine.Query(r.Context(), qr)
+	pooled := fieldsPool.Get().(*[]query.Field)
+	fields := s.engine.QueryInto(r.Context(), qr, *pooled)
+	defer putFields(pooled, fields)
 
 	ans := &answer{fields: fields, includeMeta: req.IncludeMeta, errors: errorList{}}
 	failed := map[*feature.Feature]bool{}
@@ -59,6 +62,22 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 		})
 		s.producer.Metric(m)
 	}
+}
+
+// fieldsPool holds the fields of answered queries for the next ones.
+var fieldsPool = sync.Pool{New: func() any { return new([]query.Field) }}
+
+// maxPooledFields bounds the fields kept for the next query.
+const maxPooledFields = 1 << 16
+
+// putFields gives fields, once written, back to fieldsPool in p.
+func putFields(p *[]query.Field, fields []query.Field) {
+	if cap(fields) > maxPooledFields {
+		return
+	}
+	clear(fields)
+	*p = fields[:0]
+	fieldsPool.Put(p)
 }
 
 func (s *Server) parseQuery(req *queryRequest) (*query.Request, errorList) {

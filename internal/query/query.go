@@ -21,6 +21,12 @@ type Store interface {
 	Read(ctx context.Context, ns *feature.Namespace, keys []string, feats []*feature.Feature) ([]store.Row, error)
 }
 
+// RowsStore is a Store that can fill rows the caller owns (see
+// store.ResetRows): the engine then reuses one query's rows for the next.
+type RowsStore interface {
+	ReadInto(ctx context.Context, ns *feature.Namespace, keys []string, feats []*feature.Feature, rows []store.Row) ([]store.Row, error)
+}
+
 // Request is a validated online query.
 type Request struct {
 	// Keys holds, per namespace queried, the canonical primary keys.
@@ -88,12 +94,26 @@ func NewEngine(st Store, reg prometheus.Registerer, now func() time.Time) *Engin
 // outputs first name them), then by key, then in output order. A store
 // failure fails the fields of that namespace only.
 func (e *Engine) Query(ctx context.Context, req *Request) []Field {
+	return e.QueryInto(ctx, req, nil)
+}
+
+// rowsPool holds rows for stores that fill rows the caller owns.
+var rowsPool = sync.Pool{New: func() any { return new([]store.Row) }}
+
+// maxPooledCells bounds the rows kept for the next query.
+const maxPooledCells = 1 << 16
+
+// QueryInto is Query, appending the fields to out[:0], which it reuses
+// when large enough.
+func (e *Engine) QueryInto(ctx context.Context, req *Request, out []Field) []Field {
 	type group struct {
 		ns    *feature.Namespace
 		feats []*feature.Feature // outputs, primary key excluded
 		outs  []*feature.Feature // outputs in request order
 		rows  []store.Row
 		err   error
+		// pooled holds rows to give back to rowsPool once read.
+		pooled *[]store.Row
 	}
 	var groups []*group
 	byNS := map[*feature.Namespace]*group{}
@@ -116,7 +136,12 @@ func (e *Engine) Query(ctx context.Context, req *Request) []Field {
 	read := func(g *group) {
 		keys := req.Keys[g.ns]
 		start := time.Now()
-		g.rows, g.err = e.store.Read(ctx, g.ns, keys, g.feats)
+		if rs, ok := e.store.(RowsStore); ok {
+			g.pooled = rowsPool.Get().(*[]store.Row)
+			g.rows, g.err = rs.ReadInto(ctx, g.ns, keys, g.feats, *g.pooled)
+		} else {
+			g.rows, g.err = e.store.Read(ctx, g.ns, keys, g.feats)
+		}
 		if g.err == nil && len(g.rows) != len(keys) {
 			g.err = fmt.Errorf("store answered %d rows for %d keys", len(g.rows), len(keys))
 		}
@@ -149,7 +174,10 @@ func (e *Engine) Query(ctx context.Context, req *Request) []Field {
 	wg.Wait()
 
 	now := e.now()
-	out := make([]Field, 0, nout)
+	if cap(out) < nout {
+		out = make([]Field, 0, nout)
+	}
+	out = out[:0]
 	for _, g := range groups {
 		for i, key := range req.Keys[g.ns] {
 			j := 0 // index into g.feats, which follows g.outs minus the key
@@ -177,8 +205,29 @@ func (e *Engine) Query(ctx context.Context, req *Request) []Field {
 				out = append(out, fld)
 			}
 		}
+		if g.pooled != nil {
+			putRows(g.pooled, g.rows)
+		}
 	}
 	return out
+}
+
+// putRows gives rows, whose values have been copied out, back to rowsPool
+// in p, unless they are too large to keep.
+func putRows(p *[]store.Row, rows []store.Row) {
+	if rows == nil {
+		rows = *p // the read failed: keep what the pool had
+	}
+	cells := 0
+	for i := range rows {
+		cells += cap(rows[i].Cells)
+		clear(rows[i].Cells)
+	}
+	if cells > maxPooledCells {
+		return
+	}
+	*p = rows
+	rowsPool.Put(p)
 }
 
 func (e *Engine) staleness(req *Request, f *feature.Feature) time.Duration {
