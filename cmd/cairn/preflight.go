@@ -48,6 +48,9 @@ func preflight(env *config.Env, storeURI string, serve, write bool) error {
 	}
 	env.Duration("CAIRN_BLOOM_LEASE")
 	env.Duration("CAIRN_SHUTDOWN_TIMEOUT")
+	if _, err := gcHeapFloor(env); err != nil {
+		errs = append(errs, err)
+	}
 	errs = append(errs, env.Err())
 	return joinDistinct(errs...)
 }
@@ -77,4 +80,13 @@ func joinDistinct(errs ...error) error {
 		add(err)
 	}
 	return errors.Join(out...)
+}
+
+// gcHeapFloor reads CAIRN_GC_HEAP_FLOOR_MIB, in bytes (see package gcfloor).
+func gcHeapFloor(env *config.Env) (uint64, error) {
+	mib := env.Int("CAIRN_GC_HEAP_FLOOR_MIB")
+	if mib < 0 || mib > 1<<20 {
+		return 0, fmt.Errorf("CAIRN_GC_HEAP_FLOOR_MIB=%d: want 0 (off) to 1048576", mib)
+	}
+	return uint64(mib) << 20, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/cairnfs/cairn/internal/api"
 	"github.com/cairnfs/cairn/internal/config"
 	"github.com/cairnfs/cairn/internal/feature"
+	"github.com/cairnfs/cairn/internal/gcfloor"
 	"github.com/cairnfs/cairn/internal/query"
 	"github.com/cairnfs/cairn/internal/queue"
 	"github.com/cairnfs/cairn/internal/writer"
@@ -54,9 +55,11 @@ func runRoles(ctx context.Context, r roles) error {
 		DrainTimeout:    shutdownTimeout,
 		FilterLease:     r.env.Duration("CAIRN_BLOOM_LEASE"),
 	}
-	if err := r.env.Err(); err != nil {
+	floor, err := gcHeapFloor(r.env)
+	if err := errors.Join(err, r.env.Err()); err != nil {
 		return err
 	}
+	defer gcfloor.Start(floor, r.prom).Stop()
 
 	var (
 		srv      *http.Server

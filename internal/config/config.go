@@ -56,6 +56,7 @@ var Knobs = []Knob{
 	{Name: "CAIRN_DATA_DIR", Default: "./cairn-data", Doc: "`cairn dev` only: directory of the embedded broker and store."},
 	{Name: "CAIRN_MAX_BODY_BYTES", Default: "1048576", Doc: "Largest accepted HTTP request body, in bytes."},
 	{Name: "CAIRN_SHUTDOWN_TIMEOUT", Default: "30s", Doc: "How long a stopping process waits for in-flight requests and writer batches."},
+	{Name: "CAIRN_GC_HEAP_FLOOR_MIB", Default: "64", Doc: "Heap, in MiB, the Go garbage collector lets grow before collecting, however little is live: after each collection the GC percent is raised from GOGC's so that the next one comes at this size at the earliest (`cairn_gc_percent`). A query server without a cache keeps a few MiB live, and with Go's default alone collects every 100–200 ms under load, each time slowing the requests in flight; see [Garbage collection](#garbage-collection). 0 turns it off; GOMEMLIMIT still caps the heap, and GOGC=off turns the collector off."},
 
 	{Name: "CAIRN_KAFKA_BROKERS", Doc: "Comma-separated Kafka bootstrap servers. Required by serve, write and topics."},
 	{Name: "CAIRN_KAFKA_TLS", Default: "false", Doc: "Connect to Kafka over TLS (MSK: true)."},

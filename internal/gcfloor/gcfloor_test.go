@@ -1,0 +1,113 @@
+package gcfloor
+
+import (
+	"runtime"
+	"runtime/debug"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+func TestPercent(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct {
+		base        int
+		floor, live uint64
+		want        int
+	}{
+		{100, 256 * mib, 4 * mib, 6300},    // the heap may grow to 256 MiB
+		{100, 256 * mib, 128 * mib, 100},   // GOGC's own goal reaches the floor
+		{100, 256 * mib, 100 * mib, 156},   // ceil(156/100 × 100)
+		{100, 256 * mib, 512 * mib, 100},   // above the floor: GOGC alone
+		{300, 256 * mib, 100 * mib, 300},   // a larger GOGC wins
+		{100, 256 * mib, 0, maxPercent},    // nothing live yet
+		{100, 256 * mib, 1, maxPercent},    // capped
+		{50, 256 * mib, 256 * mib, 50},     // at the floor
+		{100, 256 * mib, 256*mib - 1, 100}, // just under it, GOGC's goal is above
+	} {
+		if got := Percent(c.base, c.floor, c.live); got != c.want {
+			t.Errorf("Percent(%d, %d, %d) = %d, want %d", c.base, c.floor, c.live, got, c.want)
+		}
+	}
+}
+
+// sink keeps allocations from being optimized away.
+var sink []byte
+
+// collections allocates 256 MiB in 1 KiB pieces, keeping none, and returns
+// how many collections that took.
+func collections() uint32 {
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range 256 << 10 {
+		sink = make([]byte, 1<<10)
+	}
+	runtime.ReadMemStats(&after)
+	return after.NumGC - before.NumGC
+}
+
+func TestFloorSpacesCollections(t *testing.T) {
+	if debug.SetGCPercent(100) < 0 {
+		debug.SetGCPercent(-1)
+		t.Skip("GOGC=off")
+	}
+	without := collections()
+
+	f := Start(1<<30, nil)
+	if f == nil {
+		t.Fatal("Start returned nil with GOGC=100 and a floor")
+	}
+	defer f.Stop()
+	with := collections()
+	t.Logf("collections while allocating 256 MiB: %d without a floor, %d with a 1 GiB floor", without, with)
+	if without < 4 {
+		t.Fatalf("only %d collections without a floor: the test allocates too little to tell", without)
+	}
+	if with > 1 {
+		t.Errorf("%d collections with a 1 GiB floor, want at most 1", with)
+	}
+	// The runtime.GC in collections ran the sentinel's finalizer, which
+	// set the percent again; it is the floor's.
+	deadline := time.Now().Add(5 * time.Second)
+	for gaugeValue(t, f.percent) < 1000 && time.Now().Before(deadline) {
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if p := gaugeValue(t, f.percent); p < 1000 {
+		t.Errorf("cairn_gc_percent = %v after collections, want the floor's (over 1000 for a small heap)", p)
+	}
+
+	f.Stop()
+	if p := debug.SetGCPercent(100); p != 100 {
+		t.Errorf("GC percent after Stop = %d, want GOGC's 100", p)
+	}
+	if again := collections(); again < 4 {
+		t.Errorf("%d collections after Stop, want as many as without a floor (%d)", again, without)
+	}
+}
+
+func TestStartOff(t *testing.T) {
+	if f := Start(0, nil); f != nil {
+		f.Stop()
+		t.Error("Start with a floor of 0 returned a Floor")
+	}
+	old := debug.SetGCPercent(-1)
+	defer debug.SetGCPercent(old)
+	if f := Start(1<<30, nil); f != nil {
+		f.Stop()
+		t.Error("Start with GOGC=off returned a Floor")
+	}
+}
+
+// gaugeValue returns a gauge's current value.
+func gaugeValue(t testing.TB, g prometheus.Gauge) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetGauge().GetValue()
+}
