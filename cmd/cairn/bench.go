@@ -30,6 +30,7 @@ import (
 	"github.com/cairnfs/cairn/internal/bench"
 	"github.com/cairnfs/cairn/internal/config"
 	"github.com/cairnfs/cairn/internal/feature"
+	"github.com/cairnfs/cairn/internal/gcfloor"
 	"github.com/cairnfs/cairn/internal/query"
 	"github.com/cairnfs/cairn/internal/store"
 	"github.com/cairnfs/cairn/internal/store/redis"
@@ -77,6 +78,7 @@ type benchFlags struct {
 	store       string
 	entities    int
 	features    int
+	ask         int
 	pool        int
 	rate        float64
 	duration    time.Duration
@@ -87,13 +89,15 @@ type benchFlags struct {
 	searchStep  time.Duration
 	maxRate     float64
 	cpuProfile  string
+	memProfile  string
 	logLevel    string
 }
 
 func (f *benchFlags) register(fs *flag.FlagSet, env *config.Env) {
 	fs.StringVar(&f.store, "store", env.String("CAIRN_ONLINE_STORE"), "online store URI (CAIRN_ONLINE_STORE)")
 	fs.IntVar(&f.entities, "entities", 1, "entities per query")
-	fs.IntVar(&f.features, "features", 50, "features per entity, all asked for")
+	fs.IntVar(&f.features, "features", 50, "features per entity")
+	fs.IntVar(&f.ask, "ask", 0, "features each query asks for, the first of the namespace (0: all of them)")
 	fs.IntVar(&f.pool, "pool", 1000, "entities written, from which each query draws its entities")
 	fs.Float64Var(&f.rate, "rate", 2000, "queries per second; with --find-max-p99, the search's first rate")
 	fs.DurationVar(&f.duration, "duration", 10*time.Second, "measuring time of each path, in slices of --slice")
@@ -104,6 +108,7 @@ func (f *benchFlags) register(fs *flag.FlagSet, env *config.Env) {
 	fs.DurationVar(&f.searchStep, "search-step", 2*time.Second, "length of each run of the search")
 	fs.Float64Var(&f.maxRate, "max-rate", 100_000, "highest rate the search tries")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured runs (search included) to this file")
+	fs.StringVar(&f.memProfile, "memprofile", "", "write a heap profile (allocations and memory in use) to this file when the runs end")
 	fs.StringVar(&f.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 }
 
@@ -118,6 +123,9 @@ func (f *benchFlags) validate() error {
 	}
 	if f.features < 1 || f.features > 1000 {
 		errs = append(errs, fmt.Errorf("--features %d: want 1 to 1000", f.features))
+	}
+	if f.ask < 0 || f.ask > f.features {
+		errs = append(errs, fmt.Errorf("--ask %d: want 0 (all) to --features (%d)", f.ask, f.features))
 	}
 	if f.pool < f.entities || f.pool > 1_000_000 {
 		errs = append(errs, fmt.Errorf("--pool %d: want at least --entities (%d) and at most 1000000", f.pool, f.entities))
@@ -168,6 +176,8 @@ type benchSetup struct {
 	closers []func()
 	// cpuStart and cpuEnd frame the measured rounds.
 	cpuStart, cpuEnd cpuSample
+	// gcFloor is CAIRN_GC_HEAP_FLOOR_MIB, in bytes.
+	gcFloor uint64
 }
 
 func (b *benchSetup) close() {
@@ -217,6 +227,13 @@ func runBench(ctx context.Context, args []string, env *config.Env, stdout, stder
 			return fmt.Errorf("bench: cpu profile: %w", err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if f.memProfile != "" {
+		defer func() {
+			if err := writeHeapProfile(f.memProfile); err != nil {
+				progress("%v", err)
+			}
+		}()
 	}
 	load := func(rate float64, d time.Duration) bench.Load {
 		return bench.Load{Rate: rate, Duration: d, MaxInFlight: f.maxInFlight}
@@ -287,12 +304,24 @@ func setUpBench(ctx context.Context, f benchFlags, env *config.Env, log *slog.Lo
 	}
 	ns, _ := reg.Namespace(benchNamespace)
 	feats := ns.Features[1:] // the primary key first
+	asked := feats
+	if f.ask > 0 {
+		asked = feats[:f.ask]
+	}
 
 	b := &benchSetup{}
 	if b.uri, b.ownPrefix, err = benchStoreURI(f.store); err != nil {
 		return nil, err
 	}
 	prom := prometheus.NewRegistry()
+	// The process runs the query server: its collector is set up as
+	// serve's is.
+	floor, err := gcHeapFloor(env)
+	if err != nil {
+		return nil, err
+	}
+	b.gcFloor = floor
+	b.closers = append(b.closers, gcfloor.Start(floor, prom).Stop)
 	st, err := openStore(ctx, b.uri, env, true, prom, log)
 	if err != nil {
 		return nil, err
@@ -314,7 +343,7 @@ func setUpBench(ctx context.Context, f benchFlags, env *config.Env, log *slog.Lo
 		if err != nil {
 			return b, err
 		}
-		if b.floor, err = newRedisFloor(ctx, cfg, ns, feats); err != nil {
+		if b.floor, err = newRedisFloor(ctx, cfg, ns, asked); err != nil {
 			return b, err
 		}
 		fl := b.floor
@@ -343,11 +372,11 @@ func setUpBench(ctx context.Context, f benchFlags, env *config.Env, log *slog.Lo
 	}
 	srv := &http.Server{Handler: server.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	sets := benchRequests(keys, f.entities, feats)
+	sets := benchRequests(keys, f.entities, asked)
 	b.http = newHTTPPath(ln.Addr().String(), sets, f.maxInFlight)
 	b.closers = append(b.closers, func() { srv.Close() }, b.http.close)
 
-	if err := b.http.check(ctx, len(feats)); err != nil {
+	if err := b.http.check(ctx, len(asked)); err != nil {
 		return b, err
 	}
 	b.paths = []*benchPath{{name: "(a)", label: "(a) HTTP: POST /v1/query/online", target: b.http.call}}
@@ -628,12 +657,15 @@ func (h *httpPath) check(ctx context.Context, nfeats int) error {
 }
 
 // redisFloor is path (b): a bare go-redis client making the round trip
-// the Redis store makes for a query (see internal/store/redis/read.go).
+// the Redis store makes for a query (see internal/store/redis/read.go):
+// the same commands, whose replies it reads whole, without parsing them.
 type redisFloor struct {
 	client goredis.UniversalClient
 	prefix string
-	// fields are those every HMGET asks for: the entity's marker, then the
-	// feature ids.
+	// whole: the query asks every feature of the namespace, and the store
+	// reads each entity with HGETALL; otherwise with HMGET of fields, the
+	// entity's marker, then the feature ids.
+	whole  bool
 	fields []any
 	sets   []requestSet
 	next   atomic.Uint64
@@ -643,9 +675,9 @@ type redisFloor struct {
 const markerField = "0"
 
 // newRedisFloor connects with the options the Redis store uses and learns
-// the features' ids from the store's mapping hash.
+// the ids of feats, the features asked for, from the store's mapping hash.
 func newRedisFloor(ctx context.Context, cfg redis.Config, ns *feature.Namespace, feats []*feature.Feature) (*redisFloor, error) {
-	fl := &redisFloor{client: redis.NewClient(cfg), prefix: cfg.KeyPrefix}
+	fl := &redisFloor{client: redis.NewClient(cfg), prefix: cfg.KeyPrefix, whole: len(feats) == len(ns.Features)-1}
 	ids, err := fl.client.HGetAll(ctx, cfg.KeyPrefix+"ids").Result()
 	if err != nil {
 		fl.close()
@@ -671,55 +703,71 @@ func (fl *redisFloor) entityKey(key string) string {
 
 // describe names the round trip of a query of n entities.
 func (fl *redisFloor) describe(n int) string {
-	if n == 1 {
-		return fmt.Sprintf("HMGET of %d fields", len(fl.fields))
+	cmd := fmt.Sprintf("HMGET of %d fields", len(fl.fields))
+	if fl.whole {
+		cmd = "HGETALL"
 	}
-	return fmt.Sprintf("pipeline of %d HMGETs of %d fields", n, len(fl.fields))
+	if n == 1 {
+		return cmd
+	}
+	return fmt.Sprintf("pipeline of %d × %s", n, cmd)
 }
 
 // errNoEntity is a floor read that found no entity: the floor would be
 // measuring something else than the store's reads.
 var errNoEntity = errors.New("floor read found no entity")
 
-// call is one request of path (b): one HMGET for one entity, as the store
-// sends it, or a pipeline of one per entity.
+// call is one request of path (b): the store's command for one entity,
+// or a pipeline of one per entity, each reply read raw, as the store reads
+// them.
 func (fl *redisFloor) call(ctx context.Context) error {
 	set := &fl.sets[fl.next.Add(1)%uint64(len(fl.sets))]
 	if len(set.keys) == 1 {
-		cmd := floorHMGet(ctx, fl.client, fl.entityKey(set.keys[0]), fl.fields)
-		if err := cmd.Err(); err != nil {
+		cmd := goredis.NewRawCmd(ctx, fl.args(set.keys[0])...)
+		if err := fl.client.Process(ctx, cmd); err != nil {
 			return err
 		}
-		if cmd.Val()[0] == nil {
-			return errNoEntity
-		}
-		return nil
+		return fl.found(cmd.Val())
 	}
 	pipe := fl.client.Pipeline()
-	cmds := make([]*goredis.SliceCmd, len(set.keys))
+	cmds := make([]*goredis.RawCmd, len(set.keys))
 	for i, k := range set.keys {
-		cmds[i] = floorHMGet(ctx, pipe, fl.entityKey(k), fl.fields)
+		cmds[i] = goredis.NewRawCmd(ctx, fl.args(k)...)
+		_ = pipe.Process(ctx, cmds[i])
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return err
 	}
 	for _, c := range cmds {
-		if c.Val()[0] == nil {
-			return errNoEntity
+		if err := fl.found(c.Val()); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// floorHMGet sends (or queues, c being a pipeline) HMGET key fields...
-func floorHMGet(ctx context.Context, c interface {
-	Process(context.Context, goredis.Cmder) error
-}, key string, fields []any) *goredis.SliceCmd {
-	args := make([]any, 2, 2+len(fields))
-	args[0], args[1] = "hmget", key
-	cmd := goredis.NewSliceCmd(ctx, append(args, fields...)...)
-	_ = c.Process(ctx, cmd)
-	return cmd
+// args returns the command reading the entity key, as the store sends it.
+func (fl *redisFloor) args(key string) []any {
+	if fl.whole {
+		return []any{"hgetall", fl.entityKey(key)}
+	}
+	args := make([]any, 2, 2+len(fl.fields))
+	args[0], args[1] = "hmget", fl.entityKey(key)
+	return append(args, fl.fields...)
+}
+
+// found checks, without parsing the reply, that it is not an error and
+// holds an entity: HGETALL's is not empty, HMGET's first value, the
+// marker, is not null.
+func (fl *redisFloor) found(raw []byte) error {
+	if len(raw) == 0 || raw[0] == '-' || raw[0] == '!' {
+		return fmt.Errorf("floor read: %.100q", raw)
+	}
+	line, rest, _ := bytes.Cut(raw, []byte("\r\n"))
+	if fl.whole && (string(line[1:]) == "0") || !fl.whole && (bytes.HasPrefix(rest, []byte("$-1\r\n")) || bytes.HasPrefix(rest, []byte("_\r\n"))) {
+		return errNoEntity
+	}
+	return nil
 }
 
 // serverCPU returns the CPU time the Redis server has used, in seconds
@@ -782,6 +830,45 @@ func printSearch(w io.Writer, f benchFlags, steps []bench.Step) {
 	}
 }
 
+// writeHeapProfile writes the heap profile to path: allocations since the
+// process started, and the memory in use at the last garbage collection.
+func writeHeapProfile(path string) error {
+	pf, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("bench: heap profile: %w", err)
+	}
+	if err := pprof.Lookup("heap").WriteTo(pf, 0); err != nil {
+		pf.Close()
+		return fmt.Errorf("bench: heap profile: %w", err)
+	}
+	return pf.Close()
+}
+
+// gcText describes the collector's settings: GOGC, GOMEMLIMIT and the
+// heap floor.
+func gcText(floor uint64) string {
+	gogc, limit := os.Getenv("GOGC"), os.Getenv("GOMEMLIMIT")
+	if gogc == "" {
+		gogc = "100 (default)"
+	}
+	t := "GOGC " + gogc
+	if limit != "" {
+		t += ", GOMEMLIMIT " + limit
+	}
+	if floor == 0 || strings.EqualFold(gogc, "off") {
+		return t + ", no heap floor (CAIRN_GC_HEAP_FLOOR_MIB)"
+	}
+	return t + fmt.Sprintf(", heap floor %d MiB (CAIRN_GC_HEAP_FLOOR_MIB)", floor>>20)
+}
+
+// askedText tells which features each query asks for.
+func askedText(f benchFlags) string {
+	if f.ask == 0 || f.ask == f.features {
+		return fmt.Sprintf("all %d features", f.features)
+	}
+	return fmt.Sprintf("the first %d of %d features", f.ask, f.features)
+}
+
 // printBench writes the side-by-side report.
 func printBench(w io.Writer, f benchFlags, b *benchSetup, rate float64) {
 	paths := b.paths
@@ -795,7 +882,7 @@ func printBench(w io.Writer, f benchFlags, b *benchSetup, rate float64) {
 	if b.ownPrefix {
 		fmt.Fprint(w, " (a prefix of the benchmark's own, deleted afterwards)")
 	}
-	fmt.Fprintf(w, "; %d entities written, each query asks %d of them (distinct, random) for %d features\n", f.pool, f.entities, f.features)
+	fmt.Fprintf(w, "; %d entities written, each query asks %d of them (distinct, random) for %s\n", f.pool, f.entities, askedText(f))
 	warm := "no warm-up"
 	if f.warmup > 0 {
 		warm = fmt.Sprintf("after a %v warm-up of each", f.warmup)
@@ -804,6 +891,7 @@ func printBench(w io.Writer, f benchFlags, b *benchSetup, rate float64) {
 		rate, f.maxInFlight, rounds, f.slice, warm)
 	fmt.Fprintf(w, "- load generator, query server and floor client in one process (GOMAXPROCS %d), on %d CPUs (%s); %s %s/%s\n",
 		runtime.GOMAXPROCS(0), runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(w, "- garbage collector: %s\n", gcText(b.gcFloor))
 	if use, ok := b.cpuEnd.since(b.cpuStart); ok {
 		// The counters are sampled at clock ticks: the machine's total
 		// can come out a little under its parts.

@@ -72,9 +72,18 @@ func TestBenchRedis(t *testing.T) {
 	report, progress := runBenchT(t, "--store", fmt.Sprintf("redis://%s/0", addr),
 		"--find-max-p99", "1s", "--search-step", "100ms", "--max-rate", "200")
 	checkRows(t, report, "(a)", "(b)")
-	for _, want := range []string{"pipeline of 3 HMGETs of 13 fields", "(a)/(b): p50", "### 3 × 12 at 200 q/s", "Highest rate with p99 ≤ 1s: **200 q/s**"} {
+	// Every feature asked: the store, and so the floor, read whole hashes.
+	for _, want := range []string{"pipeline of 3 × HGETALL", "for all 12 features", "(a)/(b): p50", "### 3 × 12 at 200 q/s", "Highest rate with p99 ≤ 1s: **200 q/s**"} {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	// Some features asked: HMGET of the marker and their fields.
+	some, _ := runBenchT(t, "--store", fmt.Sprintf("redis://%s/0", addr), "--ask", "5")
+	checkRows(t, some, "(a)", "(b)")
+	for _, want := range []string{"pipeline of 3 × HMGET of 6 fields", "for the first 5 of 12 features"} {
+		if !strings.Contains(some, want) {
+			t.Errorf("report lacks %q:\n%s", want, some)
 		}
 	}
 	if !strings.Contains(progress, "searching the highest rate") {
@@ -92,9 +101,9 @@ func TestBenchRedis(t *testing.T) {
 }
 
 func TestBenchFlagErrors(t *testing.T) {
-	err := run(context.Background(), []string{"bench", "--entities", "0", "--pool", "0", "--rate", "-1", "--slice", "2s", "--duration", "1s"},
+	err := run(context.Background(), []string{"bench", "--entities", "0", "--pool", "0", "--rate", "-1", "--slice", "2s", "--duration", "1s", "--ask", "51"},
 		config.FromMap(nil), io.Discard, io.Discard)
-	for _, want := range []string{"--store is required", "--entities 0", "--rate -1", "--duration 1s"} {
+	for _, want := range []string{"--store is required", "--entities 0", "--rate -1", "--duration 1s", "--ask 51"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v, want it to mention %q", err, want)
 		}
