@@ -47,7 +47,8 @@ const maxPercent = 1_000_000
 // is 0 or the collector is off (GOGC=off). The GC percent in effect is
 // exported as cairn_gc_percent when reg is not nil.
 func Start(floor uint64, reg prometheus.Registerer) *Floor {
-	samples := []metrics.Sample{{Name: "/gc/gogc:percent"}, {Name: "/gc/heap/live:bytes"}}
+	samples := []metrics.Sample{{Name: "/gc/gogc:percent"}, {Name: "/gc/heap/live:bytes"},
+		{Name: "/gc/scan/globals:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/cycles/total:gc-cycles"}}
 	metrics.Read(samples)
 	if floor == 0 || samples[0].Value.Kind() != metrics.KindUint64 {
 		return nil
@@ -56,6 +57,14 @@ func Start(floor uint64, reg prometheus.Registerer) *Floor {
 	if base <= 0 {
 		return nil
 	}
+	if samples[4].Value.Uint64() == 0 {
+		// Until a first collection has measured the live heap, the
+		// runtime sets the goal from a nominal 4 MiB, which a large
+		// percent would multiply into gigabytes: collect once now, while
+		// the heap is small.
+		runtime.GC()
+	}
+	samples = samples[:4]
 	f := &Floor{floor: floor, base: base, samples: samples,
 		percent: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cairn_gc_percent",
@@ -107,23 +116,30 @@ func (f *Floor) adjust() {
 		return
 	}
 	metrics.Read(f.samples)
-	p := Percent(f.base, f.floor, f.samples[1].Value.Uint64())
+	roots := f.samples[2].Value.Uint64() + f.samples[3].Value.Uint64()
+	p := Percent(f.base, f.floor, f.samples[1].Value.Uint64(), roots)
 	debug.SetGCPercent(p)
 	f.percent.Set(float64(p))
 }
 
-// Percent is the GC percent that lets a heap of live bytes grow to at least
-// floor bytes, and never less than base.
-func Percent(base int, floor, live uint64) int {
-	if live >= floor {
+// heapMinimum is the runtime's least heap goal at GOGC=100, which it
+// scales by GOGC/100 like the rest of the goal (the GC guide: "a minimum
+// total heap size of 4 MiB").
+const heapMinimum = 4 << 20
+
+// Percent is the GC percent that lets a heap of live bytes grow to the
+// floor, and never less than base. The runtime sets the next goal to the
+// larger of live + (live + roots) × percent / 100, roots being the
+// scannable bytes of globals and goroutine stacks, and heapMinimum ×
+// percent / 100: the percent is the larger that keeps both within floor.
+// With nothing measured live, it is base.
+func Percent(base int, floor, live, roots uint64) int {
+	if live >= floor || live == 0 {
 		return base
 	}
-	if live == 0 {
-		return maxPercent
-	}
-	p := float64(floor-live) / float64(live) * 100
+	p := min(float64(floor-live)/float64(live+roots), float64(floor)/heapMinimum) * 100
 	if p <= float64(base) {
 		return base
 	}
-	return int(math.Min(math.Ceil(p), maxPercent))
+	return int(math.Min(math.Floor(p), maxPercent))
 }

@@ -1,8 +1,12 @@
 package gcfloor
 
 import (
+	"os"
+	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,22 +17,24 @@ import (
 func TestPercent(t *testing.T) {
 	const mib = 1 << 20
 	for _, c := range []struct {
-		base        int
-		floor, live uint64
-		want        int
+		base               int
+		floor, live, roots uint64
+		want               int
 	}{
-		{100, 256 * mib, 4 * mib, 6300},    // the heap may grow to 256 MiB
-		{100, 256 * mib, 128 * mib, 100},   // GOGC's own goal reaches the floor
-		{100, 256 * mib, 100 * mib, 156},   // ceil(156/100 × 100)
-		{100, 256 * mib, 512 * mib, 100},   // above the floor: GOGC alone
-		{300, 256 * mib, 100 * mib, 300},   // a larger GOGC wins
-		{100, 256 * mib, 0, maxPercent},    // nothing live yet
-		{100, 256 * mib, 1, maxPercent},    // capped
-		{50, 256 * mib, 256 * mib, 50},     // at the floor
-		{100, 256 * mib, 256*mib - 1, 100}, // just under it, GOGC's goal is above
+		{100, 256 * mib, 16 * mib, 0, 1500},       // the heap may grow to 256 MiB
+		{100, 256 * mib, 16 * mib, 8 * mib, 1000}, // roots count in the goal
+		{100, 256 * mib, 1 * mib, 0, 6400},        // the runtime's 4 MiB minimum × 64 = 256 MiB
+		{100, 256 * mib, 128 * mib, 0, 100},       // GOGC's own goal reaches the floor
+		{100, 256 * mib, 100 * mib, 0, 156},       // floor(156/100 × 100)
+		{100, 256 * mib, 512 * mib, 0, 100},       // above the floor: GOGC alone
+		{300, 256 * mib, 100 * mib, 0, 300},       // a larger GOGC wins
+		{100, 256 * mib, 0, 10 * mib, 100},        // nothing measured live
+		{100, 1 << 60, 1, 0, maxPercent},          // capped
+		{50, 256 * mib, 256 * mib, 0, 50},         // at the floor
+		{100, 256 * mib, 256*mib - 1, 0, 100},     // just under it, GOGC's goal is above
 	} {
-		if got := Percent(c.base, c.floor, c.live); got != c.want {
-			t.Errorf("Percent(%d, %d, %d) = %d, want %d", c.base, c.floor, c.live, got, c.want)
+		if got := Percent(c.base, c.floor, c.live, c.roots); got != c.want {
+			t.Errorf("Percent(%d, %d, %d, %d) = %d, want %d", c.base, c.floor, c.live, c.roots, got, c.want)
 		}
 	}
 }
@@ -89,6 +95,32 @@ func TestFloorSpacesCollections(t *testing.T) {
 	}
 }
 
+// The runtime's own heap goal lands at the floor.
+func TestGoalAtFloor(t *testing.T) {
+	if debug.SetGCPercent(100) < 0 {
+		debug.SetGCPercent(-1)
+		t.Skip("GOGC=off")
+	}
+	const floor = 512 << 20
+	f := Start(floor, nil)
+	defer f.Stop()
+	for range 3 {
+		runtime.GC() // each collection's sentinel sets the percent again
+		time.Sleep(10 * time.Millisecond)
+	}
+	goal := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}}
+	metrics.Read(goal)
+	if g := goal[0].Value.Uint64(); g < floor*9/10 || g > floor*11/10 {
+		t.Errorf("heap goal %d MiB with a floor of %d MiB, want within 10%% of it", g>>20, floor>>20)
+	}
+	f.Stop()
+	runtime.GC()
+	metrics.Read(goal)
+	if g := goal[0].Value.Uint64(); g > 64<<20 {
+		t.Errorf("heap goal %d MiB after Stop, want GOGC's own (a small heap)", g>>20)
+	}
+}
+
 func TestStartOff(t *testing.T) {
 	if f := Start(0, nil); f != nil {
 		f.Stop()
@@ -110,4 +142,42 @@ func gaugeValue(t testing.TB, g prometheus.Gauge) float64 {
 		t.Fatal(err)
 	}
 	return m.GetGauge().GetValue()
+}
+
+// A process that has not collected yet: Start collects once, so that the
+// goal comes from a measured live heap rather than from the runtime's
+// nominal one, which the percent would multiply.
+func TestStartBeforeFirstCollection(t *testing.T) {
+	if os.Getenv("GCFLOOR_FRESH") == "1" {
+		checkFresh(t)
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestStartBeforeFirstCollection$", "-test.v")
+	cmd.Env = append(os.Environ(), "GCFLOOR_FRESH=1", "GOGC=100")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "fresh process checked") {
+		t.Fatalf("the child did not run the check:\n%s", out)
+	}
+}
+
+func checkFresh(t *testing.T) {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/gc/heap/goal:bytes"}}
+	metrics.Read(s)
+	if n := s[0].Value.Uint64(); n != 0 {
+		t.Skipf("%d collections before the test ran", n)
+	}
+	const floor = 64 << 20
+	f := Start(floor, nil)
+	defer f.Stop()
+	metrics.Read(s)
+	if s[0].Value.Uint64() == 0 {
+		t.Error("Start did not collect in a process that had not")
+	}
+	if g := s[1].Value.Uint64(); g < floor*9/10 || g > floor*11/10 {
+		t.Errorf("heap goal %d MiB with a floor of %d MiB, want within 10%% of it", g>>20, floor>>20)
+	}
+	t.Log("fresh process checked")
 }
