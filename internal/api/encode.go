@@ -86,9 +86,11 @@ func appendAnswer(b []byte, a *answer) ([]byte, error) {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, `{"field":`...)
-		b = appendString(b, f.Feature.FQN)
-		b = append(b, `,"value":`...)
+		// Names of namespaces and features are [a-z][a-z0-9_]* (the
+		// registry refuses others): an FQN needs no escaping.
+		b = append(b, `{"field":"`...)
+		b = append(b, f.Feature.FQN...)
+		b = append(b, `","value":`...)
 		if b, err = appendValue(b, f.Value); err != nil {
 			return b, fmt.Errorf("%s of %q: %w", f.Feature.FQN, f.Key, err)
 		}

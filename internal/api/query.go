@@ -70,12 +70,12 @@ var fieldsPool = sync.Pool{New: func() any { return new([]query.Field) }}
 // maxPooledFields bounds the fields kept for the next query.
 const maxPooledFields = 1 << 16
 
-// putFields gives fields, once written, back to fieldsPool in p.
+// putFields gives fields, once written, back to fieldsPool in p. They are
+// not cleared: QueryInto overwrites every field it appends.
 func putFields(p *[]query.Field, fields []query.Field) {
 	if cap(fields) > maxPooledFields {
 		return
 	}
-	clear(fields)
 	*p = fields[:0]
 	fieldsPool.Put(p)
 }

@@ -213,7 +213,8 @@ func (e *Engine) QueryInto(ctx context.Context, req *Request, out []Field) []Fie
 }
 
 // putRows gives rows, whose values have been copied out, back to rowsPool
-// in p, unless they are too large to keep.
+// in p, unless they are too large to keep. They are not cleared: the next
+// read clears them (store.ResetRows).
 func putRows(p *[]store.Row, rows []store.Row) {
 	if rows == nil {
 		rows = *p // the read failed: keep what the pool had
@@ -221,7 +222,6 @@ func putRows(p *[]store.Row, rows []store.Row) {
 	cells := 0
 	for i := range rows {
 		cells += cap(rows[i].Cells)
-		clear(rows[i].Cells)
 	}
 	if cells > maxPooledCells {
 		return
