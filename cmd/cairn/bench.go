@@ -811,7 +811,7 @@ func (fl *redisFloor) deleteAll(ctx context.Context, keys []string) error {
 
 // printSearch writes the steps of the rate search.
 func printSearch(w io.Writer, f benchFlags, steps []bench.Step) {
-	fmt.Fprintf(w, "### Highest rate of (a) with p99 ≤ %v: %d × %d\n\n", f.findMaxP99, f.entities, f.features)
+	fmt.Fprintf(w, "### Highest rate of (a) with p99 ≤ %v: %d × %s\n\n", f.findMaxP99, f.entities, shapeText(f))
 	fmt.Fprintf(w, "Each step %v at a constant rate; the rate doubles from %v q/s until p99 exceeds the bound, then bisects to 5%%.\n\n", f.searchStep, f.rate)
 	fmt.Fprintln(w, "| rate asked (q/s) | achieved (q/s) | p50 (ms) | p99 (ms) | max (ms) | errors | p99 ≤ bound |")
 	fmt.Fprintln(w, "|--:|--:|--:|--:|--:|--:|:-:|")
@@ -861,6 +861,14 @@ func gcText(floor uint64) string {
 	return t + fmt.Sprintf(", heap floor %d MiB (CAIRN_GC_HEAP_FLOOR_MIB)", floor>>20)
 }
 
+// shapeText gives the features asked, for headings: "50", or "49 of 50".
+func shapeText(f benchFlags) string {
+	if f.ask == 0 || f.ask == f.features {
+		return strconv.Itoa(f.features)
+	}
+	return fmt.Sprintf("%d of %d", f.ask, f.features)
+}
+
 // askedText tells which features each query asks for.
 func askedText(f benchFlags) string {
 	if f.ask == 0 || f.ask == f.features {
@@ -873,7 +881,7 @@ func askedText(f benchFlags) string {
 func printBench(w io.Writer, f benchFlags, b *benchSetup, rate float64) {
 	paths := b.paths
 	rounds := len(paths[0].rounds)
-	fmt.Fprintf(w, "### %d × %d at %.0f q/s\n\n", f.entities, f.features, rate)
+	fmt.Fprintf(w, "### %d × %s at %.0f q/s\n\n", f.entities, shapeText(f), rate)
 	shown := b.uri
 	if u, err := url.Parse(b.uri); err == nil {
 		shown = u.Redacted()

@@ -81,7 +81,7 @@ func TestBenchRedis(t *testing.T) {
 	// Some features asked: HMGET of the marker and their fields.
 	some, _ := runBenchT(t, "--store", fmt.Sprintf("redis://%s/0", addr), "--ask", "5")
 	checkRows(t, some, "(a)", "(b)")
-	for _, want := range []string{"pipeline of 3 × HMGET of 6 fields", "for the first 5 of 12 features"} {
+	for _, want := range []string{"### 3 × 5 of 12 at", "pipeline of 3 × HMGET of 6 fields", "for the first 5 of 12 features"} {
 		if !strings.Contains(some, want) {
 			t.Errorf("report lacks %q:\n%s", want, some)
 		}
