@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -57,13 +58,15 @@ in interleaved slices, so that both see the same machine load:
   (a) POST /v1/query/online asking --entities entities (distinct, drawn from
       the pool) for every feature;
   (b) for a Redis or Valkey store, a bare go-redis client making the same
-      round trip the store makes: one HMGET of the same fields per entity,
-      pipelined. Other stores have no floor.
+      round trip the store makes, the same command per entity (HGETALL
+      when every feature is asked, HMGET otherwise), pipelined, its
+      replies read raw. Other stores have no floor.
 
 Requests fall due at a constant rate whether or not earlier ones have been
 answered, and latency runs from when each fell due, so a stall is counted
-in full. The load generator runs in this process, on the same CPUs as the
-server. The report (Markdown) goes to standard output, progress to
+in full. The query server runs in a process of its own (cairn bench-server,
+or in this one with --in-process); the load generator and the floor's
+client run in this one, on the same CPUs. The report (Markdown) goes to standard output, progress to
 standard error.
 
 A Redis URI without a prefix parameter gets a fresh prefix, whose keys are
@@ -90,6 +93,7 @@ type benchFlags struct {
 	maxRate     float64
 	cpuProfile  string
 	memProfile  string
+	inProcess   bool
 	logLevel    string
 }
 
@@ -107,8 +111,9 @@ func (f *benchFlags) register(fs *flag.FlagSet, env *config.Env) {
 	fs.DurationVar(&f.findMaxP99, "find-max-p99", 0, "first search the highest rate at which (a) keeps p99 within this bound, then measure both paths at it")
 	fs.DurationVar(&f.searchStep, "search-step", 2*time.Second, "length of each run of the search")
 	fs.Float64Var(&f.maxRate, "max-rate", 100_000, "highest rate the search tries")
-	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured runs (search included) to this file")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the query server (with --in-process, of this whole process) to this file")
 	fs.StringVar(&f.memProfile, "memprofile", "", "write a heap profile (allocations and memory in use) to this file when the runs end")
+	fs.BoolVar(&f.inProcess, "in-process", false, "run the query server in this process, beside the load generator, instead of in a process of its own")
 	fs.StringVar(&f.logLevel, "log-level", "warn", "log level: debug, info, warn, error")
 }
 
@@ -178,6 +183,12 @@ type benchSetup struct {
 	cpuStart, cpuEnd cpuSample
 	// gcFloor is CAIRN_GC_HEAP_FLOOR_MIB, in bytes.
 	gcFloor uint64
+	// server is the query server's process; nil with --in-process.
+	server *serverProcess
+	// stderr receives the server process's logs.
+	stderr io.Writer
+	// closeStore closes the store this process opened, once.
+	closeStore func()
 }
 
 func (b *benchSetup) close() {
@@ -200,6 +211,8 @@ func runBench(ctx context.Context, args []string, env *config.Env, stdout, stder
 	if fs.NArg() > 0 {
 		return fmt.Errorf("bench: unexpected arguments %q", fs.Args())
 	}
+	// Progress, logs and the server process's logs share stderr.
+	stderr = &lockedWriter{w: stderr}
 	if err := joinDistinct(f.validate(), preflight(env, f.store, false, false)); err != nil {
 		return err
 	}
@@ -209,7 +222,7 @@ func runBench(ctx context.Context, args []string, env *config.Env, stdout, stder
 	}
 	progress := func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
 
-	b, err := setUpBench(ctx, f, env, log, progress)
+	b, err := setUpBench(ctx, f, env, log, stderr, progress)
 	if b != nil {
 		defer b.close()
 	}
@@ -217,7 +230,7 @@ func runBench(ctx context.Context, args []string, env *config.Env, stdout, stder
 		return err
 	}
 
-	if f.cpuProfile != "" {
+	if f.cpuProfile != "" && f.inProcess { // else the server process writes it
 		pf, err := os.Create(f.cpuProfile)
 		if err != nil {
 			return fmt.Errorf("bench: cpu profile: %w", err)
@@ -228,7 +241,7 @@ func runBench(ctx context.Context, args []string, env *config.Env, stdout, stder
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if f.memProfile != "" {
+	if f.memProfile != "" && f.inProcess {
 		defer func() {
 			if err := writeHeapProfile(f.memProfile); err != nil {
 				progress("%v", err)
@@ -297,7 +310,7 @@ func runBench(ctx context.Context, args []string, env *config.Env, stdout, stder
 // setUpBench opens the store, writes the entities, starts the query
 // server and prepares both paths. The setup it returns, even with an
 // error, must be closed.
-func setUpBench(ctx context.Context, f benchFlags, env *config.Env, log *slog.Logger, progress func(string, ...any)) (*benchSetup, error) {
+func setUpBench(ctx context.Context, f benchFlags, env *config.Env, log *slog.Logger, stderr io.Writer, progress func(string, ...any)) (*benchSetup, error) {
 	reg, err := benchRegistry(f.features)
 	if err != nil {
 		return nil, err
@@ -309,13 +322,14 @@ func setUpBench(ctx context.Context, f benchFlags, env *config.Env, log *slog.Lo
 		asked = feats[:f.ask]
 	}
 
-	b := &benchSetup{}
+	b := &benchSetup{stderr: stderr}
 	if b.uri, b.ownPrefix, err = benchStoreURI(f.store); err != nil {
 		return nil, err
 	}
 	prom := prometheus.NewRegistry()
-	// The process runs the query server: its collector is set up as
-	// serve's is.
+	// The collector is set up as serve's: this process runs the load
+	// generator (and with --in-process the query server), whose
+	// collections would otherwise count in both paths' latencies.
 	floor, err := gcHeapFloor(env)
 	if err != nil {
 		return nil, err
@@ -326,7 +340,9 @@ func setUpBench(ctx context.Context, f benchFlags, env *config.Env, log *slog.Lo
 	if err != nil {
 		return nil, err
 	}
-	b.closers = append(b.closers, func() { st.Close() })
+	var closeStore sync.Once
+	b.closeStore = func() { closeStore.Do(func() { st.Close() }) }
+	b.closers = append(b.closers, b.closeStore)
 
 	keys := make([]string, f.pool)
 	for i := range keys {
@@ -361,20 +377,13 @@ func setUpBench(ctx context.Context, f benchFlags, env *config.Env, log *slog.Lo
 		}
 	}
 
-	engine := query.NewEngine(st, prom, nil)
-	server, err := api.New(api.Config{}, reg, engine, nil, nil, prom, log)
+	addr, err := b.startServer(ctx, f, env, st, prom, log)
 	if err != nil {
 		return b, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return b, fmt.Errorf("bench: listen: %w", err)
-	}
-	srv := &http.Server{Handler: server.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
 	sets := benchRequests(keys, f.entities, asked)
-	b.http = newHTTPPath(ln.Addr().String(), sets, f.maxInFlight)
-	b.closers = append(b.closers, func() { srv.Close() }, b.http.close)
+	b.http = newHTTPPath(addr, sets, f.maxInFlight)
+	b.closers = append(b.closers, b.http.close)
 
 	if err := b.http.check(ctx, len(asked)); err != nil {
 		return b, err
@@ -388,6 +397,39 @@ func setUpBench(ctx context.Context, f benchFlags, env *config.Env, log *slog.Lo
 		b.paths = append(b.paths, &benchPath{name: "(b)", label: "(b) floor: bare go-redis " + b.floor.describe(f.entities), target: b.floor.call})
 	}
 	return b, nil
+}
+
+// startServer starts the query server, in a process of its own unless
+// f.inProcess, and returns its address.
+func (b *benchSetup) startServer(ctx context.Context, f benchFlags, env *config.Env, st onlineStore, prom *prometheus.Registry, log *slog.Logger) (string, error) {
+	if !f.inProcess {
+		// The store was opened here to write the entities; the server
+		// opens its own (an embedded store admits one process at a time).
+		b.closeStore()
+		p, err := startServerProcess(ctx, f, b.uri, env, b.stderr)
+		if err != nil {
+			return "", err
+		}
+		b.server = p
+		b.closers = append(b.closers, p.stop)
+		return p.addr, nil
+	}
+	reg, err := benchRegistry(f.features)
+	if err != nil {
+		return "", err
+	}
+	server, err := api.New(api.Config{}, reg, query.NewEngine(st, prom, nil), nil, nil, prom, log)
+	if err != nil {
+		return "", err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("bench: listen: %w", err)
+	}
+	srv := &http.Server{Handler: server.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	b.closers = append(b.closers, func() { srv.Close() })
+	return ln.Addr().String(), nil
 }
 
 // benchRegistry declares namespace bench: a string primary key and n
@@ -897,14 +939,24 @@ func printBench(w io.Writer, f benchFlags, b *benchSetup, rate float64) {
 	}
 	fmt.Fprintf(w, "- open loop at %.0f q/s, latency from each request's due time, at most %d in flight per path; %d rounds of %v per path, (a) and (b) alternating, %s\n",
 		rate, f.maxInFlight, rounds, f.slice, warm)
-	fmt.Fprintf(w, "- load generator, query server and floor client in one process (GOMAXPROCS %d), on %d CPUs (%s); %s %s/%s\n",
-		runtime.GOMAXPROCS(0), runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	if b.server != nil {
+		fmt.Fprintf(w, "- load generator and floor client in one process, the query server in another (`cairn bench-server`), each with GOMAXPROCS %d, on %d CPUs (%s); %s %s/%s\n",
+			runtime.GOMAXPROCS(0), runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	} else {
+		fmt.Fprintf(w, "- load generator, query server and floor client in one process (GOMAXPROCS %d), on %d CPUs (%s); %s %s/%s\n",
+			runtime.GOMAXPROCS(0), runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	}
 	fmt.Fprintf(w, "- garbage collector: %s\n", gcText(b.gcFloor))
 	if use, ok := b.cpuEnd.since(b.cpuStart); ok {
 		// The counters are sampled at clock ticks: the machine's total
 		// can come out a little under its parts.
-		fmt.Fprintf(w, "- CPU used during the rounds, in CPUs of the %d: this process %.2f", runtime.NumCPU(), use.self)
 		rest := use.machine - use.self
+		if use.serverOK {
+			fmt.Fprintf(w, "- CPU used during the rounds, in CPUs of the %d: query server %.2f, load generator and floor client %.2f", runtime.NumCPU(), use.server, use.self)
+			rest -= use.server
+		} else {
+			fmt.Fprintf(w, "- CPU used during the rounds, in CPUs of the %d: this process %.2f", runtime.NumCPU(), use.self)
+		}
 		if use.storeOK {
 			fmt.Fprintf(w, ", redis-server %.2f", use.store)
 			rest -= use.store
@@ -1027,6 +1079,9 @@ type cpuSample struct {
 	at                     time.Time
 	storeOK                bool
 	storeSecs              float64
+	// serverTicks is the query server process's, when it has one.
+	serverOK    bool
+	serverTicks float64
 }
 
 // sampleCPU samples the CPU counters, the Redis server's included when
@@ -1037,6 +1092,9 @@ func (b *benchSetup) sampleCPU(ctx context.Context) cpuSample {
 	if b.floor != nil {
 		s.storeSecs, s.storeOK = b.floor.serverCPU(ctx)
 	}
+	if b.server != nil {
+		s.serverTicks, s.serverOK = processTicks(fmt.Sprintf("/proc/%d/stat", b.server.pid()))
+	}
 	return s
 }
 
@@ -1044,10 +1102,6 @@ func (b *benchSetup) sampleCPU(ctx context.Context) cpuSample {
 // the sample is not ok.
 func sampleCPU() cpuSample {
 	stat, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return cpuSample{}
-	}
-	self, err := os.ReadFile("/proc/self/stat")
 	if err != nil {
 		return cpuSample{}
 	}
@@ -1069,18 +1123,32 @@ func sampleCPU() cpuSample {
 		s.busy += n
 		s.total += n
 	}
+	if s.selfTicks, s.ok = processTicks("/proc/self/stat"); !s.ok {
+		return cpuSample{}
+	}
+	return s
+}
+
+// processTicks returns the CPU time a process has used, in clock ticks,
+// from its stat file.
+func processTicks(path string) (float64, bool) {
+	stat, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
 	// The fields after the command name, which is in parentheses: state
 	// is the first, utime the 12th, stime the 13th.
-	i := bytes.LastIndexByte(self, ')')
-	g := strings.Fields(string(self[i+1:]))
-	if i < 0 || len(g) < 13 {
-		return cpuSample{}
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, false
+	}
+	g := strings.Fields(string(stat[i+1:]))
+	if len(g) < 13 {
+		return 0, false
 	}
 	ut, _ := strconv.ParseFloat(g[11], 64)
 	st, _ := strconv.ParseFloat(g[12], 64)
-	s.selfTicks = ut + st
-	s.ok = true
-	return s
+	return ut + st, true
 }
 
 // cpuUse is CPU time used over a span, in CPUs (CPU seconds per second).
@@ -1088,6 +1156,8 @@ type cpuUse struct {
 	machine, self float64
 	storeOK       bool
 	store         float64
+	serverOK      bool
+	server        float64
 }
 
 // since returns the CPU used between start and s.
@@ -1098,6 +1168,9 @@ func (s cpuSample) since(start cpuSample) (cpuUse, bool) {
 	}
 	cpus := float64(runtime.NumCPU())
 	u := cpuUse{machine: cpus * (s.busy - start.busy) / total, self: (s.selfTicks - start.selfTicks) / (total / cpus)}
+	if s.serverOK && start.serverOK {
+		u.serverOK, u.server = true, (s.serverTicks-start.serverTicks)/(total/cpus)
+	}
 	if wall := s.at.Sub(start.at).Seconds(); s.storeOK && start.storeOK && wall > 0 {
 		u.storeOK, u.store = true, (s.storeSecs-start.storeSecs)/wall
 	}
@@ -1119,4 +1192,16 @@ func cpuModel() string {
 		}
 	}
 	return "CPU model unknown"
+}
+
+// lockedWriter serializes writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

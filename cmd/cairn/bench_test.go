@@ -73,15 +73,18 @@ func TestBenchRedis(t *testing.T) {
 		"--find-max-p99", "1s", "--search-step", "100ms", "--max-rate", "200")
 	checkRows(t, report, "(a)", "(b)")
 	// Every feature asked: the store, and so the floor, read whole hashes.
-	for _, want := range []string{"pipeline of 3 × HGETALL", "for all 12 features", "(a)/(b): p50", "### 3 × 12 at 200 q/s", "Highest rate with p99 ≤ 1s: **200 q/s**"} {
+	for _, want := range []string{"pipeline of 3 × HGETALL", "for all 12 features", "(a)/(b): p50", "### 3 × 12 at 200 q/s", "Highest rate with p99 ≤ 1s: **200 q/s**",
+		"the query server in another (`cairn bench-server`)", ": query server ", "load generator and floor client "} {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q:\n%s", want, report)
 		}
 	}
-	// Some features asked: HMGET of the marker and their fields.
-	some, _ := runBenchT(t, "--store", fmt.Sprintf("redis://%s/0", addr), "--ask", "5")
+	// Some features asked: HMGET of the marker and their fields; the
+	// query server in this process.
+	some, _ := runBenchT(t, "--store", fmt.Sprintf("redis://%s/0", addr), "--ask", "5", "--in-process")
 	checkRows(t, some, "(a)", "(b)")
-	for _, want := range []string{"### 3 × 5 of 12 at", "pipeline of 3 × HMGET of 6 fields", "for the first 5 of 12 features"} {
+	for _, want := range []string{"### 3 × 5 of 12 at", "pipeline of 3 × HMGET of 6 fields", "for the first 5 of 12 features",
+		"load generator, query server and floor client in one process"} {
 		if !strings.Contains(some, want) {
 			t.Errorf("report lacks %q:\n%s", want, some)
 		}

@@ -66,6 +66,8 @@ func run(ctx context.Context, args []string, env *config.Env, stdout, stderr io.
 		return env.Print(stdout)
 	case "bench":
 		return runBench(ctx, rest, env, stdout, stderr)
+	case "bench-server":
+		return runBenchServer(ctx, rest, env, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -157,7 +157,18 @@ func TestStartupErrorsAreClear(t *testing.T) {
 	}
 }
 
-func TestMain(m *testing.M) { os.Exit(testserver.Run(m)) }
+func TestMain(m *testing.M) {
+	if os.Getenv(benchServerChild) == "1" {
+		// This binary was started as `cairn bench-server` by a benchmark
+		// under test (see startServerProcess).
+		if err := run(context.Background(), os.Args[1:], config.FromOS(), os.Stdout, os.Stderr); err != nil {
+			fmt.Fprintln(os.Stderr, "cairn:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(testserver.Run(m))
+}
 
 // `cairn dev --store dynamodb:///...` runs the same path against DynamoDB's
 // API, creating the table on first start.

@@ -266,8 +266,24 @@ func (s *Store) readPass(ctx context.Context, ns *feature.Namespace, keys []stri
 		}
 	}
 
-	newest := "" // the newest generation of an entity, if newer than ids.gen
-	for i := range keys {
+	newest, err := s.fill(ns, keys, feats, rows, sc, ids, whole, 0, len(keys))
+	if err != nil {
+		return false, err
+	}
+	if first && newest != "" {
+		reloaded, err := s.catchUp(ctx, newest)
+		if err != nil {
+			return false, err
+		}
+		again = again || reloaded
+	}
+	return again, nil
+}
+
+// fill fills rows[lo:hi] from the parsed replies in sc, and returns the
+// newest mapping generation met there if newer than ids.gen.
+func (s *Store) fill(ns *feature.Namespace, keys []string, feats []*feature.Feature, rows []store.Row, sc *readScratch, ids *idMap, whole bool, lo, hi int) (newest string, _ error) {
+	for i := lo; i < hi; i++ {
 		if err := sc.errs[i]; err != nil {
 			s.m.undecodable.Inc()
 			s.log.Warn("entity key holds something other than a hash; reading it as absent",
@@ -285,7 +301,7 @@ func (s *Store) readPass(ctx context.Context, ns *feature.Namespace, keys []stri
 			}
 		} else {
 			if len(vals) != len(sc.fields) {
-				return false, fmt.Errorf("redis: read %s %q: HMGET of %d fields answered %d values", ns.Name, keys[i], len(sc.fields), len(vals))
+				return "", fmt.Errorf("redis: read %s %q: HMGET of %d fields answered %d values", ns.Name, keys[i], len(sc.fields), len(vals))
 			}
 			mark = vals[0]
 		}
@@ -320,14 +336,7 @@ func (s *Store) readPass(ctx context.Context, ns *feature.Namespace, keys []stri
 			cells[d[0]] = cells[d[1]]
 		}
 	}
-	if first && newest != "" {
-		reloaded, err := s.catchUp(ctx, newest)
-		if err != nil {
-			return false, err
-		}
-		again = again || reloaded
-	}
-	return again, nil
+	return newest, nil
 }
 
 // decodeInto decodes the stored field v into cells[j], the column of

@@ -531,3 +531,54 @@ func TestReadFallbackOnErrorReply(t *testing.T) {
 		}
 	}
 }
+
+// A read of many entities
+// answers every entity as it does when read alone, absent and
+// wrong-typed keys included, in both paths.
+func TestReadLargeMatchesSingle(t *testing.T) {
+	prefix := uniquePrefix(t)
+	s, reg := openReg(t, testConfig(t, prefix))
+	ctx := context.Background()
+	sreg := storetest.Registry()
+	ns, _ := sreg.Namespace("user")
+	all := nonKey(ns)
+	at := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
+	e := expected{}
+	var keys []string
+	bad := 0
+	for i := range 100 {
+		k := fmt.Sprintf("k%03d", i)
+		keys = append(keys, k)
+		switch i % 7 {
+		case 3: // never written
+		case 5:
+			if err := rawClient(t).Set(ctx, s.entityKey(ns.Name, k), "not a hash", 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			bad++
+		case 6:
+			e.put(t, s, ns, k, at.Add(time.Duration(i)*time.Second), i, all[i%4:i%4+3])
+		default:
+			e.put(t, s, ns, k, at.Add(time.Duration(i)*time.Second), i, all)
+		}
+	}
+	subset := []*feature.Feature{all[4], all[1], all[4], all[0]}
+	for _, feats := range [][]*feature.Feature{all, subset} {
+		rows, err := s.Read(ctx, ns, keys, feats)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.check(t, fmt.Sprintf("read of %d keys, %d features", len(keys), len(feats)), rows, keys, feats)
+		for _, k := range keys {
+			one, err := s.Read(ctx, ns, []string{k}, feats)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.check(t, "read of "+k+" alone", one, []string{k}, feats)
+		}
+	}
+	// Each bad key counted once per read of the two, alone and in bulk.
+	if n, want := metricValue(t, reg, "cairn_redis_undecodable_values_total"), float64(4*bad); n != want {
+		t.Errorf("undecodable values counted %v, want %v", n, want)
+	}
+}
