@@ -72,6 +72,27 @@ func appendFlat(dst [][]byte, raw []byte) ([][]byte, error) {
 		return dst, unexpected(line)
 	}
 	for range n {
+		// Most elements are bulk strings, "$<length>\r\n<bytes>\r\n",
+		// read here in one pass; anything else takes the general way,
+		// which accepts and rejects the same bulk strings.
+		if len(rest) > 3 && rest[0] == '$' {
+			j, l := 1, 0
+			for ; j < len(rest) && j <= 10 && rest[j] >= '0' && rest[j] <= '9'; j++ {
+				l = l*10 + int(rest[j]-'0')
+			}
+			if j > 1 && j+1 < len(rest) && rest[j] == '\r' && rest[j+1] == '\n' && l <= 1<<31 {
+				body := rest[j+2:]
+				if len(body) < l+2 {
+					return dst[:start], errShortReply
+				}
+				if body[l] != '\r' || body[l+1] != '\n' {
+					return dst[:start], unexpected(rest[:j])
+				}
+				dst = append(dst, body[:l:l])
+				rest = body[l+2:]
+				continue
+			}
+		}
 		line, rest, ok = cutLine(rest)
 		if !ok || len(line) == 0 {
 			return dst[:start], errShortReply
