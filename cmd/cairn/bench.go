@@ -231,15 +231,11 @@ func runBench(ctx context.Context, args []string, env *config.Env, stdout, stder
 	}
 
 	if f.cpuProfile != "" && f.inProcess { // else the server process writes it
-		pf, err := os.Create(f.cpuProfile)
+		stop, err := startCPUProfile(f.cpuProfile)
 		if err != nil {
-			return fmt.Errorf("bench: cpu profile: %w", err)
+			return fmt.Errorf("bench: %w", err)
 		}
-		defer pf.Close()
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			return fmt.Errorf("bench: cpu profile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
 	if f.memProfile != "" && f.inProcess {
 		defer func() {
@@ -870,6 +866,20 @@ func printSearch(w io.Writer, f benchFlags, steps []bench.Step) {
 	} else {
 		fmt.Fprintf(w, "\nNo rate tried kept p99 ≤ %v.\n\n", f.findMaxP99)
 	}
+}
+
+// startCPUProfile starts profiling the CPU into a new file at path; stop
+// ends it and closes the file.
+func startCPUProfile(path string) (stop func(), _ error) {
+	pf, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(pf); err != nil {
+		pf.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); pf.Close() }, nil
 }
 
 // writeHeapProfile writes the heap profile to path: allocations since the

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -167,15 +166,11 @@ func runBenchServer(ctx context.Context, args []string, env *config.Env, stdout,
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 	if cpuProfile != "" {
-		pf, err := os.Create(cpuProfile)
+		stop, err := startCPUProfile(cpuProfile)
 		if err != nil {
-			return fmt.Errorf("bench-server: cpu profile: %w", err)
+			return fmt.Errorf("bench-server: %w", err)
 		}
-		defer pf.Close()
-		if err := pprof.StartCPUProfile(pf); err != nil {
-			return fmt.Errorf("bench-server: cpu profile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
 	if memProfile != "" {
 		defer func() {

@@ -113,6 +113,28 @@ func (e expected) put(t *testing.T, s *Store, ns *feature.Namespace, key string,
 	write(t, s, w)
 }
 
+// wantNoneCounted fails t unless the store of reg counted no undecodable
+// value and sent no read again.
+func wantNoneCounted(t *testing.T, reg *prometheus.Registry) {
+	t.Helper()
+	if n := metricValue(t, reg, "cairn_redis_undecodable_values_total"); n != 0 {
+		t.Errorf("undecodable values: %v, want none", n)
+	}
+	if n := metricValue(t, reg, "cairn_redis_read_fallbacks_total"); n != 0 {
+		t.Errorf("reads sent again: %v, want none", n)
+	}
+}
+
+// userStore opens a store under a prefix of the test's own and returns it
+// with its metrics, namespace user of the storetest registry, its features
+// but the key, and an observed-at to write them with.
+func userStore(t *testing.T) (*Store, *prometheus.Registry, *feature.Namespace, []*feature.Feature, time.Time) {
+	t.Helper()
+	s, reg := openReg(t, testConfig(t, uniquePrefix(t)))
+	ns, _ := storetest.Registry().Namespace("user")
+	return s, reg, ns, nonKey(ns), time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
+}
+
 // check fails t unless rows answer keys and feats as e says.
 func (e expected) check(t *testing.T, what string, rows []store.Row, keys []string, feats []*feature.Feature) {
 	t.Helper()
@@ -250,12 +272,7 @@ func TestReadWholeHashMatchesFields(t *testing.T) {
 			e.check(t, what, rows, ks, sh.feats)
 		}
 	}
-	if n := metricValue(t, reg, "cairn_redis_read_fallbacks_total"); n != 0 {
-		t.Errorf("reads sent again: %v, want none", n)
-	}
-	if n := metricValue(t, reg, "cairn_redis_undecodable_values_total"); n != 0 {
-		t.Errorf("undecodable values: %v, want none", n)
-	}
+	wantNoneCounted(t, reg)
 }
 
 // Fields of an entity's hash that no feature of the read has as its id
@@ -343,25 +360,15 @@ func TestReadWholeHashIgnoresUnknownFields(t *testing.T) {
 		}
 		e.check(t, fmt.Sprintf("read of %d features", len(feats)), rows, keys, feats)
 	}
-	if n := metricValue(t, reg, "cairn_redis_undecodable_values_total"); n != 0 {
-		t.Errorf("undecodable values: %v, want none", n)
-	}
-	if n := metricValue(t, reg, "cairn_redis_read_fallbacks_total"); n != 0 {
-		t.Errorf("reads sent again: %v, want none", n)
-	}
+	wantNoneCounted(t, reg)
 }
 
 // An entity whose key holds something other than a hash reads as absent,
 // in both kinds of read, and is counted; the other entities of the read are
 // answered.
 func TestReadWrongTypeKey(t *testing.T) {
-	prefix := uniquePrefix(t)
-	s, reg := openReg(t, testConfig(t, prefix))
+	s, reg, ns, all, at := userStore(t)
 	ctx := context.Background()
-	sreg := storetest.Registry()
-	ns, _ := sreg.Namespace("user")
-	all := nonKey(ns)
-	at := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
 	e := expected{}
 	e.put(t, s, ns, "a", at, 1, all)
 	e.put(t, s, ns, "b", at, 2, all[2:5])
@@ -536,13 +543,8 @@ func TestReadFallbackOnErrorReply(t *testing.T) {
 // answers every entity as it does when read alone, absent and
 // wrong-typed keys included, in both paths.
 func TestReadLargeMatchesSingle(t *testing.T) {
-	prefix := uniquePrefix(t)
-	s, reg := openReg(t, testConfig(t, prefix))
+	s, reg, ns, all, at := userStore(t)
 	ctx := context.Background()
-	sreg := storetest.Registry()
-	ns, _ := sreg.Namespace("user")
-	all := nonKey(ns)
-	at := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
 	e := expected{}
 	var keys []string
 	bad := 0
