@@ -334,7 +334,7 @@ func setUpBench(ctx context.Context, f benchFlags, env *config.Env, log *slog.Lo
 	b.closers = append(b.closers, gcfloor.Start(floor, prom).Stop)
 	st, err := openStore(ctx, b.uri, env, true, prom, log)
 	if err != nil {
-		return nil, err
+		return b, err // b's closers stop the floor
 	}
 	var closeStore sync.Once
 	b.closeStore = func() { closeStore.Do(func() { st.Close() }) }
@@ -962,10 +962,10 @@ func printBench(w io.Writer, f benchFlags, b *benchSetup, rate float64) {
 		// can come out a little under its parts.
 		rest := use.machine - use.self
 		if use.serverOK {
-			fmt.Fprintf(w, "- CPU used during the rounds, in CPUs of the %d: query server %.2f, load generator and floor client %.2f", runtime.NumCPU(), use.server, use.self)
+			fmt.Fprintf(w, "- CPU used during the rounds, in CPUs of the %d: query server %.2f, load generator and floor client %.2f", use.cpus, use.server, use.self)
 			rest -= use.server
 		} else {
-			fmt.Fprintf(w, "- CPU used during the rounds, in CPUs of the %d: this process %.2f", runtime.NumCPU(), use.self)
+			fmt.Fprintf(w, "- CPU used during the rounds, in CPUs of the %d: this process %.2f", use.cpus, use.self)
 		}
 		if use.storeOK {
 			fmt.Fprintf(w, ", redis-server %.2f", use.store)
@@ -1085,6 +1085,7 @@ func passWord(pass bool) string {
 // machine's and this process's, and the CPU time of the Redis server.
 type cpuSample struct {
 	ok                     bool
+	cpus                   int // the machine's, from /proc/stat
 	busy, total, selfTicks float64
 	at                     time.Time
 	storeOK                bool
@@ -1121,6 +1122,11 @@ func sampleCPU() cpuSample {
 		return cpuSample{}
 	}
 	var s cpuSample
+	for _, l := range strings.Split(string(stat), "\n") {
+		if len(l) > 3 && strings.HasPrefix(l, "cpu") && l[3] >= '0' && l[3] <= '9' {
+			s.cpus++
+		}
+	}
 	for i, v := range f[1:8] { // user nice system idle iowait irq softirq
 		n, _ := strconv.ParseFloat(v, 64)
 		s.total += n
@@ -1163,6 +1169,7 @@ func processTicks(path string) (float64, bool) {
 
 // cpuUse is CPU time used over a span, in CPUs (CPU seconds per second).
 type cpuUse struct {
+	cpus          int // the machine's
 	machine, self float64
 	storeOK       bool
 	store         float64
@@ -1176,12 +1183,19 @@ func (s cpuSample) since(start cpuSample) (cpuUse, bool) {
 	if !s.ok || !start.ok || total <= 0 {
 		return cpuUse{}, false
 	}
-	cpus := float64(runtime.NumCPU())
-	u := cpuUse{machine: cpus * (s.busy - start.busy) / total, self: (s.selfTicks - start.selfTicks) / (total / cpus)}
-	if s.serverOK && start.serverOK {
-		u.serverOK, u.server = true, (s.serverTicks-start.serverTicks)/(total/cpus)
+	wall := s.at.Sub(start.at).Seconds()
+	if wall <= 0 {
+		return cpuUse{}, false
 	}
-	if wall := s.at.Sub(start.at).Seconds(); s.storeOK && start.storeOK && wall > 0 {
+	// Processes' times are in clock ticks of USER_HZ, 100 a second on
+	// Linux whatever the kernel's own tick; the machine's share is taken
+	// over all its CPUs, whichever this process may run on.
+	const userHZ = 100
+	u := cpuUse{cpus: s.cpus, machine: float64(s.cpus) * (s.busy - start.busy) / total, self: (s.selfTicks - start.selfTicks) / (wall * userHZ)}
+	if s.serverOK && start.serverOK {
+		u.serverOK, u.server = true, (s.serverTicks-start.serverTicks)/(wall*userHZ)
+	}
+	if s.storeOK && start.storeOK {
 		u.storeOK, u.store = true, (s.storeSecs-start.storeSecs)/wall
 	}
 	return u, true

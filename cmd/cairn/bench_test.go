@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -110,5 +111,21 @@ func TestBenchFlagErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v, want it to mention %q", err, want)
 		}
+	}
+}
+
+// A bench whose store cannot be opened stops its heap floor: the GC
+// percent is GOGC's again.
+func TestBenchStoreFailureStopsFloor(t *testing.T) {
+	if debug.SetGCPercent(100) < 0 {
+		t.Skip("GOGC=off")
+	}
+	err := run(context.Background(), []string{"bench", "--store", "redis://127.0.0.1:1/0", "--rate", "10", "--duration", "100ms", "--slice", "100ms"},
+		config.FromMap(nil), io.Discard, io.Discard)
+	if err == nil {
+		t.Fatal("bench on a store nobody listens for: no error")
+	}
+	if p := debug.SetGCPercent(100); p != 100 {
+		t.Errorf("GC percent after a failed bench: %d, want GOGC's 100", p)
 	}
 }

@@ -71,6 +71,7 @@ func startServerProcess(ctx context.Context, f benchFlags, uri string, env *conf
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
+		stdin.Close()
 		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
@@ -93,8 +94,11 @@ func startServerProcess(ctx context.Context, f benchFlags, uri string, env *conf
 			p.addr = a
 			return p, nil
 		}
+		// It exited, or said something else first: either way it is
+		// not serving.
+		_ = cmd.Process.Kill()
 		err = <-p.done
-		return nil, fmt.Errorf("bench: the query server process exited before listening: %v", err)
+		return nil, fmt.Errorf("bench: the query server process did not start listening: %v", err)
 	case <-time.After(30 * time.Second):
 		err = errors.New("bench: the query server process did not start listening within 30s")
 	case <-ctx.Done():

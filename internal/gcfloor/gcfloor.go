@@ -44,9 +44,16 @@ const maxPercent = 1_000_000
 
 // Start sets a floor of floor bytes under the heap goal, and keeps it after
 // every collection until Stop. It returns nil, and does nothing, when floor
-// is 0 or the collector is off (GOGC=off). The GC percent in effect is
-// exported as cairn_gc_percent when reg is not nil.
+// is 0, the collector is off (GOGC=off) or another Floor is running. The
+// GC percent in effect is exported as cairn_gc_percent when reg is not nil.
 func Start(floor uint64, reg prometheus.Registerer) *Floor {
+	// One floor at a time: a second would take the first's raised
+	// percent for GOGC's, and leave it behind when stopped.
+	active.Lock()
+	defer active.Unlock()
+	if active.f != nil {
+		return nil
+	}
 	samples := []metrics.Sample{{Name: "/gc/gogc:percent"}, {Name: "/gc/heap/live:bytes"},
 		{Name: "/gc/scan/globals:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/cycles/total:gc-cycles"}}
 	metrics.Read(samples)
@@ -77,7 +84,14 @@ func Start(floor uint64, reg prometheus.Registerer) *Floor {
 	}
 	f.adjust()
 	f.arm()
+	active.f = f
 	return f
+}
+
+// active is the running Floor, if any.
+var active struct {
+	sync.Mutex
+	f *Floor
 }
 
 // Stop puts GOGC's percent back and stops adjusting it.
@@ -85,12 +99,15 @@ func (f *Floor) Stop() {
 	if f == nil {
 		return
 	}
+	active.Lock()
+	defer active.Unlock()
 	f.tune.Lock()
 	defer f.tune.Unlock()
 	if f.stopped.Swap(true) {
 		return
 	}
 	debug.SetGCPercent(f.base)
+	active.f = nil
 }
 
 // sentinel is garbage as soon as it is made: its finalizer runs after the

@@ -181,3 +181,30 @@ func checkFresh(t *testing.T) {
 	}
 	t.Log("fresh process checked")
 }
+
+// A second floor while one runs does nothing: it would take the first's
+// raised percent for GOGC's and leave it behind.
+func TestOneAtATime(t *testing.T) {
+	if debug.SetGCPercent(100) < 0 {
+		debug.SetGCPercent(-1)
+		t.Skip("GOGC=off")
+	}
+	a := Start(64<<20, nil)
+	if a == nil {
+		t.Fatal("first Start returned nil")
+	}
+	if b := Start(64<<20, nil); b != nil {
+		b.Stop()
+		a.Stop()
+		t.Fatal("a second Start while one runs returned a Floor")
+	}
+	a.Stop()
+	if p := debug.SetGCPercent(100); p != 100 {
+		t.Errorf("GC percent after Stop = %d, want GOGC's 100", p)
+	}
+	c := Start(64<<20, nil)
+	if c == nil {
+		t.Fatal("Start after Stop returned nil")
+	}
+	c.Stop()
+}
