@@ -96,6 +96,28 @@ func AppendValue(b []byte, v any) ([]byte, error) {
 // multiple of len(b).
 func DecodeValue(b []byte) (any, []byte, error) { return decodeValue(b, 0) }
 
+// ErrTypeMismatch is wrapped by DecodeValueOf's errors for a stored value
+// that is not of the type the registry now declares for its feature.
+var ErrTypeMismatch = errors.New("stored value does not match the feature's type")
+
+// DecodeValueOf decodes b, which must hold exactly one value, as a value
+// of type t (nil for a stored null). A value of another type gives an error
+// wrapping ErrTypeMismatch; bytes that do not decode, one wrapping
+// ErrCorrupt.
+func DecodeValueOf(b []byte, t Type) (any, error) {
+	v, rest, err := decodeValue(b, 0)
+	if err != nil {
+		return nil, err
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("%w: %d bytes after the value", ErrCorrupt, len(rest))
+	}
+	if err := Check(t, v); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrTypeMismatch, err)
+	}
+	return v, nil
+}
+
 func decodeValue(b []byte, depth int) (any, []byte, error) {
 	if len(b) == 0 {
 		return nil, nil, fmt.Errorf("%w: truncated", ErrCorrupt)

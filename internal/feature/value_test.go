@@ -2,6 +2,7 @@ package feature
 
 import (
 	"encoding/json"
+	"errors"
 	"math"
 	"reflect"
 	"strings"
@@ -185,4 +186,29 @@ func FuzzFromJSON(f *testing.F) {
 			t.Fatalf("answer for %#v does not marshal: %v", v, err)
 		}
 	})
+}
+
+// DecodeValueOf takes exactly one value of the type asked for.
+func TestDecodeValueOf(t *testing.T) {
+	intT, strT := mustType(t, "int"), mustType(t, "string")
+	b, err := AppendValue(nil, int64(-7))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := DecodeValueOf(b, intT); err != nil || v != int64(-7) {
+		t.Errorf("int as int: %v, %v", v, err)
+	}
+	null, _ := AppendValue(nil, nil)
+	if v, err := DecodeValueOf(null, strT); err != nil || v != nil {
+		t.Errorf("null as string: %v, %v; want nil, no error", v, err)
+	}
+	if _, err := DecodeValueOf(b, strT); !errors.Is(err, ErrTypeMismatch) || errors.Is(err, ErrCorrupt) {
+		t.Errorf("int as string: %v, want ErrTypeMismatch", err)
+	}
+	if _, err := DecodeValueOf(append(b, 0), intT); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("a byte after the value: %v, want ErrCorrupt", err)
+	}
+	if _, err := DecodeValueOf(b[:0], intT); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("no bytes: %v, want ErrCorrupt", err)
+	}
 }

@@ -82,23 +82,12 @@ func decodeEntity(b []byte, es []entry) ([]entry, error) {
 	return es, nil
 }
 
-// errTypeMismatch reports a stored value that is not of the type the
-// registry now declares for its feature.
-var errTypeMismatch = errors.New("stored value does not match the feature's type")
-
-// cell decodes e's value as a value of type t. A value of another type
-// gives an error wrapping errTypeMismatch; a value that does not decode
-// gives one wrapping feature.ErrCorrupt.
+// cell decodes e's value as a value of type t (see feature.DecodeValueOf
+// for its errors).
 func (e entry) cell(t feature.Type) (store.Cell, error) {
-	v, rest, err := feature.DecodeValue(e.value)
+	v, err := feature.DecodeValueOf(e.value, t)
 	if err != nil {
 		return store.Cell{}, err
-	}
-	if len(rest) != 0 {
-		return store.Cell{}, fmt.Errorf("%w: %d bytes after the value", feature.ErrCorrupt, len(rest))
-	}
-	if err := feature.Check(t, v); err != nil {
-		return store.Cell{}, fmt.Errorf("%w: %v", errTypeMismatch, err)
 	}
 	return store.Cell{Found: true, Value: v, ObservedAt: time.UnixMicro(e.micros).UTC()}, nil
 }

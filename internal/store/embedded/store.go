@@ -313,7 +313,7 @@ func (s *Store) readEntity(ns *feature.Namespace, key string, feats []*feature.F
 			continue
 		}
 		cell, err := es[k].cell(f.Type)
-		if errors.Is(err, errTypeMismatch) {
+		if errors.Is(err, feature.ErrTypeMismatch) {
 			s.log.Debug("stored value does not match the declared type; reading it as absent",
 				"feature", f.FQN, "key", key, "err", err)
 			continue

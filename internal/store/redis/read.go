@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-	"unsafe"
 
 	goredis "github.com/redis/go-redis/v9"
 
@@ -172,7 +171,7 @@ func (sc *readScratch) wholeHash(ns *feature.Namespace) bool {
 // column returns k of the field named name in a whole-hash read, 0 for the
 // marker and -1 for a field not asked for.
 func (sc *readScratch) column(name []byte) int {
-	n := idNumberBytes(name)
+	n := idNumber(name)
 	switch {
 	case n == 0:
 		return 0
@@ -184,15 +183,13 @@ func (sc *readScratch) column(name []byte) int {
 
 // idNumber returns the number whose base-36 text is id, or -1 when id is
 // not such a text (ids are canonical: no leading zero, lowercase).
-func idNumber(id string) int { return idNumberBytes(unsafe.Slice(unsafe.StringData(id), len(id))) }
-
-func idNumberBytes(id []byte) int {
+func idNumber[T string | []byte](id T) int {
 	if len(id) == 0 || len(id) > 6 || (len(id) > 1 && id[0] == '0') {
 		return -1
 	}
 	n := 0
-	for _, c := range id {
-		switch {
+	for i := range len(id) {
+		switch c := id[i]; {
 		case c >= '0' && c <= '9':
 			n = n*36 + int(c-'0')
 		case c >= 'a' && c <= 'z':

@@ -90,43 +90,27 @@ func NewClient(cfg Config) goredis.UniversalClient {
 	if maxRetries == 0 {
 		maxRetries = -1 // go-redis reads 0 as "its default"
 	}
-	if cfg.Clustered {
-		return goredis.NewClusterClient(&goredis.ClusterOptions{
-			Addrs:           []string{cfg.Addr},
-			Username:        cfg.Username,
-			Password:        cfg.Password,
-			TLSConfig:       tlsConfig,
-			MaxRetries:      maxRetries,
-			MinRetryBackoff: minRetryBackoff,
-			MaxRetryBackoff: maxRetryBackoff,
-			DialTimeout:     cfg.DialTimeout,
-			ReadTimeout:     cfg.ReadTimeout,
-			WriteTimeout:    cfg.WriteTimeout,
-			PoolSize:        cfg.PoolSize,
-			// One dial attempt per connection: retries are MaxRetries'
-			// business, so that an outage fails fast.
-			DialerRetries:         1,
-			ContextTimeoutEnabled: true,
-			// Pipelines share the one pool that PoolSize sizes.
-			PipelinePoolSize: -1,
-		})
-	}
-	return goredis.NewClient(&goredis.Options{
-		Addr:                  cfg.Addr,
-		Username:              cfg.Username,
-		Password:              cfg.Password,
-		DB:                    cfg.DB,
-		TLSConfig:             tlsConfig,
-		MaxRetries:            maxRetries,
-		MinRetryBackoff:       minRetryBackoff,
-		MaxRetryBackoff:       maxRetryBackoff,
-		DialTimeout:           cfg.DialTimeout,
-		ReadTimeout:           cfg.ReadTimeout,
-		WriteTimeout:          cfg.WriteTimeout,
-		PoolSize:              cfg.PoolSize,
+	// A cluster client when Clustered, else a client of one server.
+	return goredis.NewUniversalClient(&goredis.UniversalOptions{
+		Addrs:           []string{cfg.Addr},
+		IsClusterMode:   cfg.Clustered,
+		Username:        cfg.Username,
+		Password:        cfg.Password,
+		DB:              cfg.DB,
+		TLSConfig:       tlsConfig,
+		MaxRetries:      maxRetries,
+		MinRetryBackoff: minRetryBackoff,
+		MaxRetryBackoff: maxRetryBackoff,
+		DialTimeout:     cfg.DialTimeout,
+		ReadTimeout:     cfg.ReadTimeout,
+		WriteTimeout:    cfg.WriteTimeout,
+		PoolSize:        cfg.PoolSize,
+		// One dial attempt per connection: retries are MaxRetries'
+		// business, so that an outage fails fast.
 		DialerRetries:         1,
 		ContextTimeoutEnabled: true,
-		PipelinePoolSize:      -1,
+		// Pipelines share the one pool that PoolSize sizes.
+		PipelinePoolSize: -1,
 	})
 }
 

@@ -2,7 +2,6 @@ package redis
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"time"
 
@@ -27,27 +26,17 @@ func appendField(b []byte, v any, observedAt time.Time) ([]byte, error) {
 	return feature.AppendValue(b, v)
 }
 
-// errTypeMismatch reports a stored value that is not of the type the
-// registry now declares for its feature.
-var errTypeMismatch = errors.New("stored value does not match the feature's type")
-
-// decodeField decodes a stored feature value as a value of type t. A value
-// of another type gives an error wrapping errTypeMismatch; one that does
-// not decode an error wrapping feature.ErrCorrupt.
+// decodeField decodes a stored feature value as a value of type t (see
+// feature.DecodeValueOf for its errors; a field too short for its
+// observed-at is corrupt).
 func decodeField(b []byte, t feature.Type) (store.Cell, error) {
 	if len(b) <= observedAtLen {
 		return store.Cell{}, fmt.Errorf("%w: %d bytes, too short for a field", feature.ErrCorrupt, len(b))
 	}
 	micros := int64(binary.BigEndian.Uint64(b) ^ signBit)
-	v, rest, err := feature.DecodeValue(b[observedAtLen:])
+	v, err := feature.DecodeValueOf(b[observedAtLen:], t)
 	if err != nil {
 		return store.Cell{}, err
-	}
-	if len(rest) != 0 {
-		return store.Cell{}, fmt.Errorf("%w: %d bytes after the value", feature.ErrCorrupt, len(rest))
-	}
-	if err := feature.Check(t, v); err != nil {
-		return store.Cell{}, fmt.Errorf("%w: %v", errTypeMismatch, err)
 	}
 	return store.Cell{Found: true, Value: v, ObservedAt: time.UnixMicro(micros).UTC()}, nil
 }

@@ -28,8 +28,8 @@ func TestDecodeField(t *testing.T) {
 	if c, err := decodeField(field(t, nil, at), intT); err != nil || !c.Found || c.Value != nil {
 		t.Fatalf("null: %+v, %v", c, err)
 	}
-	if _, err := decodeField(field(t, "x", at), intT); !errors.Is(err, errTypeMismatch) {
-		t.Errorf("string as int: %v, want errTypeMismatch", err)
+	if _, err := decodeField(field(t, "x", at), intT); !errors.Is(err, feature.ErrTypeMismatch) {
+		t.Errorf("string as int: %v, want feature.ErrTypeMismatch", err)
 	}
 	for name, b := range map[string][]byte{
 		"empty":          nil,
