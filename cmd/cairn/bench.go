@@ -32,6 +32,7 @@ import (
 	"github.com/cairnfs/cairn/internal/config"
 	"github.com/cairnfs/cairn/internal/feature"
 	"github.com/cairnfs/cairn/internal/gcfloor"
+	"github.com/cairnfs/cairn/internal/node"
 	"github.com/cairnfs/cairn/internal/query"
 	"github.com/cairnfs/cairn/internal/store"
 	"github.com/cairnfs/cairn/internal/store/redis"
@@ -213,7 +214,7 @@ func runBench(ctx context.Context, args []string, env *config.Env, stdout, stder
 	}
 	// Progress, logs and the server process's logs share stderr.
 	stderr = &lockedWriter{w: stderr}
-	if err := joinDistinct(f.validate(), preflight(env, f.store, false, false)); err != nil {
+	if err := errors.Join(f.validate(), checkBenchKnobs(env, f)); err != nil {
 		return err
 	}
 	log, err := newLogger(stderr, f.logLevel)
@@ -326,13 +327,17 @@ func setUpBench(ctx context.Context, f benchFlags, env *config.Env, log *slog.Lo
 	// The collector is set up as serve's: this process runs the load
 	// generator (and with --in-process the query server), whose
 	// collections would otherwise count in both paths' latencies.
-	floor, err := gcHeapFloor(env)
+	cfg, err := node.Load(node.BenchServer, env, node.Flags{Store: b.uri, Registry: reg})
 	if err != nil {
 		return nil, err
 	}
+	if _, set := env.Value("DYNAMODB_CREATE_TABLES_IF_NOT_EXISTS"); !set {
+		cfg.Store.CreateDynamoTable = true
+	}
+	floor := cfg.GCHeapFloor
 	b.gcFloor = floor
 	b.closers = append(b.closers, gcfloor.Start(floor, prom).Stop)
-	st, err := openStore(ctx, b.uri, env, true, prom, log)
+	st, err := node.OpenStore(ctx, cfg.Store, prom, log)
 	if err != nil {
 		return b, err // b's closers stop the floor
 	}
@@ -351,11 +356,7 @@ func setUpBench(ctx context.Context, f benchFlags, env *config.Env, log *slog.Lo
 	progress("wrote %d entities × %d features in %v", len(keys), len(feats), time.Since(start).Round(time.Millisecond))
 
 	if u, _ := url.Parse(b.uri); redis.IsURIScheme(u.Scheme) {
-		cfg, err := redisConfig(env, b.uri)
-		if err != nil {
-			return b, err
-		}
-		if b.floor, err = newRedisFloor(ctx, cfg, ns, asked); err != nil {
+		if b.floor, err = newRedisFloor(ctx, cfg.Store.Redis, ns, asked); err != nil {
 			return b, err
 		}
 		fl := b.floor
@@ -367,7 +368,7 @@ func setUpBench(ctx context.Context, f benchFlags, env *config.Env, log *slog.Lo
 				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 				defer cancel()
 				if err := fl.deleteAll(cctx, keys); err != nil {
-					progress("could not delete the benchmark's keys (prefix %s): %v", cfg.KeyPrefix, err)
+					progress("could not delete the benchmark's keys (prefix %s): %v", cfg.Store.Redis.KeyPrefix, err)
 				}
 			})
 		}
@@ -395,9 +396,19 @@ func setUpBench(ctx context.Context, f benchFlags, env *config.Env, log *slog.Lo
 	return b, nil
 }
 
+// checkBenchKnobs checks the knobs of the benchmark's query server.
+func checkBenchKnobs(env *config.Env, f benchFlags) error {
+	reg, err := benchRegistry(f.features)
+	if err != nil {
+		return err
+	}
+	_, err = node.Load(node.BenchServer, env, node.Flags{Store: f.store, Registry: reg})
+	return err
+}
+
 // startServer starts the query server, in a process of its own unless
 // f.inProcess, and returns its address.
-func (b *benchSetup) startServer(ctx context.Context, f benchFlags, env *config.Env, st onlineStore, prom *prometheus.Registry, log *slog.Logger) (string, error) {
+func (b *benchSetup) startServer(ctx context.Context, f benchFlags, env *config.Env, st node.Store, prom *prometheus.Registry, log *slog.Logger) (string, error) {
 	if !f.inProcess {
 		// The store was opened here to write the entities; the server
 		// opens its own (an embedded store admits one process at a time).
@@ -461,7 +472,7 @@ func benchValue(t feature.Type, i, j int) any {
 
 // benchSeed writes every feature of every key through the store's Write,
 // in batches.
-func benchSeed(ctx context.Context, st onlineStore, ns *feature.Namespace, feats []*feature.Feature, keys []string, progress func(string, ...any)) error {
+func benchSeed(ctx context.Context, st node.Store, ns *feature.Namespace, feats []*feature.Feature, keys []string, progress func(string, ...any)) error {
 	const batch = 100
 	at := time.Now().UTC()
 	lastReport := time.Now()

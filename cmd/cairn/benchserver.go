@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -16,10 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/cairnfs/cairn/internal/api"
 	"github.com/cairnfs/cairn/internal/config"
-	"github.com/cairnfs/cairn/internal/gcfloor"
-	"github.com/cairnfs/cairn/internal/query"
+	"github.com/cairnfs/cairn/internal/node"
 )
 
 // `cairn bench` runs its query server in a process of its own, as
@@ -147,28 +143,10 @@ func runBenchServer(ctx context.Context, args []string, env *config.Env, stdout,
 	if err != nil {
 		return err
 	}
-	floor, err := gcHeapFloor(env)
+	cfg, err := node.Load(node.BenchServer, env, node.Flags{Store: store, Registry: reg, Addr: "127.0.0.1:0"})
 	if err != nil {
 		return err
 	}
-	prom := prometheus.NewRegistry()
-	defer gcfloor.Start(floor, prom).Stop()
-	st, err := openStore(ctx, store, env, false, prom, log)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	server, err := api.New(api.Config{}, reg, query.NewEngine(st, prom, nil), nil, nil, prom, log)
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return fmt.Errorf("bench-server: listen: %w", err)
-	}
-	srv := &http.Server{Handler: server.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
 	if cpuProfile != "" {
 		stop, err := startCPUProfile(cpuProfile)
 		if err != nil {
@@ -183,15 +161,20 @@ func runBenchServer(ctx context.Context, args []string, env *config.Env, stdout,
 			}
 		}()
 	}
-	fmt.Fprintf(stdout, "listening %s\n", ln.Addr())
-	closed := make(chan struct{})
-	go func() {
-		_, _ = io.Copy(io.Discard, os.Stdin)
-		close(closed)
-	}()
-	select {
-	case <-closed:
-	case <-ctx.Done():
-	}
-	return nil
+	// The parent closes our standard input to stop us.
+	stdinClosed := node.Component{Name: "standard input", Run: func(ctx context.Context) error {
+		closed := make(chan struct{})
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			close(closed)
+		}()
+		select {
+		case <-closed:
+			return node.ErrStop
+		case <-ctx.Done():
+			return nil
+		}
+	}}
+	return node.Run(ctx, cfg, node.Options{Log: log, Metrics: prometheus.NewRegistry(), Components: []node.Component{stdinClosed},
+		OnListen: func(addr string) { fmt.Fprintf(stdout, "listening %s\n", addr) }})
 }

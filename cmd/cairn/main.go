@@ -1,8 +1,11 @@
 // Command cairn is the online feature store: `cairn dev` runs everything on
 // one machine; `cairn serve` (query servers) and `cairn write` (persistence
 // writers) are the production roles; `cairn topics create` provisions the
-// Kafka topics; `cairn config` prints every knob; `cairn bench` measures
-// online queries against a store.
+// Kafka topics; `cairn config` prints and checks every knob; `cairn bench`
+// measures online queries against a store.
+//
+// This package parses flags and prints help; what a process is and runs is
+// package node's.
 package main
 
 import (
@@ -14,10 +17,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/cairnfs/cairn/internal/config"
+	"github.com/cairnfs/cairn/internal/node"
 )
 
 const usage = `cairn: an online feature store.
@@ -27,7 +30,7 @@ Usage:
   cairn serve          query server (reads the online store, publishes uploads to Kafka)
   cairn write          persistence writer (consumes Kafka, writes the online store)
   cairn topics create  create the Kafka topics
-  cairn config         print every configuration knob with its effective value
+  cairn config         print every configuration knob with its effective value, and check them all
   cairn bench          measure online queries against a store, side by side with its floor
 
 Run "cairn COMMAND -h" for a command's flags. Every flag has an environment
@@ -54,16 +57,16 @@ func run(ctx context.Context, args []string, env *config.Env, stdout, stderr io.
 	case "dev":
 		return runDev(ctx, rest, env, stderr)
 	case "serve":
-		return runServe(ctx, rest, env, stderr)
+		return runRole(ctx, node.Serve, rest, env, stderr)
 	case "write":
-		return runWrite(ctx, rest, env, stderr)
+		return runRole(ctx, node.Write, rest, env, stderr)
 	case "topics":
 		if len(rest) == 0 || rest[0] != "create" {
 			return errors.New(`usage: cairn topics create [flags]`)
 		}
 		return runTopicsCreate(ctx, rest[1:], env, stdout, stderr)
 	case "config":
-		return env.Print(stdout)
+		return runConfig(env, stdout)
 	case "bench":
 		return runBench(ctx, rest, env, stdout, stderr)
 	case "bench-server":
@@ -79,21 +82,22 @@ func run(ctx context.Context, args []string, env *config.Env, stdout, stderr io.
 
 // common holds the flags every long-running command shares.
 type common struct {
-	features string
-	store    string
-	brokers  string
-	addr     string
+	flags    node.Flags
 	logLevel string
 }
 
-func (c *common) register(fs *flag.FlagSet, env *config.Env, withAddr bool) {
-	fs.StringVar(&c.features, "features", env.String("CAIRN_FEATURES"), "feature registry YAML (CAIRN_FEATURES)")
-	fs.StringVar(&c.store, "store", env.String("CAIRN_ONLINE_STORE"), "online store URI (CAIRN_ONLINE_STORE)")
-	fs.StringVar(&c.brokers, "brokers", env.String("CAIRN_KAFKA_BROKERS"), "comma-separated Kafka brokers (CAIRN_KAFKA_BROKERS)")
-	if withAddr {
-		fs.StringVar(&c.addr, "addr", env.String("CAIRN_ADDR"), "HTTP listen address (CAIRN_ADDR)")
-	}
+func (c *common) register(fs *flag.FlagSet, env *config.Env) {
+	fs.StringVar(&c.flags.Features, "features", env.String("CAIRN_FEATURES"), "feature registry YAML (CAIRN_FEATURES)")
+	fs.StringVar(&c.flags.Store, "store", env.String("CAIRN_ONLINE_STORE"), "online store URI (CAIRN_ONLINE_STORE)")
+	fs.StringVar(&c.flags.Brokers, "brokers", env.String("CAIRN_KAFKA_BROKERS"), "comma-separated Kafka brokers (CAIRN_KAFKA_BROKERS)")
+	fs.StringVar(&c.flags.Addr, "addr", env.String("CAIRN_ADDR"), "HTTP listen address: the query API, or the writer's health and metrics (CAIRN_ADDR)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+}
+
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("cairn "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
@@ -104,12 +108,90 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
+// runRole is `cairn serve` and `cairn write`.
+func runRole(ctx context.Context, role node.Role, args []string, env *config.Env, stderr io.Writer) error {
+	fs := newFlagSet(role.String(), stderr)
+	var c common
+	c.register(fs, env)
+	if err := fs.Parse(args); err != nil {
+		return err
 	}
-	return out
+	log, err := newLogger(stderr, c.logLevel)
+	if err != nil {
+		return err
+	}
+	cfg, err := node.Load(role, env, c.flags)
+	if err != nil {
+		return err
+	}
+	return node.Run(ctx, cfg, node.Options{Log: log})
+}
+
+// runDev runs the whole path in one process: an embedded Kafka-protocol
+// broker and an embedded store under --data-dir, the query server and the
+// persistence writer. --store and --brokers swap in real ones.
+func runDev(ctx context.Context, args []string, env *config.Env, stderr io.Writer) error {
+	fs := newFlagSet("dev", stderr)
+	var c common
+	c.register(fs, env)
+	fs.StringVar(&c.flags.DataDir, "data-dir", env.String("CAIRN_DATA_DIR"), "directory of the embedded broker and store (CAIRN_DATA_DIR)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, c.logLevel)
+	if err != nil {
+		return err
+	}
+	cfg, err := node.Load(node.Dev, env, c.flags)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	return node.Run(ctx, cfg, node.Options{Log: log, OnListen: func(addr string) {
+		fmt.Fprintf(stderr, "\ncairn dev is ready: http://%s  (upload: POST /v1/upload_features, query: POST /v1/query/online; Ctrl-C stops)\n\n", addr)
+	}})
+}
+
+// runConfig is `cairn config`: every knob with its effective value, then
+// every problem with any of them, whatever the store; non-zero exit if any.
+func runConfig(env *config.Env, stdout io.Writer) error {
+	_, err := node.Load(node.Check, env, node.Flags{Store: env.String("CAIRN_ONLINE_STORE"), Brokers: env.String("CAIRN_KAFKA_BROKERS"),
+		Features: env.String("CAIRN_FEATURES"), Addr: env.String("CAIRN_ADDR"), DataDir: env.String("CAIRN_DATA_DIR")})
+	if perr := env.Print(stdout); perr != nil {
+		return perr
+	}
+	if err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return nil
+}
+
+func runTopicsCreate(ctx context.Context, args []string, env *config.Env, stdout, stderr io.Writer) error {
+	fs := newFlagSet("topics create", stderr)
+	var f node.Flags
+	fs.StringVar(&f.Brokers, "brokers", env.String("CAIRN_KAFKA_BROKERS"), "comma-separated Kafka brokers (CAIRN_KAFKA_BROKERS)")
+	partitions := fs.Int("partitions", env.Int("CAIRN_TOPIC_PARTITIONS"), "partitions per topic (CAIRN_TOPIC_PARTITIONS)")
+	rf := fs.Int("replication-factor", env.Int("CAIRN_TOPIC_REPLICATION_FACTOR"), "replication factor (CAIRN_TOPIC_REPLICATION_FACTOR)")
+	minISR := fs.Int("min-insync-replicas", env.Int("CAIRN_TOPIC_MIN_INSYNC_REPLICAS"), "min.insync.replicas (CAIRN_TOPIC_MIN_INSYNC_REPLICAS)")
+	retention := fs.Duration("retention", env.Duration("CAIRN_TOPIC_RETENTION"), "retention, the replay window (CAIRN_TOPIC_RETENTION)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	f.Topics.Partitions, f.Topics.ReplicationFactor = int32(*partitions), int16(*rf)
+	f.Topics.MinInsyncReplicas, f.Topics.Retention = *minISR, *retention
+	cfg, err := node.Load(node.Topics, env, f)
+	if err != nil {
+		return err
+	}
+	results, err := node.CreateTopics(ctx, cfg)
+	for _, r := range results {
+		state := "created"
+		if !r.Created {
+			state = "exists, left unchanged"
+		}
+		fmt.Fprintf(stdout, "%s: %s\n", r.Topic, state)
+	}
+	return err
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/cairnfs/cairn/internal/config"
 	"github.com/cairnfs/cairn/internal/testserver"
+	"github.com/twmb/franz-go/pkg/kfake"
 )
 
 // dev runs `cairn dev` in-process and returns its base URL and a stop
@@ -245,5 +246,89 @@ func TestDevOnRedis(t *testing.T) {
 	defer stop()
 	if got := ageOf(t, base, "r1"); fmt.Sprint(got) != "55" {
 		t.Errorf("after restart r1 age = %v", got)
+	}
+}
+
+// `cairn config` checks what it prints: an invalid knob, of any store,
+// makes it exit non-zero with every problem listed.
+func TestConfigReportsInvalidKnobs(t *testing.T) {
+	var out bytes.Buffer
+	env := config.FromMap(map[string]string{
+		"CAIRN_ONLINE_STORE":             "redis://127.0.0.1:6379/0",
+		"DYNAMODB_ENABLE_REQUEST_RACING": "true",
+		"CAIRN_SHUTDOWN_TIMEOUT":         "soon",
+	})
+	err := run(context.Background(), []string{"config"}, env, &out, io.Discard)
+	if err == nil {
+		t.Fatal("cairn config accepted an invalid configuration")
+	}
+	for _, want := range []string{"DYNAMODB_REQUEST_RACING_WAIT_TIME", `CAIRN_SHUTDOWN_TIMEOUT="soon"`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if !strings.Contains(out.String(), "DYNAMODB_ENABLE_REQUEST_RACING") {
+		t.Error("cairn config printed no table before its verdict")
+	}
+}
+
+// Regression: `cairn serve` logged "query server listening", then
+// "shutting down", and exited 0 within milliseconds, because the process
+// waited on the channel of a writer it does not run. A query server keeps
+// serving until it is told to stop.
+func TestServeStaysUp(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "cairn.persist", "cairn.metrics", "cairn.persist.dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--features", "../../examples/features.yaml", "--brokers", strings.Join(cluster.ListenAddrs(), ","),
+			"--store", "embedded://" + t.TempDir(), "--addr", "127.0.0.1:0"}, config.FromMap(nil), io.Discard, pw)
+		pw.Close()
+	}()
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if _, a, ok := strings.Cut(sc.Text(), " addr="); ok && strings.Contains(sc.Text(), "listening") {
+				addr <- strings.Fields(a)[0]
+			}
+		}
+	}()
+	var base string
+	select {
+	case a := <-addr:
+		base = "http://" + a
+	case err := <-done:
+		t.Fatalf("cairn serve exited before listening: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("cairn serve did not listen within 30s")
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("cairn serve exited by itself: %v", err)
+	case <-time.After(2 * time.Second):
+	}
+	resp, err := http.Post(base+"/v1/query/online", "application/json", strings.NewReader(`{"inputs": {"user.id": "u1"}, "outputs": ["user.age"]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("query: status %d", resp.StatusCode)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("cairn serve stopped with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("cairn serve did not stop within 30s of its interrupt")
 	}
 }

@@ -43,7 +43,9 @@ func tenProcs(*Env) string   { return strconv.Itoa(10 * runtime.GOMAXPROCS(0)) }
 // knob's effective value. (It cannot go through Value, which reads Knobs.)
 func clientThreads(e *Env) string {
 	if v, ok := e.lookup("DYNAMODB_NUM_CLIENT_THREADS"); ok && v != "" {
-		return v
+		if _, err := strconv.Atoi(v); err == nil {
+			return v
+		}
 	}
 	return twiceProcs(e)
 }
@@ -133,6 +135,9 @@ var Knobs = []Knob{
 type Env struct {
 	lookup func(string) (string, bool)
 	errs   []error
+	// bad records the knobs already in errs: a knob read twice (by two
+	// components) is reported once.
+	bad map[string]bool
 }
 
 // FromOS reads the process environment.
@@ -180,7 +185,7 @@ func (e *Env) Int(name string) int {
 	v := e.String(name)
 	n, err := strconv.Atoi(v)
 	if err != nil {
-		e.errs = append(e.errs, fmt.Errorf("%s=%q: want an integer", name, v))
+		e.fail(name, fmt.Errorf("%s=%q: want an integer", name, v))
 		n, _ = strconv.Atoi(e.defaultValue(knob(name)))
 	}
 	return n
@@ -192,7 +197,7 @@ func (e *Env) Bool(name string) bool {
 	v := e.String(name)
 	b, err := strconv.ParseBool(v)
 	if err != nil {
-		e.errs = append(e.errs, fmt.Errorf("%s=%q: want true or false", name, v))
+		e.fail(name, fmt.Errorf("%s=%q: want true or false", name, v))
 		b, _ = strconv.ParseBool(e.defaultValue(knob(name)))
 	}
 	return b
@@ -204,7 +209,7 @@ func (e *Env) Duration(name string) time.Duration {
 	v := e.String(name)
 	d, err := time.ParseDuration(v)
 	if err != nil {
-		e.errs = append(e.errs, fmt.Errorf("%s=%q: want a duration such as 10s", name, v))
+		e.fail(name, fmt.Errorf("%s=%q: want a duration such as 10s", name, v))
 		d, _ = time.ParseDuration(e.defaultValue(knob(name)))
 	}
 	return d
@@ -220,7 +225,7 @@ func (e *Env) Millis(name string) (time.Duration, bool) {
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n > math.MaxInt64/int64(time.Millisecond) || n < math.MinInt64/int64(time.Millisecond) {
-		e.errs = append(e.errs, fmt.Errorf("%s=%q: want a whole number of milliseconds", name, v))
+		e.fail(name, fmt.Errorf("%s=%q: want a whole number of milliseconds", name, v))
 		return 0, false
 	}
 	return time.Duration(n) * time.Millisecond, true
@@ -235,6 +240,18 @@ func (e *Env) List(name string) []string {
 		}
 	}
 	return out
+}
+
+// fail records that knob name's value is malformed, once per knob.
+func (e *Env) fail(name string, err error) {
+	if e.bad[name] {
+		return
+	}
+	if e.bad == nil {
+		e.bad = map[string]bool{}
+	}
+	e.bad[name] = true
+	e.errs = append(e.errs, err)
 }
 
 // Err joins every problem met while reading knobs.

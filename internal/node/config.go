@@ -1,0 +1,455 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cairnfs/cairn/internal/api"
+	"github.com/cairnfs/cairn/internal/bloom"
+	"github.com/cairnfs/cairn/internal/cache"
+	"github.com/cairnfs/cairn/internal/config"
+	"github.com/cairnfs/cairn/internal/feature"
+	"github.com/cairnfs/cairn/internal/queue"
+	"github.com/cairnfs/cairn/internal/store/dynamo"
+	"github.com/cairnfs/cairn/internal/store/redis"
+	"github.com/cairnfs/cairn/internal/writer"
+)
+
+// Role is what a process is.
+type Role int
+
+const (
+	// Dev is `cairn dev`: query server and writer in one process, with an
+	// embedded broker and (unless a store is named) an embedded store.
+	Dev Role = iota
+	// Serve is `cairn serve`, a query server.
+	Serve
+	// Write is `cairn write`, a persistence writer.
+	Write
+	// BenchServer is `cairn bench-server`: a query server without Kafka,
+	// started by `cairn bench`.
+	BenchServer
+	// Topics is `cairn topics create`.
+	Topics
+	// Check is `cairn config`: every knob of every role and store is read
+	// and validated, nothing is opened.
+	Check
+)
+
+// String returns the role's command name.
+func (r Role) String() string {
+	switch r {
+	case Dev:
+		return "dev"
+	case Serve:
+		return "serve"
+	case Write:
+		return "write"
+	case BenchServer:
+		return "bench-server"
+	case Topics:
+		return "topics"
+	case Check:
+		return "config"
+	}
+	return fmt.Sprintf("Role(%d)", int(r))
+}
+
+// serves reports whether the role runs a query server; writes, whether it
+// runs a persistence writer; kafka, whether it talks to Kafka.
+func (r Role) serves() bool { return r == Dev || r == Serve || r == BenchServer || r == Check }
+func (r Role) writes() bool { return r == Dev || r == Write || r == Check }
+func (r Role) kafka() bool  { return r != BenchServer }
+
+// Flags are the command-line values a command passes on; an empty field
+// falls back to its knob (the commands give each flag its knob's value as
+// default, so a flag given wins).
+type Flags struct {
+	Features string // --features (CAIRN_FEATURES)
+	Store    string // --store (CAIRN_ONLINE_STORE)
+	Brokers  string // --brokers (CAIRN_KAFKA_BROKERS)
+	Addr     string // --addr (CAIRN_ADDR)
+	DataDir  string // --data-dir, dev only (CAIRN_DATA_DIR)
+
+	// Registry replaces the feature file (bench-server declares its own).
+	Registry *feature.Registry
+	// Topics are the topic settings of `cairn topics create` (its flags).
+	Topics queue.TopicSpec
+}
+
+// Config is everything a process needs, read from the environment and the
+// flags and validated once, by [Load].
+type Config struct {
+	Role Role
+	// Features is the path of the feature registry, and Registry its
+	// contents.
+	Features string
+	Registry *feature.Registry
+	// StoreURI names the online store; Store holds its typed settings.
+	StoreURI string
+	Store    StoreConfig
+	// Addr is the HTTP listen address (query server API; the writer's
+	// health and metrics).
+	Addr string
+	// DataDir holds the embedded broker and store of `cairn dev`.
+	DataDir string
+	// EmbeddedBroker is set for `cairn dev` without brokers: it starts a
+	// Kafka-protocol broker of its own under DataDir.
+	EmbeddedBroker bool
+
+	Queue  queue.Config
+	Topics queue.TopicSpec
+	Writer writer.Config
+	API    api.Config
+	Read   ReadConfig
+
+	// GCHeapFloor is the heap floor in bytes (CAIRN_GC_HEAP_FLOOR_MIB; see
+	// package gcfloor). 0 is off.
+	GCHeapFloor uint64
+	// ShutdownTimeout bounds in-flight requests and the writer's last batch
+	// at stop (CAIRN_SHUTDOWN_TIMEOUT). Default 30s.
+	ShutdownTimeout time.Duration
+}
+
+// StoreConfig holds the settings of the store the URI names; only the
+// field of its scheme is used.
+type StoreConfig struct {
+	Scheme string
+	// Dir is the embedded store's directory.
+	Dir    string
+	Dynamo dynamo.Config
+	Redis  redis.Config
+	// CreateDynamoTable is set by `cairn dev` when
+	// DYNAMODB_CREATE_TABLES_IF_NOT_EXISTS is unset, so that the demo
+	// runs against an empty local endpoint.
+	CreateDynamoTable bool
+}
+
+// ReadConfig is the query server's read path in front of the store.
+type ReadConfig struct {
+	// Cache configures the namespace LRU cache (DYNAMODB_CACHED_NAMESPACES).
+	Cache cache.Config
+	// Bloom lists the namespaces with a Bloom filter (CAIRN_BLOOM_NAMESPACES).
+	Bloom []bloom.Spec
+	// BloomDebug reads the store even when the filter answers
+	// (DYNAMODB_BLOOM_FILTER_DEBUG_MODE).
+	BloomDebug bool
+	// BloomLease is the trackers' lease (CAIRN_BLOOM_LEASE).
+	BloomLease time.Duration
+}
+
+// Load reads and validates the configuration of role: every knob the role
+// uses (for [Check], every knob of every role and store), the flags, and
+// the feature registry. It opens nothing. Every problem is reported in the
+// one error returned, once: a knob that does not parse is reported by the
+// environment reader, and its default is what the checks of values see.
+func Load(role Role, env *config.Env, f Flags) (*Config, error) {
+	c := &Config{Role: role, Features: f.Features, StoreURI: f.Store, Addr: f.Addr, DataDir: f.DataDir, Topics: f.Topics}
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	c.ShutdownTimeout = env.Duration("CAIRN_SHUTDOWN_TIMEOUT")
+	mib := env.Int("CAIRN_GC_HEAP_FLOOR_MIB")
+	if mib < 0 || mib > 1<<20 {
+		add(fmt.Errorf("CAIRN_GC_HEAP_FLOOR_MIB=%d: want 0 (off) to 1048576", mib))
+	} else {
+		c.GCHeapFloor = uint64(mib) << 20
+	}
+	if c.ShutdownTimeout <= 0 {
+		add(fmt.Errorf("CAIRN_SHUTDOWN_TIMEOUT=%v: want a positive duration", c.ShutdownTimeout))
+	}
+
+	// The feature registry.
+	switch {
+	case f.Registry != nil:
+		c.Registry = f.Registry
+	case role == Check || role == Topics:
+	default:
+		reg, err := feature.Load(c.Features)
+		add(err)
+		c.Registry = reg
+	}
+
+	// The online store.
+	if role != Topics {
+		if role == Dev && c.StoreURI == "" {
+			c.StoreURI = "embedded://" + filepath.ToSlash(absPath(filepath.Join(c.DataDir, "store")))
+		}
+		st, err := loadStore(env, c.StoreURI, role == Check)
+		add(err)
+		c.Store = st
+		if _, set := env.Value("DYNAMODB_CREATE_TABLES_IF_NOT_EXISTS"); !set && role == Dev {
+			c.Store.CreateDynamoTable = true
+		}
+	}
+
+	// Kafka.
+	if role.kafka() {
+		c.Queue = queue.Config{
+			Brokers:         splitList(f.Brokers),
+			TLS:             env.Bool("CAIRN_KAFKA_TLS"),
+			SASLMechanism:   strings.ToUpper(env.String("CAIRN_KAFKA_SASL_MECHANISM")),
+			SASLUser:        env.String("CAIRN_KAFKA_SASL_USERNAME"),
+			SASLPassword:    env.String("CAIRN_KAFKA_SASL_PASSWORD"),
+			PersistTopic:    env.String("CAIRN_KAFKA_PERSIST_TOPIC"),
+			MetricsTopic:    env.String("CAIRN_KAFKA_METRICS_TOPIC"),
+			DeadLetterTopic: env.String("CAIRN_KAFKA_DEAD_LETTER_TOPIC"),
+			WriterGroup:     env.String("CAIRN_KAFKA_WRITER_GROUP"),
+			ProduceTimeout:  env.Duration("CAIRN_KAFKA_PRODUCE_TIMEOUT"),
+			MaxRecordBytes:  env.Int("CAIRN_KAFKA_MAX_RECORD_BYTES"),
+		}
+		c.Queue.EnsureDefaults()
+		c.EmbeddedBroker = role == Dev && len(c.Queue.Brokers) == 0
+		check := c.Queue
+		if c.EmbeddedBroker || role == Check && len(check.Brokers) == 0 {
+			check.Brokers = []string{"embedded"} // known once the embedded broker listens
+		}
+		add(check.Validate())
+	}
+	if role == Topics || role == Check || role == Dev {
+		if role != Topics {
+			c.Topics = queue.TopicSpec{
+				Partitions:        int32(env.Int("CAIRN_TOPIC_PARTITIONS")),
+				ReplicationFactor: int16(env.Int("CAIRN_TOPIC_REPLICATION_FACTOR")),
+				MinInsyncReplicas: env.Int("CAIRN_TOPIC_MIN_INSYNC_REPLICAS"),
+				Retention:         env.Duration("CAIRN_TOPIC_RETENTION"),
+			}
+		}
+		if role == Dev {
+			// One broker: replication factor 1.
+			c.Topics.ReplicationFactor, c.Topics.MinInsyncReplicas = 1, 1
+		}
+		c.Topics.EnsureDefaults()
+		add(c.Topics.Validate())
+	}
+
+	// The query server.
+	if role.serves() {
+		c.API = api.Config{MaxBodyBytes: int64(env.Int("CAIRN_MAX_BODY_BYTES"))}
+		c.API.EnsureDefaults()
+		add(c.API.Validate())
+		if role != BenchServer {
+			add(c.loadReadPath(env))
+		}
+	}
+
+	// The writer.
+	if role.writes() {
+		c.Writer = writer.Config{
+			MaxBatchRecords: env.Int("CAIRN_WRITER_MAX_BATCH_RECORDS"),
+			MaxBackoff:      env.Duration("CAIRN_WRITER_MAX_BACKOFF"),
+			DrainTimeout:    c.ShutdownTimeout,
+		}
+	}
+	if role.writes() || role.serves() {
+		// Writers wait for the trackers of query servers: both read it.
+		c.Read.BloomLease = env.Duration("CAIRN_BLOOM_LEASE")
+		c.Writer.FilterLease = c.Read.BloomLease
+	}
+	if role.writes() {
+		c.Writer.EnsureDefaults()
+		add(c.Writer.Validate())
+	}
+
+	if role == Dev || role == Serve || role == Write {
+		if c.Addr == "" {
+			add(errors.New("no HTTP listen address (--addr or CAIRN_ADDR)"))
+		}
+	}
+	if role == Dev && c.DataDir == "" {
+		add(errors.New("no data directory (--data-dir or CAIRN_DATA_DIR)"))
+	}
+
+	// Knob syntax first: the checks above saw defaults in place of values
+	// that did not parse, so nothing is reported twice.
+	return c, errors.Join(append([]error{env.Err()}, errs...)...)
+}
+
+// loadReadPath reads the cache and Bloom filter knobs.
+func (c *Config) loadReadPath(env *config.Env) error {
+	var errs []error
+	specs, err := bloom.ParseSpecs(env.String("CAIRN_BLOOM_NAMESPACES"))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("CAIRN_BLOOM_NAMESPACES: %w", err))
+	}
+	c.Read.Bloom = specs
+	c.Read.BloomDebug = env.Bool("DYNAMODB_BLOOM_FILTER_DEBUG_MODE")
+	cached, err := cache.ParseNamespaces(env.String("DYNAMODB_CACHED_NAMESPACES"))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("DYNAMODB_CACHED_NAMESPACES: %w", err))
+	}
+	c.Read.Cache = cache.DefaultConfig()
+	c.Read.Cache.Namespaces = cached
+	c.Read.Cache.CacheMisses = env.Bool("DYNAMODB_LRU_CACHE_CACHE_MISSES")
+	if c.Registry != nil {
+		for _, n := range cached {
+			if _, ok := c.Registry.Namespace(n.Namespace); !ok {
+				errs = append(errs, fmt.Errorf("DYNAMODB_CACHED_NAMESPACES: namespace %q is not in the registry", n.Namespace))
+			}
+		}
+		for _, s := range specs {
+			if _, ok := c.Registry.Namespace(s.Namespace); !ok {
+				errs = append(errs, fmt.Errorf("CAIRN_BLOOM_NAMESPACES: namespace %q is not in the registry", s.Namespace))
+			}
+		}
+	}
+	if len(specs) > 0 && c.Store.Scheme != "" && !scans(c.Store.Scheme) {
+		errs = append(errs, fmt.Errorf("CAIRN_BLOOM_NAMESPACES: the %s store cannot list its keys, so it cannot have a Bloom filter in front of it", c.Store.Scheme))
+	}
+	return errors.Join(errs...)
+}
+
+// loadStore reads the settings of the store uri names. With all, the knobs
+// of every kind of store are read and checked, whatever uri names (for
+// `cairn config`).
+func loadStore(env *config.Env, uri string, all bool) (StoreConfig, error) {
+	var sc StoreConfig
+	var errs []error
+	if uri == "" && !all {
+		errs = append(errs, errors.New("no online store configured (--store or CAIRN_ONLINE_STORE): want embedded:///dir, dynamodb:///table?region=R or redis://host:port/db"))
+	} else if uri != "" {
+		u, err := url.Parse(uri)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("store URI %q: %w", uri, err))
+		case !knownScheme(u.Scheme):
+			errs = append(errs, fmt.Errorf("store URI %q: unknown scheme %q (want embedded, dynamodb, redis, rediss, valkey or valkeys)", uri, u.Scheme))
+		default:
+			sc.Scheme = u.Scheme
+		}
+	}
+	if sc.Scheme == "embedded" {
+		dir, err := embeddedDir(uri)
+		errs = append(errs, err)
+		sc.Dir = dir
+	}
+	if sc.Scheme == dynamo.URIScheme || all {
+		cfg, err := dynamoConfig(env, uri, sc.Scheme == dynamo.URIScheme)
+		errs = append(errs, err)
+		sc.Dynamo = cfg
+	}
+	if isRedis(sc.Scheme) || all {
+		cfg, err := redisConfig(env, uri, isRedis(sc.Scheme))
+		errs = append(errs, err)
+		sc.Redis = cfg
+	}
+	return sc, errors.Join(errs...)
+}
+
+func knownScheme(s string) bool { return s == "embedded" || s == dynamo.URIScheme || isRedis(s) }
+
+func isRedis(s string) bool { return s == "redis" || s == "rediss" || s == "valkey" || s == "valkeys" }
+
+// scans reports whether a store of the scheme can list its keys (a Bloom
+// filter needs it).
+func scans(scheme string) bool { return knownScheme(scheme) }
+
+// embeddedDir returns the directory an embedded:// URI names.
+func embeddedDir(uri string) (string, error) {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "", err
+	}
+	dir := u.Path
+	if u.Opaque != "" {
+		dir = u.Opaque
+	}
+	if u.Host != "" && u.Host != "localhost" {
+		dir = filepath.Join(u.Host, dir) // embedded://relative/dir
+	}
+	if dir == "" {
+		return "", fmt.Errorf("store URI %q: no directory (want embedded:///path/to/dir)", uri)
+	}
+	return dir, nil
+}
+
+// dynamoConfig returns the DynamoDB store's configuration: the table,
+// region and endpoint from the store URI (when named), every DYNAMODB_*
+// knob of the store from env. Problems of knob syntax are left to env.Err.
+func dynamoConfig(env *config.Env, uri string, named bool) (dynamo.Config, error) {
+	cfg := dynamo.DefaultConfig()
+	var uriErr error
+	if named {
+		var parsed dynamo.Config
+		if parsed, uriErr = dynamo.ParseURI(uri); uriErr == nil {
+			cfg = parsed
+		}
+	}
+	cfg.NumClientThreads = env.Int("DYNAMODB_NUM_CLIENT_THREADS")
+	cfg.NumClientConnections = env.Int("DYNAMODB_NUM_CLIENT_CONNECTIONS")
+	cfg.NumSerdeThreads = env.Int("DYNAMODB_NUM_SERDE_THREADS")
+	cfg.GetItemMinBatchSize = env.Int("DYNAMODB_GETITEM_MIN_BATCH_SIZE")
+	cfg.GetItemMinBatchConcurrency = env.Int("DYNAMODB_GETITEM_MIN_BATCH_CONCURRENCY")
+	cfg.EnableRequestRacing = env.Bool("DYNAMODB_ENABLE_REQUEST_RACING")
+	cfg.RequestRacingWaitTime, _ = env.Millis("DYNAMODB_REQUEST_RACING_WAIT_TIME")
+	cfg.CheckTSForBulkWrites = env.Bool("DYNAMODB_CHECK_TS_FOR_BULK_WRITES")
+	cfg.OnlyWriteNewerValues = env.Bool("DYNAMODB_ONLY_WRITE_NEWER_VALUES")
+	if d, ok := env.Millis("DYNAMODB_TRANSACTION_WRITE_CONFLICT_MIN_RETRY_MILLIS"); ok {
+		cfg.TransactionWriteConflictMinRetry = d
+	}
+	cfg.TransactionWriteConflictMaxRetries = env.Int("DYNAMODB_TRANSACTION_WRITE_CONFLICT_MAX_RETRIES")
+	cfg.AggregateUpdateCacheSize = env.Int("DYNAMODB_AGGREGATE_UPDATE_CACHE_SIZE")
+	cfg.MaxRetries = env.Int("DYNAMODB_MAX_RETRIES")
+	cfg.RetryScaleFactor = env.Int("DYNAMODB_RETRY_SCALE_FACTOR")
+	cfg.RequestTimeout, _ = env.Millis("DYNAMODB_REQUEST_TIMEOUT_MS")
+	cfg.WarmupFQNMapping = env.Bool("DYNAMODB_WARMUP_FQN_MAPPING")
+	cfg.CreateTableIfNotExists = env.Bool("DYNAMODB_CREATE_TABLES_IF_NOT_EXISTS")
+	if uriErr != nil {
+		return cfg, uriErr
+	}
+	check := cfg
+	if !named {
+		check.Table = "knobs-only" // only the knobs are checked: no table is named
+	}
+	return cfg, check.Validate()
+}
+
+// redisConfig maps the URI (when named) and the CAIRN_REDIS_* knobs onto
+// redis.Config.
+func redisConfig(env *config.Env, uri string, named bool) (redis.Config, error) {
+	cfg := redis.DefaultConfig()
+	var uriErr error
+	if named {
+		var parsed redis.Config
+		if parsed, uriErr = redis.ParseURI(uri); uriErr == nil {
+			cfg = parsed
+		}
+	}
+	cfg.PoolSize = env.Int("CAIRN_REDIS_POOL_SIZE")
+	cfg.DialTimeout = env.Duration("CAIRN_REDIS_DIAL_TIMEOUT")
+	cfg.ReadTimeout = env.Duration("CAIRN_REDIS_READ_TIMEOUT")
+	cfg.WriteTimeout = env.Duration("CAIRN_REDIS_WRITE_TIMEOUT")
+	cfg.MaxRetries = env.Int("CAIRN_REDIS_MAX_RETRIES")
+	if uriErr != nil {
+		return cfg, uriErr
+	}
+	check := cfg
+	if !named {
+		check.Addr = "127.0.0.1:6379" // only the knobs are checked: no server is named
+	}
+	return cfg, check.Validate()
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func absPath(p string) string {
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return p
+}

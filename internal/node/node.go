@@ -1,0 +1,368 @@
+// Package node is what a cairn process is: one typed configuration, read
+// from the environment and the flags and validated once ([Load]), and a run
+// group of the components its role runs ([Run]).
+//
+// Each role adds only the components it runs:
+//
+//	component          dev  serve  write  bench-server
+//	embedded broker     ●
+//	heap floor          ●     ●      ●       ●
+//	HTTP API            ●     ●              ●
+//	writer HTTP                      ●
+//	Bloom tracker       ●*    ●*
+//	health probe        ●     ●      ●       ●
+//	writer              ●            ●
+//	feature reload      ●            ●
+//
+// (* with CAIRN_BLOOM_NAMESPACES.) A component that a role does not run is
+// not in its group, so it can never end the process. The run group is
+// github.com/oklog/run: the first component to return, or the end of the
+// context Run is given (SIGINT, SIGTERM), interrupts every component. Each
+// then stops on its own terms, at once and concurrently:
+//
+//  1. the HTTP server answers /readyz 503, stops accepting connections and
+//     finishes the requests in flight (at most CAIRN_SHUTDOWN_TIMEOUT);
+//  2. the writer finishes and commits the batch in hand (at most
+//     CAIRN_SHUTDOWN_TIMEOUT, then abandons it uncommitted) and leaves;
+//  3. the Bloom trackers delete their groups, so writers stop waiting;
+//
+// and once every component has returned, the resources they shared are
+// closed in the reverse order of opening: the producer is flushed and
+// closed (every upload answered 202 was acknowledged before its answer),
+// then the store, then the embedded broker.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/cairnfs/cairn/internal/api"
+	"github.com/cairnfs/cairn/internal/feature"
+	"github.com/cairnfs/cairn/internal/gcfloor"
+	"github.com/cairnfs/cairn/internal/query"
+	"github.com/cairnfs/cairn/internal/queue"
+	"github.com/cairnfs/cairn/internal/writer"
+)
+
+// Component is a long-running part of a process: Run returns when ctx ends
+// (having stopped cleanly) or when it fails.
+type Component struct {
+	Name string
+	Run  func(ctx context.Context) error
+}
+
+// ErrStop is returned by a component to stop the process cleanly (e.g.
+// bench-server when its parent closes its standard input).
+var ErrStop = errors.New("stop requested")
+
+// Options are what a command gives a process besides its configuration.
+type Options struct {
+	// Log receives the process's log. Required.
+	Log *slog.Logger
+	// Metrics is the registry the process's metrics go to and /metrics
+	// serves. Default: a new registry with the Go and process collectors.
+	Metrics *prometheus.Registry
+	// OnListen is called with the HTTP address once the process serves.
+	OnListen func(addr string)
+	// Components are added to the group besides the role's own (e.g.
+	// bench-server's end of standard input).
+	Components []Component
+}
+
+// Run runs the process cfg describes until ctx ends or one of its
+// components stops, then stops the rest in the order of the package
+// documentation. It returns nil after a clean stop on ctx's end.
+func Run(ctx context.Context, cfg *Config, o Options) (err error) {
+	p := &process{cfg: cfg, log: o.Log, prom: o.Metrics}
+	if p.prom == nil {
+		p.prom = NewMetrics()
+	}
+	defer func() { err = errors.Join(err, p.close()) }()
+	if err := p.build(ctx, o); err != nil {
+		return err
+	}
+	p.component(Component{Name: "signal", Run: func(c context.Context) error {
+		select {
+		case <-ctx.Done():
+			return ErrStop
+		case <-c.Done():
+			return nil
+		}
+	}})
+	p.log.Info("cairn started", "role", cfg.Role.String())
+	runErr := p.g.Run()
+	p.log.Info("stopping")
+	return errors.Join(runErr, p.joinErrs())
+}
+
+// NewMetrics returns a registry with the Go runtime's and the process's
+// collectors.
+func NewMetrics() *prometheus.Registry {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return r
+}
+
+// process is a run group being assembled and the resources its components
+// share.
+type process struct {
+	cfg  *Config
+	log  *slog.Logger
+	prom *prometheus.Registry
+	g    run.Group
+
+	// closers release shared resources once every component has
+	// returned, last opened first.
+	closers []func() error
+
+	mu   sync.Mutex
+	errs []error
+}
+
+// component adds c to the group: it runs until interrupted, and its
+// failure, or its return while not interrupted, stops the process.
+func (p *process) component(c Component) {
+	ctx, cancel := context.WithCancel(context.Background())
+	p.g.Add(func() error {
+		err := c.Run(ctx)
+		switch {
+		case errors.Is(err, ErrStop):
+			p.log.Info("component asked to stop", "component", c.Name)
+			return nil
+		case err != nil:
+			err = fmt.Errorf("%s: %w", c.Name, err)
+		case ctx.Err() == nil:
+			err = fmt.Errorf("%s stopped unexpectedly", c.Name)
+		}
+		if err != nil {
+			p.mu.Lock()
+			p.errs = append(p.errs, err)
+			p.mu.Unlock()
+			p.log.Error("component stopped", "component", c.Name, "err", err)
+		}
+		return err
+	}, func(error) { cancel() })
+}
+
+func (p *process) joinErrs() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return errors.Join(p.errs...)
+}
+
+// onClose registers a resource to release after the group has stopped.
+func (p *process) onClose(name string, close func() error) {
+	p.closers = append(p.closers, func() error {
+		if err := close(); err != nil {
+			return fmt.Errorf("close %s: %w", name, err)
+		}
+		return nil
+	})
+}
+
+func (p *process) close() error {
+	var errs []error
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		errs = append(errs, p.closers[i]())
+	}
+	p.closers = nil
+	return errors.Join(errs...)
+}
+
+// build opens what the role needs and adds its components. Whatever it
+// opened is closed by close, also when it fails half way.
+func (p *process) build(ctx context.Context, o Options) error {
+	cfg := p.cfg
+	p.component(Component{Name: "heap floor", Run: func(ctx context.Context) error {
+		floor := gcfloor.Start(cfg.GCHeapFloor, p.prom)
+		<-ctx.Done()
+		floor.Stop()
+		return nil
+	}})
+
+	qcfg := cfg.Queue
+	if cfg.EmbeddedBroker {
+		b, err := queue.StartBroker(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		p.onClose("embedded broker", func() error { b.Close(); return nil })
+		qcfg.Brokers = b.Addrs()
+		p.log.Info("embedded broker started", "addrs", qcfg.Brokers, "dir", cfg.DataDir)
+	}
+	if cfg.Role == Dev {
+		// Topics that exist are kept.
+		if _, err := queue.CreateTopics(ctx, qcfg, cfg.Topics); err != nil {
+			return err
+		}
+	}
+
+	st, err := OpenStore(ctx, cfg.Store, p.prom, p.log)
+	if err != nil {
+		return err
+	}
+	p.onClose("online store", st.Close)
+	p.log.Info("online store opened", "uri", cfg.StoreURI)
+
+	if cfg.Role.serves() {
+		if err := p.addQueryServer(qcfg, st, o); err != nil {
+			return err
+		}
+	}
+	if cfg.Role.writes() {
+		if err := p.addWriter(qcfg, st, o); err != nil {
+			return err
+		}
+	}
+	for _, c := range o.Components {
+		p.component(c)
+	}
+	return nil
+}
+
+// addQueryServer adds the HTTP API, and the Bloom trackers when filters are
+// configured; the producer is a shared resource, closed after the API.
+func (p *process) addQueryServer(qcfg queue.Config, st Store, o Options) error {
+	cfg := p.cfg
+	reader := query.Store(st)
+	if cfg.Role != BenchServer {
+		rp, err := buildReadPath(cfg.Read, cfg.Registry, st, qcfg, p.prom, p.log)
+		if err != nil {
+			return err
+		}
+		reader = rp.reader
+		if rp.tracker != nil {
+			p.component(Component{Name: "bloom tracker", Run: rp.tracker.Run})
+		}
+	}
+	var producer api.Producer
+	if cfg.Role.kafka() {
+		pr, err := queue.NewProducer(qcfg, p.prom, p.log)
+		if err != nil {
+			return err
+		}
+		p.onClose("producer", func() error { pr.Close(); return nil })
+		producer = pr
+	}
+	server, err := api.New(cfg.API, cfg.Registry, query.NewEngine(reader, p.prom, nil), producer, p.prom, p.prom, p.log)
+	if err != nil {
+		return err
+	}
+	return p.addHTTP("http server", server.Handler(), server.SetReady, o.OnListen)
+}
+
+// addWriter adds the persistence writer, and for `cairn write` its own
+// HTTP server of health, readiness and metrics.
+func (p *process) addWriter(qcfg queue.Config, st Store, o Options) error {
+	cfg := p.cfg
+	w, err := writer.New(qcfg, cfg.Writer, cfg.Registry, st, p.prom, p.log)
+	if err != nil {
+		return err
+	}
+	p.component(Component{Name: "writer", Run: w.Run})
+	p.log.Info("persistence writer started", "group", qcfg.WriterGroup, "topic", qcfg.PersistTopic)
+	if cfg.Role != Write {
+		return nil
+	}
+	var ready struct {
+		ok bool
+		mu sync.Mutex
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		ready.mu.Lock()
+		ok := ready.ok
+		ready.mu.Unlock()
+		if !ok {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(p.prom, promhttp.HandlerOpts{}))
+	return p.addHTTP("writer http server", mux, func(ok bool) { ready.mu.Lock(); ready.ok = ok; ready.mu.Unlock() }, o.OnListen)
+}
+
+// addHTTP listens on the configured address now, so that a taken port
+// fails the start, and adds a component serving h until interrupted.
+func (p *process) addHTTP(name string, h http.Handler, setReady func(bool), onListen func(string)) error {
+	addr := p.cfg.Addr
+	if p.cfg.Role == BenchServer && addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelWarn)}
+	timeout := p.cfg.ShutdownTimeout
+	p.component(Component{Name: name, Run: func(ctx context.Context) error {
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(ln) }()
+		setReady(true)
+		p.log.Info("listening", "server", name, "addr", ln.Addr().String())
+		if onListen != nil {
+			onListen(ln.Addr().String())
+		}
+		select {
+		case err := <-served:
+			return err
+		case <-ctx.Done():
+		}
+		setReady(false)
+		sctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			p.log.Warn("http shutdown: requests still in flight were cut", "err", err)
+			srv.Close()
+		}
+		<-served
+		return nil
+	}})
+	return nil
+}
+
+// Reloader is a component of `cairn write` and `cairn dev`: on SIGHUP the
+// feature file is read again and handed to set.
+func reloader(path string, set func(*feature.Registry), log *slog.Logger) Component {
+	return Component{Name: "feature reload", Run: func(ctx context.Context) error {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-hup:
+				reg, err := feature.Load(path)
+				if err != nil {
+					log.Error("feature reload: keeping the features in use", "file", path, "err", err)
+					continue
+				}
+				set(reg)
+				log.Info("feature reload: features reloaded", "file", path)
+			}
+		}
+	}}
+}
+
+// CreateTopics is `cairn topics create`: it creates the topics cfg names
+// with cfg.Topics, and reports each.
+func CreateTopics(ctx context.Context, cfg *Config) ([]queue.TopicResult, error) {
+	return queue.CreateTopics(ctx, cfg.Queue, cfg.Topics)
+}
