@@ -178,8 +178,15 @@ func TestSlowBodiesAreCutAtReadTimeout(t *testing.T) {
 			}
 		}()
 		go func() {
-			// The server's answer (if any), then EOF or a reset.
-			_, _ = io.Copy(io.Discard, bufio.NewReader(c))
+			// The server's answer, then EOF or a reset.
+			br := bufio.NewReader(c)
+			if resp, err := http.ReadResponse(br, nil); err == nil {
+				if resp.StatusCode != http.StatusRequestTimeout {
+					t.Errorf("a slow body was answered %d, want 408", resp.StatusCode)
+				}
+				resp.Body.Close()
+			}
+			_, _ = io.Copy(io.Discard, br)
 			closed <- time.Since(start)
 		}()
 	}
