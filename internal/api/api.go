@@ -3,7 +3,12 @@
 // readiness probes, and Prometheus metrics.
 //
 // Every error answered carries a code, a category and a message naming the
-// field at fault; see errors.go for the codes.
+// field at fault; see errors.go for the codes. Unknown routes and wrong
+// methods are answered in the same shape (NOT_FOUND, METHOD_NOT_ALLOWED).
+//
+// [Server.Run] serves the API on a listener until its context ends, then
+// drains: /readyz turns 503, and in-flight requests are given
+// Config.ShutdownTimeout to finish.
 package api
 
 import (
@@ -11,10 +16,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/cairnfs/cairn/internal/feature"
+	"github.com/cairnfs/cairn/internal/health"
 	"github.com/cairnfs/cairn/internal/query"
 	"github.com/cairnfs/cairn/internal/queue"
 )
@@ -36,10 +44,47 @@ type Producer interface {
 
 // Config tunes the HTTP API.
 type Config struct {
-	// MaxBodyBytes bounds request bodies. Default 1 MiB.
+	// MaxBodyBytes bounds request bodies; a larger one is answered 413
+	// REQUEST_TOO_LARGE. Default 1 MiB (CAIRN_MAX_BODY_BYTES).
 	MaxBodyBytes int64
 	// MaxQueryKeys bounds the entities of one query. Default 10,000.
 	MaxQueryKeys int
+
+	// QueryTimeout is the deadline of one online query, from the moment
+	// its request is handled: store reads, their retries and request
+	// racing stop at it, and each field not read by then answers null
+	// with a DEADLINE_EXCEEDED error. Default 1s (CAIRN_QUERY_TIMEOUT).
+	QueryTimeout time.Duration
+
+	// ReadHeaderTimeout bounds reading a request's headers. Default 5s
+	// (CAIRN_HTTP_READ_HEADER_TIMEOUT).
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole request, body included: a client
+	// sending its body slower is disconnected. Default 10s
+	// (CAIRN_HTTP_READ_TIMEOUT).
+	ReadTimeout time.Duration
+	// WriteTimeout bounds the time from the end of a request's headers to
+	// the end of its response; it must exceed QueryTimeout, and should
+	// exceed ReadTimeout plus the Kafka produce timeout, so that a slow
+	// upload still gets its answer. Default 30s (CAIRN_HTTP_WRITE_TIMEOUT).
+	WriteTimeout time.Duration
+	// IdleTimeout bounds how long an idle keep-alive connection stays
+	// open. Default 120s (CAIRN_HTTP_IDLE_TIMEOUT).
+	IdleTimeout time.Duration
+	// ShutdownTimeout bounds how long Run waits, once its context ends,
+	// for in-flight requests; connections still open then are closed.
+	// Default 30s (CAIRN_SHUTDOWN_TIMEOUT).
+	ShutdownTimeout time.Duration
+
+	// StoreErrorLogInterval is the least time between two log lines of
+	// failed store reads for one namespace; the lines in between are
+	// counted and the count is logged with the next. Default 10s.
+	StoreErrorLogInterval time.Duration
+
+	// Health answers /healthz and /readyz; the server adds to it the
+	// readiness condition "http" (serving, and not shutting down). Default:
+	// a checker with no other check.
+	Health *health.Checker
 }
 
 // EnsureDefaults fills zero fields with their defaults.
@@ -49,6 +94,27 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.MaxQueryKeys == 0 {
 		c.MaxQueryKeys = 10_000
+	}
+	if c.QueryTimeout == 0 {
+		c.QueryTimeout = time.Second
+	}
+	if c.ReadHeaderTimeout == 0 {
+		c.ReadHeaderTimeout = 5 * time.Second
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = 10 * time.Second
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 120 * time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.StoreErrorLogInterval == 0 {
+		c.StoreErrorLogInterval = 10 * time.Second
 	}
 }
 
@@ -61,6 +127,30 @@ func (c *Config) Validate() error {
 	if c.MaxQueryKeys < 1 {
 		errs = append(errs, fmt.Errorf("api: max query keys %d: want at least 1", c.MaxQueryKeys))
 	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"query timeout (CAIRN_QUERY_TIMEOUT)", c.QueryTimeout},
+		{"read header timeout (CAIRN_HTTP_READ_HEADER_TIMEOUT)", c.ReadHeaderTimeout},
+		{"read timeout (CAIRN_HTTP_READ_TIMEOUT)", c.ReadTimeout},
+		{"write timeout (CAIRN_HTTP_WRITE_TIMEOUT)", c.WriteTimeout},
+		{"idle timeout (CAIRN_HTTP_IDLE_TIMEOUT)", c.IdleTimeout},
+		{"shutdown timeout (CAIRN_SHUTDOWN_TIMEOUT)", c.ShutdownTimeout},
+		{"store error log interval", c.StoreErrorLogInterval},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("api: %s %v: want a positive duration", d.name, d.v))
+		}
+	}
+	if c.QueryTimeout > 0 && c.WriteTimeout > 0 && c.WriteTimeout <= c.QueryTimeout {
+		errs = append(errs, fmt.Errorf("api: write timeout %v (CAIRN_HTTP_WRITE_TIMEOUT): want more than the query timeout %v (CAIRN_QUERY_TIMEOUT), or queries past their deadline are never answered",
+			c.WriteTimeout, c.QueryTimeout))
+	}
+	if c.ReadHeaderTimeout > 0 && c.ReadTimeout > 0 && c.ReadHeaderTimeout > c.ReadTimeout {
+		errs = append(errs, fmt.Errorf("api: read header timeout %v (CAIRN_HTTP_READ_HEADER_TIMEOUT): want at most the read timeout %v (CAIRN_HTTP_READ_TIMEOUT)",
+			c.ReadHeaderTimeout, c.ReadTimeout))
+	}
 	return errors.Join(errs...)
 }
 
@@ -72,26 +162,42 @@ type Server struct {
 	producer Producer
 	gatherer prometheus.Gatherer
 	log      *slog.Logger
-	ready    atomic.Bool
+	health   *health.Checker
+	// serving is set while the server should be sent traffic: from
+	// SetReady(true) or the start of Run, to the start of shutdown.
+	serving  atomic.Bool
+	storeLog *namespaceLimiter
 
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 }
 
 // New returns a server. gatherer is what /metrics exposes; promReg receives
-// the server's own metrics.
+// the server's own metrics. With a nil producer, the routes that need one
+// (upload) are not served.
 func New(cfg Config, reg *feature.Registry, engine *query.Engine, producer Producer,
 	gatherer prometheus.Gatherer, promReg prometheus.Registerer, log *slog.Logger) (*Server, error) {
 	cfg.EnsureDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	checker := cfg.Health
+	if checker == nil {
+		var err error
+		if checker, err = health.New(health.Config{}, nil, log); err != nil {
+			return nil, err
+		}
+	}
 	s := &Server{
-		cfg: cfg, reg: reg, engine: engine, producer: producer, gatherer: gatherer, log: log,
+		cfg: cfg, reg: reg, engine: engine, producer: producer, gatherer: gatherer, log: log, health: checker,
+		storeLog: newNamespaceLimiter(cfg.StoreErrorLogInterval, time.Now),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cairn_api_requests_total",
-			Help: "HTTP requests, by route and status code.",
-		}, []string{"route", "code"}),
+			Help: "HTTP requests, by route, status code and outcome: ok (answered in full), degraded (a query answered 200 with field errors: the store failed or the deadline passed), client_error (4xx), server_error (5xx).",
+		}, []string{"route", "code", "outcome"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "cairn_api_request_seconds",
 			Help:    "HTTP request latency, by route.",
@@ -101,37 +207,118 @@ func New(cfg Config, reg *feature.Registry, engine *query.Engine, producer Produ
 	if promReg != nil {
 		promReg.MustRegister(s.requests, s.latency)
 	}
+	checker.AddReadiness("http", func() error {
+		if !s.serving.Load() {
+			return errors.New("the HTTP server is not serving")
+		}
+		return nil
+	})
 	return s, nil
 }
 
-// SetReady sets what /readyz answers: ready after start-up, not ready once
-// shutdown begins so that load balancers stop sending traffic.
-func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
+// SetReady sets the server's own readiness condition: ready once serving,
+// not ready once shutdown begins, so that load balancers stop sending
+// traffic. Run sets it itself; SetReady is for a server whose Handler is
+// served by other means.
+func (s *Server) SetReady(ready bool) { s.serving.Store(ready) }
 
-// Handler returns the routes.
+// Handler returns the routes. Unknown paths answer 404 NOT_FOUND and known
+// paths asked with another method 405 METHOD_NOT_ALLOWED, as JSON errors.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("POST /v1/upload_features", s.instrument("upload", s.upload))
-	mux.Handle("POST /v1/query/online", s.instrument("query", s.query))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !s.ready.Load() {
-			http.Error(w, "not ready\n", http.StatusServiceUnavailable)
+	allowed := map[string][]string{} // path → methods served
+	handle := func(method, path string, h http.Handler) {
+		mux.Handle(method+" "+path, h)
+		allowed[path] = append(allowed[path], method)
+	}
+	if s.producer != nil {
+		handle(http.MethodPost, "/v1/upload_features", s.instrument("upload", s.upload))
+	}
+	handle(http.MethodPost, "/v1/query/online", s.instrument("query", s.query))
+	handle(http.MethodGet, "/healthz", s.health.HealthHandler())
+	handle(http.MethodGet, "/readyz", s.health.ReadyHandler())
+	if s.gatherer != nil {
+		handle(http.MethodGet, "/metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
+	}
+	// The catch-all answers what the mux would answer in plain text.
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		methods, ok := allowed[r.URL.Path]
+		if !ok {
+			writeErrors(w, http.StatusNotFound, errorList{{Code: CodeNotFound, Category: CategoryRequest,
+				Message: fmt.Sprintf("no route %s", r.URL.Path)}})
 			return
 		}
-		io.WriteString(w, "ready\n")
+		if slices.Contains(methods, http.MethodGet) {
+			methods = append(slices.Clone(methods), http.MethodHead)
+		}
+		w.Header().Set("Allow", strings.Join(methods, ", "))
+		writeErrors(w, http.StatusMethodNotAllowed, errorList{{Code: CodeMethodNotAllowed, Category: CategoryRequest,
+			Message: fmt.Sprintf("%s %s: want %s", r.Method, r.URL.Path, strings.Join(methods, " or "))}})
 	})
-	if s.gatherer != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
-	}
 	return mux
 }
+
+// Run serves the API on ln until ctx ends, then shuts down: /readyz turns
+// 503 at once, no new connection is accepted, and requests in flight are
+// given ShutdownTimeout to finish before their connections are closed. It
+// closes ln. It returns nil after a clean stop, and an error when serving
+// failed or requests were still in flight at the shutdown timeout.
+func (s *Server) Run(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		// A client can make the server log (a bad TLS handshake, a
+		// panicking handler): at debug level only, never per request
+		// at warning level.
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	served := make(chan error, 1)
+	s.serving.Store(true)
+	go func() { served <- hs.Serve(ln) }()
+	s.log.Info("api: serving", "addr", ln.Addr().String())
+
+	select {
+	case err := <-served:
+		// Serve only returns early when the listener failed.
+		s.serving.Store(false)
+		s.health.SetShuttingDown()
+		return fmt.Errorf("api: serve %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	s.serving.Store(false)
+	s.health.SetShuttingDown()
+	s.log.Info("api: shutting down", "timeout", s.cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	err := hs.Shutdown(sctx)
+	if err != nil {
+		_ = hs.Close()
+		err = fmt.Errorf("api: requests still in flight after the shutdown timeout of %v (CAIRN_SHUTDOWN_TIMEOUT), connections closed: %w",
+			s.cfg.ShutdownTimeout, err)
+	}
+	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, fmt.Errorf("api: serve %s: %w", ln.Addr(), serr))
+	}
+	return err
+}
+
+// Request outcomes, as labelled in cairn_api_requests_total.
+const (
+	outcomeOK          = "ok"
+	outcomeDegraded    = "degraded"
+	outcomeClientError = "client_error"
+	outcomeServerError = "server_error"
+)
 
 type statusWriter struct {
 	http.ResponseWriter
 	code int
+	// degraded is set by a handler answering 200 with field errors.
+	degraded bool
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -139,19 +326,43 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
+// markDegraded records, for the request metric, that w's 200 answer
+// carries field errors.
+func markDegraded(w http.ResponseWriter) {
+	if sw, ok := w.(*statusWriter); ok {
+		sw.degraded = true
+	}
+}
+
+func outcome(code int, degraded bool) string {
+	switch {
+	case code >= 500:
+		return outcomeServerError
+	case code >= 400:
+		return outcomeClientError
+	case degraded:
+		return outcomeDegraded
+	}
+	return outcomeOK
+}
+
 func (s *Server) instrument(route string, h http.HandlerFunc) http.Handler {
 	// The route's series, and that of its usual status, are looked up once.
 	latency := s.latency.WithLabelValues(route)
-	ok := s.requests.WithLabelValues(route, strconv.Itoa(http.StatusOK))
+	usual := http.StatusOK
+	if route == "upload" {
+		usual = http.StatusAccepted
+	}
+	ok := s.requests.WithLabelValues(route, strconv.Itoa(usual), outcomeOK)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		h(sw, r)
 		latency.Observe(time.Since(start).Seconds())
-		if sw.code == http.StatusOK {
+		if sw.code == usual && !sw.degraded {
 			ok.Inc()
 		} else {
-			s.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
+			s.requests.WithLabelValues(route, strconv.Itoa(sw.code), outcome(sw.code, sw.degraded)).Inc()
 		}
 	})
 }

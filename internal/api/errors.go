@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 )
@@ -29,6 +30,17 @@ const (
 	CodeValidationFailed = "VALIDATION_FAILED"
 	// CodeUpstreamFailed: Kafka or the online store failed.
 	CodeUpstreamFailed = "UPSTREAM_FAILED"
+	// CodeDeadlineExceeded: a query's deadline passed before the feature
+	// could be read (CAIRN_QUERY_TIMEOUT).
+	CodeDeadlineExceeded = "DEADLINE_EXCEEDED"
+	// CodeRequestTimeout: the body was not received within the read
+	// timeout.
+	CodeRequestTimeout = "REQUEST_TIMEOUT"
+	// CodeNotFound: no route has the request's path.
+	CodeNotFound = "NOT_FOUND"
+	// CodeMethodNotAllowed: the path is served, but not for the request's
+	// method.
+	CodeMethodNotAllowed = "METHOD_NOT_ALLOWED"
 	// CodeInternal: a bug.
 	CodeInternal = "INTERNAL_SERVER_ERROR"
 )
@@ -79,8 +91,15 @@ func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any, stric
 	}
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
-		writeErrors(w, http.StatusBadRequest, errorList{{Code: CodeRequestTooLarge, Category: CategoryRequest,
+		writeErrors(w, http.StatusRequestEntityTooLarge, errorList{{Code: CodeRequestTooLarge, Category: CategoryRequest,
 			Message: fmt.Sprintf("request body is larger than the limit of %d bytes (CAIRN_MAX_BODY_BYTES); split the request", tooLarge.Limit)}})
+		return false
+	}
+	if netErr, ok := errors.AsType[net.Error](err); ok && netErr.Timeout() {
+		// The read deadline (CAIRN_HTTP_READ_TIMEOUT) passed: the body
+		// came too slowly, and was not malformed.
+		writeErrors(w, http.StatusRequestTimeout, errorList{{Code: CodeRequestTimeout, Category: CategoryNetwork,
+			Message: fmt.Sprintf("the request body was not received within the read timeout of %v (CAIRN_HTTP_READ_TIMEOUT)", s.cfg.ReadTimeout)}})
 		return false
 	}
 	msg := err.Error()

@@ -2,8 +2,11 @@ package api
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -158,4 +161,140 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// A query had no deadline: with DynamoDB throttling every request, the
+// store's default 12 retries back off for 30–60 s before the query was
+// answered. Now the query's deadline (CAIRN_QUERY_TIMEOUT, 1 s by default)
+// stops the retries: the query is answered 200 within the deadline plus
+// 100 ms, each feature it could not read null with DEADLINE_EXCEEDED, and
+// the request is counted as degraded.
+func TestQueryDeadlineStopsDynamoRetries(t *testing.T) {
+	st, proxy := dynamotest.OpenProxied(t, 12) // DYNAMODB_MAX_RETRIES' default
+	s := newStackOn(t, st, stackOptions{api: &Config{}})
+	if _, err := proxy.Add(faultproxy.Rule{Fault: faultproxy.Throttle}); err != nil {
+		t.Fatal(err)
+	}
+	const deadline = time.Second // Config's default
+	start := time.Now()
+	code, out := s.post("/v1/query/online", `{"inputs": {"user.id": ["u1", "u2"]}, "outputs": ["user.id", "user.age", "user.name"]}`)
+	took := time.Since(start)
+	if took > deadline+100*time.Millisecond {
+		t.Errorf("query with DynamoDB throttled answered after %v, want at most %v", took, deadline+100*time.Millisecond)
+	}
+	if took < deadline-50*time.Millisecond {
+		t.Errorf("query answered after %v, before its deadline of %v: the retries did not run", took, deadline)
+	}
+	if code != http.StatusOK {
+		t.Fatalf("query: %d %v, want 200", code, out)
+	}
+	failed := map[string]bool{}
+	for _, e := range out["errors"].([]any) {
+		e := e.(map[string]any)
+		if e["code"] != CodeDeadlineExceeded || e["category"] != CategoryField {
+			t.Errorf("error %v, want %s %s", e, CodeDeadlineExceeded, CategoryField)
+		}
+		failed[fmt.Sprint(e["feature"])] = true
+	}
+	if !failed["user.age"] || !failed["user.name"] || len(failed) != 2 {
+		t.Errorf("features failed: %v, want user.age and user.name", failed)
+	}
+	for _, d := range out["data"].([]any) {
+		f := d.(map[string]any)
+		if f["field"] == "user.id" {
+			continue // the key itself is answered
+		}
+		if f["value"] != nil || f["ts"] != nil {
+			t.Errorf("value answered past the deadline: %v", f)
+		}
+	}
+	if n := proxy.Count("BatchGetItem").Requests; n < 3 {
+		t.Errorf("%d read attempts before the deadline: the store did not retry", n)
+	}
+	if v := counterValue(t, s.metrics, "cairn_api_requests_total", map[string]string{"route": "query", "code": "200", "outcome": "degraded"}); v != 1 {
+		t.Errorf(`cairn_api_requests_total{outcome="degraded"} = %v, want 1`, v)
+	}
+	if v := counterValue(t, s.metrics, "cairn_query_namespace_reads_total", map[string]string{"namespace": "user", "outcome": "deadline_exceeded"}); v != 1 {
+		t.Errorf(`cairn_query_namespace_reads_total{outcome="deadline_exceeded"} = %v, want 1`, v)
+	}
+}
+
+// During a store outage every query logged one warning per failed feature:
+// thousands of lines a second. Now the line is written at most once per
+// namespace per StoreErrorLogInterval, with the count suppressed since;
+// the request metric counts every degraded query.
+func TestStoreOutageLogIsRateLimited(t *testing.T) {
+	st, proxy := dynamotest.OpenProxied(t, 0)
+	var logged logLines
+	s := newStackOn(t, st, stackOptions{api: &Config{StoreErrorLogInterval: time.Hour}, log: slog.New(&logged)})
+	if _, err := proxy.Add(faultproxy.Rule{Fault: faultproxy.InternalServerError}); err != nil {
+		t.Fatal(err)
+	}
+	const queries = 40
+	for range queries {
+		code, out := s.post("/v1/query/online", `{"inputs": {"user.id": "u1", "merchant.id": 7}, "outputs": ["user.age", "user.name", "merchant.name"]}`)
+		if code != http.StatusOK || firstError(out) != CodeUpstreamFailed {
+			t.Fatalf("query during the outage: %d %v, want 200 with %s", code, out, CodeUpstreamFailed)
+		}
+	}
+	// One line per namespace (user, merchant), not 3 × 40.
+	if n := logged.count("api: store read failed"); n != 2 {
+		t.Errorf("%d log lines for %d failing queries, want 2 (one per namespace)", n, queries)
+	}
+	if v := counterValue(t, s.metrics, "cairn_api_requests_total", map[string]string{"route": "query", "code": "200", "outcome": "degraded"}); v != queries {
+		t.Errorf(`cairn_api_requests_total{outcome="degraded"} = %v, want %d`, v, queries)
+	}
+}
+
+// logLines is a slog.Handler counting records by message.
+type logLines struct {
+	mu   sync.Mutex
+	msgs map[string]int
+}
+
+func (l *logLines) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logLines) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logLines) WithGroup(string) slog.Handler            { return l }
+func (l *logLines) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.msgs == nil {
+		l.msgs = map[string]int{}
+	}
+	l.msgs[r.Message]++
+	return nil
+}
+
+func (l *logLines) count(msg string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.msgs[msg]
+}
+
+// counterValue returns the value of the counter name with exactly labels
+// in reg, or 0.
+func counterValue(t *testing.T, reg prometheus.Gatherer, name string, labels map[string]string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range families {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			if len(m.GetLabel()) != len(labels) {
+				continue
+			}
+			for _, lp := range m.GetLabel() {
+				if labels[lp.GetName()] != lp.GetValue() {
+					continue metrics
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
 }

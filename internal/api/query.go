@@ -1,9 +1,13 @@
 package api
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,6 +26,9 @@ type queryRequest struct {
 
 func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	// The deadline covers the whole request, decoding included.
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.QueryTimeout)
+	defer cancel()
 	var req queryRequest
 	if !s.decodeQuery(w, r, &req) {
 		return
@@ -32,19 +39,31 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pooled := fieldsPool.Get().(*[]query.Field)
-	fields := s.engine.QueryInto(r.Context(), qr, *pooled)
+	fields := s.engine.QueryInto(ctx, qr, *pooled)
 	defer putFields(pooled, fields)
 
 	ans := &answer{fields: fields, includeMeta: req.IncludeMeta, errors: errorList{}}
-	failed := map[*feature.Feature]bool{}
+	var failed map[*feature.Feature]bool
 	for i := range fields {
 		f := &fields[i]
-		if f.Err != nil && !failed[f.Feature] {
-			failed[f.Feature] = true
-			s.log.Warn("api: store read failed", "feature", f.Feature.FQN, "err", f.Err)
+		if f.Err == nil || failed[f.Feature] {
+			continue
+		}
+		if failed == nil {
+			failed = map[*feature.Feature]bool{}
+		}
+		failed[f.Feature] = true
+		if _, ok := errors.AsType[*query.DeadlineError](f.Err); ok {
+			ans.errors = append(ans.errors, ChalkError{Code: CodeDeadlineExceeded, Category: CategoryField, Feature: f.Feature.FQN,
+				Message: fmt.Sprintf("not read within the query deadline of %v (CAIRN_QUERY_TIMEOUT): %v", s.cfg.QueryTimeout, f.Err)})
+		} else {
 			ans.errors = append(ans.errors, ChalkError{Code: CodeUpstreamFailed, Category: CategoryField,
 				Feature: f.Feature.FQN, Message: "the online store could not be read: " + f.Err.Error()})
 		}
+	}
+	if len(failed) > 0 {
+		markDegraded(w)
+		s.logFailedReads(fields, failed)
 	}
 	id := rand.Text()
 	took := time.Since(start)
@@ -61,6 +80,40 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 			"entities": entities, "outputs": len(qr.Outputs), "errors": len(ans.errors),
 		})
 		s.producer.Metric(m)
+	}
+}
+
+// logFailedReads logs the failed reads of a query: one line per namespace,
+// at most one per StoreErrorLogInterval, with the count of lines
+// suppressed since the last. The metrics count every failure.
+func (s *Server) logFailedReads(fields []query.Field, failed map[*feature.Feature]bool) {
+	var logged map[string]bool
+	for i := range fields {
+		f := &fields[i]
+		if f.Err == nil || !failed[f.Feature] {
+			continue
+		}
+		ns := f.Feature.Namespace.Name
+		if logged[ns] {
+			continue
+		}
+		if logged == nil {
+			logged = map[string]bool{}
+		}
+		logged[ns] = true
+		ok, suppressed := s.storeLog.allow(ns)
+		if !ok {
+			continue
+		}
+		var feats []string
+		for g := range failed {
+			if g.Namespace == f.Feature.Namespace {
+				feats = append(feats, g.FQN)
+			}
+		}
+		slices.Sort(feats)
+		s.log.Warn("api: store read failed", "namespace", ns, "features", feats, "err", f.Err,
+			"suppressed", suppressed, "interval", s.cfg.StoreErrorLogInterval)
 	}
 }
 

@@ -48,7 +48,7 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.producer.Persist(r.Context(), key, rec); err != nil {
 		if errors.Is(err, queue.ErrTooLarge) {
-			writeErrors(w, http.StatusBadRequest, errorList{{Code: CodeRequestTooLarge, Category: CategoryRequest,
+			writeErrors(w, http.StatusRequestEntityTooLarge, errorList{{Code: CodeRequestTooLarge, Category: CategoryRequest,
 				Message: "the upload encodes to a record larger than the queue accepts; split it: " + err.Error()}})
 			return
 		}

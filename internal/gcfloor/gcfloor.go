@@ -75,7 +75,7 @@ func Start(floor uint64, reg prometheus.Registerer) *Floor {
 	f := &Floor{floor: floor, base: base, samples: samples,
 		percent: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cairn_gc_percent",
-			Help: "GC percent in effect: GOGC's, or higher while the live heap is small, so that the heap may grow to CAIRN_GC_HEAP_FLOOR_MB before a collection.",
+			Help: "GC percent in effect: GOGC's, or higher while the live heap is small, so that the heap may grow to CAIRN_GC_HEAP_FLOOR_MIB before a collection.",
 		})}
 	if reg != nil {
 		if err := reg.Register(f.percent); err != nil {

@@ -1,10 +1,16 @@
 // Package query executes online queries against the online store: it reads
 // the requested features of the requested entities, one store read per
 // namespace, concurrently, and applies each feature's maximum staleness.
+//
+// A query's deadline is its context's: the engine passes the context down to
+// every read, so that the store's retries, backoff and request racing stop
+// at it, and a read that failed because the deadline passed is reported as a
+// [*DeadlineError].
 package query
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -46,11 +52,28 @@ type Field struct {
 	Value any
 	// ObservedAt is zero when Value is absent.
 	ObservedAt time.Time
-	// Err is set when the store could not be read; Value is then nil.
+	// Err is set when the store could not be read; Value is then nil. It
+	// is a *DeadlineError when the query's deadline passed first.
 	Err error
 	// CacheHit reports that the answer came from the query server's cache.
 	CacheHit bool
 }
+
+// DeadlineError is a read cut short because the query's context ended (its
+// deadline passed) before the store answered.
+type DeadlineError struct {
+	// Namespace is the namespace whose read was cut short.
+	Namespace string
+	// Err is what the store returned when it gave up.
+	Err error
+}
+
+func (e *DeadlineError) Error() string {
+	return fmt.Sprintf("query: read of %s not done by the query's deadline: %v", e.Namespace, e.Err)
+}
+
+// Unwrap returns the store's error.
+func (e *DeadlineError) Unwrap() error { return e.Err }
 
 // Engine runs queries.
 type Engine struct {
@@ -71,12 +94,12 @@ func NewEngine(st Store, reg prometheus.Registerer, now func() time.Time) *Engin
 	e := &Engine{
 		store: st, now: now,
 		reads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cairn_query_store_reads_total",
-			Help: "Store reads made by queries, by namespace and outcome (ok, error).",
+			Name: "cairn_query_namespace_reads_total",
+			Help: "Reads of one namespace's entities by a query, through the cache and Bloom filter when configured (store requests are counted by the store's own metrics), by namespace and outcome (ok, error, deadline_exceeded).",
 		}, []string{"namespace", "outcome"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "cairn_query_store_read_seconds",
-			Help:    "Latency of one store read of a query, by namespace.",
+			Name:    "cairn_query_namespace_read_seconds",
+			Help:    "Latency of one query's read of one namespace's entities, through the cache and Bloom filter when configured, by namespace.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
 		}, []string{"namespace"}),
 		stale: prometheus.NewCounter(prometheus.CounterOpts{
@@ -92,7 +115,8 @@ func NewEngine(st Store, reg prometheus.Registerer, now func() time.Time) *Engin
 
 // Query answers req. Fields come grouped by namespace (in the order the
 // outputs first name them), then by key, then in output order. A store
-// failure fails the fields of that namespace only.
+// failure fails the fields of that namespace only. Reads stop when ctx
+// ends: give it the query's deadline.
 func (e *Engine) Query(ctx context.Context, req *Request) []Field {
 	return e.QueryInto(ctx, req, nil)
 }
@@ -147,7 +171,14 @@ func (e *Engine) QueryInto(ctx context.Context, req *Request, out []Field) []Fie
 		}
 		e.latency.WithLabelValues(g.ns.Name).Observe(time.Since(start).Seconds())
 		outcome := "ok"
-		if g.err != nil {
+		switch {
+		case g.err == nil:
+		case errors.Is(ctx.Err(), context.DeadlineExceeded):
+			// Whatever the store says (a cancelled retry, a cut
+			// connection), the deadline is why it gave up.
+			g.err = &DeadlineError{Namespace: g.ns.Name, Err: g.err}
+			outcome = "deadline_exceeded"
+		default:
 			outcome = "error"
 		}
 		e.reads.WithLabelValues(g.ns.Name, outcome).Inc()
