@@ -64,7 +64,7 @@ var Knobs = []Knob{
 	{Name: "CAIRN_HTTP_WRITE_TIMEOUT", Default: "30s", Doc: "HTTP server: time from the end of a request's headers to the end of its response; keep it above CAIRN_HTTP_READ_TIMEOUT plus CAIRN_KAFKA_PRODUCE_TIMEOUT so that a slow upload still gets its 503."},
 	{Name: "CAIRN_HTTP_IDLE_TIMEOUT", Default: "120s", Doc: "HTTP server: how long an idle keep-alive connection stays open."},
 	{Name: "CAIRN_HEALTH_PROBE_INTERVAL", Default: "5s", Doc: "Time between two health probes of the online store (a read of one reserved key); /healthz fails after CAIRN_HEALTH_FAILURE_THRESHOLD failed probes in a row and recovers after one success."},
-	{Name: "CAIRN_HEALTH_PROBE_TIMEOUT", Default: "2s", Doc: "Time allowed to one health probe; at most CAIRN_HEALTH_PROBE_INTERVAL."},
+	{Name: "CAIRN_HEALTH_PROBE_TIMEOUT", Default: "2s", Doc: "Time allowed to one health probe; at most CAIRN_HEALTH_PROBE_INTERVAL. Unset, it is 2s or the interval when that is shorter."},
 	{Name: "CAIRN_HEALTH_FAILURE_THRESHOLD", Default: "3", Doc: "Failed probes in a row after which a check, and /healthz if the check is critical, is unhealthy."},
 	{Name: "CAIRN_GC_HEAP_FLOOR_MIB", Default: "64", Doc: "Heap, in MiB, the Go garbage collector lets grow before collecting, however little is live: after each collection the GC percent is raised from GOGC's so that the next one comes at this size at the earliest (`cairn_gc_percent`). A query server without a cache keeps a few MiB live, and with Go's default alone collects every 100–200 ms under load, each time slowing the requests in flight; see [Garbage collection](#garbage-collection). 0 turns it off; GOMEMLIMIT still caps the heap, and GOGC=off turns the collector off."},
 

@@ -13,6 +13,7 @@ import (
 	"github.com/cairnfs/cairn/internal/cache"
 	"github.com/cairnfs/cairn/internal/config"
 	"github.com/cairnfs/cairn/internal/feature"
+	"github.com/cairnfs/cairn/internal/health"
 	"github.com/cairnfs/cairn/internal/queue"
 	"github.com/cairnfs/cairn/internal/store/dynamo"
 	"github.com/cairnfs/cairn/internal/store/redis"
@@ -103,6 +104,7 @@ type Config struct {
 
 	Queue  queue.Config
 	Topics queue.TopicSpec
+	Health health.Config
 	Writer writer.Config
 	API    api.Config
 	Read   ReadConfig
@@ -230,9 +232,31 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 		add(c.Topics.Validate())
 	}
 
+	// Health probes, of every process that runs something.
+	if role != Topics {
+		c.Health = health.Config{
+			ProbeInterval:    env.Duration("CAIRN_HEALTH_PROBE_INTERVAL"),
+			FailureThreshold: env.Int("CAIRN_HEALTH_FAILURE_THRESHOLD"),
+		}
+		// The timeout's default follows a shorter interval.
+		if _, set := env.Value("CAIRN_HEALTH_PROBE_TIMEOUT"); set {
+			c.Health.ProbeTimeout = env.Duration("CAIRN_HEALTH_PROBE_TIMEOUT")
+		}
+		c.Health.EnsureDefaults()
+		add(c.Health.Validate())
+	}
+
 	// The query server.
 	if role.serves() {
-		c.API = api.Config{MaxBodyBytes: int64(env.Int("CAIRN_MAX_BODY_BYTES"))}
+		c.API = api.Config{
+			MaxBodyBytes:      int64(env.Int("CAIRN_MAX_BODY_BYTES")),
+			QueryTimeout:      env.Duration("CAIRN_QUERY_TIMEOUT"),
+			ReadHeaderTimeout: env.Duration("CAIRN_HTTP_READ_HEADER_TIMEOUT"),
+			ReadTimeout:       env.Duration("CAIRN_HTTP_READ_TIMEOUT"),
+			WriteTimeout:      env.Duration("CAIRN_HTTP_WRITE_TIMEOUT"),
+			IdleTimeout:       env.Duration("CAIRN_HTTP_IDLE_TIMEOUT"),
+			ShutdownTimeout:   c.ShutdownTimeout,
+		}
 		c.API.EnsureDefaults()
 		add(c.API.Validate())
 		if role != BenchServer {

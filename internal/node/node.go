@@ -53,6 +53,7 @@ import (
 	"github.com/cairnfs/cairn/internal/api"
 	"github.com/cairnfs/cairn/internal/feature"
 	"github.com/cairnfs/cairn/internal/gcfloor"
+	"github.com/cairnfs/cairn/internal/health"
 	"github.com/cairnfs/cairn/internal/query"
 	"github.com/cairnfs/cairn/internal/queue"
 	"github.com/cairnfs/cairn/internal/writer"
@@ -218,13 +219,26 @@ func (p *process) build(ctx context.Context, o Options) error {
 	p.onClose("online store", st.Close)
 	p.log.Info("online store opened", "uri", cfg.StoreURI)
 
+	// Health: the store is probed through a read of a reserved key, the
+	// store itself and not the cache in front of it.
+	checker, err := health.New(cfg.Health, p.prom, p.log)
+	if err != nil {
+		return err
+	}
+	probe, err := health.StoreProbe(st, cfg.Registry)
+	if err != nil {
+		return err
+	}
+	checker.AddProbe("store", true, probe)
+	p.component(Component{Name: "health probe", Run: checker.Run})
+
 	if cfg.Role.serves() {
-		if err := p.addQueryServer(qcfg, st, o); err != nil {
+		if err := p.addQueryServer(qcfg, st, checker, o); err != nil {
 			return err
 		}
 	}
 	if cfg.Role.writes() {
-		if err := p.addWriter(qcfg, st, o); err != nil {
+		if err := p.addWriter(qcfg, st, checker, o); err != nil {
 			return err
 		}
 	}
@@ -236,7 +250,7 @@ func (p *process) build(ctx context.Context, o Options) error {
 
 // addQueryServer adds the HTTP API, and the Bloom trackers when filters are
 // configured; the producer is a shared resource, closed after the API.
-func (p *process) addQueryServer(qcfg queue.Config, st Store, o Options) error {
+func (p *process) addQueryServer(qcfg queue.Config, st Store, checker *health.Checker, o Options) error {
 	cfg := p.cfg
 	reader := query.Store(st)
 	if cfg.Role != BenchServer {
@@ -258,16 +272,26 @@ func (p *process) addQueryServer(qcfg queue.Config, st Store, o Options) error {
 		p.onClose("producer", func() error { pr.Close(); return nil })
 		producer = pr
 	}
-	server, err := api.New(cfg.API, cfg.Registry, query.NewEngine(reader, p.prom, nil), producer, p.prom, p.prom, p.log)
+	acfg := cfg.API
+	acfg.Health = checker
+	server, err := api.New(acfg, cfg.Registry, query.NewEngine(reader, p.prom, nil), producer, p.prom, p.prom, p.log)
 	if err != nil {
 		return err
 	}
-	return p.addHTTP("http server", server.Handler(), server.SetReady, o.OnListen)
+	ln, err := p.listen()
+	if err != nil {
+		return err
+	}
+	p.component(Component{Name: "http server", Run: func(ctx context.Context) error {
+		p.listening("query server", ln, o.OnListen)
+		return server.Run(ctx, ln)
+	}})
+	return nil
 }
 
 // addWriter adds the persistence writer, and for `cairn write` its own
 // HTTP server of health, readiness and metrics.
-func (p *process) addWriter(qcfg queue.Config, st Store, o Options) error {
+func (p *process) addWriter(qcfg queue.Config, st Store, checker *health.Checker, o Options) error {
 	cfg := p.cfg
 	w, err := writer.New(qcfg, cfg.Writer, cfg.Registry, st, p.prom, p.log)
 	if err != nil {
@@ -278,63 +302,55 @@ func (p *process) addWriter(qcfg queue.Config, st Store, o Options) error {
 	if cfg.Role != Write {
 		return nil
 	}
-	var ready struct {
-		ok bool
-		mu sync.Mutex
-	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		ready.mu.Lock()
-		ok := ready.ok
-		ready.mu.Unlock()
-		if !ok {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
+	checker.Register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(p.prom, promhttp.HandlerOpts{}))
-	return p.addHTTP("writer http server", mux, func(ok bool) { ready.mu.Lock(); ready.ok = ok; ready.mu.Unlock() }, o.OnListen)
-}
-
-// addHTTP listens on the configured address now, so that a taken port
-// fails the start, and adds a component serving h until interrupted.
-func (p *process) addHTTP(name string, h http.Handler, setReady func(bool), onListen func(string)) error {
-	addr := p.cfg.Addr
-	if p.cfg.Role == BenchServer && addr == "" {
-		addr = "127.0.0.1:0"
-	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := p.listen()
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", addr, err)
+		return err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelWarn)}
-	timeout := p.cfg.ShutdownTimeout
-	p.component(Component{Name: name, Run: func(ctx context.Context) error {
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
+		ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelWarn)}
+	p.component(Component{Name: "writer http server", Run: func(ctx context.Context) error {
 		served := make(chan error, 1)
 		go func() { served <- srv.Serve(ln) }()
-		setReady(true)
-		p.log.Info("listening", "server", name, "addr", ln.Addr().String())
-		if onListen != nil {
-			onListen(ln.Addr().String())
-		}
+		p.listening("writer", ln, o.OnListen)
 		select {
 		case err := <-served:
 			return err
 		case <-ctx.Done():
 		}
-		setReady(false)
-		sctx, cancel := context.WithTimeout(context.Background(), timeout)
+		checker.SetShuttingDown()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := srv.Shutdown(sctx); err != nil {
-			p.log.Warn("http shutdown: requests still in flight were cut", "err", err)
 			srv.Close()
 		}
 		<-served
 		return nil
 	}})
 	return nil
+}
+
+// listen listens on the configured address now, so that a taken port
+// fails the start before anything runs.
+func (p *process) listen() (net.Listener, error) {
+	addr := p.cfg.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0" // bench-server
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+func (p *process) listening(what string, ln net.Listener, onListen func(string)) {
+	p.log.Info("listening", "server", what, "addr", ln.Addr().String())
+	if onListen != nil {
+		onListen(ln.Addr().String())
+	}
 }
 
 // Reloader is a component of `cairn write` and `cairn dev`: on SIGHUP the
