@@ -15,6 +15,17 @@
 // exact, computed from the sorted samples. [FindMaxRate] looks for the
 // highest rate at which a percentile of latency stays under a bound, with
 // a series of short runs.
+//
+// [MeasureQueries] is `cairn bench`, built on them: it writes entities of
+// namespace [Namespace] into an online store, starts a query server (in a
+// process of its own, `cairn bench-server`, or in this one through
+// Options.StartServer) and drives, in interleaved slices, (a) queries
+// through the server's HTTP API and, for a Redis or Valkey store, (b) the
+// store's bare round trip, a go-redis client sending the commands the
+// store sends to the keys the store writes. It reports both side by side
+// in Markdown, with the CPU each process used (cpu.go). The package builds
+// no query server itself: the command supplies how to open the store and
+// how to start a server.
 package bench
 
 import (

@@ -330,6 +330,13 @@ func (c *Config) loadReadPath(env *config.Env) error {
 	return errors.Join(errs...)
 }
 
+// StoreFromEnv reads the settings of the store uri names, with every
+// problem of the URI and of the store's knobs.
+func StoreFromEnv(env *config.Env, uri string) (StoreConfig, error) {
+	sc, err := loadStore(env, uri, false)
+	return sc, errors.Join(env.Err(), err)
+}
+
 // loadStore reads the settings of the store uri names. With all, the knobs
 // of every kind of store are read and checked, whatever uri names (for
 // `cairn config`).

@@ -79,6 +79,9 @@ type Options struct {
 	Metrics *prometheus.Registry
 	// OnListen is called with the HTTP address once the process serves.
 	OnListen func(addr string)
+	// Store, when set, is a store the caller opened and will close; the
+	// process uses it instead of opening cfg.Store (bench --in-process).
+	Store Store
 	// Components are added to the group besides the role's own (e.g.
 	// bench-server's end of standard input).
 	Components []Component
@@ -212,12 +215,15 @@ func (p *process) build(ctx context.Context, o Options) error {
 		}
 	}
 
-	st, err := OpenStore(ctx, cfg.Store, p.prom, p.log)
-	if err != nil {
-		return err
+	st := o.Store
+	if st == nil {
+		var err error
+		if st, err = OpenStore(ctx, cfg.Store, p.prom, p.log); err != nil {
+			return err
+		}
+		p.onClose("online store", st.Close)
+		p.log.Info("online store opened", "uri", cfg.StoreURI)
 	}
-	p.onClose("online store", st.Close)
-	p.log.Info("online store opened", "uri", cfg.StoreURI)
 
 	// Health: the store is probed through a read of a reserved key, the
 	// store itself and not the cache in front of it.

@@ -47,7 +47,7 @@ func Open(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.
 		cfg:     cfg,
 		client:  NewClient(cfg),
 		scripts: newScripts(),
-		ids:     newMapping(cfg.KeyPrefix + "ids"),
+		ids:     newMapping(MappingKey(cfg.KeyPrefix)),
 		m:       m,
 		log:     log.With("component", "redis", "addr", cfg.address(), "prefix", cfg.KeyPrefix),
 	}
@@ -137,10 +137,28 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// entityKey returns the key of an entity's hash: the prefix, then the
-// namespace and the key, separated by a colon (namespace names have none)
-// and wrapped in braces, Redis Cluster's hash tag, so that whatever is ever
-// stored for the entity lives in one slot.
+// EntityKey returns the key of the hash holding the entity key of
+// namespace ns in a store whose keys start with prefix (Config.KeyPrefix):
+// the prefix, then the namespace and the key, separated by a colon
+// (namespace names have none) and wrapped in braces, Redis Cluster's hash
+// tag, so that whatever is ever stored for the entity lives in one slot.
+// It is the store's own layout, exported for tools that read the server
+// directly (cairn bench's floor client).
+func EntityKey(prefix, ns, key string) string {
+	return prefix + "{" + ns + ":" + key + "}"
+}
+
+// MappingKey returns the key of the feature-id mapping hash in a store whose
+// keys start with prefix: a hash from each FQN to its short id, the name of
+// that feature's field in every entity hash.
+func MappingKey(prefix string) string { return prefix + "ids" }
+
+// MarkerField is the field every entity hash has, whatever features it
+// holds (the generation it was written under); an entity exists when it
+// does.
+const MarkerField = markerField
+
+// entityKey returns the key of the hash of entity key in namespace ns.
 func (s *Store) entityKey(ns, key string) string {
-	return s.cfg.KeyPrefix + "{" + ns + ":" + key + "}"
+	return EntityKey(s.cfg.KeyPrefix, ns, key)
 }

@@ -1,0 +1,447 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cairnfs/cairn/internal/feature"
+	"github.com/cairnfs/cairn/internal/gcfloor"
+	"github.com/cairnfs/cairn/internal/store"
+	"github.com/cairnfs/cairn/internal/store/redis"
+)
+
+// Store is what a measurement needs of the online store it measures: it
+// writes the entities through it, hands it to a query server started in
+// this process (which reads it), and closes it.
+type Store interface {
+	Read(ctx context.Context, ns *feature.Namespace, keys []string, feats []*feature.Feature) ([]store.Row, error)
+	Write(ctx context.Context, writes []store.EntityWrite) error
+	Close() error
+}
+
+// ServerSpec is what a query server started in this process serves.
+type ServerSpec struct {
+	// Registry declares namespace [Namespace], the one queried.
+	Registry *feature.Registry
+	// Store is the store the measurement opened, to be read directly: no
+	// cache, no Bloom filter. The server must not close it.
+	Store Store
+	// Metrics is the registry of this process's metrics.
+	Metrics prometheus.Registerer
+}
+
+// Options configure [MeasureQueries], the measurement behind `cairn
+// bench`. The fields that shape the run are the command's flags, and the
+// problems [Options.Validate] reports name them; [DefaultOptions] returns
+// the flags' defaults. The seams (OpenStore, RedisConfig, StartServer)
+// supply what this package does not build: the command opens the store
+// with the process's knobs and starts the query server.
+type Options struct {
+	// Store is the URI of the online store to measure (--store).
+	// Required.
+	Store string
+	// Entities is the number of distinct entities each query asks for
+	// (--entities), 1 to 10,000. Default: 1.
+	Entities int
+	// Features is the number of features of namespace bench (--features),
+	// 1 to 1,000. Default: 50.
+	Features int
+	// Ask is the number of features each query asks for, the first of the
+	// namespace (--ask); 0 asks for all of them. Default: 0.
+	Ask int
+	// Pool is the number of entities written, from which each query draws
+	// its entities (--pool), Entities to 1,000,000. Default: 1,000.
+	Pool int
+	// Rate is the queries per second of each path (--rate); with
+	// FindMaxP99, the search's first rate. Default: 2,000.
+	Rate float64
+	// Duration is the measuring time of each path (--duration), in slices
+	// of Slice. Default: 10s.
+	Duration time.Duration
+	// Slice is the length of one slice (--slice): the paths alternate
+	// slice by slice. Default: 1s.
+	Slice time.Duration
+	// Warmup is the unmeasured run of each path before the first slice
+	// (--warmup); 0 for none. Default: 1s.
+	Warmup time.Duration
+	// MaxInFlight bounds the requests outstanding at once, per path
+	// (--max-in-flight). Default: 64 ([DefaultMaxInFlight]).
+	MaxInFlight int
+	// FindMaxP99, when more than 0, first searches the highest rate at
+	// which path (a) keeps p99 within it, then measures both paths at that
+	// rate (--find-max-p99). Default: 0, no search.
+	FindMaxP99 time.Duration
+	// SearchStep is the length of each run of the search (--search-step).
+	// Default: 2s.
+	SearchStep time.Duration
+	// MaxRate is the highest rate the search tries (--max-rate). Default:
+	// 100,000.
+	MaxRate float64
+	// CPUProfile, when set, is the file the query server's CPU profile is
+	// written to (with InProcess, this whole process's) (--cpuprofile).
+	// Default: none.
+	CPUProfile string
+	// MemProfile, when set, is the file a heap profile is written to when
+	// the runs end (--memprofile). Default: none.
+	MemProfile string
+	// InProcess runs the query server in this process, through
+	// StartServer, instead of in a process of its own (--in-process).
+	// Default: false.
+	InProcess bool
+	// LogLevel is the log level of the query server process (--log-level).
+	// Default: "warn".
+	LogLevel string
+
+	// GCHeapFloor is the floor under the collector's heap goal, in bytes,
+	// kept in this process during the run as a query server keeps it (see
+	// package gcfloor; CAIRN_GC_HEAP_FLOOR_MIB). Default: 0, none.
+	GCHeapFloor uint64
+
+	// Executable is the cairn binary run as `cairn bench-server` when the
+	// query server runs in a process of its own. Default: this process's
+	// executable.
+	Executable string
+	// ServerEnv is added to the query server process's environment, after
+	// this process's own: "NAME=value" for each knob set for this command,
+	// whatever its source. Default: none.
+	ServerEnv []string
+
+	// Stdout receives the report (Markdown). Default: discarded.
+	Stdout io.Writer
+	// Stderr receives the progress lines and the query server process's
+	// logs; it must be safe for concurrent use. Default: discarded.
+	Stderr io.Writer
+
+	// OpenStore opens the store uri names (Store, with a key prefix of the
+	// measurement's own for Redis), registering its metrics with reg.
+	// Required.
+	OpenStore func(ctx context.Context, uri string, reg prometheus.Registerer) (Store, error)
+	// RedisConfig returns the Redis store's configuration for uri, with
+	// the process's knobs, for the floor's client. Required for a Redis
+	// or Valkey store.
+	RedisConfig func(uri string) (redis.Config, error)
+	// StartServer starts a query server in this process serving spec on
+	// a loopback address, and returns that address and a function that
+	// stops it. Required with InProcess.
+	StartServer func(ctx context.Context, spec ServerSpec) (addr string, stop func() error, err error)
+}
+
+// DefaultOptions returns the options of `cairn bench` given no flags; the
+// store and the seams are left to be set.
+func DefaultOptions() Options {
+	return Options{
+		Entities:    1,
+		Features:    50,
+		Pool:        1000,
+		Rate:        2000,
+		Duration:    10 * time.Second,
+		Slice:       time.Second,
+		Warmup:      time.Second,
+		MaxInFlight: DefaultMaxInFlight,
+		SearchStep:  2 * time.Second,
+		MaxRate:     100_000,
+		LogLevel:    "warn",
+	}
+}
+
+// Validate reports every problem with o at once, each naming its flag.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.Store == "" {
+		errs = append(errs, errors.New("--store is required: the online store to measure (embedded:///dir, dynamodb:///table?region=R or redis://host:port/db)"))
+	}
+	if o.Entities < 1 || o.Entities > 10_000 {
+		errs = append(errs, fmt.Errorf("--entities %d: want 1 to 10000 (the query server's limit)", o.Entities))
+	}
+	if o.Features < 1 || o.Features > 1000 {
+		errs = append(errs, fmt.Errorf("--features %d: want 1 to 1000", o.Features))
+	}
+	if o.Ask < 0 || o.Ask > o.Features {
+		errs = append(errs, fmt.Errorf("--ask %d: want 0 (all) to --features (%d)", o.Ask, o.Features))
+	}
+	if o.Pool < o.Entities || o.Pool > 1_000_000 {
+		errs = append(errs, fmt.Errorf("--pool %d: want at least --entities (%d) and at most 1000000", o.Pool, o.Entities))
+	}
+	if !(o.Rate > 0) {
+		errs = append(errs, fmt.Errorf("--rate %v: want more than 0", o.Rate))
+	}
+	if o.Slice <= 0 {
+		errs = append(errs, fmt.Errorf("--slice %v: want more than 0", o.Slice))
+	}
+	if o.Duration < o.Slice {
+		errs = append(errs, fmt.Errorf("--duration %v: want at least one slice (%v)", o.Duration, o.Slice))
+	}
+	if o.Warmup < 0 {
+		errs = append(errs, fmt.Errorf("--warmup %v: want 0 or more", o.Warmup))
+	}
+	if o.MaxInFlight < 1 {
+		errs = append(errs, fmt.Errorf("--max-in-flight %d: want 1 or more", o.MaxInFlight))
+	}
+	if o.FindMaxP99 < 0 {
+		errs = append(errs, fmt.Errorf("--find-max-p99 %v: want a positive bound (or 0 for no search)", o.FindMaxP99))
+	}
+	if o.FindMaxP99 > 0 && o.SearchStep <= 0 {
+		errs = append(errs, fmt.Errorf("--search-step %v: want more than 0", o.SearchStep))
+	}
+	if o.FindMaxP99 > 0 && !(o.MaxRate >= o.Rate) {
+		errs = append(errs, fmt.Errorf("--max-rate %v: want at least --rate (%v)", o.MaxRate, o.Rate))
+	}
+	if o.OpenStore == nil {
+		errs = append(errs, errors.New("bench: no OpenStore"))
+	}
+	if o.InProcess && o.StartServer == nil {
+		errs = append(errs, errors.New("bench: --in-process without StartServer"))
+	}
+	if u, err := url.Parse(o.Store); err == nil && redis.IsURIScheme(u.Scheme) && o.RedisConfig == nil {
+		errs = append(errs, errors.New("bench: a Redis store without RedisConfig"))
+	}
+	return errors.Join(errs...)
+}
+
+// path is one of the two things measured side by side.
+type path struct {
+	name   string // (a) or (b)
+	label  string
+	target Target
+	rounds []*Result
+}
+
+// setup is what a measurement measures, ready to be driven.
+type setup struct {
+	uri       string // the store's, with the measurement's own prefix
+	ownPrefix bool
+	http      *httpPath
+	floor     *redisFloor // nil for stores other than Redis
+	paths     []*path
+	// closers run when the measurement ends, the last added first.
+	closers []func()
+	// cpuStart and cpuEnd frame the measured rounds.
+	cpuStart, cpuEnd cpuSample
+	// server is the query server's process; nil with InProcess.
+	server *serverProcess
+	// closeStore closes the store this process opened, once.
+	closeStore func()
+}
+
+func (b *setup) close() {
+	for _, c := range slices.Backward(b.closers) {
+		c()
+	}
+}
+
+// MeasureQueries is `cairn bench`: it writes the entities, starts the
+// query server, drives path (a), queries through the server's HTTP API,
+// and for a Redis or Valkey store path (b), the store's bare round trip,
+// in interleaved slices at a constant rate, and writes the report to
+// o.Stdout. Everything it opened or started is closed or stopped when it
+// returns, whether or not it succeeded.
+func MeasureQueries(ctx context.Context, o Options) error {
+	if err := o.Validate(); err != nil {
+		return err
+	}
+	if o.Stdout == nil {
+		o.Stdout = io.Discard
+	}
+	if o.Stderr == nil {
+		o.Stderr = io.Discard
+	}
+	progress := func(format string, args ...any) { fmt.Fprintf(o.Stderr, format+"\n", args...) }
+
+	b, err := setUp(ctx, o, progress)
+	if b != nil {
+		defer b.close()
+	}
+	if err != nil {
+		return err
+	}
+
+	if o.CPUProfile != "" && o.InProcess { // else the server process writes it
+		stop, err := StartCPUProfile(o.CPUProfile)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer stop()
+	}
+	if o.MemProfile != "" && o.InProcess {
+		defer func() {
+			if err := WriteHeapProfile(o.MemProfile); err != nil {
+				progress("%v", err)
+			}
+		}()
+	}
+	load := func(rate float64, d time.Duration) Load {
+		return Load{Rate: rate, Duration: d, MaxInFlight: o.MaxInFlight}
+	}
+
+	if o.Warmup > 0 {
+		for _, p := range b.paths {
+			progress("warm-up %v at %v q/s: %s", o.Warmup, o.Rate, p.label)
+			res, err := Run(ctx, load(o.Rate, o.Warmup), p.target)
+			if err != nil {
+				return err
+			}
+			if res.Errors > 0 {
+				return fmt.Errorf("bench: warm-up of %s: %d errors, the first: %w", p.label, res.Errors, res.FirstError)
+			}
+		}
+	}
+
+	rate := o.Rate
+	var search []Step
+	if o.FindMaxP99 > 0 {
+		progress("searching the highest rate at which (a) keeps p99 ≤ %v, from %v q/s, %v per step", o.FindMaxP99, o.Rate, o.SearchStep)
+		best, err := FindMaxRate(ctx, Search{
+			Start: o.Rate, MaxRate: o.MaxRate, Step: o.SearchStep, Bound: o.FindMaxP99, MaxInFlight: o.MaxInFlight,
+			Progress: func(s Step) {
+				search = append(search, s)
+				progress("  %8.0f q/s: %s p99 %s, %d errors: %s", s.Rate, achieved(s.Result), fmtMS(s.Latency), s.Result.Errors, passWord(s.Pass))
+			},
+		}, b.http.call)
+		printSearch(o.Stdout, o, search)
+		if err != nil {
+			return err
+		}
+		rate = best.Rate
+		progress("highest rate with p99 ≤ %v: %v q/s; measuring both paths at it", o.FindMaxP99, rate)
+	}
+
+	rounds := int(o.Duration / o.Slice)
+	b.cpuStart = b.sampleCPU(ctx)
+	for r := range rounds {
+		order := slices.Clone(b.paths)
+		if r%2 == 1 {
+			slices.Reverse(order) // neither path always goes first
+		}
+		for _, p := range order {
+			res, err := Run(ctx, load(rate, o.Slice), p.target)
+			if err != nil {
+				return err
+			}
+			p.rounds = append(p.rounds, res)
+			s := res.Latency.Summary()
+			progress("round %d/%d %s %s  p50 %s  p99 %s  max %s  errors %d", r+1, rounds, p.name, achieved(res),
+				fmtMS(s.P50), fmtMS(s.P99), fmtMS(s.Max), res.Errors)
+		}
+	}
+	b.cpuEnd = b.sampleCPU(ctx)
+	printReport(o.Stdout, o, b, rate)
+	return nil
+}
+
+// setUp opens the store, writes the entities, starts the query server and
+// prepares both paths. The setup it returns, even with an error, must be
+// closed.
+func setUp(ctx context.Context, o Options, progress func(string, ...any)) (*setup, error) {
+	reg, err := Registry(o.Features)
+	if err != nil {
+		return nil, err
+	}
+	ns, _ := reg.Namespace(Namespace)
+	feats := ns.Features[1:] // the primary key first
+	asked := feats
+	if o.Ask > 0 {
+		asked = feats[:o.Ask]
+	}
+
+	b := &setup{}
+	if b.uri, b.ownPrefix, err = storeURI(o.Store); err != nil {
+		return nil, err
+	}
+	prom := prometheus.NewRegistry()
+	// The collector is set up as serve's: this process runs the load
+	// generator (and with InProcess the query server), whose collections
+	// would otherwise count in both paths' latencies.
+	b.closers = append(b.closers, gcfloor.Start(o.GCHeapFloor, prom).Stop)
+	st, err := o.OpenStore(ctx, b.uri, prom)
+	if err != nil {
+		return b, err // b's closers stop the floor
+	}
+	var closeStore sync.Once
+	b.closeStore = func() { closeStore.Do(func() { st.Close() }) }
+	b.closers = append(b.closers, b.closeStore)
+
+	keys := make([]string, o.Pool)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("e%07d", i)
+	}
+	start := time.Now()
+	if err := seed(ctx, st, ns, feats, keys, progress); err != nil {
+		return b, err
+	}
+	progress("wrote %d entities × %d features in %v", len(keys), len(feats), time.Since(start).Round(time.Millisecond))
+
+	if u, _ := url.Parse(b.uri); redis.IsURIScheme(u.Scheme) {
+		cfg, err := o.RedisConfig(b.uri)
+		if err != nil {
+			return b, err
+		}
+		if b.floor, err = newRedisFloor(ctx, cfg, ns, asked); err != nil {
+			return b, err
+		}
+		fl := b.floor
+		b.closers = append(b.closers, fl.close)
+		if b.ownPrefix {
+			// Not with the run's context: an interrupted run still
+			// cleans up.
+			b.closers = append(b.closers, func() {
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+				defer cancel()
+				if err := fl.deleteAll(cctx, keys); err != nil {
+					progress("could not delete the benchmark's keys (prefix %s): %v", cfg.KeyPrefix, err)
+				}
+			})
+		}
+	}
+
+	addr, err := b.startServer(ctx, o, reg, st, prom)
+	if err != nil {
+		return b, err
+	}
+	sets := requests(keys, o.Entities, asked)
+	b.http = newHTTPPath(addr, sets, o.MaxInFlight)
+	b.closers = append(b.closers, b.http.close)
+
+	if err := b.http.check(ctx, len(asked)); err != nil {
+		return b, err
+	}
+	b.paths = []*path{{name: "(a)", label: "(a) HTTP: POST /v1/query/online", target: b.http.call}}
+	if b.floor != nil {
+		b.floor.sets = sets
+		if err := b.floor.call(ctx); err != nil {
+			return b, fmt.Errorf("bench: floor: %w", err)
+		}
+		b.paths = append(b.paths, &path{name: "(b)", label: "(b) floor: bare go-redis " + b.floor.describe(o.Entities), target: b.floor.call})
+	}
+	return b, nil
+}
+
+// startServer starts the query server, in a process of its own unless
+// o.InProcess, and returns its address.
+func (b *setup) startServer(ctx context.Context, o Options, reg *feature.Registry, st Store, prom prometheus.Registerer) (string, error) {
+	if !o.InProcess {
+		// The store was opened here to write the entities; the server
+		// opens its own (an embedded store admits one process at a time).
+		b.closeStore()
+		p, err := startServerProcess(ctx, o, b.uri)
+		if err != nil {
+			return "", err
+		}
+		b.server = p
+		b.closers = append(b.closers, p.stop)
+		return p.addr, nil
+	}
+	addr, stop, err := o.StartServer(ctx, ServerSpec{Registry: reg, Store: st, Metrics: prom})
+	if err != nil {
+		return "", err
+	}
+	b.closers = append(b.closers, func() { _ = stop() })
+	return addr, nil
+}

@@ -1,0 +1,219 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// printSearch writes the steps of the rate search.
+func printSearch(w io.Writer, o Options, steps []Step) {
+	fmt.Fprintf(w, "### Highest rate of (a) with p99 ≤ %v: %d × %s\n\n", o.FindMaxP99, o.Entities, shapeText(o))
+	fmt.Fprintf(w, "Each step %v at a constant rate; the rate doubles from %v q/s until p99 exceeds the bound, then bisects to 5%%.\n\n", o.SearchStep, o.Rate)
+	fmt.Fprintln(w, "| rate asked (q/s) | achieved (q/s) | p50 (ms) | p99 (ms) | max (ms) | errors | p99 ≤ bound |")
+	fmt.Fprintln(w, "|--:|--:|--:|--:|--:|--:|:-:|")
+	best := -1
+	for i, s := range steps {
+		sum := s.Result.Latency.Summary()
+		fmt.Fprintf(w, "| %.0f | %.0f | %s | %s | %s | %d | %s |\n", s.Rate, s.Result.Achieved(), fmtMS(sum.P50), fmtMS(sum.P99), fmtMS(sum.Max), s.Result.Errors, passWord(s.Pass))
+		if s.Pass && (best < 0 || s.Rate > steps[best].Rate) {
+			best = i
+		}
+	}
+	if best >= 0 {
+		fmt.Fprintf(w, "\nHighest rate with p99 ≤ %v: **%.0f q/s** (p99 %s ms in its step).\n\n", o.FindMaxP99, steps[best].Rate, fmtMS(steps[best].Latency))
+	} else {
+		fmt.Fprintf(w, "\nNo rate tried kept p99 ≤ %v.\n\n", o.FindMaxP99)
+	}
+}
+
+// gcText describes the collector's settings: GOGC, GOMEMLIMIT and the
+// heap floor.
+func gcText(floor uint64) string {
+	gogc, limit := os.Getenv("GOGC"), os.Getenv("GOMEMLIMIT")
+	if gogc == "" {
+		gogc = "100 (default)"
+	}
+	t := "GOGC " + gogc
+	if limit != "" {
+		t += ", GOMEMLIMIT " + limit
+	}
+	if floor == 0 || strings.EqualFold(gogc, "off") {
+		return t + ", no heap floor (CAIRN_GC_HEAP_FLOOR_MIB)"
+	}
+	return t + fmt.Sprintf(", heap floor %d MiB (CAIRN_GC_HEAP_FLOOR_MIB)", floor>>20)
+}
+
+// shapeText gives the features asked, for headings: "50", or "49 of 50".
+func shapeText(o Options) string {
+	if o.Ask == 0 || o.Ask == o.Features {
+		return strconv.Itoa(o.Features)
+	}
+	return fmt.Sprintf("%d of %d", o.Ask, o.Features)
+}
+
+// askedText tells which features each query asks for.
+func askedText(o Options) string {
+	if o.Ask == 0 || o.Ask == o.Features {
+		return fmt.Sprintf("all %d features", o.Features)
+	}
+	return fmt.Sprintf("the first %d of %d features", o.Ask, o.Features)
+}
+
+// printReport writes the side-by-side report.
+func printReport(w io.Writer, o Options, b *setup, rate float64) {
+	paths := b.paths
+	rounds := len(paths[0].rounds)
+	fmt.Fprintf(w, "### %d × %s at %.0f q/s\n\n", o.Entities, shapeText(o), rate)
+	shown := b.uri
+	if u, err := url.Parse(b.uri); err == nil {
+		shown = u.Redacted()
+	}
+	fmt.Fprintf(w, "- store: `%s`", shown)
+	if b.ownPrefix {
+		fmt.Fprint(w, " (a prefix of the benchmark's own, deleted afterwards)")
+	}
+	fmt.Fprintf(w, "; %d entities written, each query asks %d of them (distinct, random) for %s\n", o.Pool, o.Entities, askedText(o))
+	warm := "no warm-up"
+	if o.Warmup > 0 {
+		warm = fmt.Sprintf("after a %v warm-up of each", o.Warmup)
+	}
+	fmt.Fprintf(w, "- open loop at %.0f q/s, latency from each request's due time, at most %d in flight per path; %d rounds of %v per path, (a) and (b) alternating, %s\n",
+		rate, o.MaxInFlight, rounds, o.Slice, warm)
+	if b.server != nil {
+		fmt.Fprintf(w, "- load generator and floor client in one process, the query server in another (`cairn bench-server`), each with GOMAXPROCS %d, on %d CPUs (%s); %s %s/%s\n",
+			runtime.GOMAXPROCS(0), runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	} else {
+		fmt.Fprintf(w, "- load generator, query server and floor client in one process (GOMAXPROCS %d), on %d CPUs (%s); %s %s/%s\n",
+			runtime.GOMAXPROCS(0), runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	}
+	fmt.Fprintf(w, "- garbage collector: %s\n", gcText(o.GCHeapFloor))
+	if use, ok := b.cpuEnd.since(b.cpuStart); ok {
+		// The counters are sampled at clock ticks: the machine's total
+		// can come out a little under its parts.
+		rest := use.machine - use.self
+		if use.serverOK {
+			fmt.Fprintf(w, "- CPU used during the rounds, in CPUs of the %d: query server %.2f, load generator and floor client %.2f", use.cpus, use.server, use.self)
+			rest -= use.server
+		} else {
+			fmt.Fprintf(w, "- CPU used during the rounds, in CPUs of the %d: this process %.2f", use.cpus, use.self)
+		}
+		if use.storeOK {
+			fmt.Fprintf(w, ", redis-server %.2f", use.store)
+			rest -= use.store
+		}
+		fmt.Fprintf(w, ", other processes %.2f\n", max(rest, 0))
+	}
+	fmt.Fprintf(w, "- %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+
+	header := "| path | achieved (q/s) | errors | p50 (ms) | p90 (ms) | p99 (ms) | p99.9 (ms) | max (ms) | send lag p99 (ms) |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|"
+	fmt.Fprintf(w, "Median over %d rounds of each figure (errors: total):\n\n%s\n", rounds, header)
+	meds := make([]Summary, len(paths))
+	for i, p := range paths {
+		meds[i] = medianSummary(p.rounds)
+		var ach []float64
+		var lag []time.Duration
+		errs := 0
+		for _, r := range p.rounds {
+			ach = append(ach, r.Achieved())
+			lag = append(lag, r.Lag.Percentile(99))
+			errs += r.Errors
+		}
+		m := meds[i]
+		fmt.Fprintf(w, "| %s | %.0f | %d | %s | %s | %s | %s | %s | %s |\n", p.label, medianFloat(ach), errs,
+			fmtMS(m.P50), fmtMS(m.P90), fmtMS(m.P99), fmtMS(m.P999), fmtMS(m.Max), fmtMS(medianDuration(lag)))
+	}
+	if b.floor == nil {
+		fmt.Fprint(w, "\n(b) skipped: the floor is measured for Redis and Valkey stores only.\n\n")
+	} else {
+		a, b := meds[0], meds[1]
+		fmt.Fprintf(w, "\n(a)/(b): p50 **%.2f×**, p99 **%.2f×**; the server adds %s ms at p50 and %s ms at p99 over the bare round trip.\n\n",
+			ratio(a.P50, b.P50), ratio(a.P99, b.P99), fmtMS(a.P50-b.P50), fmtMS(a.P99-b.P99))
+	}
+
+	fmt.Fprintf(w, "All rounds pooled:\n\n%s\n", header)
+	pooled := make([]Samples, len(paths))
+	for i, p := range paths {
+		var lat, lag Samples
+		count, errs := 0, 0
+		var elapsed time.Duration
+		for _, r := range p.rounds {
+			lat = append(lat, r.Latency...)
+			lag = append(lag, r.Lag...)
+			count += r.Count
+			errs += r.Errors
+			elapsed += max(r.Elapsed, r.Load.Duration)
+		}
+		slices.Sort(lat)
+		slices.Sort(lag)
+		pooled[i] = lat
+		s := lat.Summary()
+		fmt.Fprintf(w, "| %s | %.0f | %d | %s | %s | %s | %s | %s | %s |\n", p.label, float64(count)/elapsed.Seconds(), errs,
+			fmtMS(s.P50), fmtMS(s.P90), fmtMS(s.P99), fmtMS(s.P999), fmtMS(s.Max), fmtMS(lag.Percentile(99)))
+	}
+	for i, p := range paths {
+		fmt.Fprintf(w, "\nLatency of %s, all rounds:\n\n```\n%s```\n", p.label, pooled[i].Histogram())
+	}
+	fmt.Fprintln(w)
+}
+
+// medianSummary returns, figure by figure, the median over rs.
+func medianSummary(rs []*Result) Summary {
+	var p50, p90, p99, p999, mx []time.Duration
+	for _, r := range rs {
+		s := r.Latency.Summary()
+		p50, p90, p99, p999, mx = append(p50, s.P50), append(p90, s.P90), append(p99, s.P99), append(p999, s.P999), append(mx, s.Max)
+	}
+	return Summary{P50: medianDuration(p50), P90: medianDuration(p90), P99: medianDuration(p99), P999: medianDuration(p999), Max: medianDuration(mx)}
+}
+
+// medianDuration returns the median of ds, the mean of the middle two for
+// an even count; ds is reordered.
+func medianDuration(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	n := len(ds)
+	if n%2 == 1 {
+		return ds[n/2]
+	}
+	return (ds[n/2-1] + ds[n/2]) / 2
+}
+
+func medianFloat(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	slices.Sort(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
+}
+
+func ratio(a, b time.Duration) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// fmtMS formats d in milliseconds with microsecond precision.
+func fmtMS(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()*1000) }
+
+func achieved(r *Result) string { return fmt.Sprintf("%6.0f q/s", r.Achieved()) }
+
+func passWord(pass bool) string {
+	if pass {
+		return "yes"
+	}
+	return "no"
+}
