@@ -262,7 +262,7 @@ func (e *HealthError) Unwrap() error { return e.Err }
 // makes no request and is cheap enough to call on every health check.
 func (p *Producer) Health() error {
 	h := p.failing.Load()
-	if h == nil || time.Since(h.Last) > HealthWindow {
+	if h == nil || time.Since(h.Last) >= HealthWindow {
 		return nil
 	}
 	return h
@@ -274,7 +274,7 @@ func (p *Producer) fail(err error) {
 	p.failMu.Lock()
 	defer p.failMu.Unlock()
 	h := HealthError{Since: now, Last: now, Failed: 1, Err: err}
-	if old := p.failing.Load(); old != nil && now.Sub(old.Last) <= HealthWindow {
+	if old := p.failing.Load(); old != nil && now.Sub(old.Last) < HealthWindow {
 		h.Since, h.Failed = old.Since, old.Failed+1
 	}
 	p.failing.Store(&h)

@@ -9,12 +9,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -257,6 +259,66 @@ func TestCloseHungBroker(t *testing.T) {
 	if bound := cfg.ProduceTimeout + time.Second + slack; time.Since(start) > bound {
 		t.Errorf("Close took %v with the broker hung; want at most %v", time.Since(start), bound)
 	}
+}
+
+// A full persistence buffer (Kafka slow for a while) fails an upload at
+// once instead of blocking it, and the record is counted as dropped; an
+// upload whose caller gives up returns at once without marking Kafka as
+// failing.
+func TestPersistFullBufferAndCanceled(t *testing.T) {
+	t.Parallel()
+	cfg, _, px := proxiedCluster(t)
+	cfg.ProduceTimeout = testTimeout
+	cfg.PersistBufferRecords = 1
+	createTopics(t, cfg)
+	p := newProducer(t, cfg, nil, nil)
+	if _, err := persistTimed(p, 0); err != nil {
+		t.Fatal(err)
+	}
+	px.Hang()
+	defer px.Resume()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := p.Persist(ctx, nil, upload(1)); !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > time.Second {
+		t.Errorf("upload whose caller gave up after 200ms: %v after %v", err, time.Since(start))
+	}
+	if err := p.Health(); err != nil {
+		t.Errorf("Health() = %v after an upload its caller gave up on; want nil", err)
+	}
+	// That record still fills the one-record buffer.
+	took, err := persistTimed(p, 2)
+	if !errors.Is(err, kgo.ErrMaxBuffered) || took > 100*time.Millisecond {
+		t.Errorf("upload with the buffer full: %v after %v; want ErrMaxBuffered at once", err, took)
+	}
+	if got := produced(t, p, "persist", "dropped"); got != 1 {
+		t.Errorf("cairn_queue_produced_records_total{role=persist,outcome=dropped} = %v; want 1", got)
+	}
+}
+
+// Health clears after a minute without failures, when no upload comes to
+// show that Kafka acknowledges again.
+func TestHealthWindow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := &Producer{log: slog.New(slog.DiscardHandler)}
+		cause := errors.New("broker down")
+		p.fail(cause)
+		time.Sleep(HealthWindow / 2)
+		p.fail(cause)
+		var he *HealthError
+		if err := p.Health(); !errors.As(err, &he) || he.Failed != 2 || !errors.Is(err, cause) {
+			t.Fatalf("Health() = %v; want 2 failures caused by %v", err, cause)
+		}
+		time.Sleep(HealthWindow)
+		if err := p.Health(); err != nil {
+			t.Fatalf("Health() = %v a window after the last failure; want nil", err)
+		}
+		p.fail(cause)
+		if err := p.Health(); !errors.As(err, &he) || he.Failed != 1 {
+			t.Fatalf("Health() = %v after a new failure; want a count started afresh", err)
+		}
+	})
 }
 
 func TestLogLimiter(t *testing.T) {
