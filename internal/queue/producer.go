@@ -185,7 +185,7 @@ func (p *Producer) Persist(ctx context.Context, key []byte, r *Record) error {
 		err = fmt.Errorf("%w: %s did not acknowledge within %v", ErrTimeout, p.cfg.PersistTopic, p.cfg.ProduceTimeout)
 	case <-ctx.Done():
 		p.produced.WithLabelValues("persist", "error").Inc()
-		return ctx.Err()
+		return fmt.Errorf("queue: produce to %s: %w", p.cfg.PersistTopic, context.Cause(ctx))
 	}
 	if err != nil {
 		outcome := "error"
