@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,41 +16,118 @@ import (
 // ErrTooLarge is returned for a record over Config.MaxRecordBytes.
 var ErrTooLarge = errors.New("queue: record too large")
 
+// ErrTimeout is returned by Persist when Kafka has not acknowledged the
+// record within Config.ProduceTimeout. The record may still be written
+// later, which is harmless: writes are newest-wins by observed-at.
+var ErrTimeout = errors.New("queue: produce timed out")
+
+// HealthWindow is how long a failed persistence record keeps
+// [Producer.Health] failing when no record has been acknowledged since.
+const HealthWindow = time.Minute
+
+// logInterval is the least time between two log lines about failing
+// records of one role: a broker outage fails every upload, and the log gets
+// one line per interval with the count of those it did not report.
+const logInterval = 10 * time.Second
+
 // Producer publishes records from query servers: persistence records, which
-// callers wait on, and query metrics, which they do not.
+// callers wait on, and query metrics, which they do not. Each has a Kafka
+// client of its own, so that neither can hold up the other: a metrics topic
+// that is slow or gone fills only the metrics buffer.
+//
+// Its methods are safe for concurrent use.
 type Producer struct {
-	cfg Config
-	cl  *kgo.Client
-	log *slog.Logger
+	cfg     Config
+	persist *kgo.Client
+	metrics *kgo.Client
+	log     *slog.Logger
 
 	produced *prometheus.CounterVec
 	latency  prometheus.Histogram
+
+	persistLog, metricsLog logLimiter
+
+	// failing is nil while persistence records are acknowledged; it is
+	// replaced, never modified, under failMu.
+	failing atomic.Pointer[HealthError]
+	failMu  sync.Mutex
 }
 
-// NewProducer connects a producer. Records are acknowledged by all in-sync
-// replicas (acks=all) and produced idempotently, so a retried batch is never
-// duplicated in the log.
+// NewProducer connects a producer: two Kafka clients, one for persistence
+// records and one for query metrics. No connection is made before the
+// first record.
+//
+// Persistence records are acknowledged by all in-sync replicas (acks=all)
+// and are not produced idempotently (see docs/queue.md): an upload is
+// answered within cfg.ProduceTimeout, and one answered with an error may or
+// may not have been written, which newest-wins writes make harmless.
+//
+// Query metrics are acknowledged by the partition leader only and are
+// dropped, and counted, when they find the metrics buffer full or wait for
+// Kafka longer than cfg.MetricsDeliveryTimeout.
 func NewProducer(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Producer, error) {
 	cfg.EnsureDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	opts := append(cfg.ClientOpts(),
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	persist, err := kgo.NewClient(append(cfg.ClientOpts(),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
+		// Idempotence is off. Correctness does not need it: a record
+		// written twice, or out of order, changes nothing, since the
+		// writer keeps the value with the newest observed-at. And an
+		// idempotent producer never fails a record that is in flight
+		// (RecordDeliveryTimeout and RecordRetries are enforced only
+		// when safe for sequence numbers), so a hung broker held
+		// records, and the buffer, for as long as it hung. Without it,
+		// the delivery timeout below fails records at the latest when
+		// the connection's read deadline (ProduceRequestTimeout plus
+		// RequestTimeoutOverhead) kills the request.
+		kgo.DisableIdempotentWrite(),
+		// Without idempotence kgo allows one produce request in flight
+		// per broker; since neither order nor duplicates matter (above),
+		// keep the five the idempotent producer had, so that uploads do
+		// not queue behind each other's acknowledgements.
+		kgo.MaxProduceRequestsInflightPerBroker(5),
 		kgo.ProducerBatchMaxBytes(int32(cfg.MaxRecordBytes)+512),
-		kgo.RecordDeliveryTimeout(cfg.ProduceTimeout),
 		kgo.ProducerLinger(0),
-		kgo.MaxBufferedRecords(10_000),
-	)
-	cl, err := kgo.NewClient(opts...)
+		kgo.RecordDeliveryTimeout(cfg.ProduceTimeout),
+		kgo.ProduceRequestTimeout(cfg.ProduceTimeout),
+		// MaxBufferedRecords and MaxBufferedBytes make Produce block
+		// every producer of the client once reached; Persist uses
+		// TryProduce, which fails at once with ErrMaxBuffered instead.
+		kgo.MaxBufferedRecords(cfg.PersistBufferRecords),
+		kgo.MaxBufferedBytes(cfg.PersistBufferBytes),
+	)...)
 	if err != nil {
-		return nil, fmt.Errorf("queue: new producer: %w", err)
+		return nil, fmt.Errorf("queue: new persistence producer: %w", err)
+	}
+	metrics, err := kgo.NewClient(append(cfg.ClientOpts(),
+		// Metrics are best effort: the leader's acknowledgement is
+		// enough, which needs idempotence off, and keeps metrics
+		// flowing while the in-sync replicas are fewer than
+		// min.insync.replicas.
+		kgo.RequiredAcks(kgo.LeaderAck()),
+		kgo.DisableIdempotentWrite(),
+		kgo.RecordDeliveryTimeout(cfg.MetricsDeliveryTimeout),
+		kgo.ProduceRequestTimeout(cfg.MetricsDeliveryTimeout),
+		// Metric uses TryProduce, so a full buffer drops the metric
+		// instead of blocking the query that produced it.
+		kgo.MaxBufferedRecords(cfg.MetricsBufferRecords),
+	)...)
+	if err != nil {
+		persist.Close()
+		return nil, fmt.Errorf("queue: new metrics producer: %w", err)
 	}
 	p := &Producer{
-		cfg: cfg, cl: cl, log: log,
+		cfg: cfg, persist: persist, metrics: metrics, log: log,
+		persistLog: logLimiter{every: logInterval},
+		metricsLog: logLimiter{every: logInterval},
 		produced: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cairn_queue_produced_records_total",
-			Help: "Records handed to Kafka, by topic role and outcome (ok, error, dropped).",
+			Help: "Records produced, by topic role (persist, metrics) and outcome: ok (acknowledged), error (failed or not acknowledged in time), dropped (refused by a full producer buffer).",
 		}, []string{"role", "outcome"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "cairn_queue_persist_ack_seconds",
@@ -56,15 +135,28 @@ func NewProducer(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Prod
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}),
 	}
+	for _, role := range []string{"persist", "metrics"} {
+		for _, outcome := range []string{"ok", "error", "dropped"} {
+			p.produced.WithLabelValues(role, outcome)
+		}
+	}
 	if reg != nil {
-		reg.MustRegister(p.produced, p.latency)
+		if err := errors.Join(reg.Register(p.produced), reg.Register(p.latency)); err != nil {
+			persist.Close()
+			metrics.Close()
+			return nil, fmt.Errorf("queue: register metrics: %w", err)
+		}
 	}
 	return p, nil
 }
 
 // Persist produces r to the persistence topic and returns once every
-// in-sync replica has it, or with an error; on error the record may or may
-// not have been written, which is harmless because writes are newest-wins.
+// in-sync replica has it, or with an error within Config.ProduceTimeout,
+// whatever the brokers do: ErrTimeout when they did not answer in time, the
+// broker's or the client's error otherwise, ctx's error when ctx ends
+// first. On error the record may or may not have been written, which is
+// harmless because writes are newest-wins. A full producer buffer (Kafka
+// slow or down for a while) fails the record at once.
 func (p *Producer) Persist(ctx context.Context, key []byte, r *Record) error {
 	value, err := AppendRecord(nil, r)
 	if err != nil {
@@ -73,42 +165,176 @@ func (p *Producer) Persist(ctx context.Context, key []byte, r *Record) error {
 	if len(value) > p.cfg.MaxRecordBytes {
 		return fmt.Errorf("%w: %d bytes encoded, limit %d", ErrTooLarge, len(value), p.cfg.MaxRecordBytes)
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.ProduceTimeout)
-	defer cancel()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	start := time.Now()
-	err = p.cl.ProduceSync(ctx, &kgo.Record{Topic: p.cfg.PersistTopic, Key: key, Value: value}).FirstErr()
-	if err != nil {
+	done := make(chan error, 1)
+	// The record gets a context of its own, not ctx: kgo fails a whole
+	// batch by the context of its first record, so an upload whose
+	// client went away would fail the uploads batched with it. The
+	// record's life in the client is bounded by RecordDeliveryTimeout
+	// instead; Persist's answer, by the timer below.
+	p.persist.TryProduce(context.Background(), &kgo.Record{Topic: p.cfg.PersistTopic, Key: key, Value: value},
+		func(_ *kgo.Record, err error) { done <- err }) // buffered: never blocks kgo's promise loop
+	timer := time.NewTimer(p.cfg.ProduceTimeout)
+	defer timer.Stop()
+	select {
+	case err = <-done:
+	case <-timer.C:
+		err = fmt.Errorf("%w: %s did not acknowledge within %v", ErrTimeout, p.cfg.PersistTopic, p.cfg.ProduceTimeout)
+	case <-ctx.Done():
 		p.produced.WithLabelValues("persist", "error").Inc()
-		return fmt.Errorf("queue: produce to %s: %w", p.cfg.PersistTopic, err)
+		return fmt.Errorf("queue: produce to %s: %w", p.cfg.PersistTopic, context.Cause(ctx))
+	}
+	if err != nil {
+		outcome := "error"
+		if errors.Is(err, kgo.ErrMaxBuffered) {
+			outcome = "dropped"
+		}
+		p.produced.WithLabelValues("persist", outcome).Inc()
+		if !errors.Is(err, ErrTimeout) {
+			err = fmt.Errorf("queue: produce to %s: %w", p.cfg.PersistTopic, err)
+		}
+		p.fail(err)
+		if ok, suppressed := p.persistLog.allow(time.Now()); ok {
+			p.log.Warn("queue: persistence record not acknowledged", "topic", p.cfg.PersistTopic, "err", err,
+				"suppressed", suppressed)
+		}
+		return err
 	}
 	p.latency.Observe(time.Since(start).Seconds())
 	p.produced.WithLabelValues("persist", "ok").Inc()
+	if p.failing.Load() != nil {
+		p.recovered()
+	}
 	return nil
 }
 
-// Metric hands a query metric to Kafka without waiting. When the producer's
-// buffer is full (Kafka slow or down) the metric is dropped and counted: a
-// query never waits on Kafka.
+// Metric hands a query metric to Kafka without waiting. When the metrics
+// buffer is full (the metrics topic slow or gone) the metric is dropped and
+// counted: a query never waits on Kafka, and uploads never wait on metrics.
 func (p *Producer) Metric(value []byte) {
-	p.cl.TryProduce(context.Background(), &kgo.Record{Topic: p.cfg.MetricsTopic, Value: value}, func(_ *kgo.Record, err error) {
-		switch {
-		case err == nil:
-			p.produced.WithLabelValues("metrics", "ok").Inc()
-		case errors.Is(err, kgo.ErrMaxBuffered):
-			p.produced.WithLabelValues("metrics", "dropped").Inc()
-		default:
-			p.produced.WithLabelValues("metrics", "error").Inc()
-		}
-	})
+	p.metrics.TryProduce(context.Background(), &kgo.Record{Topic: p.cfg.MetricsTopic, Value: value}, p.metricDone)
+}
+
+// metricDone counts the outcome of a metric. It runs in kgo's promise loop
+// and must not block.
+func (p *Producer) metricDone(_ *kgo.Record, err error) {
+	if err == nil {
+		p.produced.WithLabelValues("metrics", "ok").Inc()
+		return
+	}
+	outcome := "error"
+	if errors.Is(err, kgo.ErrMaxBuffered) {
+		outcome = "dropped"
+	}
+	p.produced.WithLabelValues("metrics", outcome).Inc()
+	if ok, suppressed := p.metricsLog.allow(time.Now()); ok {
+		p.log.Warn("queue: query metric dropped", "topic", p.cfg.MetricsTopic, "err", err, "suppressed", suppressed)
+	}
+}
+
+// HealthError is what [Producer.Health] reports while persistence records
+// are failing.
+type HealthError struct {
+	// Since is when the first record failed after the last acknowledged one.
+	Since time.Time
+	// Last is when the latest record failed.
+	Last time.Time
+	// Failed counts the records failed since Since.
+	Failed int64
+	// Err is the latest failure.
+	Err error
+}
+
+// Error implements error.
+func (e *HealthError) Error() string {
+	return fmt.Sprintf("queue: Kafka failing since %s (%d records): %v", e.Since.UTC().Format(time.RFC3339), e.Failed, e.Err)
+}
+
+// Unwrap returns the latest failure.
+func (e *HealthError) Unwrap() error { return e.Err }
+
+// Health reports whether Kafka acknowledges persistence records: nil when
+// the latest record was acknowledged, or no record failed in the last
+// HealthWindow; a *HealthError naming the latest failure otherwise. It
+// makes no request and is cheap enough to call on every health check.
+func (p *Producer) Health() error {
+	h := p.failing.Load()
+	if h == nil || time.Since(h.Last) >= HealthWindow {
+		return nil
+	}
+	return h
+}
+
+// fail records a failed persistence record for Health.
+func (p *Producer) fail(err error) {
+	now := time.Now()
+	p.failMu.Lock()
+	defer p.failMu.Unlock()
+	h := HealthError{Since: now, Last: now, Failed: 1, Err: err}
+	if old := p.failing.Load(); old != nil && now.Sub(old.Last) < HealthWindow {
+		h.Since, h.Failed = old.Since, old.Failed+1
+	}
+	p.failing.Store(&h)
+}
+
+// recovered records an acknowledged persistence record after failures.
+func (p *Producer) recovered() {
+	p.failMu.Lock()
+	defer p.failMu.Unlock()
+	if h := p.failing.Swap(nil); h != nil {
+		p.log.Info("queue: Kafka acknowledges persistence records again", "topic", p.cfg.PersistTopic,
+			"failing_since", h.Since, "failed", h.Failed)
+	}
 }
 
 // Close flushes buffered records for at most the produce timeout, then
-// closes the connection.
+// closes both clients; records still unacknowledged are failed. It returns
+// within the produce timeout plus about one second, which kgo's Close
+// grants its final client-telemetry push (KIP-714) to a broker that does
+// not answer.
 func (p *Producer) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.ProduceTimeout)
 	defer cancel()
-	if err := p.cl.Flush(ctx); err != nil {
-		p.log.Warn("queue: flush at close", "err", err)
+	var wg sync.WaitGroup
+	for _, c := range []struct {
+		role string
+		cl   *kgo.Client
+	}{{"persist", p.persist}, {"metrics", p.metrics}} {
+		wg.Go(func() {
+			if err := c.cl.Flush(ctx); err != nil {
+				p.log.Warn("queue: records left unflushed at close", "role", c.role,
+					"records", c.cl.BufferedProduceRecords(), "err", err)
+			}
+			c.cl.Close()
+		})
 	}
-	p.cl.Close()
+	wg.Wait()
+}
+
+// logLimiter lets one log line through per interval and counts the others.
+type logLimiter struct {
+	every time.Duration
+
+	mu struct {
+		sync.Mutex
+		next       time.Time
+		suppressed int
+	}
+}
+
+// allow reports whether a line may be logged at now and, if so, how many
+// were suppressed since the last one.
+func (l *logLimiter) allow(now time.Time) (ok bool, suppressed int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Before(l.mu.next) {
+		l.mu.suppressed++
+		return false, 0
+	}
+	suppressed = l.mu.suppressed
+	l.mu.next, l.mu.suppressed = now.Add(l.every), 0
+	return true, suppressed
 }

@@ -42,12 +42,30 @@ type Config struct {
 	// WriterGroup is the persistence writers' consumer group. Default cairn-writer.
 	WriterGroup string
 
-	// ProduceTimeout bounds how long an upload waits for acknowledgement.
-	// Default 10s.
+	// ProduceTimeout bounds how long an upload waits for acknowledgement:
+	// Persist returns within it whatever the brokers do. It is also how long
+	// a persistence record may wait in the producer before it is failed, and
+	// how long Close flushes. Default 10s.
 	ProduceTimeout time.Duration
 	// MaxRecordBytes is the largest record produced; it must not exceed the
 	// brokers' message.max.bytes. Default 1,000,000.
 	MaxRecordBytes int
+
+	// PersistBufferRecords bounds the persistence records waiting in the
+	// producer for acknowledgement; an upload that finds the buffer full
+	// fails at once instead of waiting. Default 10,000.
+	PersistBufferRecords int
+	// PersistBufferBytes bounds the bytes of those records; at least
+	// MaxRecordBytes. Default 64 MiB.
+	PersistBufferBytes int
+	// MetricsBufferRecords bounds the query metrics waiting in the metrics
+	// producer, which has a client and buffer of its own so that a slow
+	// metrics topic never delays uploads; a metric that finds the buffer
+	// full is dropped and counted. Default 1,000.
+	MetricsBufferRecords int
+	// MetricsDeliveryTimeout is how long a query metric may wait for Kafka
+	// before it is dropped and counted. Default 5s.
+	MetricsDeliveryTimeout time.Duration
 }
 
 // EnsureDefaults fills zero fields with their defaults.
@@ -72,6 +90,18 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.MaxRecordBytes == 0 {
 		c.MaxRecordBytes = 1_000_000
+	}
+	if c.PersistBufferRecords == 0 {
+		c.PersistBufferRecords = 10_000
+	}
+	if c.PersistBufferBytes == 0 {
+		c.PersistBufferBytes = 64 << 20
+	}
+	if c.MetricsBufferRecords == 0 {
+		c.MetricsBufferRecords = 1_000
+	}
+	if c.MetricsDeliveryTimeout == 0 {
+		c.MetricsDeliveryTimeout = 5 * time.Second
 	}
 }
 
@@ -99,6 +129,18 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxRecordBytes < 1024 {
 		errs = append(errs, fmt.Errorf("queue: max record bytes %d is below 1024", c.MaxRecordBytes))
+	}
+	if c.PersistBufferRecords < 1 {
+		errs = append(errs, fmt.Errorf("queue: persist buffer records %d: want at least 1", c.PersistBufferRecords))
+	}
+	if c.PersistBufferBytes < c.MaxRecordBytes {
+		errs = append(errs, fmt.Errorf("queue: persist buffer bytes %d: want at least the max record bytes %d", c.PersistBufferBytes, c.MaxRecordBytes))
+	}
+	if c.MetricsBufferRecords < 1 {
+		errs = append(errs, fmt.Errorf("queue: metrics buffer records %d: want at least 1", c.MetricsBufferRecords))
+	}
+	if c.MetricsDeliveryTimeout < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("queue: metrics delivery timeout %v: want at least 100ms", c.MetricsDeliveryTimeout))
 	}
 	return errors.Join(errs...)
 }

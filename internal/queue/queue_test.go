@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -121,5 +122,56 @@ func TestPersist(t *testing.T) {
 	got, err := DecodeRecord(recs[0].Value)
 	if err != nil || got.Entities[0].Values[0].Value != "ada" {
 		t.Fatalf("decoded %+v, %v", got, err)
+	}
+}
+
+// Regression: CreateTopics (`cairn topics create`, `cairn dev`) waited
+// without end when no broker answered, retrying in silence. It must fail
+// within its timeout with one error naming the cause.
+func TestCreateTopicsUnreachable(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nothing := ln.Addr().String()
+	ln.Close() // nothing listens there now
+
+	hungCfg, _, hung := proxiedCluster(t)
+	hung.Hang()
+	t.Cleanup(hung.Resume)
+	cutCfg, _, cut := proxiedCluster(t)
+	cut.Cut()
+
+	for _, tc := range []struct {
+		name    string
+		brokers []string
+		cause   string
+	}{
+		{"nothing listening", []string{nothing}, "connection refused"},
+		{"connections closed", cutCfg.Brokers, "closed the connection"},
+		{"hung broker", hungCfg.Brokers, "no answer within 2s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			spec := TopicSpec{Partitions: 1, ReplicationFactor: 1, MinInsyncReplicas: 1, Timeout: 2 * time.Second}
+			start := time.Now()
+			answer := make(chan error, 1)
+			go func() {
+				_, err := CreateTopics(context.Background(), Config{Brokers: tc.brokers}, spec)
+				answer <- err
+			}()
+			select {
+			case err := <-answer:
+				if took := time.Since(start); took > spec.Timeout+2*time.Second {
+					t.Errorf("CreateTopics took %v; want at most %v", took, spec.Timeout+2*time.Second)
+				}
+				if err == nil || !strings.Contains(err.Error(), tc.cause) || !strings.Contains(err.Error(), tc.brokers[0]) {
+					t.Errorf("CreateTopics() = %v; want an error naming the broker and %q", err, tc.cause)
+				}
+			case <-time.After(spec.Timeout + 10*time.Second):
+				t.Fatalf("CreateTopics still waiting after %v", time.Since(start))
+			}
+		})
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -26,6 +28,10 @@ type TopicSpec struct {
 	// Retention is retention.ms: the replay window after a writer outage and
 	// the main driver of broker storage. Default 168h.
 	Retention time.Duration
+	// Timeout bounds CreateTopics as a whole: brokers that refuse
+	// connections or do not answer make it fail by then, naming the
+	// cause. Default 15s.
+	Timeout time.Duration
 }
 
 // EnsureDefaults fills zero fields with their defaults.
@@ -41,6 +47,9 @@ func (s *TopicSpec) EnsureDefaults() {
 	}
 	if s.Retention == 0 {
 		s.Retention = 168 * time.Hour
+	}
+	if s.Timeout == 0 {
+		s.Timeout = 15 * time.Second
 	}
 }
 
@@ -59,6 +68,9 @@ func (s *TopicSpec) Validate() error {
 	if s.Retention < time.Hour {
 		errs = append(errs, fmt.Errorf("topics: retention %v: want at least 1h", s.Retention))
 	}
+	if s.Timeout < time.Second {
+		errs = append(errs, fmt.Errorf("topics: timeout %v: want at least 1s", s.Timeout))
+	}
 	return errors.Join(errs...)
 }
 
@@ -71,17 +83,24 @@ type TopicResult struct {
 
 // CreateTopics creates the persistence, metrics and dead-letter topics of
 // cfg with spec. Existing topics are reported and left unchanged, so the
-// command is safe to run again.
+// command is safe to run again. It returns within spec.Timeout (or when ctx
+// ends): brokers that cannot be reached or do not answer make it fail with
+// the last connection or request error seen.
 func CreateTopics(ctx context.Context, cfg Config, spec TopicSpec) ([]TopicResult, error) {
 	cfg.EnsureDefaults()
 	spec.EnsureDefaults()
 	if err := errors.Join(cfg.Validate(), spec.Validate()); err != nil {
 		return nil, err
 	}
-	cl, err := kgo.NewClient(cfg.ClientOpts()...)
+	ctx, cancel := context.WithTimeout(ctx, spec.Timeout)
+	defer cancel()
+	var last lastBrokerError
+	cl, err := kgo.NewClient(append(cfg.ClientOpts(), kgo.WithHooks(&last))...)
 	if err != nil {
 		return nil, fmt.Errorf("topics: connect: %w", err)
 	}
+	// Close cannot hang: this client neither produces nor joins a group,
+	// and Close only shuts its connections.
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	retention := strconv.FormatInt(spec.Retention.Milliseconds(), 10)
@@ -90,7 +109,15 @@ func CreateTopics(ctx context.Context, cfg Config, spec TopicSpec) ([]TopicResul
 	topics := []string{cfg.PersistTopic, cfg.MetricsTopic, cfg.DeadLetterTopic}
 	resp, err := adm.CreateTopics(ctx, spec.Partitions, spec.ReplicationFactor, configs, topics...)
 	if err != nil {
-		return nil, fmt.Errorf("topics: create %v: %w", topics, err)
+		if ctx.Err() != nil {
+			if cause := last.get(); cause != nil {
+				return nil, fmt.Errorf("topics: create %v: brokers %v gave no answer within %v: %w (last error: %w)",
+					topics, cfg.Brokers, spec.Timeout, err, cause)
+			}
+			return nil, fmt.Errorf("topics: create %v: brokers %v gave no answer within %v: %w",
+				topics, cfg.Brokers, spec.Timeout, err)
+		}
+		return nil, fmt.Errorf("topics: create %v at brokers %v: %w", topics, cfg.Brokers, err)
 	}
 	var out []TopicResult
 	var errs []error
@@ -106,4 +133,42 @@ func CreateTopics(ctx context.Context, cfg Config, spec TopicSpec) ([]TopicResul
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// lastBrokerError is a kgo hook keeping the last error of a connection or
+// request to a broker: when a request ends at its deadline, the reason the
+// brokers did not answer.
+type lastBrokerError struct {
+	mu  sync.Mutex
+	err error
+}
+
+var (
+	_ kgo.HookBrokerConnect = (*lastBrokerError)(nil)
+	_ kgo.HookBrokerE2E     = (*lastBrokerError)(nil)
+)
+
+// OnBrokerConnect implements kgo.HookBrokerConnect.
+func (l *lastBrokerError) OnBrokerConnect(meta kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
+	l.set(meta, err)
+}
+
+// OnBrokerE2E implements kgo.HookBrokerE2E.
+func (l *lastBrokerError) OnBrokerE2E(meta kgo.BrokerMetadata, _ int16, e2e kgo.BrokerE2E) {
+	l.set(meta, e2e.Err())
+}
+
+func (l *lastBrokerError) set(meta kgo.BrokerMetadata, err error) {
+	if err == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.err = fmt.Errorf("broker %s:%d: %w", meta.Host, meta.Port, err)
+}
+
+func (l *lastBrokerError) get() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
 }
