@@ -52,9 +52,10 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 				Message: "the upload encodes to a record larger than the queue accepts; split it: " + err.Error()}})
 			return
 		}
-		s.log.Warn("api: upload not accepted: Kafka did not acknowledge", "err", err)
+		// The producer logs Kafka's failures, once per interval: a line
+		// here would be one per upload during an outage.
 		writeErrors(w, http.StatusServiceUnavailable, errorList{{Code: CodeUpstreamFailed, Category: CategoryNetwork,
-			Message: "the persistence queue did not acknowledge the upload; nothing was accepted, retry later"}})
+			Message: "the persistence queue did not acknowledge the upload; nothing was accepted, retry later (" + err.Error() + ")"}})
 		return
 	}
 	writeJSON(w, http.StatusAccepted, map[string]int{"accepted": rows})

@@ -206,6 +206,11 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 			WriterGroup:     env.String("CAIRN_KAFKA_WRITER_GROUP"),
 			ProduceTimeout:  env.Duration("CAIRN_KAFKA_PRODUCE_TIMEOUT"),
 			MaxRecordBytes:  env.Int("CAIRN_KAFKA_MAX_RECORD_BYTES"),
+
+			PersistBufferRecords:   env.Int("CAIRN_KAFKA_PERSIST_BUFFER_RECORDS"),
+			PersistBufferBytes:     env.Int("CAIRN_KAFKA_PERSIST_BUFFER_BYTES"),
+			MetricsBufferRecords:   env.Int("CAIRN_KAFKA_METRICS_BUFFER_RECORDS"),
+			MetricsDeliveryTimeout: env.Duration("CAIRN_KAFKA_METRICS_DELIVERY_TIMEOUT"),
 		}
 		c.Queue.EnsureDefaults()
 		c.EmbeddedBroker = role == Dev && len(c.Queue.Brokers) == 0
@@ -224,6 +229,7 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 				Retention:         env.Duration("CAIRN_TOPIC_RETENTION"),
 			}
 		}
+		c.Topics.Timeout = env.Duration("CAIRN_TOPIC_CREATE_TIMEOUT")
 		if role == Dev {
 			// One broker: replication factor 1.
 			c.Topics.ReplicationFactor, c.Topics.MinInsyncReplicas = 1, 1

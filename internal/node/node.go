@@ -277,6 +277,8 @@ func (p *process) addQueryServer(qcfg queue.Config, st Store, checker *health.Ch
 		}
 		p.onClose("producer", func() error { pr.Close(); return nil })
 		producer = pr
+		// Queries do not need Kafka: it is reported, not critical.
+		checker.AddReported("kafka", false, pr.Health)
 	}
 	acfg := cfg.API
 	acfg.Health = checker
