@@ -231,6 +231,21 @@ func TestStopWhileBarrierWaitsReturnsInTime(t *testing.T) {
 	}
 }
 
+// A writer stopped while Kafka is gone (its commit, the group leave and
+// the lag readings all failing) still returns in time.
+func TestStopWhileKafkaDownReturnsInTime(t *testing.T) {
+	e := newEnv(t)
+	e.produce("user\x00u1", upload(t, "u1", t0, "user.age", int64(1)))
+	r := e.run(Config{DrainTimeout: 500 * time.Millisecond, HealthWindow: 300 * time.Millisecond, LagInterval: 100 * time.Millisecond}, nil)
+	eventually(t, "the record written", func() bool { return e.read("u1")[0].Value == int64(1) })
+	e.cluster.Close()
+	eventually(t, "Health to name kafka", func() bool {
+		var de *DependencyError
+		return errors.As(r.w.Health(), &de) && de.Dependency == "kafka"
+	})
+	r.stopInTime()
+}
+
 const registryV2YAML = `
 namespaces:
   - name: user

@@ -118,10 +118,15 @@ func (w *Writer) SetRegistry(reg *feature.Registry) {
 	}
 }
 
-func (w *Writer) registry() *feature.Registry {
+// snapshot returns the registry and the set of paused partitions.
+func (w *Writer) snapshot() (*feature.Registry, map[int32]bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.mu.reg
+	paused := make(map[int32]bool, len(w.mu.paused))
+	for p := range w.mu.paused {
+		paused[p] = true
+	}
+	return w.mu.reg, paused
 }
 
 // pause stops r's partition at r, which names what the registry does not

@@ -402,8 +402,10 @@ func (w *Writer) process(ctx context.Context, records []*kgo.Record) ([]*kgo.Rec
 	}
 	w.setInflight(oldest)
 
-	reg := w.registry()
-	stopped := map[int32]bool{}
+	// Partitions paused by an earlier batch stay stopped: franz-go drops
+	// their buffered records, and this guards against any left over (they
+	// are at or after the paused record, so fetched again on resume).
+	reg, stopped := w.snapshot()
 	var done []*kgo.Record
 	var good []decoded
 	for _, r := range records {
