@@ -329,6 +329,9 @@ func TestUnknownFeaturePausesPartitionUntilRegistryKnowsIt(t *testing.T) {
 	if n := e.deadLetters(); n != 0 {
 		t.Errorf("%d records dead-lettered", n)
 	}
+	if err := r.w.Health(); err != nil {
+		t.Errorf("Health() = %v with the store and Kafka up", err)
+	}
 }
 
 // What broke: after a writer was killed and restarted, its partitions
@@ -354,5 +357,41 @@ func TestRestartedStaticMemberTakesPartitionsAtOnce(t *testing.T) {
 	eventually(t, "the restarted writer wrote a fresh record", func() bool { return e.read("u1")[0].Value == int64(2) })
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("restarted writer took %v, want far less than the 1m session timeout", d)
+	}
+}
+
+func TestFailingWindow(t *testing.T) {
+	var f failing
+	now := time.Now()
+	if _, bad := f.longer(now, time.Second); bad {
+		t.Fatal("unhealthy before any failure")
+	}
+	f.fail(now)
+	f.fail(now.Add(time.Second)) // the run started at the first failure
+	if _, bad := f.longer(now.Add(time.Second), time.Second); bad {
+		t.Error("unhealthy at the window's end, want after it")
+	}
+	if since, bad := f.longer(now.Add(1500*time.Millisecond), time.Second); !bad || !since.Equal(time.Unix(0, now.UnixNano())) {
+		t.Errorf("longer = %v, %v; want the first failure, true", since, bad)
+	}
+	f.ok()
+	if _, bad := f.longer(now.Add(time.Hour), time.Second); bad {
+		t.Error("unhealthy after a success")
+	}
+}
+
+func TestLimiterCountsSuppressedLines(t *testing.T) {
+	l := limiter{every: 10 * time.Second}
+	now := time.Now()
+	if n, ok := l.allow(now); !ok || n != 0 {
+		t.Fatalf("first line: %d, %v", n, ok)
+	}
+	for i := range 5 {
+		if _, ok := l.allow(now.Add(time.Duration(i) * time.Second)); ok {
+			t.Fatalf("line %d within the interval logged", i)
+		}
+	}
+	if n, ok := l.allow(now.Add(10 * time.Second)); !ok || n != 5 {
+		t.Errorf("after the interval: %d suppressed, %v; want 5, true", n, ok)
 	}
 }
