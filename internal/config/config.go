@@ -39,6 +39,16 @@ func twiceProcs(*Env) string { return strconv.Itoa(2 * runtime.GOMAXPROCS(0)) }
 func procs(*Env) string      { return strconv.Itoa(runtime.GOMAXPROCS(0)) }
 func tenProcs(*Env) string   { return strconv.Itoa(10 * runtime.GOMAXPROCS(0)) }
 
+// hostName computes the default "host name": this machine's, or empty
+// when it cannot be read.
+func hostName(*Env) string {
+	h, err := os.Hostname()
+	if err != nil {
+		return ""
+	}
+	return h
+}
+
 // clientThreads computes the default "DYNAMODB_NUM_CLIENT_THREADS": that
 // knob's effective value. (It cannot go through Value, which reads Knobs.)
 func clientThreads(e *Env) string {
@@ -91,6 +101,9 @@ var Knobs = []Knob{
 
 	{Name: "CAIRN_WRITER_MAX_BATCH_RECORDS", Default: "1000", Doc: "Most records the writer coalesces into one store write."},
 	{Name: "CAIRN_WRITER_MAX_BACKOFF", Default: "30s", Doc: "Longest pause between the writer's attempts at a failing store write."},
+	{Name: "CAIRN_WRITER_INSTANCE_ID", Default: "host name", Computed: hostName, Doc: "Static consumer-group membership of `cairn write`: a writer restarted with the same id takes its partitions back at once instead of after the session timeout. Stable across restarts, unique per writer; empty disables static membership. A writer stopped for good leaves its partitions idle for CAIRN_WRITER_SESSION_TIMEOUT (docs/queue.md)."},
+	{Name: "CAIRN_WRITER_SESSION_TIMEOUT", Default: "30s", Doc: "How long the writers' group waits for a writer that stopped heartbeating (killed, or a static member gone) before moving its partitions; within the brokers' group.min/max.session.timeout.ms (6s..30m)."},
+	{Name: "CAIRN_WRITER_HEALTH_WINDOW", Default: "15s", Doc: "`cairn write`: /healthz fails once store writes, or Kafka requests, have failed with no success in between for this long."},
 
 	// The DynamoDB online store (docs/dynamodb.md), and the read-path
 	// accelerators in front of any store that keep their DYNAMODB_* names.

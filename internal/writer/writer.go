@@ -11,12 +11,20 @@
 //     writes are newest-wins by observed-at, writing them again changes
 //     nothing.
 //   - A poison record never blocks a partition: a record that cannot be
-//     decoded, names a feature the registry does not have, or is rejected by
-//     the store as unwritable goes to the dead-letter topic with the reason in
-//     its headers, and the partition moves on.
+//     decoded, holds a value of the wrong type for its feature, or is
+//     rejected by the store as unwritable goes to the dead-letter topic with
+//     the reason in its headers, and the partition moves on.
+//   - A record naming a namespace or feature the registry does not know is
+//     not poison: the writers' feature file is older than the query
+//     servers'. The writer pauses that partition at that record (see
+//     [Writer.Ready]) and resumes it from that record once [Writer.SetRegistry]
+//     gives it a registry that knows the name. Other partitions go on.
 //   - Store outages and throttling pause consumption: the batch is retried
 //     with capped, jittered exponential backoff and nothing is committed
 //     until it succeeds.
+//   - A stopping writer never hangs: [Writer.Run] returns at most
+//     DrainTimeout plus a few seconds after its context ends, whatever the
+//     store or Kafka do, leaving an unfinished batch uncommitted.
 package writer
 
 import (
@@ -26,6 +34,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,6 +54,10 @@ type Store interface {
 	Write(ctx context.Context, writes []store.EntityWrite) error
 }
 
+// leaveTimeout bounds leaving the consumer group at the end of Run, so that
+// a writer stopped while Kafka is unreachable still exits.
+const leaveTimeout = 5 * time.Second
+
 // Config tunes the writer.
 type Config struct {
 	// MaxBatchRecords is the most records coalesced into one store write.
@@ -56,7 +69,8 @@ type Config struct {
 	MaxBackoff time.Duration
 	// DrainTimeout is how long a stopping writer keeps trying to finish its
 	// current batch before giving up on it (uncommitted, so redelivered).
-	// Default 30s.
+	// Run returns at most DrainTimeout plus 5s (the bounded group leave)
+	// after its context ends. Default 30s.
 	DrainTimeout time.Duration
 	// FilterLease and FilterGroupPrefix must match the query servers'
 	// Bloom filter trackers (see package bloom): before writing a batch
@@ -64,6 +78,31 @@ type Config struct {
 	// Defaults 10s and "cairn-bloom.".
 	FilterLease       time.Duration
 	FilterGroupPrefix string
+
+	// InstanceID makes the writer a static member of its consumer group
+	// (KIP-345): a writer restarted with the same id takes its partitions
+	// back at once, without a rebalance and without waiting for the
+	// session timeout. It must be stable across restarts and unique among
+	// the writers of a group. A static member does not leave the group when
+	// it stops: its partitions stay idle until it comes back or
+	// SessionTimeout passes. The process sets it from
+	// CAIRN_WRITER_INSTANCE_ID, whose default is the host name. Default
+	// empty: dynamic membership.
+	InstanceID string
+	// SessionTimeout is how long the group waits for a writer that stopped
+	// heartbeating (killed, partitioned, or a static member gone for good)
+	// before giving its partitions to the others. It must lie within the
+	// brokers' group.min.session.timeout.ms and
+	// group.max.session.timeout.ms (6s and 30m by default). Default 30s.
+	SessionTimeout time.Duration
+	// HealthWindow is how long store writes, or Kafka fetches, commits and
+	// offset listings, may fail without a success in between before Health
+	// reports the writer unhealthy. Default 15s.
+	HealthWindow time.Duration
+	// LagInterval is how often the lag of the owned partitions
+	// (cairn_writer_lag_records) is read from Kafka; each reading is
+	// bounded by the same duration. Default 5s.
+	LagInterval time.Duration
 }
 
 // EnsureDefaults fills zero fields with their defaults.
@@ -80,6 +119,15 @@ func (c *Config) EnsureDefaults() {
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 30 * time.Second
 	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = 30 * time.Second
+	}
+	if c.HealthWindow == 0 {
+		c.HealthWindow = 15 * time.Second
+	}
+	if c.LagInterval == 0 {
+		c.LagInterval = 5 * time.Second
+	}
 }
 
 // Validate reports every problem with c.
@@ -94,6 +142,15 @@ func (c *Config) Validate() error {
 	if c.DrainTimeout < 0 {
 		errs = append(errs, fmt.Errorf("writer: drain timeout %v is negative", c.DrainTimeout))
 	}
+	if c.SessionTimeout < 6*time.Second || c.SessionTimeout > 30*time.Minute {
+		errs = append(errs, fmt.Errorf("writer: session timeout %v: want 6s..30m (the brokers' default group.min/max.session.timeout.ms)", c.SessionTimeout))
+	}
+	if c.HealthWindow <= 0 {
+		errs = append(errs, fmt.Errorf("writer: health window %v: want more than 0", c.HealthWindow))
+	}
+	if c.LagInterval <= 0 {
+		errs = append(errs, fmt.Errorf("writer: lag interval %v: want more than 0", c.LagInterval))
+	}
 	return errors.Join(errs...)
 }
 
@@ -101,13 +158,34 @@ func (c *Config) Validate() error {
 type Writer struct {
 	cfg   Config
 	qcfg  queue.Config
-	reg   *feature.Registry
 	store Store
 	cl    *kgo.Client
+	adm   *kadm.Client
 	log   *slog.Logger
 	m     metrics
 
 	barrier *bloom.Barrier
+
+	// storeHealth, kafkaHealth and deadLetterHealth track runs of
+	// failures for Health.
+	storeHealth, kafkaHealth, deadLetterHealth failing
+	// Rate limits of the log lines a failing dependency repeats.
+	storeLog, kafkaLog, fetchLog limiter
+
+	mu struct {
+		sync.Mutex
+		// reg is the feature registry records are checked against.
+		reg *feature.Registry
+		// paused holds the partitions stopped at a record naming
+		// something reg does not know.
+		paused map[int32]pausedAt
+		// owned are the persistence topic's partitions assigned to this
+		// writer.
+		owned map[int32]bool
+		// inflight is the timestamp of the oldest record of the batch
+		// being written; zero between batches.
+		inflight time.Time
+	}
 }
 
 type metrics struct {
@@ -116,6 +194,9 @@ type metrics struct {
 	storeErrors prometheus.Counter
 	batch       prometheus.Histogram
 	commits     *prometheus.CounterVec
+	paused      prometheus.Gauge
+	lagRecords  *prometheus.GaugeVec
+	lagSeconds  prometheus.GaugeFunc
 }
 
 // New joins the writers' consumer group. Consumption starts with Run.
@@ -125,6 +206,11 @@ func New(qcfg queue.Config, cfg Config, reg *feature.Registry, st Store, promReg
 	if err := errors.Join(qcfg.Validate(), cfg.Validate()); err != nil {
 		return nil, err
 	}
+	w := &Writer{cfg: cfg, qcfg: qcfg, store: st, log: log}
+	w.mu.reg = reg
+	w.mu.paused = map[int32]pausedAt{}
+	w.mu.owned = map[int32]bool{}
+	w.storeLog.every, w.kafkaLog.every, w.fetchLog.every = logEvery, logEvery, logEvery
 	opts := append(qcfg.ClientOpts(),
 		kgo.ConsumerGroup(qcfg.WriterGroup),
 		kgo.ConsumeTopics(qcfg.PersistTopic),
@@ -132,18 +218,35 @@ func New(qcfg queue.Config, cfg Config, reg *feature.Registry, st Store, promReg
 		kgo.DisableAutoCommit(),
 		// Rebalances wait until the polled batch is written and committed,
 		// so a partition never moves while its records are half done.
+		// Hazard: Close waits for a rebalance that an un-allowed poll
+		// blocks forever, so Run always ends with AllowRebalance and
+		// CloseAllowingRebalance (see close).
 		kgo.BlockRebalanceOnPoll(),
+		kgo.SessionTimeout(cfg.SessionTimeout),
+		// The revoke and lost callbacks only forget per-partition state:
+		// with autocommit off, every batch is committed before the poll
+		// that follows it allows a rebalance, so there is nothing left to
+		// commit on revoke.
+		kgo.OnPartitionsAssigned(w.assigned),
+		kgo.OnPartitionsRevoked(w.revoked),
+		kgo.OnPartitionsLost(w.revoked),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// The dead-letter topic is written by this client.
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerBatchMaxBytes(int32(qcfg.MaxRecordBytes)+4096),
 	)
+	if cfg.InstanceID != "" {
+		// A static member sends no LeaveGroup on Close: its partitions
+		// wait SessionTimeout for it (docs/queue.md, static membership).
+		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
+	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("writer: new consumer: %w", err)
 	}
-	w := &Writer{cfg: cfg, qcfg: qcfg, reg: reg, store: st, cl: cl, log: log,
-		barrier: bloom.NewBarrier(kadm.NewClient(cl), qcfg.PersistTopic, cfg.FilterGroupPrefix, cfg.FilterLease, promReg, log)}
+	w.cl = cl
+	w.adm = kadm.NewClient(cl)
+	w.barrier = bloom.NewBarrier(w.adm, qcfg.PersistTopic, cfg.FilterGroupPrefix, cfg.FilterLease, promReg, log)
 	w.m = metrics{
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cairn_writer_records_total",
@@ -166,15 +269,31 @@ func New(qcfg queue.Config, cfg Config, reg *feature.Registry, st Store, promReg
 			Name: "cairn_writer_commits_total",
 			Help: "Offset commits, by outcome (ok, error). A failed commit only means redelivery.",
 		}, []string{"outcome"}),
+		paused: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cairn_writer_paused_partitions",
+			Help: "Partitions paused at a record naming a namespace or feature this writer's registry does not know; reload the feature file to resume.",
+		}),
+		lagRecords: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cairn_writer_lag_records",
+			Help: "Per partition owned by this writer: the partition's end offset minus the group's committed offset.",
+		}, []string{"partition"}),
+		lagSeconds: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "cairn_writer_lag_seconds",
+			Help: "Age of the oldest record polled but not yet written (in the batch in hand or at a paused partition); 0 when caught up.",
+		}, w.lagSeconds),
 	}
 	if promReg != nil {
-		promReg.MustRegister(w.m.records, w.m.entities, w.m.storeErrors, w.m.batch, w.m.commits)
+		promReg.MustRegister(w.m.records, w.m.entities, w.m.storeErrors, w.m.batch, w.m.commits,
+			w.m.paused, w.m.lagRecords, w.m.lagSeconds)
 	}
 	return w, nil
 }
 
 // Run consumes until ctx is done, then finishes the batch in hand (for at
-// most DrainTimeout), commits it, leaves the group and closes the client.
+// most DrainTimeout), commits it, leaves the group (a dynamic member) and
+// closes the client. It returns at most DrainTimeout plus 5s after ctx
+// ends, whatever the store and Kafka do; a batch not finished by then is
+// left uncommitted for the partitions' next owner.
 func (w *Writer) Run(ctx context.Context) error {
 	// Work on a batch continues past ctx's end so that a shutdown finishes
 	// it; drainCtx ends DrainTimeout after ctx.
@@ -185,7 +304,14 @@ func (w *Writer) Run(ctx context.Context) error {
 		context.AfterFunc(drainCtx, func() { t.Stop() })
 	})
 	defer stop()
-	defer w.cl.Close() // leaves the group
+
+	lagCtx, stopLag := context.WithCancel(ctx)
+	lagDone := make(chan struct{})
+	go func() {
+		defer close(lagDone)
+		w.refreshLag(lagCtx)
+	}()
+	defer w.close(stopLag, lagDone)
 
 	for {
 		fetches := w.cl.PollRecords(ctx, w.cfg.MaxBatchRecords)
@@ -193,20 +319,28 @@ func (w *Writer) Run(ctx context.Context) error {
 			return nil
 		}
 		fetches.EachError(func(topic string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) {
-				w.log.Warn("writer: fetch", "topic", topic, "partition", p, "err", err)
+			if errors.Is(err, context.Canceled) {
+				return
+			}
+			w.kafkaHealth.fail(time.Now())
+			if n, ok := w.fetchLog.allow(time.Now()); ok {
+				w.log.Warn("writer: fetch", "topic", topic, "partition", p, "err", err, "suppressed", n)
 			}
 		})
 		records := fetches.Records()
 		if len(records) > 0 {
 			start := time.Now()
-			if err := w.process(drainCtx, records); err != nil {
+			done, err := w.process(drainCtx, records)
+			if err != nil {
 				// Only a cancelled drain gets here: leave the batch
 				// uncommitted for whoever owns the partitions next.
 				w.log.Warn("writer: batch abandoned at shutdown; it will be redelivered", "records", len(records), "err", err)
 				return nil
 			}
-			w.commit(drainCtx, records)
+			if len(done) > 0 {
+				w.commit(drainCtx, done)
+			}
+			w.setInflight(time.Time{})
 			w.m.batch.Observe(time.Since(start).Seconds())
 		}
 		w.cl.AllowRebalance()
@@ -216,12 +350,35 @@ func (w *Writer) Run(ctx context.Context) error {
 	}
 }
 
+// close stops the lag readings and closes the client without hanging.
+func (w *Writer) close(stopLag func(), lagDone <-chan struct{}) {
+	stopLag()
+	<-lagDone
+	// BlockRebalanceOnPoll: a poll not followed by AllowRebalance (an
+	// abandoned batch) would block the leave, and Close with it, forever.
+	w.cl.AllowRebalance()
+	// Close waits for the group to be left, which, for a dynamic member,
+	// takes a LeaveGroup answered by the coordinator: bounded here, as
+	// franz-go's Close documents, so that Kafka being down cannot hang
+	// the stop. A static member sends no LeaveGroup.
+	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+	if err := w.cl.LeaveGroupContext(ctx); err != nil {
+		w.log.Warn("writer: leaving the consumer group failed; the group waits for the session timeout", "err", err)
+	}
+	cancel()
+	w.cl.CloseAllowingRebalance()
+}
+
 func (w *Writer) commit(ctx context.Context, records []*kgo.Record) {
 	if err := w.cl.CommitRecords(ctx, records...); err != nil {
 		w.m.commits.WithLabelValues("error").Inc()
+		if ctx.Err() == nil {
+			w.kafkaHealth.fail(time.Now())
+		}
 		w.log.Warn("writer: commit failed; the batch will be redelivered and rewritten harmlessly", "records", len(records), "err", err)
 		return
 	}
+	w.kafkaHealth.ok()
 	w.m.commits.WithLabelValues("ok").Inc()
 }
 
@@ -231,23 +388,48 @@ type decoded struct {
 	writes []store.EntityWrite
 }
 
-// process writes a batch: dead-letters what cannot be decoded, coalesces the
-// rest and writes it. It returns only once everything is durable, or with
-// ctx's error.
-func (w *Writer) process(ctx context.Context, records []*kgo.Record) error {
+// process writes a batch: dead-letters what cannot be decoded, pauses the
+// partitions of records naming what the registry does not know, coalesces
+// the rest and writes it. It returns the records to commit (every record
+// but those at or after a pause, in their partitions) once they are all
+// durable, or ctx's error.
+func (w *Writer) process(ctx context.Context, records []*kgo.Record) ([]*kgo.Record, error) {
+	oldest := records[0].Timestamp
+	for _, r := range records {
+		if r.Timestamp.Before(oldest) {
+			oldest = r.Timestamp
+		}
+	}
+	w.setInflight(oldest)
+
+	// Partitions paused by an earlier batch stay stopped: franz-go drops
+	// their buffered records, and this guards against any left over (they
+	// are at or after the paused record, so fetched again on resume).
+	reg, stopped := w.snapshot()
+	var done []*kgo.Record
 	var good []decoded
 	for _, r := range records {
-		writes, err := w.decode(r.Value)
-		if err != nil {
-			if err := w.deadLetter(ctx, r, err); err != nil {
-				return err
-			}
+		if stopped[r.Partition] {
 			continue
 		}
-		good = append(good, decoded{rec: r, writes: writes})
+		writes, err := decode(reg, r.Value)
+		var unknown *UnknownFeatureError
+		switch {
+		case errors.As(err, &unknown):
+			stopped[r.Partition] = true
+			w.pause(r, unknown)
+			continue
+		case err != nil:
+			if err := w.deadLetter(ctx, r, err); err != nil {
+				return nil, err
+			}
+		default:
+			good = append(good, decoded{rec: r, writes: writes})
+		}
+		done = append(done, r)
 	}
 	if len(good) == 0 {
-		return nil
+		return done, nil
 	}
 	// Every live query server's Bloom filter must hold these keys before
 	// the store does.
@@ -258,7 +440,7 @@ func (w *Writer) process(ctx context.Context, records []*kgo.Record) error {
 		}
 	}
 	if err := w.barrier.Wait(ctx, ends); err != nil {
-		return err
+		return nil, err
 	}
 	var all []store.EntityWrite
 	for _, d := range good {
@@ -267,10 +449,10 @@ func (w *Writer) process(ctx context.Context, records []*kgo.Record) error {
 	err := w.write(ctx, store.Coalesce(all))
 	if err == nil {
 		w.m.records.WithLabelValues("written").Add(float64(len(good)))
-		return nil
+		return done, nil
 	}
 	if !errors.Is(err, store.ErrRejected) {
-		return err
+		return nil, err
 	}
 	// Some entity can never be written. Find the records holding it by
 	// writing record by record; the rest are written as usual.
@@ -281,19 +463,23 @@ func (w *Writer) process(ctx context.Context, records []*kgo.Record) error {
 			w.m.records.WithLabelValues("written").Inc()
 		case errors.Is(err, store.ErrRejected):
 			if err := w.deadLetter(ctx, d.rec, err); err != nil {
-				return err
+				return nil, err
 			}
 		default:
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return done, nil
 }
 
 // write retries a store write until it succeeds, is rejected, or ctx ends.
 func (w *Writer) write(ctx context.Context, writes []store.EntityWrite) error {
 	for attempt := 0; ; attempt++ {
 		err := w.store.Write(ctx, writes)
+		if err == nil || errors.Is(err, store.ErrRejected) {
+			// A rejection is an answer: the store is up.
+			w.storeHealth.ok()
+		}
 		if err == nil {
 			w.m.entities.Add(float64(len(writes)))
 			return nil
@@ -301,9 +487,15 @@ func (w *Writer) write(ctx context.Context, writes []store.EntityWrite) error {
 		if errors.Is(err, store.ErrRejected) {
 			return err
 		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		w.storeHealth.fail(time.Now())
 		w.m.storeErrors.Inc()
 		d := Backoff(attempt, w.cfg.MinBackoff, w.cfg.MaxBackoff)
-		w.log.Warn("writer: store write failed; pausing", "entities", len(writes), "attempt", attempt+1, "retry_in", d, "err", err)
+		if n, ok := w.storeLog.allow(time.Now()); ok {
+			w.log.Warn("writer: store write failed; pausing", "entities", len(writes), "attempt", attempt+1, "retry_in", d, "err", err, "suppressed", n)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -325,23 +517,26 @@ func Backoff(attempt int, min, max time.Duration) time.Duration {
 }
 
 // decode turns a record into store writes, checking every value against
-// the registry.
-func (w *Writer) decode(value []byte) ([]store.EntityWrite, error) {
+// reg. A name reg does not know is reported as an *UnknownFeatureError.
+func decode(reg *feature.Registry, value []byte) ([]store.EntityWrite, error) {
 	rec, err := queue.DecodeRecord(value)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]store.EntityWrite, 0, len(rec.Entities))
 	for _, e := range rec.Entities {
-		ns, ok := w.reg.Namespace(e.Namespace)
+		ns, ok := reg.Namespace(e.Namespace)
 		if !ok {
-			return nil, fmt.Errorf("unknown namespace %q", e.Namespace)
+			return nil, &UnknownFeatureError{Namespace: e.Namespace}
 		}
 		ew := store.EntityWrite{Namespace: ns, Key: e.Key, Values: make([]store.Value, 0, len(e.Values))}
 		for _, v := range e.Values {
-			f, ok := w.reg.Lookup(v.FQN)
-			if !ok || f.Namespace != ns {
-				return nil, fmt.Errorf("unknown feature %q in namespace %q", v.FQN, e.Namespace)
+			f, ok := reg.Lookup(v.FQN)
+			if !ok {
+				return nil, &UnknownFeatureError{Namespace: e.Namespace, Feature: v.FQN}
+			}
+			if f.Namespace != ns {
+				return nil, fmt.Errorf("feature %q is not in namespace %q", v.FQN, e.Namespace)
 			}
 			if err := feature.Check(f.Type, v.Value); err != nil {
 				return nil, fmt.Errorf("feature %q: %w", v.FQN, err)
@@ -373,14 +568,18 @@ func (w *Writer) deadLetter(ctx context.Context, r *kgo.Record, reason error) er
 	for attempt := 0; ; attempt++ {
 		err := w.cl.ProduceSync(ctx, dl).FirstErr()
 		if err == nil {
+			w.deadLetterHealth.ok()
 			w.m.records.WithLabelValues("dead_lettered").Inc()
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		w.deadLetterHealth.fail(time.Now())
 		d := Backoff(attempt, w.cfg.MinBackoff, w.cfg.MaxBackoff)
-		w.log.Warn("writer: dead-letter produce failed; retrying", "retry_in", d, "err", err)
+		if n, ok := w.kafkaLog.allow(time.Now()); ok {
+			w.log.Warn("writer: dead-letter produce failed; retrying", "retry_in", d, "err", err, "suppressed", n)
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -178,8 +178,7 @@ func TestPoisonRecordsGoToDeadLetterAndPartitionMovesOn(t *testing.T) {
 	e := newEnv(t)
 	poison := [][]byte{
 		[]byte("not a record"),
-		upload(t, "u2", t0, "user.height", int64(180)), // unknown feature
-		upload(t, "u3", t0, "user.age", "forty"),       // wrong type
+		upload(t, "u3", t0, "user.age", "forty"), // wrong type
 	}
 	// Same key, so same partition: the good record sits behind the poison.
 	e.produce("same", poison...)
@@ -206,7 +205,7 @@ func TestPoisonRecordsGoToDeadLetterAndPartitionMovesOn(t *testing.T) {
 	if len(dead) != len(poison) {
 		t.Fatalf("dead-letter topic has %d records, want %d", len(dead), len(poison))
 	}
-	wantReasons := []string{"bad record", `unknown feature "user.height"`, `feature "user.age": want int, got string`}
+	wantReasons := []string{"bad record", `feature "user.age": want int, got string`}
 	for i, r := range dead {
 		h := map[string]string{}
 		for _, kv := range r.Headers {
@@ -279,9 +278,10 @@ func TestBackoff(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	c := Config{MaxBatchRecords: -1, MinBackoff: time.Second, MaxBackoff: time.Millisecond, DrainTimeout: -1}
+	c := Config{MaxBatchRecords: -1, MinBackoff: time.Second, MaxBackoff: time.Millisecond, DrainTimeout: -1,
+		SessionTimeout: time.Second, HealthWindow: -1, LagInterval: -1}
 	err := c.Validate()
-	for _, want := range []string{"max batch records", "backoff", "drain timeout"} {
+	for _, want := range []string{"max batch records", "backoff", "drain timeout", "session timeout", "health window", "lag interval"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want mention of %s", err, want)
 		}
