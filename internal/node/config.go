@@ -276,6 +276,9 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 			MaxBatchRecords: env.Int("CAIRN_WRITER_MAX_BATCH_RECORDS"),
 			MaxBackoff:      env.Duration("CAIRN_WRITER_MAX_BACKOFF"),
 			DrainTimeout:    c.ShutdownTimeout,
+			InstanceID:      env.String("CAIRN_WRITER_INSTANCE_ID"),
+			SessionTimeout:  env.Duration("CAIRN_WRITER_SESSION_TIMEOUT"),
+			HealthWindow:    env.Duration("CAIRN_WRITER_HEALTH_WINDOW"),
 		}
 	}
 	if role.writes() || role.serves() {

@@ -306,7 +306,11 @@ func (p *process) addWriter(qcfg queue.Config, st Store, checker *health.Checker
 		return err
 	}
 	p.component(Component{Name: "writer", Run: w.Run})
-	p.log.Info("persistence writer started", "group", qcfg.WriterGroup, "topic", qcfg.PersistTopic)
+	p.component(reloader(cfg.Features, w.SetRegistry, p.log))
+	// A writer is of no use without its store or Kafka: both critical.
+	checker.AddReported("writer", true, w.Health)
+	checker.AddReadiness("writer", w.Ready)
+	p.log.Info("persistence writer started", "group", qcfg.WriterGroup, "topic", qcfg.PersistTopic, "instance_id", cfg.Writer.InstanceID)
 	if cfg.Role != Write {
 		return nil
 	}
@@ -361,8 +365,10 @@ func (p *process) listening(what string, ln net.Listener, onListen func(string))
 	}
 }
 
-// Reloader is a component of `cairn write` and `cairn dev`: on SIGHUP the
-// feature file is read again and handed to set.
+// reloader is a component of `cairn write` and `cairn dev`: on SIGHUP the
+// feature file is read again and handed to set (the writer resumes the
+// partitions it paused at features it did not know). A file that does not
+// load keeps the features in use.
 func reloader(path string, set func(*feature.Registry), log *slog.Logger) Component {
 	return Component{Name: "feature reload", Run: func(ctx context.Context) error {
 		hup := make(chan os.Signal, 1)
