@@ -9,6 +9,8 @@ import (
 	"math"
 	"strconv"
 	"time"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // TimeLayout is how datetimes are answered: RFC 3339 in UTC with up to
@@ -30,7 +32,90 @@ func ParseTime(s string) (time.Time, error) {
 
 // FromJSON decodes one JSON value of type t into its canonical Go value.
 // JSON null gives nil.
+//
+// Text that is not Unicode is refused (see CheckText), anywhere in the
+// value: a string, a list's element, a key or string inside a json object.
+// encoding/json would replace it with U+FFFD, so that two different keys
+// sent by a client would become one entity, and a stored string would
+// differ from the one sent. Null elements of a vector are refused too: a
+// vector is exactly N numbers.
 func FromJSON(t Type, raw json.RawMessage) (any, error) {
+	if err := CheckText(raw); err != nil {
+		return nil, err
+	}
+	return fromJSON(t, raw)
+}
+
+// CheckText reports whether the JSON text raw holds only Unicode text:
+// valid UTF-8, and no \u escape of a UTF-16 surrogate that is not half of
+// a pair (\ud800 alone, or a low surrogate first). encoding/json replaces
+// both with U+FFFD instead of failing. raw need not be valid JSON
+// otherwise; a backslash is taken to start an escape, as it does in valid
+// JSON, where it appears only inside strings.
+func CheckText(raw []byte) error {
+	if !utf8.Valid(raw) {
+		for i := 0; i < len(raw); {
+			r, n := utf8.DecodeRune(raw[i:])
+			if r == utf8.RuneError && n <= 1 {
+				return fmt.Errorf("text is not valid UTF-8 (byte 0x%02x at offset %d)", raw[i], i)
+			}
+			i += n
+		}
+	}
+	for i := bytes.IndexByte(raw, '\\'); i >= 0 && i+1 < len(raw); {
+		next := i + 2
+		if raw[i+1] == 'u' {
+			r, ok := hex4(raw, i+2)
+			switch {
+			case !ok:
+			case utf16.IsSurrogate(r) && r < 0xdc00:
+				// A high surrogate: a low one must follow.
+				if len(raw) >= i+12 && raw[i+6] == '\\' && raw[i+7] == 'u' {
+					if lo, ok := hex4(raw, i+8); ok && lo >= 0xdc00 && lo <= 0xdfff {
+						next = i + 12
+						break
+					}
+				}
+				return fmt.Errorf("text has an unpaired UTF-16 surrogate escape %s at offset %d", raw[i:i+6], i)
+			case utf16.IsSurrogate(r):
+				return fmt.Errorf("text has an unpaired UTF-16 surrogate escape %s at offset %d", raw[i:i+6], i)
+			}
+		}
+		if next >= len(raw) {
+			break
+		}
+		j := bytes.IndexByte(raw[next:], '\\')
+		if j < 0 {
+			break
+		}
+		i = next + j
+	}
+	return nil
+}
+
+// hex4 decodes the four hex digits at raw[i:].
+func hex4(raw []byte, i int) (rune, bool) {
+	if len(raw) < i+4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range raw[i : i+4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}
+
+func fromJSON(t Type, raw json.RawMessage) (any, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {
 		return nil, errors.New("empty value")
@@ -88,7 +173,7 @@ func FromJSON(t Type, raw json.RawMessage) (any, error) {
 		}
 		out := make([]any, len(elems))
 		for i, e := range elems {
-			v, err := FromJSON(*t.Elem, e)
+			v, err := fromJSON(*t.Elem, e)
 			if err != nil {
 				return nil, fmt.Errorf("element %d: %w", i, err)
 			}
@@ -108,6 +193,11 @@ func FromJSON(t Type, raw json.RawMessage) (any, error) {
 		}
 		out := make([]float32, len(elems))
 		for i, e := range elems {
+			e = bytes.TrimSpace(e)
+			if string(e) == "null" {
+				// json.Unmarshal leaves f alone for null: it was stored as 0.
+				return nil, fmt.Errorf("element %d: null is not allowed in a vector", i)
+			}
 			var f float64
 			if len(e) == 0 || e[0] == '"' || json.Unmarshal(e, &f) != nil {
 				return nil, fmt.Errorf("element %d: want a number, got %s", i, clip(e))

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func mustType(t testing.TB, s string) Type {
@@ -77,6 +78,81 @@ func TestFromJSONRejects(t *testing.T) {
 		_, err := FromJSON(mustType(t, tt.typ), json.RawMessage(tt.in))
 		if err == nil || !strings.Contains(err.Error(), tt.msg) {
 			t.Errorf("%s %s: error %v, want one containing %q", tt.typ, tt.in, err, tt.msg)
+		}
+	}
+}
+
+// Regression: a vector accepted null elements, and json.Unmarshal, leaving
+// the float alone, stored each as 0.
+func TestFromJSONVectorNull(t *testing.T) {
+	for _, in := range []string{`[1, null, 3]`, `[null,2,3]`, `[1,2, null ]`} {
+		_, err := FromJSON(mustType(t, "vector[3]"), json.RawMessage(in))
+		if err == nil {
+			t.Errorf("vector[3] %s: accepted", in)
+			continue
+		}
+		if want := "null is not allowed in a vector"; !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "element ") {
+			t.Errorf("vector[3] %s: error %q, want one naming the element and saying %q", in, err, want)
+		}
+	}
+	_, err := FromJSON(mustType(t, "list[vector[2]]"), json.RawMessage(`[[1,2],[3,null]]`))
+	if err == nil || !strings.Contains(err.Error(), "element 1: element 1: null") {
+		t.Errorf("list[vector[2]] with a null in its second vector: %v", err)
+	}
+	if v, err := FromJSON(mustType(t, "vector[2]"), json.RawMessage(`null`)); err != nil || v != nil {
+		t.Errorf("a null vector (absent value): %v, %v; want nil, no error", v, err)
+	}
+}
+
+// Regression: text that is not Unicode, raw bytes or an escape of half a
+// UTF-16 surrogate pair, was replaced by U+FFFD, so that two keys a client
+// told apart became one entity. It is refused wherever text appears.
+func TestFromJSONInvalidText(t *testing.T) {
+	tests := []struct{ typ, in string }{
+		{"string", "\"a\xffb\""},
+		{"string", "\"\xed\xa0\x80\""}, // a surrogate encoded in UTF-8
+		{"string", "\"\xc0\xaf\""},     // an overlong encoding
+		{"string", `"\ud800"`},         // a high surrogate alone
+		{"string", `"a\ud800b"`},       // followed by something else
+		{"string", `"\ud800\u0041"`},   // followed by another escape
+		{"string", `"\udc00"`},         // a low surrogate alone
+		{"string", `"\udbff\udbff"`},   // two high surrogates
+		{"string", `"\uDC00\uD800"`},   // a pair in the wrong order
+		{"list[string]", "[\"ok\", \"\xfe\"]"},
+		{"list[string]", `["ok", "\ud83d"]`},
+		{"json", `{"k": "\udfff"}`},
+		{"json", "{\"\xff\": 1}"},
+		{"bytes", "\"AA\xff\""},
+		{"datetime", "\"2024-01-01T00:00:00Z\xff\""},
+	}
+	for _, tt := range tests {
+		v, err := FromJSON(mustType(t, tt.typ), json.RawMessage(tt.in))
+		if err == nil {
+			t.Errorf("%s %q: accepted as %#v", tt.typ, tt.in, v)
+			continue
+		}
+		if !strings.Contains(err.Error(), "UTF-8") && !strings.Contains(err.Error(), "surrogate") {
+			t.Errorf("%s %q: error %q, want one saying what is wrong with the text", tt.typ, tt.in, err)
+		}
+	}
+	for _, key := range []string{"\"u\xff\"", `"u\ud800"`} {
+		if k, err := ParseKey(mustType(t, "string"), json.RawMessage(key)); err == nil {
+			t.Errorf("key %q: accepted as %q", key, k)
+		}
+	}
+	// Valid text, escaped or not, is kept exactly.
+	valid := []struct{ in, want string }{
+		{`"\ud83d\ude00"`, "\U0001F600"},
+		{`"\uD83D\uDE00x"`, "\U0001F600x"},
+		{"\"\U0001F600\"", "\U0001F600"},
+		{`"\\ud800"`, `\ud800`}, // an escaped backslash, then plain text
+		{`"\ufffd"`, "\ufffd"},
+		{`"\u00e9\\"`, "é\\"},
+	}
+	for _, tt := range valid {
+		v, err := FromJSON(mustType(t, "string"), json.RawMessage(tt.in))
+		if err != nil || v != tt.want {
+			t.Errorf("string %s = %q, %v; want %q", tt.in, v, err, tt.want)
 		}
 	}
 }
@@ -170,6 +246,9 @@ func FuzzFromJSON(f *testing.F) {
 	f.Add("json", `{"a":{"b":[1,"x",null]}}`)
 	f.Add("datetime", `"2024-01-01T00:00:00Z"`)
 	f.Add("int", `-12`)
+	f.Add("vector[2]", `[1,null]`)
+	f.Add("string", `"\ud83d\ude00\\ud800"`)
+	f.Add("list[string]", "[\"\xff\"]")
 	f.Fuzz(func(t *testing.T, typ, in string) {
 		ty, err := ParseType(typ)
 		if err != nil {
@@ -178,6 +257,20 @@ func FuzzFromJSON(f *testing.F) {
 		v, err := FromJSON(ty, json.RawMessage(in))
 		if err != nil {
 			return
+		}
+		// Accepted text is Unicode, and decodes as encoding/json does.
+		if !utf8.ValidString(in) {
+			t.Fatalf("FromJSON(%s, %q) accepted invalid UTF-8", typ, in)
+		}
+		if s, ok := v.(string); ok && ty.Kind == KindString {
+			var want string
+			if err := json.Unmarshal([]byte(in), &want); err != nil || s != want {
+				t.Fatalf("FromJSON(string, %q) = %q, encoding/json %q (%v)", in, s, want, err)
+			}
+			if strings.ContainsRune(s, utf8.RuneError) && !strings.Contains(in, "\ufffd") &&
+				!strings.Contains(strings.ToLower(in), `\ufffd`) {
+				t.Fatalf("FromJSON(string, %q) = %q: text replaced", in, s)
+			}
 		}
 		if err := Check(ty, v); err != nil {
 			t.Fatalf("FromJSON(%s, %s) = %#v fails Check: %v", typ, in, v, err)

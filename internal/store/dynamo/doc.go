@@ -120,6 +120,12 @@
 // # Expiry
 //
 // Items of a namespace whose features all have a finite maximum staleness
-// carry _ttl, the write time plus the longest staleness in seconds since the
-// Unix epoch, which DynamoDB's Time to Live deletes them after (itemTTL).
+// carry _ttl, in seconds since the Unix epoch, which DynamoDB's Time to
+// Live deletes them after: when the newest value written goes stale, its
+// observed-at (or the write time, if later) plus the longest staleness
+// (itemTTL, itemExpiry). A value observed in the future, up to the year
+// 2999, keeps its item until it goes stale. The expiry is only raised: an
+// update sets _ttl on condition that the stored one is not later, and
+// when that fails, writes again leaving it alone. An item of a namespace
+// whose values never go stale has its _ttl removed.
 package dynamo

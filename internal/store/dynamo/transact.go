@@ -101,10 +101,12 @@ func packTransactions(acts []*action) [][]*action {
 // decides what is sent again:
 //
 //   - ConditionalCheckFailed: some written features are older than the
-//     stored ones. The stored item comes with the reason (the update asks
-//     for it with ReturnValuesOnConditionCheckFailure ALL_OLD; it is read
-//     when an endpoint leaves it out); those features are dropped and the
-//     rest sent again at once. An action left with nothing is done.
+//     stored ones, or the stored expiry is later than the one the action
+//     sets. The stored item comes with the reason (the update asks for it
+//     with ReturnValuesOnConditionCheckFailure ALL_OLD; it is read when an
+//     endpoint leaves it out); those features are dropped, the stored
+//     expiry kept, and the rest sent again at once. An action left with
+//     nothing is done.
 //   - TransactionConflict: another transaction holds the item; sent again
 //     after the conflict backoff, at most TransactionWriteConflictMaxRetries
 //     times, then the error is returned.
@@ -181,6 +183,7 @@ func (s *Store) transact(ctx context.Context, acts []*action) {
 					}
 				}
 				dropped = true
+				a.e.keepLaterExpiry(old)
 				if a.feats = s.dropStale(a.e, a.feats, old); len(a.feats) > 0 {
 					a.size = ItemSize(a.e.item(a.feats))
 					keep = append(keep, a)

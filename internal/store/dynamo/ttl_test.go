@@ -2,6 +2,7 @@ package dynamo
 
 import (
 	"context"
+	"math"
 	"strconv"
 	"testing"
 	"time"
@@ -65,8 +66,9 @@ namespaces:
 		t.Fatalf("session item has no %s attribute", ttlAttr)
 	}
 	exp, _ := strconv.ParseInt(n.Value, 10, 64)
-	// The longest staleness of the namespace's features: 2h.
-	if lo, hi := before.Add(2*time.Hour).Unix(), time.Now().Add(2*time.Hour).Unix(); exp < lo || exp > hi {
+	// The longest staleness of the namespace's features: 2h, rounded up
+	// to the second.
+	if lo, hi := before.Add(2*time.Hour).Unix(), time.Now().Add(2*time.Hour).Unix()+1; exp < lo || exp > hi {
 		t.Errorf("session expiry %d, want between %d and %d (write time + 2h)", exp, lo, hi)
 	}
 	if _, has := raw("user#u1")[ttlAttr]; has {
@@ -76,5 +78,133 @@ namespaces:
 	rows, err := s.Read(ctx, session, []string{"s1"}, []*feature.Feature{clicks})
 	if err != nil || !rows[0].Found || rows[0].Cells[0].Value != int64(3) {
 		t.Fatalf("read back %+v, %v", rows, err)
+	}
+}
+
+// Regression: the expiry was the write time plus the staleness, so an
+// acknowledged value observed in the future (up to the year 2999 the API
+// accepts) was deleted by Time to Live long before it went stale, and a
+// later write observed now lowered the expiry of an item holding such a
+// value. The expiry is when the newest value goes stale, and it is only
+// ever raised; a namespace whose values never go stale removes it.
+func TestItemTTLFarFuture(t *testing.T) {
+	reg, err := feature.Parse("ttl.yaml", []byte(`
+namespaces:
+  - name: day
+    primary_key: id
+    max_staleness: 1d
+    features: {id: string, a: int, b: int}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forever, err := feature.Parse("ttl.yaml", []byte(`
+namespaces:
+  - name: day
+    primary_key: id
+    features: {id: string, a: int, b: int}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, guarded := range []bool{true, false} {
+		t.Run(map[bool]string{true: "guarded", false: "unguarded"}[guarded], func(t *testing.T) {
+			cfg := testConfig(t, tableName("ttlfar"))
+			cfg.OnlyWriteNewerValues = guarded
+			cfg.CheckTSForBulkWrites = guarded
+			s := open(t, cfg)
+			ctx := context.Background()
+			day, _ := reg.Namespace("day")
+			a, _ := reg.Lookup("day.a")
+			b, _ := reg.Lookup("day.b")
+			expiry := func(key string) (int64, bool) {
+				t.Helper()
+				out, err := s.tbl.client.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(s.cfg.Table), Key: itemKey(entityPK("day", key), entitySK)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				n, ok := out.Item[ttlAttr].(*types.AttributeValueMemberN)
+				if !ok {
+					return 0, false
+				}
+				v, err := strconv.ParseInt(n.Value, 10, 64)
+				if err != nil {
+					t.Fatalf("%s = %q", ttlAttr, n.Value)
+				}
+				return v, true
+			}
+			far := time.Date(2999, 12, 31, 23, 59, 59, 999999000, time.UTC)
+			want := far.Add(24*time.Hour).Unix() + 1 // rounded up
+			// One entity alone (UpdateItem), two at once (the bulk path).
+			write := func(at time.Time, f *feature.Feature, keys ...string) {
+				t.Helper()
+				var ws []store.EntityWrite
+				for _, k := range keys {
+					ws = append(ws, store.EntityWrite{Namespace: day, Key: k, Values: []store.Value{{Feature: f, Value: int64(at.Year()), ObservedAt: at}}})
+				}
+				if err := s.Write(ctx, ws); err != nil {
+					t.Fatal(err)
+				}
+			}
+			write(far, a, "one")
+			write(far, a, "bulk1", "bulk2")
+			for _, k := range []string{"one", "bulk1", "bulk2"} {
+				if got, ok := expiry(k); !ok || got != want {
+					t.Errorf("%s observed in 2999: %s = %d (%v), want %d (observed-at + 1d)", k, ttlAttr, got, ok, want)
+				}
+			}
+			// A later write observed now keeps the later expiry.
+			now := time.Now()
+			write(now, b, "one")
+			write(now, b, "bulk1", "bulk2")
+			for _, k := range []string{"one", "bulk1", "bulk2"} {
+				if got, ok := expiry(k); !ok || got != want {
+					t.Errorf("%s after a write observed now: %s = %d (%v), want it kept at %d", k, ttlAttr, got, ok, want)
+				}
+				rows, err := s.Read(ctx, day, []string{k}, []*feature.Feature{a, b})
+				if err != nil || rows[0].Cells[0].Value != int64(2999) || rows[0].Cells[1].Value != int64(now.Year()) {
+					t.Errorf("%s read back %+v, %v; want both values", k, rows, err)
+				}
+			}
+			// A write of a fresh entity observed now: the write time plus 1d.
+			write(now, a, "fresh")
+			if got, ok := expiry("fresh"); !ok || got < now.Add(24*time.Hour).Unix() || got > time.Now().Add(24*time.Hour).Unix()+1 {
+				t.Errorf("fresh: %s = %d (%v), want the write time + 1d", ttlAttr, got, ok)
+			}
+			// The namespace's values never go stale any more: the expiry goes.
+			fday, _ := forever.Namespace("day")
+			fa, _ := forever.Lookup("day.a")
+			err := s.Write(ctx, []store.EntityWrite{{Namespace: fday, Key: "one", Values: []store.Value{{Feature: fa, Value: int64(1), ObservedAt: far}}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, ok := expiry("one"); ok {
+				t.Errorf("one after its namespace stopped going stale: %s = %d, want none", ttlAttr, got)
+			}
+		})
+	}
+}
+
+// The expiry is when the newest value goes stale, at least the staleness
+// after the write, in whole seconds rounded up.
+func TestItemExpiry(t *testing.T) {
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	far := time.Date(2999, 12, 31, 23, 59, 59, 0, time.UTC)
+	tests := []struct {
+		name   string
+		newest time.Time
+		ttl    time.Duration
+		want   int64
+	}{
+		{"observed now", now, time.Hour, now.Unix() + 3600},
+		{"observed in the year 1000", time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC), time.Hour, now.Unix() + 3600},
+		{"observed in 2999", far, 24 * time.Hour, far.Unix() + 86400},
+		{"longest staleness in 2999", far, math.MaxInt64, far.Unix() + int64(math.MaxInt64/time.Second) + 1},
+		{"fraction of a second rounds up", now, 1500 * time.Millisecond, now.Unix() + 2},
+	}
+	for _, tt := range tests {
+		if got := itemExpiry(now, tt.newest, tt.ttl); got != tt.want {
+			t.Errorf("%s: itemExpiry = %d, want %d", tt.name, got, tt.want)
+		}
 	}
 }

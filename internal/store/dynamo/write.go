@@ -29,14 +29,51 @@ const (
 type entity struct {
 	ns, key, pk string
 	feats       []featureWrite
-	// expires is the item's TTL attribute, seconds since the Unix epoch,
-	// or 0 for none (see itemTTL).
+	// expires is what a write does to the item's TTL attribute: raise it
+	// to this many seconds since the Unix epoch (when more than 0), remove
+	// it (noExpiry), or leave it as stored (keepExpiry). See itemExpiry.
 	expires int64
 }
 
 // ttlAttr is the attribute DynamoDB's Time to Live reads. Short ids are
 // base-36 text, so they never start with an underscore.
 const ttlAttr = "_ttl"
+
+// The values of entity.expires that set no expiry.
+const (
+	// noExpiry removes the TTL attribute: the item lives forever.
+	noExpiry = 0
+	// keepExpiry leaves the stored TTL attribute alone, because it is
+	// later than the one this write would set.
+	keepExpiry = -1
+)
+
+// itemExpiry returns the TTL attribute of an item written at now whose
+// newest value was observed at newest, in a namespace whose values go
+// stale after ttl (more than 0): when that value goes stale, newest + ttl,
+// and at least ttl from now, in seconds since the Unix epoch, rounded up.
+//
+// A value observed in the future is fresh until that future plus its
+// staleness, so the item must live that long: the expiry used to be the
+// write time plus the staleness, and DynamoDB deleted an acknowledged
+// value observed in the year 2999 a day after its write. The arithmetic is
+// on time.Time, which cannot overflow for any observed-at the store
+// accepts (years 829 to 3111).
+func itemExpiry(now, newest time.Time, ttl time.Duration) int64 {
+	from := now
+	if newest.After(now) {
+		from = newest
+	}
+	// time.Time holds seconds in an int64: adding the longest Duration to
+	// any year the store accepts cannot overflow, unlike a Duration
+	// between the two.
+	end := from.Add(ttl)
+	secs := end.Unix()
+	if end.Nanosecond() != 0 {
+		secs++
+	}
+	return secs
+}
 
 // itemTTL is how long an entity item of ns may live after a write: the
 // longest maximum staleness of its features, so that DynamoDB deletes the
@@ -237,9 +274,6 @@ func prepare(w store.EntityWrite) (*entity, error) {
 		return nil, fmt.Errorf("dynamo: entity %q: %w: no namespace", w.Key, store.ErrRejected)
 	}
 	e := &entity{ns: w.Namespace.Name, key: w.Key, pk: entityPK(w.Namespace.Name, w.Key)}
-	if ttl := itemTTL(w.Namespace); ttl > 0 {
-		e.expires = time.Now().Add(ttl).Unix()
-	}
 	switch {
 	case w.Key == "":
 		return nil, e.rejectf("empty key")
@@ -275,7 +309,38 @@ func prepare(w store.EntityWrite) (*entity, error) {
 		index[f] = len(e.feats)
 		e.feats = append(e.feats, fw)
 	}
+	if ttl := itemTTL(w.Namespace); ttl > 0 {
+		now := time.Now()
+		newest := now
+		for _, f := range e.feats {
+			if t := time.UnixMicro(f.micros); t.After(newest) {
+				newest = t
+			}
+		}
+		e.expires = itemExpiry(now, newest, ttl)
+	}
 	return e, nil
+}
+
+// keepLaterExpiry makes e leave the stored TTL attribute alone if old,
+// the item as stored, expires later than e would set (or holds something
+// other than a number there, not written by cairn): the expiry is raised,
+// never lowered, so that a write observed now does not cut short the life
+// of a value observed further ahead.
+func (e *entity) keepLaterExpiry(old map[string]types.AttributeValue) {
+	if e.expires <= 0 {
+		return
+	}
+	stored, ok := old[ttlAttr]
+	if !ok {
+		return
+	}
+	if n, isN := stored.(*types.AttributeValueMemberN); isN {
+		if v, err := strconv.ParseInt(n.Value, 10, 64); err == nil && v <= e.expires {
+			return
+		}
+	}
+	e.expires = keepExpiry
 }
 
 // item returns the attributes an update of feats writes, keys included.
@@ -333,7 +398,10 @@ func (s *Store) writeChunk(ctx context.Context, e *entity, feats []featureWrite,
 		if rounds++; rounds == maxRounds {
 			return fmt.Errorf("dynamo: entity %s: still conflicting after %d conditional updates", e, rounds)
 		}
-		feats = s.dropStale(e, feats, old)
+		if guard {
+			feats = s.dropStale(e, feats, old)
+		}
+		e.keepLaterExpiry(old)
 	}
 	return nil
 }
@@ -393,9 +461,12 @@ type updateExpr struct {
 	values map[string]types.AttributeValue
 }
 
-// newUpdateExpr sets every feature's value and observed-at, and the TTL
-// attribute when expires is not 0; guarded, on condition that none of those
-// features has a newer stored observed-at.
+// newUpdateExpr sets every feature's value and observed-at; guarded, on
+// condition that none of those features has a newer stored observed-at.
+// With expires more than 0 it sets the TTL attribute, on condition that
+// the stored one is not later (the caller leaves it alone on failure, see
+// keepLaterExpiry); with noExpiry it removes it; with keepExpiry it leaves
+// it alone.
 func newUpdateExpr(feats []featureWrite, guard bool, expires int64) updateExpr {
 	x := updateExpr{
 		names:  make(map[string]string, 2*len(feats)),
@@ -416,15 +487,24 @@ func newUpdateExpr(feats []featureWrite, guard bool, expires int64) updateExpr {
 		fmt.Fprintf(&set, "%s = :v%s, %s = :t%s", v, n, t, n)
 		fmt.Fprintf(&cond, "(attribute_not_exists(%s) OR %s <= :t%s)", t, t, n)
 	}
-	if expires > 0 {
+	if !guard {
+		cond.Reset()
+	}
+	switch {
+	case expires > 0:
 		x.names["#ttl"] = ttlAttr
 		x.values[":ttl"] = &types.AttributeValueMemberN{Value: strconv.FormatInt(expires, 10)}
 		set.WriteString(", #ttl = :ttl")
+		if cond.Len() > 0 {
+			cond.WriteString(" AND ")
+		}
+		cond.WriteString("(attribute_not_exists(#ttl) OR #ttl <= :ttl)")
+	case expires == noExpiry:
+		x.names["#ttl"] = ttlAttr
+		set.WriteString(" REMOVE #ttl")
 	}
 	x.set = set.String()
-	if guard {
-		x.cond = cond.String()
-	}
+	x.cond = cond.String()
 	return x
 }
 
@@ -440,7 +520,7 @@ func (s *Store) update(ctx context.Context, e *entity, feats []featureWrite, gua
 		ExpressionAttributeNames:  x.names,
 		ExpressionAttributeValues: x.values,
 	}
-	if guard {
+	if x.cond != "" {
 		in.ConditionExpression = aws.String(x.cond)
 		in.ReturnValuesOnConditionCheckFailure = types.ReturnValuesOnConditionCheckFailureAllOld
 	}
@@ -467,7 +547,8 @@ func (s *Store) update(ctx context.Context, e *entity, feats []featureWrite, gua
 	return false, nil, fmt.Errorf("dynamo: entity %s: update %d features: %w", e, len(feats), err)
 }
 
-// readTimestamps reads the stored observed-at attributes of feats with a
+// readTimestamps reads the stored observed-at attributes of feats, and the
+// TTL attribute, with a
 // strongly consistent GetItem; an absent item gives an empty map.
 func (s *Store) readTimestamps(ctx context.Context, e *entity, feats []featureWrite) (map[string]types.AttributeValue, error) {
 	names := make(map[string]string, len(feats))
@@ -477,6 +558,9 @@ func (s *Store) readTimestamps(ctx context.Context, e *entity, feats []featureWr
 		names[n] = f.id + tsSuffix
 		parts[i] = n
 	}
+	// And the expiry, for keepLaterExpiry.
+	names["#ttl"] = ttlAttr
+	parts = append(parts, "#ttl")
 	out, err := s.tbl.client.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName: aws.String(s.cfg.Table),
 		Key: map[string]types.AttributeValue{

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"log/slog"
+	"math"
 	"os"
 	"os/exec"
 	"strconv"
@@ -282,6 +283,79 @@ namespaces:
 	write(t, s, entity(ns2, "k", time.Now(), feat(t, unbounded, "mixed.a"), int64(3)))
 	if d := pttl("mixed", "k"); d != -1 {
 		t.Errorf("mixed after its staleness became infinite: PTTL %v, want none", d)
+	}
+}
+
+// Regression: the expiry of a value observed more than 292 years ahead
+// was computed in time.Duration, overflowed, and became 1 ms, so an
+// acknowledged upload observed in the year 2300 or 2999 vanished. The key
+// must live until the value goes stale: observed-at plus the staleness.
+func TestTTLFarFuture(t *testing.T) {
+	reg := mustParse(t, `
+namespaces:
+  - name: day
+    primary_key: id
+    max_staleness: 1d
+    features: {id: string, a: int}
+`)
+	prefix := uniquePrefix(t)
+	s := openT(t, prefix)
+	rc := rawClient(t)
+	ctx := context.Background()
+	day, _ := reg.Namespace("day")
+	a := feat(t, reg, "day.a")
+	years := []int{2300, 2999}
+	for _, y := range years {
+		observed := time.Date(y, 12, 31, 23, 59, 59, 999999000, time.UTC)
+		key := strconv.Itoa(y)
+		write(t, s, entity(day, key, observed, a, int64(y)))
+		// Read as a plain integer of milliseconds: go-redis's PTTL
+		// answers a Duration, which a TTL this long overflows.
+		got, err := rc.Do(ctx, "PTTL", prefix+"{day:"+key+"}").Int64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := observed.UnixMilli() + 24*3600*1000 - time.Now().UnixMilli()
+		if got < want-60_000 || got > want+60_000 {
+			t.Errorf("observed in %d: PTTL %d ms, want about %d (until observed-at + 1d)", y, got, want)
+		}
+	}
+	time.Sleep(20 * time.Millisecond)
+	keys := make([]string, len(years))
+	for i, y := range years {
+		keys[i] = strconv.Itoa(y)
+	}
+	for i, row := range read(t, s, day, keys, a) {
+		if !row.Found || row.Cells[0].Value != int64(years[i]) {
+			t.Errorf("observed in %d: read back %+v, want the value", years[i], row)
+		}
+	}
+}
+
+// The time to live saturates instead of overflowing, and never lets a key
+// expire before its newest value is stale.
+func TestExpiryMillis(t *testing.T) {
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	far := time.Date(2999, 12, 31, 23, 59, 59, 0, time.UTC)
+	tests := []struct {
+		name      string
+		newest    time.Time
+		staleness time.Duration
+		want      int64
+	}{
+		{"observed now", now, time.Hour, 3600_000},
+		{"observed long ago lives a full staleness", time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC), time.Hour, 3600_000},
+		{"observed ahead", now.Add(time.Minute), time.Hour, 3660_000},
+		{"sub-millisecond staleness rounds up", now, time.Microsecond, 1},
+		{"fractional millisecond rounds up", now, 1500 * time.Microsecond, 2},
+		{"observed in 2999", far, 24 * time.Hour, far.UnixMilli() - now.UnixMilli() + 86400_000},
+		{"longest staleness, in 2999", far, math.MaxInt64, far.UnixMilli() - now.UnixMilli() + int64(math.MaxInt64/time.Millisecond) + 1},
+		{"saturates", time.Date(292277024, 1, 1, 0, 0, 0, 0, time.UTC), math.MaxInt64, maxTTLMillis},
+	}
+	for _, tt := range tests {
+		if got := expiryMillis(now, tt.newest, tt.staleness); got != tt.want {
+			t.Errorf("%s: expiryMillis = %d, want %d", tt.name, got, tt.want)
+		}
 	}
 }
 

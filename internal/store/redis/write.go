@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -100,16 +101,51 @@ func (s *Store) prepare(writes []store.EntityWrite) ([]pendingEntity, []string, 
 			ttls[w.Namespace] = ttl
 		}
 		if ttl > 0 {
-			// A value observed in the future (a client's clock ahead of
-			// this one) stays fresh that much longer.
-			if ahead := newest.Sub(now); ahead > 0 {
-				ttl += ahead
-			}
-			p.ttl = max(1, ttl.Milliseconds())
+			p.ttl = expiryMillis(now, newest, ttl)
 		}
 		pending = append(pending, p)
 	}
 	return pending, fqns, nil
+}
+
+// maxTTLMillis bounds the time to live given to the write script: the
+// script holds it as a Lua number (a float64), exact up to 2^53, and Redis
+// refuses an expiry whose deadline overflows an int64 of milliseconds. It
+// is over 285,000 years, far past any observed-at a client can send.
+const maxTTLMillis = 1 << 53
+
+// expiryMillis returns the time to live, in milliseconds, of an entity
+// written at now whose newest value was observed at newest, in a namespace
+// whose values go stale after staleness (more than 0): the key lives until
+// the newest value goes stale, newest + staleness, and at least staleness
+// from now (a value observed long ago still lives a full staleness, as it
+// did before it was known to be old).
+//
+// A value observed in the future (a client's clock ahead, or a value
+// pinned far ahead on purpose, up to the year 2999) is fresh until that
+// future plus its staleness, so the key must live that long. The
+// arithmetic is in milliseconds since the epoch, saturating, never in
+// time.Duration: a difference of more than 292 years overflows a Duration
+// (time.Time.Sub saturates, and adding the staleness to the saturated
+// value wrapped around to a negative TTL, which became 1 ms: the key
+// expired at once, acknowledged values lost).
+func expiryMillis(now, newest time.Time, staleness time.Duration) int64 {
+	ahead := max(0, newest.UnixMilli()-now.UnixMilli())
+	// Rounded up, so that the key never expires before the value is stale.
+	stale := satAdd(staleness.Milliseconds(), min(1, int64(staleness%time.Millisecond)))
+	return min(max(1, satAdd(ahead, stale)), maxTTLMillis)
+}
+
+// satAdd returns a+b, saturated to the range of int64.
+func satAdd(a, b int64) int64 {
+	s := a + b
+	switch {
+	case a > 0 && b > 0 && s < 0:
+		return math.MaxInt64
+	case a < 0 && b < 0 && s >= 0:
+		return math.MinInt64
+	}
+	return s
 }
 
 // newestPerFeature returns vals with one value per feature, the newest (of

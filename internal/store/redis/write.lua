@@ -73,7 +73,9 @@ if written > 0 then
   redis.call('HSET', key, '0', gen)
   if ttl > 0 then
     if redis.call('PTTL', key) < ttl then
-      redis.call('PEXPIRE', key, ttl)
+      -- ARGV[2] as sent: a Lua number of 2^53 or so may be formatted
+      -- with an exponent, which PEXPIRE refuses.
+      redis.call('PEXPIRE', key, ARGV[2])
     end
   else
     redis.call('PERSIST', key)

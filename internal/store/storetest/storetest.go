@@ -8,6 +8,16 @@
 // newest-wins per feature (including concurrent writers, each with its own
 // client), large batches, awkward keys, and durability across reopening.
 //
+// Observed-at times span the whole range the API accepts, the years 1000
+// to 2999, in namespaces with and without a maximum staleness. A store
+// that expires entities (Redis key expiry, DynamoDB Time to Live) keeps
+// each one at least until its newest value goes stale, observed-at plus
+// the staleness: a value observed in the future is fresh until that
+// future plus its staleness (queries compare the age now minus observed-at,
+// negative for it, with the bound), so it must not expire before then. A
+// value observed long ago is written and read back like any other; it is
+// the query, not the store, that answers it as stale.
+//
 // Values the public API cannot produce are not tested: NaN and infinities
 // (not valid JSON), null list elements, and non-canonical Go types.
 package storetest
@@ -151,6 +161,7 @@ func Run(t *testing.T, open func(t *testing.T, name string) Store) {
 		{"Reopen", s.testReopen},
 		{"RejectsWrongType", s.testRejectsWrongType},
 		{"ScanKeys", s.testScanKeys},
+		{"ObservedAtYearRange", s.testObservedAtYearRange},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, tc.fn)
@@ -997,4 +1008,59 @@ func (s *suite) testScanKeys(t *testing.T) {
 	if !errors.Is(err, stop) || n != 1 {
 		t.Errorf("an error from fn must stop the scan and be returned: %v after %d keys", err, n)
 	}
+}
+
+// The ends of the years the API accepts for observed_at.
+var (
+	firstObservedAt = time.Date(1000, 1, 1, 0, 0, 0, 1000, time.UTC)
+	lastObservedAt  = time.Date(2999, 12, 31, 23, 59, 59, 999999000, time.UTC)
+)
+
+// testObservedAtYearRange writes values observed at both ends of the
+// years the API accepts, in a namespace that never goes stale (user) and
+// in one with a maximum staleness of a day (merchant), and reads them back
+// after a pause long enough for a key given a wrong expiry to have
+// expired. Regression: Redis computed the expiry of a value observed more
+// than 292 years ahead in time.Duration, which overflowed; the key got a
+// time to live of 1 ms and the acknowledged value vanished.
+func (s *suite) testObservedAtYearRange(t *testing.T) {
+	st := s.connect(t, s.newName(t))
+	var ws []store.EntityWrite
+	for _, nsName := range []string{"user", "merchant"} {
+		ns := s.ns(t, nsName)
+		for i, ts := range []time.Time{firstObservedAt, lastObservedAt, base} {
+			key := strconv.Itoa(i + 1)
+			ws = append(ws, s.entity(t, ns, key, ts, "age", int64(ts.Year()), "name", ts.Format(time.RFC3339Nano)))
+		}
+	}
+	write(t, st, ws...)
+	check := func(when string, score store.Cell) {
+		t.Helper()
+		// A key given a time to live of a few milliseconds expires
+		// meanwhile.
+		time.Sleep(50 * time.Millisecond)
+		for _, nsName := range []string{"user", "merchant"} {
+			ns := s.ns(t, nsName)
+			fs := []*feature.Feature{s.feat(t, nsName+".age"), s.feat(t, nsName+".name"), s.feat(t, nsName+".score")}
+			rows := read(t, st, ns, []string{"1", "2", "3"}, fs)
+			for i, w := range ws {
+				if w.Namespace != ns {
+					continue
+				}
+				want := expect(w, fs)
+				if w.Key == "2" {
+					want[2] = score
+				}
+				label := fmt.Sprintf("%s: %s %s observed %s", when, nsName, w.Key, w.Values[0].ObservedAt.Format(time.RFC3339))
+				checkRow(t, label, rows[i%3], true, fs, want)
+			}
+		}
+	}
+	check("after the write", store.Cell{})
+	// A later write of another feature, observed now, must not shorten
+	// the life of the value observed in 2999 (key 2).
+	for _, nsName := range []string{"user", "merchant"} {
+		write(t, st, s.entity(t, s.ns(t, nsName), "2", base, "score", 0.5))
+	}
+	check("after a later write observed now", found(0.5, base))
 }
