@@ -158,7 +158,7 @@ type Tracker struct {
 	rebuilds sync.WaitGroup
 	// fetchWarn and commitWarn rate-limit warnings a failing broker would
 	// otherwise emit on every fetch or commit attempt.
-	fetchWarn, commitWarn, offsetsWarn logLimiter
+	fetchWarn, commitWarn, offsetsWarn, behindWarn logLimiter
 
 	m trackerMetrics
 }
@@ -185,7 +185,8 @@ func NewTracker(cfg TrackerConfig, qcfg queue.Config, reg *feature.Registry, sc 
 	}
 	t := &Tracker{cfg: cfg, qcfg: qcfg, scanner: sc, log: log, group: cfg.GroupPrefix + cfg.ID,
 		nss: map[string]*nsState{}, start: time.Now(), position: map[int32]int64{},
-		fetchWarn: logLimiter{every: logInterval}, commitWarn: logLimiter{every: logInterval}, offsetsWarn: logLimiter{every: logInterval}}
+		fetchWarn: logLimiter{every: logInterval}, commitWarn: logLimiter{every: logInterval}, offsetsWarn: logLimiter{every: logInterval},
+		behindWarn: logLimiter{every: logInterval}}
 	for _, s := range cfg.Specs {
 		ns, _ := reg.Namespace(s.Namespace)
 		t.nss[s.Namespace] = &nsState{ns: ns, spec: s}
@@ -506,14 +507,18 @@ func (t *Tracker) maintain(ctx context.Context, adm *kadm.Client, cl *kgo.Client
 			if !behind {
 				behind = true
 				t.m.behind.Set(1)
-				t.log.Warn("bloom: the filter is behind the topic's end; not renewing its lease, so it stops answering absent", "lease", t.cfg.Lease)
+				// A tracker on the edge of the bound may flap: one line
+				// per interval at most.
+				if n, ok := t.behindWarn.allow(now); ok {
+					t.log.Warn("bloom: the filter is behind the topic's end; not renewing its lease, so it stops answering absent until it catches up",
+						"lease", t.cfg.Lease, "suppressed", n)
+				}
 			}
 			continue
 		}
 		if behind {
 			behind = false
 			t.m.behind.Set(0)
-			t.log.Info("bloom: the filter caught up with the topic's end")
 		}
 		if equalPositions(pos, last) && now.Sub(lastCommit) < t.cfg.Lease/4 && resync == nil {
 			continue
