@@ -14,10 +14,12 @@
 //     doubles as a heartbeat.
 //   - A Barrier, in each persistence writer, holds every batch until every
 //     live tracker has read past it. A key therefore reaches every live
-//     filter before it reaches the store. A tracker that stops recording its
-//     position is ignored by writers after the lease, and stops answering
-//     "absent" itself after half of it, so a dead or partitioned query server
-//     can neither block writes forever nor answer wrongly.
+//     filter before it reaches the store. A tracker renews its lease only
+//     while it keeps up with the topic, and answers "absent" only for half
+//     a lease after a renewal; writers ignore a tracker whose lease stopped
+//     or that has not read past their batch for a lease. So a dead,
+//     partitioned or stuck query server can neither block writes for more
+//     than a lease nor answer wrongly.
 //
 // Guard puts a Tracker in front of a store's reads, and compares the
 // filter's answers with the store in debug mode.

@@ -16,7 +16,9 @@ type Spec struct {
 	// Namespace is the namespace whose entity keys the filter holds.
 	Namespace string `json:"namespace"`
 	// ExpectedKeys is how many distinct keys the filter is sized for. When
-	// more are added the filter is rebuilt twice as large. Default 1,000,000.
+	// more are added the filter is rebuilt twice as large, up to
+	// TrackerConfig.MaxExpectedKeys. At most [MaxExpectedKeys] (2^36).
+	// Default 1,000,000.
 	ExpectedKeys uint `json:"expected_keys"`
 	// FalsePositiveRate is the target rate of "maybe present" answers for
 	// absent keys at ExpectedKeys keys. Default 0.01.
@@ -40,12 +42,7 @@ func ParseSpecs(s string) ([]Spec, error) {
 	seen := map[string]bool{}
 	for i := range specs {
 		sp := &specs[i]
-		if sp.ExpectedKeys == 0 {
-			sp.ExpectedKeys = 1_000_000
-		}
-		if sp.FalsePositiveRate == 0 {
-			sp.FalsePositiveRate = 0.01
-		}
+		sp.ensureDefaults()
 		switch {
 		case sp.Namespace == "":
 			errs = append(errs, fmt.Errorf("bloom namespaces: entry %d: namespace is required", i))
@@ -53,14 +50,34 @@ func ParseSpecs(s string) ([]Spec, error) {
 			errs = append(errs, fmt.Errorf("bloom namespaces: entry %d: namespace %q listed twice", i, sp.Namespace))
 		}
 		seen[sp.Namespace] = true
-		if sp.FalsePositiveRate <= 0 || sp.FalsePositiveRate >= 1 {
-			errs = append(errs, fmt.Errorf("bloom namespaces: entry %d (%s): false_positive_rate %g: want between 0 and 1", i, sp.Namespace, sp.FalsePositiveRate))
-		}
-		if sp.ExpectedKeys > 1<<36 {
-			errs = append(errs, fmt.Errorf("bloom namespaces: entry %d (%s): expected_keys %d is over 2^36", i, sp.Namespace, sp.ExpectedKeys))
+		for _, err := range sp.problems(MaxExpectedKeys) {
+			errs = append(errs, fmt.Errorf("bloom namespaces: entry %d (%s): %w", i, sp.Namespace, err))
 		}
 	}
 	return specs, errors.Join(errs...)
+}
+
+// ensureDefaults fills the zero fields of sp with their defaults.
+func (sp *Spec) ensureDefaults() {
+	if sp.ExpectedKeys == 0 {
+		sp.ExpectedKeys = 1_000_000
+	}
+	if sp.FalsePositiveRate == 0 {
+		sp.FalsePositiveRate = 0.01
+	}
+}
+
+// problems lists what is wrong with sp's sizing, with maxKeys the largest
+// ExpectedKeys allowed.
+func (sp *Spec) problems(maxKeys uint) []error {
+	var errs []error
+	if sp.FalsePositiveRate <= 0 || sp.FalsePositiveRate >= 1 {
+		errs = append(errs, fmt.Errorf("false_positive_rate %g: want between 0 and 1", sp.FalsePositiveRate))
+	}
+	if sp.ExpectedKeys > maxKeys {
+		errs = append(errs, fmt.Errorf("expected_keys %d is over the maximum %d", sp.ExpectedKeys, maxKeys))
+	}
+	return errs
 }
 
 // Filter is a Bloom filter of entity keys, safe for concurrent use.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cairnfs/cairn/internal/bloom"
 	"github.com/cairnfs/cairn/internal/feature"
@@ -100,4 +101,55 @@ func allPresent(t *testing.T, tr *bloom.Tracker, keys []string) bool {
 		}
 	}
 	return true
+}
+
+// Defect 7 of issue 9: a saturated filter was rebuilt twice as large
+// however large it already was, past the validated maximum sizing. At the
+// cap it is now kept, reported, and never grows.
+func TestSaturatedFilterStopsGrowingAtTheCap(t *testing.T) {
+	_, qcfg, reg, st := setup(t)
+	const lease = time.Second
+	preg := prometheus.NewRegistry()
+	tr, err := bloom.NewTracker(bloom.TrackerConfig{Specs: []bloom.Spec{{Namespace: "user", ExpectedKeys: 50, FalsePositiveRate: 0.01}},
+		Lease: lease, CommitInterval: 10 * time.Millisecond, MaxExpectedKeys: 100}, qcfg, reg, st, preg, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tr.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	cl, err := kgo.NewClient(qcfg.ClientOpts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+
+	const n = 400 // 8× the sizing, 4× the cap
+	var keys []string
+	for i := range n {
+		k := fmt.Sprintf("k-%d", i)
+		keys = append(keys, k)
+		produce(t, cl, qcfg, k)
+	}
+	waitFor(t, "the filter to saturate at the cap", func() bool {
+		return sum(t, preg, "cairn_bloom_rebuilds_capped_total", "", "") == 1 && allPresent(t, tr, keys)
+	})
+	time.Sleep(lease) // four more chances to rebuild
+	if got := sum(t, preg, "cairn_bloom_rebuilds_total", "", ""); got != 1 {
+		t.Errorf("%v rebuilds; want 1 (50 to the cap of 100)", got)
+	}
+	if got := sum(t, preg, "cairn_bloom_rebuilds_capped_total", "", ""); got != 1 {
+		t.Errorf("saturation at the cap counted %v times; want 1", got)
+	}
+	if got := sum(t, preg, "cairn_bloom_saturated", "", ""); got != 1 {
+		t.Errorf("cairn_bloom_saturated %v; want 1", got)
+	}
+	if !allPresent(t, tr, keys) {
+		t.Error("a key is missing from the capped filter")
+	}
+	if _, err := bloom.NewTracker(bloom.TrackerConfig{Specs: []bloom.Spec{{Namespace: "user", ExpectedKeys: 200}}, MaxExpectedKeys: 100},
+		qcfg, reg, st, nil, quiet()); err == nil {
+		t.Error("a sizing over the cap was accepted")
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -29,12 +30,19 @@ type Scanner interface {
 
 // TrackerConfig configures a Tracker.
 type TrackerConfig struct {
-	// Specs lists the namespaces to filter. Required.
+	// Specs lists the namespaces to filter; zero fields of a Spec take
+	// their documented defaults. Required.
 	Specs []Spec
-	// Lease is how long writers wait for a tracker that stopped recording
-	// its position before ignoring it. The tracker stops answering "absent"
-	// after Lease/2 without recording. Writers and trackers must use the
-	// same value. Default 10s.
+	// Lease bounds how long a tracker can hold writes back, and how long
+	// it answers "absent" without proof that it is keeping up.
+	//
+	// The tracker renews its lease (records its position with a new
+	// heartbeat) only while it keeps up with the topic: its position must
+	// have reached the end offsets it read at most Lease/4 earlier. It
+	// answers "absent" only within Lease/2 of sending its last renewal.
+	// Writers ignore a tracker whose heartbeat has not changed for a
+	// Lease, or that has not read past the batch they hold for a Lease.
+	// Writers and trackers must use the same value. Default 10s.
 	Lease time.Duration
 	// CommitInterval is how often an advanced position is recorded; it
 	// bounds the delay a tracker adds to writes. Default 20ms.
@@ -44,12 +52,25 @@ type TrackerConfig struct {
 	GroupPrefix string
 	// ID names this tracker; its group is GroupPrefix+ID. Default random.
 	ID string
+	// MaxExpectedKeys caps the sizing of a filter rebuilt after it
+	// saturated: a rebuild doubles Spec.ExpectedKeys up to this, and a
+	// filter saturated at the cap is kept (its false-positive rate climbs;
+	// cairn_bloom_saturated and cairn_bloom_rebuilds_capped_total report
+	// it). At most, and by default, [MaxExpectedKeys].
+	MaxExpectedKeys uint
 }
+
+// DefaultLease is the default TrackerConfig.Lease.
+const DefaultLease = 10 * time.Second
+
+// MaxExpectedKeys is the largest sizing of a filter, in keys: about 80 GiB
+// of memory at a 1% false-positive rate.
+const MaxExpectedKeys = 1 << 36
 
 // EnsureDefaults fills zero fields with their defaults.
 func (c *TrackerConfig) EnsureDefaults() {
 	if c.Lease == 0 {
-		c.Lease = 10 * time.Second
+		c.Lease = DefaultLease
 	}
 	if c.CommitInterval == 0 {
 		c.CommitInterval = 20 * time.Millisecond
@@ -59,6 +80,13 @@ func (c *TrackerConfig) EnsureDefaults() {
 	}
 	if c.ID == "" {
 		c.ID = rand.Text()
+	}
+	if c.MaxExpectedKeys == 0 {
+		c.MaxExpectedKeys = MaxExpectedKeys
+	}
+	c.Specs = slices.Clone(c.Specs) // the caller's slice is left alone
+	for i := range c.Specs {
+		c.Specs[i].ensureDefaults()
 	}
 }
 
@@ -75,12 +103,18 @@ func (c *TrackerConfig) Validate(reg *feature.Registry) error {
 		if _, ok := reg.Namespace(s.Namespace); !ok {
 			errs = append(errs, fmt.Errorf("bloom: namespace %q is not in the registry", s.Namespace))
 		}
+		for _, err := range s.problems(c.MaxExpectedKeys) {
+			errs = append(errs, fmt.Errorf("bloom: namespace %q: %w", s.Namespace, err))
+		}
 	}
 	if c.Lease < time.Second {
 		errs = append(errs, fmt.Errorf("bloom: lease %v: want at least 1s", c.Lease))
 	}
 	if c.CommitInterval <= 0 || c.CommitInterval > c.Lease/8 {
 		errs = append(errs, fmt.Errorf("bloom: commit interval %v: want above 0 and at most lease/8", c.CommitInterval))
+	}
+	if c.MaxExpectedKeys > MaxExpectedKeys {
+		errs = append(errs, fmt.Errorf("bloom: max expected keys %d: want at most %d", c.MaxExpectedKeys, uint(MaxExpectedKeys)))
 	}
 	return errors.Join(errs...)
 }
@@ -95,6 +129,9 @@ type nsState struct {
 	// saturates); every key read from the topic goes to it as well.
 	next       atomic.Pointer[Filter]
 	rebuilding atomic.Bool
+	// capped is set once the filter saturated at the sizing cap; only
+	// maintain uses it.
+	capped bool
 }
 
 // Tracker keeps a query server's filters complete. Run it for as long as
@@ -117,6 +154,12 @@ type Tracker struct {
 	mu       sync.Mutex
 	position map[int32]int64
 
+	// rebuilds tracks the background rebuilds, which Run waits for.
+	rebuilds sync.WaitGroup
+	// fetchWarn and commitWarn rate-limit warnings a failing broker would
+	// otherwise emit on every fetch or commit attempt.
+	fetchWarn, commitWarn, offsetsWarn, behindWarn logLimiter
+
 	m trackerMetrics
 }
 
@@ -125,7 +168,10 @@ type trackerMetrics struct {
 	fill      *prometheus.GaugeVec
 	keys      *prometheus.GaugeVec
 	rebuilds  *prometheus.CounterVec
+	capped    *prometheus.CounterVec
+	saturated *prometheus.GaugeVec
 	valid     prometheus.Gauge
+	behind    prometheus.Gauge
 	commitErr prometheus.Counter
 }
 
@@ -138,7 +184,9 @@ func NewTracker(cfg TrackerConfig, qcfg queue.Config, reg *feature.Registry, sc 
 		return nil, err
 	}
 	t := &Tracker{cfg: cfg, qcfg: qcfg, scanner: sc, log: log, group: cfg.GroupPrefix + cfg.ID,
-		nss: map[string]*nsState{}, start: time.Now(), position: map[int32]int64{}}
+		nss: map[string]*nsState{}, start: time.Now(), position: map[int32]int64{},
+		fetchWarn: logLimiter{every: logInterval}, commitWarn: logLimiter{every: logInterval}, offsetsWarn: logLimiter{every: logInterval},
+		behindWarn: logLimiter{every: logInterval}}
 	for _, s := range cfg.Specs {
 		ns, _ := reg.Namespace(s.Namespace)
 		t.nss[s.Namespace] = &nsState{ns: ns, spec: s}
@@ -158,11 +206,23 @@ func NewTracker(cfg TrackerConfig, qcfg queue.Config, reg *feature.Registry, sc 
 		}, []string{"namespace"}),
 		rebuilds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cairn_bloom_rebuilds_total",
-			Help: "Filters rebuilt twice as large after saturating, by namespace.",
+			Help: "Filters rebuilt larger (twice, up to the sizing cap) after saturating, by namespace.",
+		}, []string{"namespace"}),
+		capped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_bloom_rebuilds_capped_total",
+			Help: "Filters that saturated at the sizing cap and were kept instead of rebuilt larger, by namespace.",
+		}, []string{"namespace"}),
+		saturated: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cairn_bloom_saturated",
+			Help: "1 while the filter holds more keys than it is sized for (its false-positive rate is above the target), by namespace.",
 		}, []string{"namespace"}),
 		valid: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cairn_bloom_lease_valid",
 			Help: "1 while the tracker's lease is valid and it may answer absent, else 0.",
+		}),
+		behind: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cairn_bloom_behind",
+			Help: "1 while the tracker has not reached, within a quarter of the lease, the topic's end offsets it read; it then does not renew its lease.",
 		}),
 		commitErr: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cairn_bloom_position_commit_errors_total",
@@ -170,7 +230,7 @@ func NewTracker(cfg TrackerConfig, qcfg queue.Config, reg *feature.Registry, sc 
 		}),
 	}
 	if promReg != nil {
-		promReg.MustRegister(t.m.lookups, t.m.fill, t.m.keys, t.m.rebuilds, t.m.valid, t.m.commitErr)
+		promReg.MustRegister(t.m.lookups, t.m.fill, t.m.keys, t.m.rebuilds, t.m.capped, t.m.saturated, t.m.valid, t.m.behind, t.m.commitErr)
 	}
 	return t, nil
 }
@@ -179,6 +239,26 @@ func NewTracker(cfg TrackerConfig, qcfg queue.Config, reg *feature.Registry, sc 
 func (t *Tracker) Group() string { return t.group }
 
 func (t *Tracker) mono() int64 { return int64(time.Since(t.start)) }
+
+// Ready reports whether every namespace's filter has been built, which
+// happens once after Run starts (a rebuild keeps the old filter answering).
+// Until then every lookup is answered "unusable" and reads go to the
+// store. A built filter still answers "absent" only while the lease is
+// valid (see [Tracker.LeaseValid]).
+func (t *Tracker) Ready() bool {
+	for _, st := range t.nss {
+		if st.cur.Load() == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// LeaseValid reports whether the tracker's lease is valid now, so that its
+// built filters may answer "absent". It is false before the tracker has
+// caught up with the topic, while it is behind it, while it cannot record
+// its position, and after Run returns.
+func (t *Tracker) LeaseValid() bool { return t.mono() < t.validUntil.Load() }
 
 // MayContain answers for key of namespace ns. usable is false when the
 // filter cannot be trusted right now (namespace not filtered, filter still
@@ -204,16 +284,28 @@ func (t *Tracker) MayContain(ns, key string) (present, usable bool) {
 }
 
 // Run registers the tracker, builds the filters and follows the topic until
-// ctx ends; then it deletes its group so that writers stop waiting for it.
+// ctx ends; then it stops answering "absent" and deletes its group so that
+// writers stop waiting for it. Once ctx is cancelled it returns within
+// Lease/2 (the bound on deleting the group; writers ignore a group left
+// behind after a lease) plus about a second (closing the consumer's fetch
+// session) even with the broker hung, and the time the store's scan takes
+// to notice.
+// Run may be called once.
 func (t *Tracker) Run(ctx context.Context) error {
+	// The clients below consume partitions directly, in no group, so
+	// Close has no group to leave and cannot block on a rebalance.
 	admCl, err := kgo.NewClient(t.qcfg.ClientOpts()...)
 	if err != nil {
 		return fmt.Errorf("bloom: connect: %w", err)
 	}
 	defer admCl.Close()
 	adm := kadm.NewClient(admCl)
+	registering := false
 	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if !registering {
+			return // no group was ever committed
+		}
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.cfg.Lease/2)
 		defer cancel()
 		if _, err := adm.DeleteGroups(dctx, t.group); err != nil {
 			t.log.Warn("bloom: delete tracker group; writers ignore it after the lease", "group", t.group, "err", err)
@@ -230,10 +322,13 @@ func (t *Tracker) Run(ctx context.Context) error {
 		return err
 	}
 	// 2. Register: from now on writers wait for this tracker.
+	t.mu.Lock()
 	t.position = from
+	t.mu.Unlock()
 	for _, st := range t.nss {
 		st.next.Store(NewFilter(st.spec))
 	}
+	registering = true
 	var hb int64
 	if _, err := retry(ctx, t.log, "register", func() (struct{}, error) { hb++; return struct{}{}, t.commit(ctx, adm, hb) }); err != nil {
 		return err
@@ -251,6 +346,8 @@ func (t *Tracker) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bloom: consumer: %w", err)
 	}
+	// Close ends the fetch session with one request, bounded by kgo at
+	// about a second when the broker does not answer.
 	defer cl.Close()
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -263,13 +360,17 @@ func (t *Tracker) Run(ctx context.Context) error {
 		st.rebuilding.Store(true)
 		go func() { errc <- t.build(ctx, adm, st, nil) }()
 	}
+	// Every goroutine is waited for, so that none outlives Run or uses a
+	// closed client; the first error stops the others.
+	var first error
 	for range 2 + len(t.nss) {
 		if err := <-errc; err != nil && ctx.Err() == nil {
+			first = err
 			cancel()
-			return err
 		}
 	}
-	return nil
+	t.rebuilds.Wait()
+	return first
 }
 
 // consume reads the persistence topic, adding every key to the filters,
@@ -281,7 +382,9 @@ func (t *Tracker) consume(ctx context.Context, cl *kgo.Client) error {
 			return nil
 		}
 		fetches.EachError(func(topic string, p int32, err error) {
-			t.log.Warn("bloom: fetch", "topic", topic, "partition", p, "err", err)
+			if n, ok := t.fetchWarn.allow(time.Now()); ok {
+				t.log.Warn("bloom: fetch failed; the filter stops answering absent if it falls behind", "topic", topic, "partition", p, "err", err, "suppressed", n)
+			}
 		})
 		t.mu.Lock()
 		fetches.EachRecord(func(r *kgo.Record) {
@@ -314,11 +417,16 @@ func (t *Tracker) positions() map[int32]int64 {
 	return out
 }
 
-// commit records the position with heartbeat hb.
+// commit records the current position with heartbeat hb.
 func (t *Tracker) commit(ctx context.Context, adm *kadm.Client, hb int64) error {
+	return t.commitPositions(ctx, adm, t.positions(), hb)
+}
+
+// commitPositions records pos with heartbeat hb.
+func (t *Tracker) commitPositions(ctx context.Context, adm *kadm.Client, pos map[int32]int64, hb int64) error {
 	var os kadm.Offsets
 	meta := strconv.FormatInt(hb, 10)
-	for p, o := range t.positions() {
+	for p, o := range pos {
 		os.Add(kadm.Offset{Topic: t.qcfg.PersistTopic, Partition: p, At: o, LeaderEpoch: -1, Metadata: meta})
 	}
 	cctx, cancel := context.WithTimeout(ctx, t.cfg.Lease/4)
@@ -326,17 +434,35 @@ func (t *Tracker) commit(ctx context.Context, adm *kadm.Client, hb int64) error 
 	return adm.CommitAllOffsets(cctx, t.group, os)
 }
 
+// endSample is the topic's end offsets as read by a request sent at at
+// (ticks of mono): every record in the log at at is before them.
+type endSample struct {
+	at   int64
+	ends map[int32]int64
+}
+
 // maintain records the position and renews the lease, picks up new
 // partitions, and starts rebuilds of saturated filters.
+//
+// The lease is renewed only while the tracker keeps up with the topic:
+// every Lease/16 it reads the topic's end offsets, and a renewal sent at
+// time T needs a position at or past end offsets read at or after
+// T - Lease/4. A tracker that cannot read the topic (or is too slow to)
+// thus stops renewing within Lease/4 and stops answering "absent" Lease/2
+// later, before any writer stops waiting for it (docs/bloom.md).
 func (t *Tracker) maintain(ctx context.Context, adm *kadm.Client, cl *kgo.Client, hb int64) error {
 	tick := time.NewTicker(t.cfg.CommitInterval)
 	defer tick.Stop()
+	maxLag := int64(t.cfg.Lease / 4)
 	var (
 		last       map[int32]int64
 		lastCommit time.Time
 		lastCheck  time.Time
+		lastSample time.Time
+		samples    []endSample     // oldest first, none older than maxLag
 		resync     map[int32]int64 // end offsets to reach before answering again
 		lost       = true          // no valid lease yet
+		behind     = false
 	)
 	for {
 		select {
@@ -345,24 +471,67 @@ func (t *Tracker) maintain(ctx context.Context, adm *kadm.Client, cl *kgo.Client
 		case <-tick.C:
 		}
 		now := time.Now()
-		pos := t.positions()
 		if now.Sub(lastCheck) >= t.cfg.Lease/4 {
 			lastCheck = now
 			t.checkPartitions(ctx, adm, cl)
 			t.maybeRebuild(ctx, adm)
 			t.observe()
 		}
+		if now.Sub(lastSample) >= t.cfg.Lease/16 {
+			lastSample = now
+			at := t.mono()
+			ends, err := endOffsets(ctx, adm, t.qcfg.PersistTopic)
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case err != nil:
+				if n, ok := t.offsetsWarn.allow(now); ok {
+					t.log.Warn("bloom: read end offsets failed; the lease is not renewed without them", "err", err, "suppressed", n)
+				}
+			default:
+				samples = append(samples, endSample{at: at, ends: ends})
+			}
+		}
+		pos := t.positions()
+		sent := t.mono()
+		// Keep only the samples a renewal sent now could rely on, and
+		// find the newest the position has reached.
+		for len(samples) > 0 && sent-samples[0].at > maxLag {
+			samples = samples[1:]
+		}
+		caughtUp := false
+		for i := len(samples) - 1; i >= 0 && !caughtUp; i-- {
+			caughtUp = reached(pos, samples[i].ends)
+		}
+		if !caughtUp {
+			if !behind {
+				behind = true
+				t.m.behind.Set(1)
+				// A tracker on the edge of the bound may flap: one line
+				// per interval at most.
+				if n, ok := t.behindWarn.allow(now); ok {
+					t.log.Warn("bloom: the filter is behind the topic's end; not renewing its lease, so it stops answering absent until it catches up",
+						"lease", t.cfg.Lease, "suppressed", n)
+				}
+			}
+			continue
+		}
+		if behind {
+			behind = false
+			t.m.behind.Set(0)
+		}
 		if equalPositions(pos, last) && now.Sub(lastCommit) < t.cfg.Lease/4 && resync == nil {
 			continue
 		}
-		sent := t.mono()
 		hb++
-		if err := t.commit(ctx, adm, hb); err != nil {
+		if err := t.commitPositions(ctx, adm, pos, hb); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			t.m.commitErr.Inc()
-			t.log.Warn("bloom: recording position failed; the filter stops answering absent once the lease lapses", "err", err)
+			if n, ok := t.commitWarn.allow(now); ok {
+				t.log.Warn("bloom: recording position failed; the filter stops answering absent once the lease lapses", "err", err, "suppressed", n)
+			}
 			continue
 		}
 		last, lastCommit = pos, now
@@ -374,7 +543,9 @@ func (t *Tracker) maintain(ctx context.Context, adm *kadm.Client, cl *kgo.Client
 			// already in the log; read up to its end before answering.
 			ends, err := endOffsets(ctx, adm, t.qcfg.PersistTopic)
 			if err != nil {
-				t.log.Warn("bloom: read end offsets", "err", err)
+				if n, ok := t.offsetsWarn.allow(now); ok {
+					t.log.Warn("bloom: read end offsets failed", "err", err, "suppressed", n)
+				}
 				continue
 			}
 			resync = ends
@@ -399,6 +570,11 @@ func (t *Tracker) observe() {
 		if f := st.cur.Load(); f != nil {
 			t.m.fill.WithLabelValues(name).Set(f.FillRatio())
 			t.m.keys.WithLabelValues(name).Set(float64(f.Added()))
+			saturated := 0.0
+			if f.Saturated() {
+				saturated = 1
+			}
+			t.m.saturated.WithLabelValues(name).Set(saturated)
 		}
 	}
 }
@@ -425,15 +601,29 @@ func (t *Tracker) checkPartitions(ctx context.Context, adm *kadm.Client, cl *kgo
 	}
 }
 
-// maybeRebuild starts a rebuild of every saturated filter.
+// maybeRebuild starts a rebuild of every saturated filter, twice as large
+// up to TrackerConfig.MaxExpectedKeys. A filter saturated at that cap is
+// kept, and reported once.
 func (t *Tracker) maybeRebuild(ctx context.Context, adm *kadm.Client) {
 	for name, st := range t.nss {
 		f := st.cur.Load()
-		if f == nil || !f.Saturated() || !st.rebuilding.CompareAndSwap(false, true) {
+		if f == nil || !f.Saturated() || st.rebuilding.Load() {
 			continue
 		}
-		st.spec.ExpectedKeys *= 2
-		t.log.Info("bloom: filter saturated; rebuilding twice as large", "namespace", name, "keys", f.Added(), "expected_keys", st.spec.ExpectedKeys)
+		if st.spec.ExpectedKeys >= t.cfg.MaxExpectedKeys {
+			if !st.capped {
+				st.capped = true
+				t.m.capped.WithLabelValues(name).Inc()
+				t.log.Warn("bloom: filter saturated at its largest sizing; keeping it, its false-positive rate climbs above the target",
+					"namespace", name, "keys", f.Added(), "expected_keys", st.spec.ExpectedKeys, "false_positive_rate", st.spec.FalsePositiveRate)
+			}
+			continue
+		}
+		if !st.rebuilding.CompareAndSwap(false, true) {
+			continue
+		}
+		st.spec.ExpectedKeys = min(2*st.spec.ExpectedKeys, t.cfg.MaxExpectedKeys)
+		t.log.Info("bloom: filter saturated; rebuilding it larger", "namespace", name, "keys", f.Added(), "expected_keys", st.spec.ExpectedKeys)
 		t.m.rebuilds.WithLabelValues(name).Inc()
 		// From here every key read from the topic also goes to next;
 		// pos is where that started.
@@ -444,13 +634,13 @@ func (t *Tracker) maybeRebuild(ctx context.Context, adm *kadm.Client) {
 			pos[p] = o
 		}
 		t.mu.Unlock()
-		go func() {
+		t.rebuilds.Go(func() {
 			if err := t.build(ctx, adm, st, pos); err != nil && ctx.Err() == nil {
 				t.log.Error("bloom: rebuild failed; keeping the saturated filter", "namespace", name, "err", err)
 				st.next.Store(nil)
 				st.rebuilding.Store(false)
 			}
-		}()
+		})
 	}
 }
 

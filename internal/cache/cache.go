@@ -51,11 +51,18 @@
 //
 // # Memory
 //
-// A namespace's cache holds at most NamespaceConfig.MaxEntries entities,
-// evicting the least recently used, or any number when MaxEntries is 0 (a
-// warning is logged). Entities whose every cell has expired are removed as
-// new ones arrive. The cairn_cache_bytes gauge estimates the memory held,
-// from the size of each cell's value.
+// Every cached namespace is bounded. Its entities' estimated memory (the
+// cairn_cache_bytes gauge, from the size of each cell's value and the
+// cache's own overhead) stays within [Config.MaxBytes]; with
+// NamespaceConfig.MaxEntries set, at most that many found entities are
+// kept as well. The least recently used entity is evicted to make room.
+//
+// Entities found absent (negative entries) are kept apart, in at most an
+// eighth of the namespace's bytes (and of MaxEntries, when set), so that a
+// client reading random keys evicts only other absent keys and never
+// crowds out the values the cache exists for; found entities get the other
+// seven eighths. Entities whose every cell has expired are removed as new
+// ones arrive.
 package cache
 
 import (
@@ -95,20 +102,91 @@ type Cache struct {
 type space struct {
 	name        string
 	ttl         int64 // ticks
-	maxEntries  int   // 0: no bound
 	cacheMisses bool
 	m           spaceMetrics
 
+	// mu guards both pools; an entity is in at most one of them.
 	mu struct {
 		sync.Mutex
-		lru   *simplelru.LRU[string, *entity]
-		bytes int64
+		found  pool // entities with stored cells
+		absent pool // entities the store does not have (negUntil set)
+	}
+}
+
+// pool is a least-recently-used set of entities bounded in number and in
+// estimated bytes. It is used with its space's lock held.
+type pool struct {
+	lru        *simplelru.LRU[string, *entity]
+	bytes      int64 // sum of the entities' size
+	maxBytes   int64
+	maxEntries int // 0: no bound on the number
+}
+
+func newPool(maxBytes int64, maxEntries int) (pool, error) {
+	// The bounds are enforced here rather than by the LRU, so that every
+	// removal is accounted for.
+	lru, err := simplelru.NewLRU[string, *entity](math.MaxInt, nil)
+	return pool{lru: lru, maxBytes: maxBytes, maxEntries: maxEntries}, err
+}
+
+// add inserts e under key, evicting the least recently used entities to
+// make room. An entity larger than the whole bound is not cached.
+func (p *pool) add(key string, e *entity, evicted prometheus.Counter) {
+	if e.size > p.maxBytes {
+		return
+	}
+	for p.lru.Len() > 0 && (p.maxEntries > 0 && p.lru.Len() >= p.maxEntries || p.bytes+e.size > p.maxBytes) {
+		p.removeOldest(evicted)
+	}
+	// A key may be a slice of a larger request buffer; keep only its own
+	// bytes.
+	p.lru.Add(strings.Clone(key), e)
+	p.bytes += e.size
+}
+
+// resize accounts for e, held under key, now being size bytes, evicting
+// the least recently used entities while the pool is over its bound.
+func (p *pool) resize(e *entity, size int64, evicted prometheus.Counter) {
+	p.bytes += size - e.size
+	e.size = size
+	for p.bytes > p.maxBytes && p.lru.Len() > 0 {
+		p.removeOldest(evicted)
+	}
+}
+
+// remove takes e, held under key, out of the pool without counting an
+// eviction.
+func (p *pool) remove(key string, e *entity) {
+	if p.lru.Remove(key) {
+		p.bytes -= e.size
+	}
+}
+
+// removeOldest removes the least recently used entity, counting it in
+// evictions.
+func (p *pool) removeOldest(evictions prometheus.Counter) {
+	if _, e, ok := p.lru.RemoveOldest(); ok {
+		p.bytes -= e.size
+		evictions.Inc()
+	}
+}
+
+// sweep removes up to limit least recently used entities that hold
+// nothing valid at now. Removing a few per insertion keeps expired
+// entities from piling up until the bound evicts them.
+func (p *pool) sweep(now int64, limit int, evictions prometheus.Counter) {
+	for ; limit > 0; limit-- {
+		_, e, ok := p.lru.GetOldest()
+		if !ok || e.live(now) {
+			return
+		}
+		p.removeOldest(evictions)
 	}
 }
 
 // New returns a cache in front of next. Metrics are registered with reg
-// unless it is nil; log (slog.Default() when nil) receives a warning for
-// each namespace cached without a size bound.
+// unless it is nil; log (slog.Default() when nil) receives the bounds of
+// each namespace cached.
 func New(next Store, cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Cache, error) {
 	if next == nil {
 		return nil, errors.New("cache: no store to read through")
@@ -131,25 +209,25 @@ func New(next Store, cfg Config, reg prometheus.Registerer, log *slog.Logger) (*
 	}
 	c := &Cache{next: next, spaces: make(map[string]*space, len(cfg.Namespaces)), now: now, epoch: now()}
 	for _, n := range cfg.Namespaces {
-		// The bound is enforced here rather than by the LRU, so that every
-		// removal is accounted for.
-		lru, err := simplelru.NewLRU[string, *entity](math.MaxInt, nil)
-		if err != nil {
-			return nil, fmt.Errorf("cache: namespace %s: %w", n.Namespace, err)
-		}
 		sp := &space{
 			name:        n.Namespace,
 			ttl:         int64(n.TTL),
-			maxEntries:  n.MaxEntries,
 			cacheMisses: cfg.CacheMisses,
 			m:           m.space(n.Namespace),
 		}
-		sp.mu.lru = lru
-		c.spaces[n.Namespace] = sp
-		if n.MaxEntries == 0 {
-			log.Warn("cache: namespace cached without a size bound; its memory grows with the number of entities read within the TTL",
-				"namespace", n.Namespace, "ttl", n.TTL)
+		absentBytes, absentEntries, foundEntries := cfg.MaxBytes/absentShare, 0, 0
+		if n.MaxEntries > 0 {
+			absentEntries, foundEntries = max(1, n.MaxEntries/absentShare), n.MaxEntries
 		}
+		var err1, err2 error
+		sp.mu.found, err1 = newPool(cfg.MaxBytes-absentBytes, foundEntries)
+		sp.mu.absent, err2 = newPool(absentBytes, absentEntries)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("cache: namespace %s: %w", n.Namespace, err)
+		}
+		c.spaces[n.Namespace] = sp
+		log.Info("cache: namespace cached", "namespace", n.Namespace, "ttl", n.TTL, "max_bytes", cfg.MaxBytes,
+			"max_entries", n.MaxEntries, "cache_misses", cfg.CacheMisses)
 	}
 	return c, nil
 }
@@ -191,7 +269,10 @@ func (sp *space) lookup(keys []string, feats []*feature.Feature, rows []store.Ro
 	var hits, negative int
 	sp.mu.Lock()
 	for i, key := range keys {
-		e, ok := sp.mu.lru.Get(key)
+		e, ok := sp.mu.found.lru.Get(key)
+		if !ok {
+			e, ok = sp.mu.absent.lru.Get(key)
+		}
 		if !ok {
 			missing += len(feats)
 			continue
@@ -320,48 +401,36 @@ func (sp *space) record(keys []string, feats []*feature.Feature, rows []store.Ro
 		if !row.Found && !sp.cacheMisses {
 			continue
 		}
-		e, ok := sp.mu.lru.Peek(key)
+		from := &sp.mu.found
+		e, ok := from.lru.Peek(key)
 		if !ok {
-			e = &entity{}
+			from = &sp.mu.absent
+			e, ok = from.lru.Peek(key)
+		}
+		if !ok {
+			from, e = nil, &entity{}
 		}
 		if !e.update(feats, row, readAt, until, sp.cacheMisses) && !ok {
 			continue
 		}
+		to := &sp.mu.found
+		if e.negUntil > 0 {
+			to = &sp.mu.absent
+		}
 		size := e.estimate(key)
-		sp.mu.bytes += size - e.size
+		if from == to {
+			to.resize(e, size, sp.m.evictedSize)
+			continue
+		}
+		if from != nil {
+			from.remove(key, e) // found, then absent, or the other way
+		}
 		e.size = size
-		if !ok {
-			if sp.maxEntries > 0 && sp.mu.lru.Len() >= sp.maxEntries {
-				sp.removeOldestLocked(sp.m.evictedSize)
-			}
-			// A key may be a slice of a larger request buffer; keep only
-			// its own bytes.
-			sp.mu.lru.Add(strings.Clone(key), e)
-		}
+		to.add(key, e, sp.m.evictedSize)
 	}
-	sp.sweepLocked(readAt, len(keys)+1)
-	sp.m.entries.Set(float64(sp.mu.lru.Len()))
-	sp.m.bytes.Set(float64(sp.mu.bytes))
-}
-
-// sweepLocked removes up to limit least recently used entities that hold
-// nothing valid at now. Removing a few per insertion keeps expired
-// entities from piling up in a namespace without a size bound.
-func (sp *space) sweepLocked(now int64, limit int) {
-	for ; limit > 0; limit-- {
-		_, e, ok := sp.mu.lru.GetOldest()
-		if !ok || e.live(now) {
-			return
-		}
-		sp.removeOldestLocked(sp.m.evictedExpired)
-	}
-}
-
-// removeOldestLocked removes the least recently used entity, counting it
-// in evictions.
-func (sp *space) removeOldestLocked(evictions prometheus.Counter) {
-	if _, e, ok := sp.mu.lru.RemoveOldest(); ok {
-		sp.mu.bytes -= e.size
-		evictions.Inc()
-	}
+	sp.mu.found.sweep(readAt, len(keys)+1, sp.m.evictedExpired)
+	sp.mu.absent.sweep(readAt, len(keys)+1, sp.m.evictedExpired)
+	sp.m.entries.Set(float64(sp.mu.found.lru.Len() + sp.mu.absent.lru.Len()))
+	sp.m.absentEntries.Set(float64(sp.mu.absent.lru.Len()))
+	sp.m.bytes.Set(float64(sp.mu.found.bytes + sp.mu.absent.bytes))
 }

@@ -406,8 +406,12 @@ func TestConcurrentReaders(t *testing.T) {
 	if e.metric("cairn_cache_hits_total") == 0 || e.metric("cairn_cache_misses_total") == 0 {
 		t.Errorf("hits %v, misses %v: want both", e.metric("cairn_cache_hits_total"), e.metric("cairn_cache_misses_total"))
 	}
-	if got := e.metric("cairn_cache_entries"); got > 20 {
-		t.Errorf("entries = %v, beyond the bound of 20", got)
+	// 20 found entities, and an eighth as many absent ones.
+	if got := e.metric("cairn_cache_entries"); got > 20+2 {
+		t.Errorf("entries = %v, beyond the bound of 20+2", got)
+	}
+	if got := e.metric("cairn_cache_absent_entries"); got > 2 {
+		t.Errorf("absent entries = %v, beyond the bound of 2", got)
 	}
 }
 
@@ -435,3 +439,29 @@ func TestNewReportsRegistrationError(t *testing.T) {
 }
 
 var _ cache.Store = (*cache.Cache)(nil)
+
+// Absent keys shared one LRU with found entities, so a client asking for
+// random ids evicted the values the cache exists for. They now have their
+// own eighth of the bound.
+func TestAbsentKeysDoNotEvictFoundEntities(t *testing.T) {
+	e := newEnv(t, 16, true)
+	var found []string
+	for i := range 10 {
+		k := fmt.Sprint("u", i)
+		e.write(k, t0, "age", int64(i))
+		found = append(found, k)
+	}
+	e.read(found, "age")
+	for i := range 1000 {
+		e.read([]string{fmt.Sprint("random-", i)}, "age")
+	}
+	e.st.take()
+	rows := e.read(found, "age")
+	e.expectCalls()
+	for i, r := range rows {
+		e.check(found[i], r, true, cell{true, int64(i), true})
+	}
+	if got := e.metric("cairn_cache_absent_entries"); got != 2 {
+		t.Errorf("absent entries = %v, want 2 (an eighth of 16)", got)
+	}
+}

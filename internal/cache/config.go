@@ -26,10 +26,28 @@ type Config struct {
 	// Environment: DYNAMODB_LRU_CACHE_CACHE_MISSES. Default: true.
 	CacheMisses bool
 
+	// MaxBytes bounds the estimated memory of each cached namespace, in
+	// bytes (as reported by cairn_cache_bytes); the least recently used
+	// entities are evicted to stay within it. Entities found absent are
+	// kept in at most an eighth of it, found ones in the rest. It applies
+	// whether or not the namespace also has MaxEntries. Must be positive.
+	// Environment: CAIRN_CACHE_MAX_BYTES. Default: 256 MiB
+	// ([DefaultMaxBytes]).
+	MaxBytes int64
+
 	// Now is the clock deciding when cached values expire. Default:
 	// time.Now (a nil Now means time.Now).
 	Now func() time.Time
 }
+
+// DefaultMaxBytes is the default Config.MaxBytes: 256 MiB per namespace,
+// room for about 150,000 found entities of 10 features of mixed types and
+// 170,000 keys cached as absent.
+const DefaultMaxBytes = 256 << 20
+
+// absentShare is the part of a namespace's bounds given to entities found
+// absent: one over absentShare.
+const absentShare = 8
 
 // NamespaceConfig is how one namespace is cached.
 type NamespaceConfig struct {
@@ -38,8 +56,12 @@ type NamespaceConfig struct {
 	// TTL is how long a value read from the store may be served from the
 	// cache, at most [MaxTTL]; a read may therefore be stale by up to TTL.
 	TTL time.Duration
-	// MaxEntries bounds the number of entities cached; the least recently
-	// used entity is evicted to make room. 0 means no bound.
+	// MaxEntries, when positive, bounds the number of found entities
+	// cached, and an eighth of it (at least one) the entities cached as
+	// absent; the least recently used entity is evicted to make room.
+	// Config.MaxBytes bounds the namespace either way. Environment:
+	// max_lru_size in DYNAMODB_CACHED_NAMESPACES. Default: 0, bounded by
+	// Config.MaxBytes only.
 	MaxEntries int
 }
 
@@ -49,12 +71,15 @@ const MaxTTL = 100 * 365 * 24 * time.Hour
 // DefaultConfig returns a Config with every default filled in and no
 // namespace cached.
 func DefaultConfig() Config {
-	return Config{CacheMisses: true}
+	return Config{CacheMisses: true, MaxBytes: DefaultMaxBytes}
 }
 
 // Validate reports every problem with c at once.
 func (c Config) Validate() error {
 	var errs []error
+	if c.MaxBytes <= 0 && len(c.Namespaces) > 0 {
+		errs = append(errs, fmt.Errorf("cache: max bytes %d: want more than 0, every cached namespace is bounded", c.MaxBytes))
+	}
 	seen := make(map[string]int, len(c.Namespaces))
 	for i, n := range c.Namespaces {
 		for _, err := range n.problems() {
@@ -78,7 +103,7 @@ func (n NamespaceConfig) problems() []error {
 		errs = append(errs, fmt.Errorf("TTL %v: want more than 0 and at most %v", n.TTL, MaxTTL))
 	}
 	if n.MaxEntries < 0 {
-		errs = append(errs, fmt.Errorf("max entries %d: want 0 (no bound) or more", n.MaxEntries))
+		errs = append(errs, fmt.Errorf("max entries %d: want 0 (bounded in bytes only) or more", n.MaxEntries))
 	}
 	return errs
 }
@@ -95,8 +120,9 @@ type namespaceJSON struct {
 //	[{"namespace": "user", "ttl_seconds": 86400, "max_lru_size": 10000}]
 //
 // namespace and ttl_seconds (a positive integer) are required; max_lru_size
-// (a positive integer) is optional, and without it the namespace's cache
-// has no size bound. Unknown fields, a namespace listed twice and values
+// (a positive integer) is optional: it bounds the number of entities
+// cached (NamespaceConfig.MaxEntries), and without it the namespace is
+// bounded by Config.MaxBytes only, which applies in either case. Unknown fields, a namespace listed twice and values
 // out of range are errors; every problem is reported, each naming its
 // entry. An empty or blank string means no namespace is cached.
 func ParseNamespaces(s string) ([]NamespaceConfig, error) {
@@ -145,7 +171,7 @@ func ParseNamespaces(s string) ([]NamespaceConfig, error) {
 		}
 		if size := doc.MaxLRUSize; size != nil {
 			if *size <= 0 || *size > maxEntries {
-				fail("max_lru_size %d: want 1 to %d, or leave it out for no bound", *size, int64(maxEntries))
+				fail("max_lru_size %d: want 1 to %d, or leave it out to bound the namespace in bytes only", *size, int64(maxEntries))
 			} else {
 				n.MaxEntries = int(*size)
 			}

@@ -43,7 +43,7 @@ func TestParseNamespaces(t *testing.T) {
 				`entry #2 ("user"): namespace is already listed by entry #1`,
 				`entry #2 ("user"): ttl_seconds 0: want 1 to`,
 				`entry #3 ("m"): ttl_seconds -5`,
-				`entry #3 ("m"): max_lru_size 0: want 1 to 2147483647, or leave it out`,
+				`entry #3 ("m"): max_lru_size 0: want 1 to 2147483647, or leave it out to bound`,
 				`entry #4 (""): namespace is required`,
 				`entry #5 (""): namespace is empty`,
 				`entry #6 ("x"): ttl_seconds is required`,
@@ -84,9 +84,12 @@ func TestValidate(t *testing.T) {
 	if !cache.DefaultConfig().CacheMisses {
 		t.Error("CacheMisses defaults to false, want true")
 	}
+	if got := cache.DefaultConfig().MaxBytes; got != 256<<20 {
+		t.Errorf("MaxBytes defaults to %d, want 256 MiB", got)
+	}
 	bad := cache.Config{Namespaces: []cache.NamespaceConfig{{TTL: cache.MaxTTL + 1}}}
 	err := bad.Validate()
-	for _, want := range []string{"#1: no namespace name", "#1: TTL"} {
+	for _, want := range []string{"#1: no namespace name", "#1: TTL", "max bytes 0"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not mention %q", err, want)
 		}

@@ -133,7 +133,7 @@ func (e *entity) live(now int64) bool {
 const (
 	entityBytes   = int64(unsafe.Sizeof(entity{}))
 	slotBytes     = int64(unsafe.Sizeof(slot{}))
-	entryOverhead = 80 + 32
+	entryOverhead = 80 + 64
 )
 
 // estimate returns the memory held for an entity cached under key.

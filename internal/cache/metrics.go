@@ -13,6 +13,7 @@ type metrics struct {
 	misses       *prometheus.CounterVec
 	evictions    *prometheus.CounterVec
 	entries      *prometheus.GaugeVec
+	absent       *prometheus.GaugeVec
 	bytes        *prometheus.GaugeVec
 }
 
@@ -33,11 +34,15 @@ func newMetrics() *metrics {
 		}, ns),
 		evictions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cairn_cache_evictions_total",
-			Help: "Entities removed from the cache, by reason: size (least recently used, to make room) or expired.",
+			Help: "Entities removed from the cache, by reason: size (least recently used, to stay within the bound in bytes or entities) or expired.",
 		}, []string{"namespace", "reason"}),
 		entries: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "cairn_cache_entries",
-			Help: "Entities in the cache.",
+			Help: "Entities in the cache, absent ones included.",
+		}, ns),
+		absent: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cairn_cache_absent_entries",
+			Help: "Entities cached as absent from the store (negative entries), kept in at most an eighth of the namespace's bound.",
 		}, ns),
 		bytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "cairn_cache_bytes",
@@ -47,7 +52,7 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.hits, m.negativeHits, m.misses, m.evictions, m.entries, m.bytes} {
+	for _, c := range []prometheus.Collector{m.hits, m.negativeHits, m.misses, m.evictions, m.entries, m.absent, m.bytes} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("cache: register metrics: %w", err)
 		}
@@ -58,9 +63,9 @@ func (m *metrics) register(reg prometheus.Registerer) error {
 // spaceMetrics are one namespace's children of metrics, resolved once so
 // that the read path does no label lookups.
 type spaceMetrics struct {
-	hits, negativeHits, misses  prometheus.Counter
-	evictedSize, evictedExpired prometheus.Counter
-	entries, bytes              prometheus.Gauge
+	hits, negativeHits, misses    prometheus.Counter
+	evictedSize, evictedExpired   prometheus.Counter
+	entries, absentEntries, bytes prometheus.Gauge
 }
 
 func (m *metrics) space(name string) spaceMetrics {
@@ -71,6 +76,7 @@ func (m *metrics) space(name string) spaceMetrics {
 		evictedSize:    m.evictions.WithLabelValues(name, "size"),
 		evictedExpired: m.evictions.WithLabelValues(name, "expired"),
 		entries:        m.entries.WithLabelValues(name),
+		absentEntries:  m.absent.WithLabelValues(name),
 		bytes:          m.bytes.WithLabelValues(name),
 	}
 }

@@ -75,7 +75,7 @@ func BenchmarkQuery(b *testing.B) {
 	if err := st.Write(ctx, ws); err != nil {
 		b.Fatal(err)
 	}
-	c, err := cache.New(st, cache.Config{Namespaces: []cache.NamespaceConfig{{Namespace: "user", TTL: time.Hour}}, CacheMisses: true}, nil, log)
+	c, err := cache.New(st, cache.Config{Namespaces: []cache.NamespaceConfig{{Namespace: "user", TTL: time.Hour}}, CacheMisses: true, MaxBytes: cache.DefaultMaxBytes}, nil, log)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -108,7 +108,7 @@ var Knobs = []Knob{
 	// The DynamoDB online store (docs/dynamodb.md), and the read-path
 	// accelerators in front of any store that keep their DYNAMODB_* names.
 	{Name: "CAIRN_BLOOM_NAMESPACES", Doc: `Bloom filters of present keys, per namespace: JSON [{"namespace": "user", "expected_keys": 1000000, "false_positive_rate": 0.01}] (docs/bloom.md). Unset: no filters.`},
-	{Name: "CAIRN_BLOOM_LEASE", Default: "10s", Doc: "How long writers wait for a query server whose filter stopped reporting its position; that server stops answering from its filter after half of it. Query servers and writers must agree."},
+	{Name: "CAIRN_BLOOM_LEASE", Default: "10s", Doc: "How long writers wait for a query server whose filter stopped reporting its position or stopped reading past their batch; that server renews its lease only while within a quarter of it of the topic's end, and stops answering from its filter half a lease after its last renewal. Query servers and writers must agree."},
 
 	{Name: "CAIRN_REDIS_POOL_SIZE", Default: "10 × GOMAXPROCS", Computed: tenProcs, Doc: "Valkey/Redis connections per node."},
 	{Name: "CAIRN_REDIS_DIAL_TIMEOUT", Default: "1s", Doc: "Valkey/Redis: time to open a connection."},
@@ -128,9 +128,11 @@ var Knobs = []Knob{
 		Computed: clientThreads,
 		Doc:      "Most sub-batches of one read in flight at once; lower it when many queries run concurrently, so each takes fewer, larger batches."},
 	{Name: "DYNAMODB_CACHED_NAMESPACES",
-		Doc: `Per-namespace LRU cache in front of the online store, JSON: [{"namespace": "user", "ttl_seconds": 86400, "max_lru_size": 10000}] (max_lru_size optional; without it the cache is unbounded). A cached read may be stale by up to ttl_seconds.`},
+		Doc: `Per-namespace LRU cache in front of the online store, JSON: [{"namespace": "user", "ttl_seconds": 86400, "max_lru_size": 10000}] (max_lru_size optional; every namespace is bounded in bytes by CAIRN_CACHE_MAX_BYTES). A cached read may be stale by up to ttl_seconds.`},
 	{Name: "DYNAMODB_LRU_CACHE_CACHE_MISSES", Default: "true",
 		Doc: "The namespace cache also remembers entities found absent; false reads the store again on every miss."},
+	{Name: "CAIRN_CACHE_MAX_BYTES", Default: "268435456",
+		Doc: "Bound on the estimated memory of each namespace in DYNAMODB_CACHED_NAMESPACES, in bytes (256 MiB); least recently used entities are evicted beyond it. Entities cached as absent get at most an eighth of it. max_lru_size, when set, bounds the number of entities as well; it does not lift this bound."},
 	{Name: "DYNAMODB_BLOOM_FILTER_DEBUG_MODE", Default: "false",
 		Doc: "Read the store even when the Bloom filter answers, and count disagreements; forgoes the filter's savings."},
 	{Name: "DYNAMODB_ENABLE_REQUEST_RACING", Default: "false",
