@@ -321,6 +321,10 @@ func (c *Config) loadReadPath(env *config.Env) error {
 	c.Read.Cache = cache.DefaultConfig()
 	c.Read.Cache.Namespaces = cached
 	c.Read.Cache.CacheMisses = env.Bool("DYNAMODB_LRU_CACHE_CACHE_MISSES")
+	c.Read.Cache.MaxBytes = int64(env.Int("CAIRN_CACHE_MAX_BYTES"))
+	if len(cached) > 0 {
+		errs = append(errs, c.Read.Cache.Validate())
+	}
 	if c.Registry != nil {
 		for _, n := range cached {
 			if _, ok := c.Registry.Namespace(n.Namespace); !ok {

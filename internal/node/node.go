@@ -265,8 +265,21 @@ func (p *process) addQueryServer(qcfg queue.Config, st Store, checker *health.Ch
 			return err
 		}
 		reader = rp.reader
-		if rp.tracker != nil {
-			p.component(Component{Name: "bloom tracker", Run: rp.tracker.Run})
+		if tr := rp.tracker; tr != nil {
+			p.component(Component{Name: "bloom tracker", Run: tr.Run})
+			checker.AddReadiness("bloom filters", func() error {
+				if !tr.Ready() {
+					return errors.New("the Bloom filters are being built")
+				}
+				return nil
+			})
+			// A lapsed lease sends queries to the store: reported only.
+			checker.AddReported("bloom lease", false, func() error {
+				if !tr.LeaseValid() {
+					return errors.New("the filters' lease lapsed: every read goes to the store")
+				}
+				return nil
+			})
 		}
 	}
 	var producer api.Producer
