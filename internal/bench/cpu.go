@@ -80,6 +80,18 @@ func sampleCPU() cpuSample {
 	return s
 }
 
+// userHZ is the unit of processes' CPU times in /proc: clock ticks of
+// USER_HZ, 100 a second on Linux whatever the kernel's own tick.
+const userHZ = 100
+
+// ProcessCPU returns the CPU time, user and system, that process pid has
+// used so far, from /proc/PID/stat; false elsewhere than on Linux or when
+// the process is gone.
+func ProcessCPU(pid int) (time.Duration, bool) {
+	ticks, ok := processTicks(fmt.Sprintf("/proc/%d/stat", pid))
+	return time.Duration(ticks / userHZ * float64(time.Second)), ok
+}
+
 // processTicks returns the CPU time a process has used, in clock ticks,
 // from its stat file.
 func processTicks(path string) (float64, bool) {
@@ -122,10 +134,8 @@ func (s cpuSample) since(start cpuSample) (cpuUse, bool) {
 	if wall <= 0 {
 		return cpuUse{}, false
 	}
-	// Processes' times are in clock ticks of USER_HZ, 100 a second on
-	// Linux whatever the kernel's own tick; the machine's share is taken
-	// over all its CPUs, whichever this process may run on.
-	const userHZ = 100
+	// Processes' times are in clock ticks of userHZ; the machine's share
+	// is taken over all its CPUs, whichever this process may run on.
 	u := cpuUse{cpus: s.cpus, machine: float64(s.cpus) * (s.busy - start.busy) / total, self: (s.selfTicks - start.selfTicks) / (wall * userHZ)}
 	if s.serverOK && start.serverOK {
 		u.serverOK, u.server = true, (s.serverTicks-start.serverTicks)/(wall*userHZ)

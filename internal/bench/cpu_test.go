@@ -69,3 +69,22 @@ func TestSampleCPU(t *testing.T) {
 		t.Errorf("sampleCPU = %+v", s)
 	}
 }
+
+// ProcessCPU reads this very process's CPU time, which grows as it works.
+func TestProcessCPU(t *testing.T) {
+	before, ok := ProcessCPU(os.Getpid())
+	if !ok {
+		t.Skip("no /proc")
+	}
+	deadline := time.Now().Add(200 * time.Millisecond)
+	for x := 0; time.Now().Before(deadline); x++ {
+		_ = x * x
+	}
+	after, _ := ProcessCPU(os.Getpid())
+	if d := after - before; d < 50*time.Millisecond || d > 5*time.Second {
+		t.Errorf("200ms of spinning used %v of CPU", d)
+	}
+	if _, ok := ProcessCPU(1 << 30); ok {
+		t.Error("a process that does not exist has a CPU time")
+	}
+}
