@@ -1,5 +1,11 @@
 // Package testserver starts the real servers that cairn's tests run against:
-// moto's DynamoDB API ([Moto]) and redis-server ([Redis]).
+// moto's DynamoDB API ([Moto]) and redis-server ([Redis]), shared by the
+// tests of one binary; and, for tests of the production topology, servers
+// of one test's own in processes that the test kills, hangs and restarts by
+// process id: a Kafka-protocol broker ([StartKafka]), redis-server
+// ([StartRedisProcess]), moto_server ([StartMotoProcess]) and the roles of
+// the cairn binary ([BuildCairn], [StartRole]), all built on [Process] and
+// [Server].
 //
 // Each server is started at most once per test binary, on 127.0.0.1 and a
 // free port, the first time a test asks for it, and stopped (by its own
@@ -19,6 +25,12 @@
 // When a server is neither named nor installed, the test asking for it is
 // skipped, unless CAIRN_REQUIRE_SERVERS=1, in which case it fails: CI sets it
 // so that a missing server can never pass as green.
+//
+// A [Server] keeps its address over restarts, so its clients reconnect as
+// they would to a rebooted machine; its output goes to a log file whose last
+// lines are logged when the test fails. Binaries (the cairn command, the
+// broker of ./internal/testserver/kafkabroker) are built once per test
+// binary, without the race detector, and removed by [Run].
 //
 // This package is imported only by _test files.
 package testserver
