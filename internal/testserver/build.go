@@ -59,10 +59,7 @@ func buildPkg(t testing.TB, pkg string) string {
 }
 
 func goBuild(pkg string) (string, error) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
+	goBin := goCommand()
 	root, err := moduleRoot(goBin)
 	if err != nil {
 		return "", err
@@ -115,4 +112,24 @@ func removeBuilds() error {
 	err := os.RemoveAll(builds.dir)
 	builds.dir = ""
 	return err
+}
+
+// ModuleRoot returns the directory holding the go.mod of the module under
+// test, for tests that read its files (examples/features.yaml).
+func ModuleRoot(t testing.TB) string {
+	t.Helper()
+	root, err := moduleRoot(goCommand())
+	if err != nil {
+		t.Fatalf("testserver: %v", err)
+	}
+	return root
+}
+
+// goCommand returns the go command: the one on PATH, else the toolchain's
+// that built this binary.
+func goCommand() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
 }
