@@ -89,10 +89,11 @@ func startServer(t testing.TB, name string, command func(port int) Command, read
 // start starts the server on s.port and waits until it answers.
 func (s *Server) start() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.mu.starts++
+	n := s.mu.starts
+	s.mu.Unlock()
 	if f, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
-		fmt.Fprintf(f, "=== testserver: start %d of %s on %s\n", s.mu.starts, s.name, s.Addr())
+		fmt.Fprintf(f, "=== testserver: start %d of %s on %s\n", n, s.name, s.Addr())
 		f.Close()
 	}
 	p, err := spawn(s.command(s.port), s.logPath)
@@ -104,7 +105,9 @@ func (s *Server) start() error {
 		p.closeLog()
 		return err
 	}
+	s.mu.Lock()
 	s.mu.proc = p
+	s.mu.Unlock()
 	return nil
 }
 
