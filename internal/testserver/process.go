@@ -199,7 +199,7 @@ func (p *Process) Stop(grace time.Duration) error {
 		return nil
 	default:
 	}
-	_ = p.Signal(syscall.SIGCONT)
+	_ = p.Signal(resumeSignal)
 	if err := p.Signal(stopSignal); err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package testserver
 import (
 	"errors"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -53,7 +52,7 @@ func TestProcessStopResumesAPausedProcess(t *testing.T) {
 	if _, err := p.WaitForOutput("ready", 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Signal(syscall.SIGSTOP); err != nil {
+	if err := p.Signal(pauseSignal); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Stop(5 * time.Second); err != nil {

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -136,13 +135,13 @@ func (s *Server) Kill() {
 	}
 }
 
-// Term sends SIGTERM, waits at most grace for the process to exit, and
+// Term sends SIGTERM (os.Interrupt outside Linux), waits at most grace for the process to exit, and
 // returns its exit status (-1 when a signal ended it). The test fails if it
 // has not exited by then; the process is then killed.
 func (s *Server) Term(grace time.Duration) int {
 	s.t.Helper()
 	p := s.Process()
-	if err := p.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Signal(stopSignal); err != nil {
 		s.t.Fatalf("testserver: %v", err)
 	}
 	code, err := p.Wait(grace)
@@ -157,7 +156,7 @@ func (s *Server) Term(grace time.Duration) int {
 // nothing, like a hung machine or a network partition that drops packets.
 func (s *Server) Pause() {
 	s.t.Helper()
-	if err := s.Process().Signal(syscall.SIGSTOP); err != nil {
+	if err := s.Process().Signal(pauseSignal); err != nil {
 		s.t.Fatalf("testserver: %v", err)
 	}
 }
@@ -165,7 +164,7 @@ func (s *Server) Pause() {
 // Resume sends SIGCONT to a paused process.
 func (s *Server) Resume() {
 	s.t.Helper()
-	if err := s.Process().Signal(syscall.SIGCONT); err != nil {
+	if err := s.Process().Signal(resumeSignal); err != nil {
 		s.t.Fatalf("testserver: %v", err)
 	}
 }
