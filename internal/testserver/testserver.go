@@ -1,5 +1,11 @@
 // Package testserver starts the real servers that cairn's tests run against:
-// moto's DynamoDB API ([Moto]) and redis-server ([Redis]).
+// moto's DynamoDB API ([Moto]) and redis-server ([Redis]), shared by the
+// tests of one binary; and, for tests of the production topology, servers
+// of one test's own in processes that the test kills, hangs and restarts by
+// process id: a Kafka-protocol broker ([StartKafka]), redis-server
+// ([StartRedisProcess]), moto_server ([StartMotoProcess]) and the roles of
+// the cairn binary ([BuildCairn], [StartRole]), all built on [Process] and
+// [Server].
 //
 // Each server is started at most once per test binary, on 127.0.0.1 and a
 // free port, the first time a test asks for it, and stopped (by its own
@@ -20,6 +26,12 @@
 // skipped, unless CAIRN_REQUIRE_SERVERS=1, in which case it fails: CI sets it
 // so that a missing server can never pass as green.
 //
+// A [Server] keeps its address over restarts, so its clients reconnect as
+// they would to a rebooted machine; its output goes to a log file whose last
+// lines are logged when the test fails. Binaries (the cairn command, the
+// broker of ./internal/testserver/kafkabroker) are built once per test
+// binary, without the race detector, and removed by [Run].
+//
 // This package is imported only by _test files.
 package testserver
 
@@ -37,7 +49,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -89,6 +100,9 @@ func Run(m *testing.M) int {
 		if err := ls.stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "testserver: %v\n", err)
 		}
+	}
+	if err := removeBuilds(); err != nil {
+		fmt.Fprintf(os.Stderr, "testserver: %v\n", err)
 	}
 	return code
 }
@@ -268,13 +282,8 @@ func (ls *lazyServer) stop() error {
 
 // process is a started server.
 type process struct {
-	name   string
-	addr   string
-	pid    int
-	signal func(os.Signal) error
-	kill   func() error
-	exited chan struct{} // closed once the process has exited
-	out    *tailBuffer
+	*Process
+	addr string
 }
 
 // startProcess starts the server, trying another port if the first one is
@@ -296,81 +305,42 @@ func startOnce(path string, sp spec) (*process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find a free port for %s: %w", sp.binary, err)
 	}
-	p := &process{
-		name:   sp.binary,
-		addr:   net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-		exited: make(chan struct{}),
-		out:    &tailBuffer{max: 8 << 10},
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	proc, err := spawn(Command{Name: sp.binary, Path: path, Args: sp.args(port)}, "")
+	if err != nil {
+		return nil, err
 	}
-	cmd := exec.Command(path, sp.args(port)...)
-	cmd.Stdout = p.out
-	cmd.Stderr = p.out
-	cmd.SysProcAttr = sysProcAttr()
-	started := make(chan error, 1)
-	// The process is started and waited for on one locked OS thread: on
-	// Linux the child gets SIGKILL when the thread that started it exits
-	// (see sysProcAttr), so a test binary that dies without running Run's
-	// cleanup leaves no server behind, and a locked thread outlives the
-	// child.
-	go func() {
-		runtime.LockOSThread()
-		if err := cmd.Start(); err != nil {
-			started <- err
-			runtime.UnlockOSThread()
-			return
-		}
-		started <- nil
-		_ = cmd.Wait() // the exit status of a stopped server is of no interest
-		close(p.exited)
-	}()
-	if err := <-started; err != nil {
-		return nil, fmt.Errorf("start %s: %w", sp.binary, err)
+	if err := waitReady(proc, addr, sp.ready, startTimeout); err != nil {
+		_ = proc.Stop(stopTimeout)
+		return nil, err
 	}
-	p.pid = cmd.Process.Pid
-	p.signal = cmd.Process.Signal
-	p.kill = cmd.Process.Kill
+	return &process{Process: proc, addr: addr}, nil
+}
 
-	deadline := time.Now().Add(startTimeout)
+// waitReady polls ready until it succeeds, the process exits or timeout
+// passes.
+func waitReady(p *Process, addr string, ready func(addr string) error, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	for {
 		select {
-		case <-p.exited:
-			return nil, fmt.Errorf("%s on %s exited before answering; output:\n%s", sp.binary, p.addr, p.out.String())
+		case <-p.Exited():
+			return fmt.Errorf("%s on %s exited before answering; output:\n%s", p.Name(), addr, p.Tail(logTailLines))
 		default:
 		}
-		err := sp.ready(p.addr)
+		err := ready(addr)
 		if err == nil {
-			return p, nil
+			return nil
 		}
 		if time.Now().After(deadline) {
-			_ = p.stop()
-			return nil, fmt.Errorf("%s on %s did not answer within %v (last error: %v); output:\n%s",
-				sp.binary, p.addr, startTimeout, err, p.out.String())
+			return fmt.Errorf("%s on %s did not answer within %v (last error: %v); output:\n%s",
+				p.Name(), addr, timeout, err, p.Tail(logTailLines))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
 // stop asks the process to exit, then kills it if it does not.
-func (p *process) stop() error {
-	select {
-	case <-p.exited:
-		return nil
-	default:
-	}
-	if err := p.signal(stopSignal); err != nil {
-		return fmt.Errorf("stop %s (pid %d): %w", p.name, p.pid, err)
-	}
-	select {
-	case <-p.exited:
-		return nil
-	case <-time.After(stopTimeout):
-	}
-	if err := p.kill(); err != nil {
-		return fmt.Errorf("kill %s (pid %d): %w", p.name, p.pid, err)
-	}
-	<-p.exited
-	return nil
-}
+func (p *process) stop() error { return p.Stop(stopTimeout) }
 
 // freePort asks the kernel for a port that is free right now.
 func freePort() (int, error) {
