@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -17,7 +18,7 @@ import (
 	"github.com/cairnfs/cairn/internal/testserver"
 )
 
-var brokerOutage = flag.Duration("broker-outage", 5*time.Second, "how long the broker stays down in the broker outage scenario (the issue's 15s in a long run)")
+var brokerOutage = flag.Duration("broker-outage", 15*time.Second, "how long the broker stays down in the broker outage scenario")
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -152,7 +153,7 @@ func startCluster(t *testing.T, kind string, nServe, nWrite int) *cluster {
 	if err := os.WriteFile(c.features, []byte(featuresYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	createTopics(t, c.bin, c.kafka.Addr())
+	createTopics(t, c.bin, c.kafka.Addr(), 4)
 	for i := range nWrite {
 		c.writers = append(c.writers, c.startRole("write", fmt.Sprintf("CAIRN_WRITER_INSTANCE_ID=e2e-writer-%d", i)))
 	}
@@ -163,13 +164,13 @@ func startCluster(t *testing.T, kind string, nServe, nWrite int) *cluster {
 }
 
 // createTopics runs `cairn topics create` for a single broker.
-func createTopics(t *testing.T, bin, brokers string) {
+func createTopics(t testing.TB, bin, brokers string, partitions int) {
 	t.Helper()
 	p := testserver.StartProcess(t, testserver.Command{
 		Name: "cairn-topics",
 		Path: bin,
 		Args: []string{"topics", "create", "--brokers", brokers,
-			"--replication-factor", "1", "--min-insync-replicas", "1", "--partitions", "4"},
+			"--replication-factor", "1", "--min-insync-replicas", "1", "--partitions", strconv.Itoa(partitions)},
 	})
 	if code, err := p.Wait(30 * time.Second); err != nil || code != 0 {
 		t.Fatalf("cairn topics create: status %d, %v; output:\n%s", code, err, p.Output())

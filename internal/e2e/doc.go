@@ -18,7 +18,7 @@
 //   - a writer killed (SIGKILL) and restarted three times during steady
 //     uploads: everything acknowledged is readable within 30 s of the last
 //     restart;
-//   - the broker killed for a while (-broker-outage, 5 s by default) and
+//   - the broker killed for a while (-broker-outage, 15 s by default) and
 //     restarted: queries answer 200 throughout, uploads answer 503 within
 //     CAIRN_KAFKA_PRODUCE_TIMEOUT plus one second while it is down and 202
 //     again after the restart, with no cairn process restarted, and nothing
@@ -33,7 +33,7 @@
 //
 // The package has only tests. Run it with
 //
-//	go test ./internal/e2e/ [-args -broker-outage=15s]
+//	go test ./internal/e2e/ [-args -broker-outage=5s]
 //
 // It needs redis-server and moto_server (skipped when missing, unless
 // CAIRN_REQUIRE_SERVERS=1) and builds the cairn binary once, without the race

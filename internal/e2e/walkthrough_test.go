@@ -36,7 +36,7 @@ func walkthrough(t *testing.T) (serves [2]*testserver.Role, writer *testserver.R
 	bin := testserver.BuildCairn(t)
 	kafka := testserver.StartKafka(t, testserver.KafkaOptions{})
 	redis := testserver.StartRedisProcess(t)
-	createTopics(t, bin, kafka.Addr())
+	createTopics(t, bin, kafka.Addr(), 4)
 	args := []string{
 		"--store", redis.URI(0),
 		"--brokers", kafka.Addr(),
