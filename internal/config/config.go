@@ -64,7 +64,7 @@ func clientThreads(e *Env) string {
 var Knobs = []Knob{
 	{Name: "CAIRN_ONLINE_STORE", Doc: "Online store URI: embedded:///dir, dynamodb:///table?region=R[&endpoint=URL], redis://host:port/db. `cairn dev` defaults to an embedded store under its data directory."},
 	{Name: "CAIRN_FEATURES", Default: "examples/features.yaml", Doc: "Path of the feature registry (YAML)."},
-	{Name: "CAIRN_ADDR", Default: "127.0.0.1:8080", Doc: "HTTP listen address of the query server."},
+	{Name: "CAIRN_ADDR", Default: "127.0.0.1:8080", Doc: "HTTP listen address: the query server's API, or `cairn write`'s /healthz, /readyz and /metrics (give each process on a machine its own)."},
 	{Name: "CAIRN_DATA_DIR", Default: "./cairn-data", Doc: "`cairn dev` only: directory of the embedded broker and store."},
 	{Name: "CAIRN_MAX_BODY_BYTES", Default: "1048576", Doc: "Largest accepted HTTP request body, in bytes."},
 	{Name: "CAIRN_SHUTDOWN_TIMEOUT", Default: "30s", Doc: "How long a stopping process waits for in-flight requests and writer batches."},

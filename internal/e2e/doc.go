@@ -13,7 +13,7 @@
 // upload answered 503 may still have landed, which newest-wins makes
 // harmless).
 //
-// The scenarios:
+// The scenarios, each over redis-server and over moto:
 //
 //   - a writer killed (SIGKILL) and restarted three times during steady
 //     uploads: everything acknowledged is readable within 30 s of the last
@@ -31,7 +31,7 @@
 //     CAIRN_SHUTDOWN_TIMEOUT with status 0, and nothing acknowledged is lost;
 //   - the README's local walk-through of the production topology.
 //
-// The package has only tests. Run it with
+// The package has only tests and benchmarks (bench_test.go). Run it with
 //
 //	go test ./internal/e2e/ [-args -broker-outage=5s]
 //

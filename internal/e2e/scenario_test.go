@@ -16,7 +16,10 @@ import (
 // membership) the restarted writer takes its partitions back at once, and
 // everything acknowledged is readable within 30 s of the last restart.
 func TestWriterKilledAndRestarted(t *testing.T) {
-	c := startCluster(t, "redis", 2, 2)
+	forEachStore(t, writerKilledAndRestarted)
+}
+
+func writerKilledAndRestarted(t *testing.T, c *cluster) {
 	l := newLedger()
 	ld := startLoad(c, l, 4, 25, 20*time.Millisecond, 2*time.Minute)
 	defer ld.stop()
@@ -51,7 +54,7 @@ func TestWriterKilledAndRestarted(t *testing.T) {
 // was answered only after 13 to 20 s, and with a hung broker only when it
 // came back; queries must not notice Kafka at all.
 func TestBrokerKilledAndRestarted(t *testing.T) {
-	brokerKilledAndRestarted(t, startCluster(t, "redis", 2, 2))
+	forEachStore(t, brokerKilledAndRestarted)
 }
 
 func brokerKilledAndRestarted(t *testing.T, c *cluster) {
@@ -153,8 +156,15 @@ func brokerKilledAndRestarted(t *testing.T, c *cluster) {
 // /healthz of every query server goes 503 and back to 200, and the
 // writers, paused meanwhile, catch up without dropping a record.
 func TestStoreDownAndBack(t *testing.T) {
+	forEachStore(t, storeDownAndBack)
+}
+
+// forEachStore runs scenario on a cluster of two query servers and two
+// writers over each store, Redis and DynamoDB's API (moto).
+func forEachStore(t *testing.T, scenario func(*testing.T, *cluster)) {
+	t.Helper()
 	for _, kind := range []string{"redis", "moto"} {
-		t.Run(kind, func(t *testing.T) { storeDownAndBack(t, startCluster(t, kind, 2, 2)) })
+		t.Run(kind, func(t *testing.T) { scenario(t, startCluster(t, kind, 2, 2)) })
 	}
 }
 
@@ -221,7 +231,7 @@ func storeDownAndBack(t *testing.T, c *cluster) {
 // committed nothing it did not write: restarted, the cluster serves every
 // acknowledged value.
 func TestSIGTERMDuringLoad(t *testing.T) {
-	sigtermDuringLoad(t, startCluster(t, "redis", 2, 2))
+	forEachStore(t, sigtermDuringLoad)
 }
 
 func sigtermDuringLoad(t *testing.T, c *cluster) {
