@@ -30,6 +30,7 @@ import (
 
 	"github.com/cairnfs/cairn/internal/feature"
 	"github.com/cairnfs/cairn/internal/health"
+	"github.com/cairnfs/cairn/internal/lograte"
 	"github.com/cairnfs/cairn/internal/query"
 	"github.com/cairnfs/cairn/internal/queue"
 )
@@ -166,7 +167,7 @@ type Server struct {
 	// serving is set while the server should be sent traffic: from
 	// SetReady(true) or the start of Run, to the start of shutdown.
 	serving  atomic.Bool
-	storeLog *namespaceLimiter
+	storeLog lograte.Keyed // keyed by namespace
 
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
@@ -193,7 +194,7 @@ func New(cfg Config, reg *feature.Registry, engine *query.Engine, producer Produ
 	}
 	s := &Server{
 		cfg: cfg, reg: reg, engine: engine, producer: producer, gatherer: gatherer, log: log, health: checker,
-		storeLog: newNamespaceLimiter(cfg.StoreErrorLogInterval, time.Now),
+		storeLog: lograte.Keyed{Interval: cfg.StoreErrorLogInterval},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cairn_api_requests_total",
 			Help: "HTTP requests, by route, status code and outcome: ok (answered in full), degraded (a query answered 200 with field errors: the store failed or the deadline passed), client_error (4xx), server_error (5xx).",

@@ -101,7 +101,7 @@ func (s *Server) logFailedReads(fields []query.Field, failed map[*feature.Featur
 			logged = map[string]bool{}
 		}
 		logged[ns] = true
-		ok, suppressed := s.storeLog.allow(ns)
+		ok, suppressed := s.storeLog.Allow(ns, time.Now()) // namespaces come from the registry: a bounded set
 		if !ok {
 			continue
 		}

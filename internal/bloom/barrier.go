@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/cairnfs/cairn/internal/lograte"
 )
 
 // Barrier holds a writer's batch until every live tracker has read past it,
@@ -43,7 +45,7 @@ type Barrier struct {
 	trackers map[string]*trackerView
 	// warn rate-limits the warning of a failing position read, which
 	// Wait would otherwise log on every poll.
-	warn logLimiter
+	warn lograte.Limiter
 
 	waits   prometheus.Histogram
 	ignored prometheus.Counter
@@ -70,7 +72,7 @@ func NewBarrier(adm *kadm.Client, topic, prefix string, lease time.Duration, pro
 	}
 	b := &Barrier{adm: adm, topic: topic, prefix: prefix, lease: lease, log: log, now: time.Now,
 		trackers: map[string]*trackerView{},
-		warn:     logLimiter{every: logInterval},
+		warn:     lograte.Limiter{Interval: logInterval},
 		waits: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "cairn_bloom_barrier_wait_seconds",
 			Help:    "Time a writer batch waited for every live query server's filter to cover it.",
@@ -103,7 +105,7 @@ func (b *Barrier) Wait(ctx context.Context, ends map[int32]int64) error {
 			return nil
 		}
 		if err != nil {
-			if n, ok := b.warn.allow(b.now()); ok {
+			if ok, n := b.warn.Allow(b.now()); ok {
 				b.log.Warn("bloom: reading query servers' filter positions failed; holding the batch", "err", err, "suppressed", n)
 			}
 		}

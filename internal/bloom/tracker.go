@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cairnfs/cairn/internal/feature"
+	"github.com/cairnfs/cairn/internal/lograte"
 	"github.com/cairnfs/cairn/internal/queue"
 )
 
@@ -134,6 +135,10 @@ type nsState struct {
 	capped bool
 }
 
+// logInterval is the least time between two lines of one warning that a
+// failing dependency could otherwise emit on every poll or fetch.
+const logInterval = 10 * time.Second
+
 // Tracker keeps a query server's filters complete. Run it for as long as
 // the server answers queries.
 type Tracker struct {
@@ -158,7 +163,7 @@ type Tracker struct {
 	rebuilds sync.WaitGroup
 	// fetchWarn and commitWarn rate-limit warnings a failing broker would
 	// otherwise emit on every fetch or commit attempt.
-	fetchWarn, commitWarn, offsetsWarn, behindWarn logLimiter
+	fetchWarn, commitWarn, offsetsWarn, behindWarn lograte.Limiter
 
 	m trackerMetrics
 }
@@ -185,8 +190,8 @@ func NewTracker(cfg TrackerConfig, qcfg queue.Config, reg *feature.Registry, sc 
 	}
 	t := &Tracker{cfg: cfg, qcfg: qcfg, scanner: sc, log: log, group: cfg.GroupPrefix + cfg.ID,
 		nss: map[string]*nsState{}, start: time.Now(), position: map[int32]int64{},
-		fetchWarn: logLimiter{every: logInterval}, commitWarn: logLimiter{every: logInterval}, offsetsWarn: logLimiter{every: logInterval},
-		behindWarn: logLimiter{every: logInterval}}
+		fetchWarn: lograte.Limiter{Interval: logInterval}, commitWarn: lograte.Limiter{Interval: logInterval},
+		offsetsWarn: lograte.Limiter{Interval: logInterval}, behindWarn: lograte.Limiter{Interval: logInterval}}
 	for _, s := range cfg.Specs {
 		ns, _ := reg.Namespace(s.Namespace)
 		t.nss[s.Namespace] = &nsState{ns: ns, spec: s}
@@ -382,7 +387,7 @@ func (t *Tracker) consume(ctx context.Context, cl *kgo.Client) error {
 			return nil
 		}
 		fetches.EachError(func(topic string, p int32, err error) {
-			if n, ok := t.fetchWarn.allow(time.Now()); ok {
+			if ok, n := t.fetchWarn.Allow(time.Now()); ok {
 				t.log.Warn("bloom: fetch failed; the filter stops answering absent if it falls behind", "topic", topic, "partition", p, "err", err, "suppressed", n)
 			}
 		})
@@ -485,7 +490,7 @@ func (t *Tracker) maintain(ctx context.Context, adm *kadm.Client, cl *kgo.Client
 			case ctx.Err() != nil:
 				return nil
 			case err != nil:
-				if n, ok := t.offsetsWarn.allow(now); ok {
+				if ok, n := t.offsetsWarn.Allow(now); ok {
 					t.log.Warn("bloom: read end offsets failed; the lease is not renewed without them", "err", err, "suppressed", n)
 				}
 			default:
@@ -509,7 +514,7 @@ func (t *Tracker) maintain(ctx context.Context, adm *kadm.Client, cl *kgo.Client
 				t.m.behind.Set(1)
 				// A tracker on the edge of the bound may flap: one line
 				// per interval at most.
-				if n, ok := t.behindWarn.allow(now); ok {
+				if ok, n := t.behindWarn.Allow(now); ok {
 					t.log.Warn("bloom: the filter is behind the topic's end; not renewing its lease, so it stops answering absent until it catches up",
 						"lease", t.cfg.Lease, "suppressed", n)
 				}
@@ -529,7 +534,7 @@ func (t *Tracker) maintain(ctx context.Context, adm *kadm.Client, cl *kgo.Client
 				return nil
 			}
 			t.m.commitErr.Inc()
-			if n, ok := t.commitWarn.allow(now); ok {
+			if ok, n := t.commitWarn.Allow(now); ok {
 				t.log.Warn("bloom: recording position failed; the filter stops answering absent once the lease lapses", "err", err, "suppressed", n)
 			}
 			continue
@@ -543,7 +548,7 @@ func (t *Tracker) maintain(ctx context.Context, adm *kadm.Client, cl *kgo.Client
 			// already in the log; read up to its end before answering.
 			ends, err := endOffsets(ctx, adm, t.qcfg.PersistTopic)
 			if err != nil {
-				if n, ok := t.offsetsWarn.allow(now); ok {
+				if ok, n := t.offsetsWarn.Allow(now); ok {
 					t.log.Warn("bloom: read end offsets failed", "err", err, "suppressed", n)
 				}
 				continue

@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/cairnfs/cairn/internal/lograte"
 )
 
 // ErrTooLarge is returned for a record over Config.MaxRecordBytes.
@@ -45,7 +47,7 @@ type Producer struct {
 	produced *prometheus.CounterVec
 	latency  prometheus.Histogram
 
-	persistLog, metricsLog logLimiter
+	persistLog, metricsLog lograte.Limiter
 
 	// failing is nil while persistence records are acknowledged; it is
 	// replaced, never modified, under failMu.
@@ -123,8 +125,8 @@ func NewProducer(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Prod
 	}
 	p := &Producer{
 		cfg: cfg, persist: persist, metrics: metrics, log: log,
-		persistLog: logLimiter{every: logInterval},
-		metricsLog: logLimiter{every: logInterval},
+		persistLog: lograte.Limiter{Interval: logInterval},
+		metricsLog: lograte.Limiter{Interval: logInterval},
 		produced: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cairn_queue_produced_records_total",
 			Help: "Records produced, by topic role (persist, metrics) and outcome: ok (acknowledged), error (failed or not acknowledged in time), dropped (refused by a full producer buffer).",
@@ -197,7 +199,7 @@ func (p *Producer) Persist(ctx context.Context, key []byte, r *Record) error {
 			err = fmt.Errorf("queue: produce to %s: %w", p.cfg.PersistTopic, err)
 		}
 		p.fail(err)
-		if ok, suppressed := p.persistLog.allow(time.Now()); ok {
+		if ok, suppressed := p.persistLog.Allow(time.Now()); ok {
 			p.log.Warn("queue: persistence record not acknowledged", "topic", p.cfg.PersistTopic, "err", err,
 				"suppressed", suppressed)
 		}
@@ -230,7 +232,7 @@ func (p *Producer) metricDone(_ *kgo.Record, err error) {
 		outcome = "dropped"
 	}
 	p.produced.WithLabelValues("metrics", outcome).Inc()
-	if ok, suppressed := p.metricsLog.allow(time.Now()); ok {
+	if ok, suppressed := p.metricsLog.Allow(time.Now()); ok {
 		p.log.Warn("queue: query metric dropped", "topic", p.cfg.MetricsTopic, "err", err, "suppressed", suppressed)
 	}
 }
@@ -312,29 +314,4 @@ func (p *Producer) Close() {
 		})
 	}
 	wg.Wait()
-}
-
-// logLimiter lets one log line through per interval and counts the others.
-type logLimiter struct {
-	every time.Duration
-
-	mu struct {
-		sync.Mutex
-		next       time.Time
-		suppressed int
-	}
-}
-
-// allow reports whether a line may be logged at now and, if so, how many
-// were suppressed since the last one.
-func (l *logLimiter) allow(now time.Time) (ok bool, suppressed int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if now.Before(l.mu.next) {
-		l.mu.suppressed++
-		return false, 0
-	}
-	suppressed = l.mu.suppressed
-	l.mu.next, l.mu.suppressed = now.Add(l.every), 0
-	return true, suppressed
 }

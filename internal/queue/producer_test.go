@@ -321,29 +321,6 @@ func TestHealthWindow(t *testing.T) {
 	})
 }
 
-func TestLogLimiter(t *testing.T) {
-	l := logLimiter{every: 10 * time.Second}
-	t0 := time.Unix(1000, 0)
-	for _, step := range []struct {
-		at             time.Duration
-		ok             bool
-		wantSuppressed int
-	}{
-		{0, true, 0},
-		{time.Second, false, 0},
-		{9 * time.Second, false, 0},
-		{10 * time.Second, true, 2},
-		{11 * time.Second, false, 0},
-		{30 * time.Second, true, 1},
-		{41 * time.Second, true, 0},
-	} {
-		ok, suppressed := l.allow(t0.Add(step.at))
-		if ok != step.ok || suppressed != step.wantSuppressed {
-			t.Errorf("allow at +%v = %v, %d; want %v, %d", step.at, ok, suppressed, step.ok, step.wantSuppressed)
-		}
-	}
-}
-
 // produced reads cairn_queue_produced_records_total{role,outcome}.
 func produced(t *testing.T, p *Producer, role, outcome string) float64 {
 	t.Helper()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -63,27 +62,6 @@ func (f *failing) longer(now time.Time, window time.Duration) (time.Time, bool) 
 
 // logEvery is how often a failing dependency's log line is repeated.
 const logEvery = 10 * time.Second
-
-// limiter rate-limits one log line: the first call passes, later ones pass
-// once per every, with the count of those suppressed in between.
-type limiter struct {
-	every      time.Duration
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-}
-
-func (l *limiter) allow(now time.Time) (suppressed int, ok bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.last.IsZero() && now.Sub(l.last) < l.every {
-		l.suppressed++
-		return 0, false
-	}
-	n := l.suppressed
-	l.last, l.suppressed = now, 0
-	return n, true
-}
 
 func (w *Writer) setInflight(t time.Time) {
 	w.mu.Lock()
@@ -178,7 +156,7 @@ func (w *Writer) refreshLagOnce(ctx context.Context) {
 	}
 	if err != nil {
 		w.kafkaHealth.fail(time.Now())
-		if n, ok := w.kafkaLog.allow(time.Now()); ok {
+		if ok, n := w.kafkaLog.Allow(time.Now()); ok {
 			w.log.Warn("writer: reading partition lag failed", "err", err, "suppressed", n)
 		}
 		return

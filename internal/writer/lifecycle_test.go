@@ -379,19 +379,3 @@ func TestFailingWindow(t *testing.T) {
 		t.Error("unhealthy after a success")
 	}
 }
-
-func TestLimiterCountsSuppressedLines(t *testing.T) {
-	l := limiter{every: 10 * time.Second}
-	now := time.Now()
-	if n, ok := l.allow(now); !ok || n != 0 {
-		t.Fatalf("first line: %d, %v", n, ok)
-	}
-	for i := range 5 {
-		if _, ok := l.allow(now.Add(time.Duration(i) * time.Second)); ok {
-			t.Fatalf("line %d within the interval logged", i)
-		}
-	}
-	if n, ok := l.allow(now.Add(10 * time.Second)); !ok || n != 5 {
-		t.Errorf("after the interval: %d suppressed, %v; want 5, true", n, ok)
-	}
-}

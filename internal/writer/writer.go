@@ -43,6 +43,7 @@ import (
 
 	"github.com/cairnfs/cairn/internal/bloom"
 	"github.com/cairnfs/cairn/internal/feature"
+	"github.com/cairnfs/cairn/internal/lograte"
 	"github.com/cairnfs/cairn/internal/queue"
 	"github.com/cairnfs/cairn/internal/store"
 )
@@ -170,7 +171,7 @@ type Writer struct {
 	// failures for Health.
 	storeHealth, kafkaHealth, deadLetterHealth failing
 	// Rate limits of the log lines a failing dependency repeats.
-	storeLog, kafkaLog, fetchLog limiter
+	storeLog, kafkaLog, fetchLog lograte.Limiter
 
 	mu struct {
 		sync.Mutex
@@ -210,7 +211,7 @@ func New(qcfg queue.Config, cfg Config, reg *feature.Registry, st Store, promReg
 	w.mu.reg = reg
 	w.mu.paused = map[int32]pausedAt{}
 	w.mu.owned = map[int32]bool{}
-	w.storeLog.every, w.kafkaLog.every, w.fetchLog.every = logEvery, logEvery, logEvery
+	w.storeLog.Interval, w.kafkaLog.Interval, w.fetchLog.Interval = logEvery, logEvery, logEvery
 	opts := append(qcfg.ClientOpts(),
 		kgo.ConsumerGroup(qcfg.WriterGroup),
 		kgo.ConsumeTopics(qcfg.PersistTopic),
@@ -323,7 +324,7 @@ func (w *Writer) Run(ctx context.Context) error {
 				return
 			}
 			w.kafkaHealth.fail(time.Now())
-			if n, ok := w.fetchLog.allow(time.Now()); ok {
+			if ok, n := w.fetchLog.Allow(time.Now()); ok {
 				w.log.Warn("writer: fetch", "topic", topic, "partition", p, "err", err, "suppressed", n)
 			}
 		})
@@ -493,7 +494,7 @@ func (w *Writer) write(ctx context.Context, writes []store.EntityWrite) error {
 		w.storeHealth.fail(time.Now())
 		w.m.storeErrors.Inc()
 		d := Backoff(attempt, w.cfg.MinBackoff, w.cfg.MaxBackoff)
-		if n, ok := w.storeLog.allow(time.Now()); ok {
+		if ok, n := w.storeLog.Allow(time.Now()); ok {
 			w.log.Warn("writer: store write failed; pausing", "entities", len(writes), "attempt", attempt+1, "retry_in", d, "err", err, "suppressed", n)
 		}
 		select {
@@ -577,7 +578,7 @@ func (w *Writer) deadLetter(ctx context.Context, r *kgo.Record, reason error) er
 		}
 		w.deadLetterHealth.fail(time.Now())
 		d := Backoff(attempt, w.cfg.MinBackoff, w.cfg.MaxBackoff)
-		if n, ok := w.kafkaLog.allow(time.Now()); ok {
+		if ok, n := w.kafkaLog.Allow(time.Now()); ok {
 			w.log.Warn("writer: dead-letter produce failed; retrying", "retry_in", d, "err", err, "suppressed", n)
 		}
 		select {
