@@ -43,6 +43,7 @@ func Open(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.
 	if err != nil {
 		return nil, err
 	}
+	setClientLogger(log.With("component", "redis"))
 	s := &Store{
 		cfg:     cfg,
 		client:  NewClient(cfg),
