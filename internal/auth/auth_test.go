@@ -65,6 +65,9 @@ func TestParseReportsEveryProblem(t *testing.T) {
 			if err == nil {
 				t.Fatalf("Parse accepted %q", tc.yaml)
 			}
+			if strings.Contains(err.Error(), "cairn_secret") {
+				t.Errorf("the error shows the value given as sha256: %v", err)
+			}
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not say %q", err, w)

@@ -69,7 +69,9 @@ func Parse(data []byte) (*Set, error) {
 		raw, err := hex.DecodeString(e.SHA256)
 		switch {
 		case len(e.SHA256) != 2*sha256.Size || err != nil:
-			errs = append(errs, fmt.Errorf("%s: sha256 %q: want the 64 hex digits of the token's SHA-256 (never the token)", at, e.SHA256))
+			// The value is not shown: a token pasted here by mistake
+			// must not reach the log.
+			errs = append(errs, fmt.Errorf("%s: sha256 is %d characters, not all hex digits or not 64 of them: want the 64 hex digits of the token's SHA-256 (never the token)", at, len(e.SHA256)))
 		default:
 			copy(h[:], raw)
 			if other, dup := hashes[h]; dup {
