@@ -168,9 +168,6 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("api: read header timeout %v (CAIRN_HTTP_READ_HEADER_TIMEOUT): want at most the read timeout %v (CAIRN_HTTP_READ_TIMEOUT)",
 			c.ReadHeaderTimeout, c.ReadTimeout))
 	}
-	if c.MetricsRequireAuth && c.Keys == nil {
-		errs = append(errs, errors.New("api: /metrics cannot require authentication (CAIRN_METRICS_REQUIRE_AUTH) without API keys (CAIRN_API_KEYS_FILE)"))
-	}
 	return errors.Join(errs...)
 }
 
@@ -201,6 +198,11 @@ func New(cfg Config, reg *feature.Registry, engine *query.Engine, producer Produ
 	cfg.EnsureDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	// Keys are opened after the configuration is validated, so this
+	// is checked here and not in Validate.
+	if cfg.MetricsRequireAuth && cfg.Keys == nil {
+		return nil, errors.New("api: /metrics cannot require authentication (CAIRN_METRICS_REQUIRE_AUTH) without API keys (CAIRN_API_KEYS_FILE)")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
