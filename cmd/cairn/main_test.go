@@ -43,13 +43,17 @@ func devEnv(t *testing.T, dataDir string, env map[string]string, extra ...string
 		for sc.Scan() {
 			line := sc.Text()
 			if _, rest, ok := strings.Cut(line, "cairn dev is ready: "); ok {
-				urls <- strings.Fields(rest)[0]
+				urls <- rest
 			}
 		}
 	}()
 	select {
-	case u := <-urls:
-		return u, func() {
+	case line := <-urls:
+		// Whether the API is open is said at start.
+		if env["CAIRN_API_KEYS_FILE"] == "" && !strings.Contains(line, "(no authentication;") {
+			t.Errorf("cairn dev's start-up line does not say it runs without authentication: %q", line)
+		}
+		return strings.Fields(line)[0], func() {
 			cancel()
 			if err := <-done; err != nil {
 				t.Errorf("cairn dev exited with %v", err)
