@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"regexp"
 	"sync/atomic"
 )
 
@@ -119,7 +120,12 @@ func ReadFile(path string) (*Set, error) {
 	}
 	s, err := Parse(data)
 	if err != nil {
-		return nil, fmt.Errorf("api keys file %s: %w", path, err)
+		// The message may quote the file (a YAML error, a name): a
+		// token pasted into it by mistake must not reach the log.
+		return nil, fmt.Errorf("api keys file %s: %s", path, tokenShaped.ReplaceAllString(err.Error(), TokenPrefix+"<redacted>"))
 	}
 	return s, nil
 }
+
+// tokenShaped matches a token of NewKey's making.
+var tokenShaped = regexp.MustCompile(regexp.QuoteMeta(TokenPrefix) + `[A-Za-z0-9_-]{43}`)

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -351,5 +352,33 @@ func TestAuthenticateDuringReloads(t *testing.T) {
 	wg.Wait()
 	if checks.Load() == 0 {
 		t.Fatal("no request authenticated during the reloads")
+	}
+}
+
+// A token pasted into the file by mistake, wherever it lands, is not
+// repeated by the error that refuses the file (and that a reload logs).
+func TestReadFileErrorsHideTokens(t *testing.T) {
+	t.Parallel()
+	token, _, err := NewKey("a", []Scope{Query})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for i, content := range []string{
+		"keys:\n  - {name: a, sha256: " + token + ", scopes: [query]}\n",
+		"keys:\n  - {name: " + token + ", sha256: x, scopes: [query]}\n",
+		"keys:\n  - {name: a, sha256: " + hashOf(token) + ", scopes: " + token + "}\n",
+		"keys:\n  - {name: a, sha256: " + hashOf(token) + ", scopes: [" + token + "]}\n",
+		token + "\n",
+	} {
+		path := filepath.Join(dir, fmt.Sprint(i, ".yaml"))
+		writeFile(t, path, content)
+		_, err := ReadFile(path)
+		if err == nil {
+			t.Fatalf("file %d accepted", i)
+		}
+		if strings.Contains(err.Error(), token[len(TokenPrefix):]) {
+			t.Errorf("file %d: the error shows the token: %v", i, err)
+		}
 	}
 }
