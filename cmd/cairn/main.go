@@ -17,8 +17,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
+	"github.com/cairnfs/cairn/internal/auth"
 	"github.com/cairnfs/cairn/internal/config"
 	"github.com/cairnfs/cairn/internal/node"
 )
@@ -31,6 +33,7 @@ Usage:
   cairn write          persistence writer (consumes Kafka, writes the online store)
   cairn topics create  create the Kafka topics
   cairn config         print every configuration knob with its effective value, and check them all
+  cairn keys new       make an API key: print its token once and its line for CAIRN_API_KEYS_FILE
   cairn bench          measure online queries against a store, side by side with its floor
 
 Run "cairn COMMAND -h" for a command's flags. Every flag has an environment
@@ -67,6 +70,11 @@ func run(ctx context.Context, args []string, env *config.Env, stdout, stderr io.
 		return runTopicsCreate(ctx, rest[1:], env, stdout, stderr)
 	case "config":
 		return runConfig(env, stdout)
+	case "keys":
+		if len(rest) == 0 || rest[0] != "new" {
+			return errors.New(`usage: cairn keys new --name NAME --scopes query,upload,admin`)
+		}
+		return runKeysNew(rest[1:], stdout, stderr)
 	case "bench":
 		return runBench(ctx, rest, env, stdout, stderr)
 	case "bench-server":
@@ -149,8 +157,12 @@ func runDev(ctx context.Context, args []string, env *config.Env, stderr io.Write
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
+	authn := "no authentication"
+	if cfg.Auth.KeysFile != "" {
+		authn = "API keys from " + cfg.Auth.KeysFile
+	}
 	return node.Run(ctx, cfg, node.Options{Log: log, OnListen: func(addr string) {
-		fmt.Fprintf(stderr, "\ncairn dev is ready: http://%s  (upload: POST /v1/upload_features, query: POST /v1/query/online; Ctrl-C stops)\n\n", addr)
+		fmt.Fprintf(stderr, "\ncairn dev is ready: http://%s  (%s; upload: POST /v1/upload_features, query: POST /v1/query/online; Ctrl-C stops)\n\n", addr, authn)
 	}})
 }
 
@@ -194,4 +206,27 @@ func runTopicsCreate(ctx context.Context, args []string, env *config.Env, stdout
 		fmt.Fprintf(stdout, "%s: %s\n", r.Topic, state)
 	}
 	return err
+}
+
+// runKeysNew is `cairn keys new`: a fresh token, printed once, and the
+// entry holding its hash.
+func runKeysNew(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("keys new", stderr)
+	name := fs.String("name", "", "the key's name, as metrics and logs show it (required)")
+	scopes := fs.String("scopes", "", "comma-separated scopes among query, upload, admin (required)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	token, entry, err := auth.NewKey(*name, auth.ParseScopes(*scopes))
+	if err != nil {
+		return fmt.Errorf("keys new: %w", err)
+	}
+	fmt.Fprintf(stdout, "Token (shown this once; give it to the client, cairn keeps only its hash):\n\n  %s\n\n", token)
+	fmt.Fprintf(stdout, "Add under \"keys:\" in CAIRN_API_KEYS_FILE, then send SIGHUP to each cairn serve:\n\n")
+	for _, line := range strings.SplitAfter(entry.YAML(), "\n") {
+		if line != "" {
+			fmt.Fprint(stdout, "  "+line)
+		}
+	}
+	return nil
 }

@@ -43,13 +43,17 @@ func devEnv(t *testing.T, dataDir string, env map[string]string, extra ...string
 		for sc.Scan() {
 			line := sc.Text()
 			if _, rest, ok := strings.Cut(line, "cairn dev is ready: "); ok {
-				urls <- strings.Fields(rest)[0]
+				urls <- rest
 			}
 		}
 	}()
 	select {
-	case u := <-urls:
-		return u, func() {
+	case line := <-urls:
+		// Whether the API is open is said at start.
+		if env["CAIRN_API_KEYS_FILE"] == "" && !strings.Contains(line, "(no authentication;") {
+			t.Errorf("cairn dev's start-up line does not say it runs without authentication: %q", line)
+		}
+		return strings.Fields(line)[0], func() {
 			cancel()
 			if err := <-done; err != nil {
 				t.Errorf("cairn dev exited with %v", err)
@@ -149,6 +153,10 @@ func TestStartupErrorsAreClear(t *testing.T) {
 		{[]string{"serve", "--features", "nope.yaml"}, "nope.yaml"},
 		{[]string{"serve", "--features", "../../examples/features.yaml", "--brokers", "127.0.0.1:1", "--store", "mysql://x"}, `unknown scheme "mysql"`},
 		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"serve", "--features", "../../examples/features.yaml", "--brokers", "127.0.0.1:1", "--store", "redis://127.0.0.1:1/0"},
+			"set CAIRN_API_KEYS_FILE (see `cairn keys new`), or CAIRN_API_AUTH=none"},
+		{[]string{"keys", "new", "--name", "x", "--scopes", "read"}, `unknown scope "read"`},
+		{[]string{"keys", "new", "--scopes", "query"}, "no name"},
 	}
 	for _, tt := range tests {
 		err := run(context.Background(), tt.args, config.FromMap(nil), io.Discard, io.Discard)
@@ -288,7 +296,7 @@ func TestServeStaysUp(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"serve", "--features", "../../examples/features.yaml", "--brokers", strings.Join(cluster.ListenAddrs(), ","),
-			"--store", "embedded://" + t.TempDir(), "--addr", "127.0.0.1:0"}, config.FromMap(nil), io.Discard, pw)
+			"--store", "embedded://" + t.TempDir(), "--addr", "127.0.0.1:0"}, config.FromMap(map[string]string{"CAIRN_API_AUTH": "none"}), io.Discard, pw)
 		pw.Close()
 	}()
 	addr := make(chan string, 1)

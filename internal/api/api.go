@@ -2,6 +2,12 @@
 // endpoints (JSON shapes compatible with Chalk's REST query API), health and
 // readiness probes, and Prometheus metrics.
 //
+// With API keys configured (Config.Keys), queries and uploads need a key
+// with the route's scope, presented as "Authorization: Bearer <token>":
+// 401 UNAUTHENTICATED without one, 403 UNAUTHORIZED with a key lacking the
+// scope (see auth.go). /healthz and /readyz are always open; /metrics is
+// open unless Config.MetricsRequireAuth.
+//
 // Every error answered carries a code, a category and a message naming the
 // field at fault; see errors.go for the codes. Unknown routes and wrong
 // methods are answered in the same shape (NOT_FOUND, METHOD_NOT_ALLOWED).
@@ -28,6 +34,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/cairnfs/cairn/internal/auth"
 	"github.com/cairnfs/cairn/internal/feature"
 	"github.com/cairnfs/cairn/internal/health"
 	"github.com/cairnfs/cairn/internal/lograte"
@@ -81,6 +88,15 @@ type Config struct {
 	// failed store reads for one namespace; the lines in between are
 	// counted and the count is logged with the next. Default 10s.
 	StoreErrorLogInterval time.Duration
+
+	// Keys, when set, authenticates requests: queries need a key with the
+	// query scope, uploads one with the upload scope (package auth).
+	// /healthz and /readyz stay open. Default: none, every request is
+	// served (CAIRN_API_AUTH=none, or `cairn dev`).
+	Keys *auth.Keys
+	// MetricsRequireAuth makes /metrics need a key with the admin scope;
+	// it needs Keys. Default false (CAIRN_METRICS_REQUIRE_AUTH).
+	MetricsRequireAuth bool
 
 	// Health answers /healthz and /readyz; the server adds to it the
 	// readiness condition "http" (serving, and not shutting down). Default:
@@ -171,6 +187,7 @@ type Server struct {
 
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	byKey    *prometheus.CounterVec
 }
 
 // New returns a server. gatherer is what /metrics exposes; promReg receives
@@ -181,6 +198,11 @@ func New(cfg Config, reg *feature.Registry, engine *query.Engine, producer Produ
 	cfg.EnsureDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	// Keys are opened after the configuration is validated, so this
+	// is checked here and not in Validate.
+	if cfg.MetricsRequireAuth && cfg.Keys == nil {
+		return nil, errors.New("api: /metrics cannot require authentication (CAIRN_METRICS_REQUIRE_AUTH) without API keys (CAIRN_API_KEYS_FILE)")
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -204,9 +226,16 @@ func New(cfg Config, reg *feature.Registry, engine *query.Engine, producer Produ
 			Help:    "HTTP request latency, by route.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
 		}, []string{"route"}),
+		byKey: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_api_requests_by_key_total",
+			Help: "HTTP requests to authenticated routes, by API key name (\"\" for requests presenting no known key), route and outcome: those of cairn_api_requests_total, unauthenticated (401) or unauthorized (403, the key lacks the route's scope).",
+		}, []string{"key", "route", "outcome"}),
 	}
 	if promReg != nil {
 		promReg.MustRegister(s.requests, s.latency)
+		if cfg.Keys != nil {
+			promReg.MustRegister(s.byKey)
+		}
 	}
 	checker.AddReadiness("http", func() error {
 		if !s.serving.Load() {
@@ -233,13 +262,17 @@ func (s *Server) Handler() http.Handler {
 		allowed[path] = append(allowed[path], method)
 	}
 	if s.producer != nil {
-		handle(http.MethodPost, "/v1/upload_features", s.instrument("upload", s.upload))
+		handle(http.MethodPost, "/v1/upload_features", s.instrument("upload", s.authorize("upload", auth.Upload, s.upload)))
 	}
-	handle(http.MethodPost, "/v1/query/online", s.instrument("query", s.query))
+	handle(http.MethodPost, "/v1/query/online", s.instrument("query", s.authorize("query", auth.Query, s.query)))
 	handle(http.MethodGet, "/healthz", s.health.HealthHandler())
 	handle(http.MethodGet, "/readyz", s.health.ReadyHandler())
 	if s.gatherer != nil {
-		handle(http.MethodGet, "/metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
+		metrics := promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})
+		if s.cfg.MetricsRequireAuth {
+			metrics = s.instrument("metrics", s.authorize("metrics", auth.Admin, metrics.ServeHTTP))
+		}
+		handle(http.MethodGet, "/metrics", metrics)
 	}
 	// The catch-all answers what the mux would answer in plain text.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -41,6 +41,13 @@ const (
 	// CodeMethodNotAllowed: the path is served, but not for the request's
 	// method.
 	CodeMethodNotAllowed = "METHOD_NOT_ALLOWED"
+	// CodeUnauthenticated: the request presents no known API key (the
+	// Authorization header is missing, malformed, repeated, or its token
+	// is not a key's). Chalk's code.
+	CodeUnauthenticated = "UNAUTHENTICATED"
+	// CodeUnauthorized: the request's API key lacks the route's scope.
+	// Chalk's code.
+	CodeUnauthorized = "UNAUTHORIZED"
 	// CodeInternal: a bug.
 	CodeInternal = "INTERNAL_SERVER_ERROR"
 )

@@ -210,7 +210,7 @@ func BenchmarkUploadToReadable(b *testing.B) {
 	)
 	for b.Loop() {
 		topo := startBenchTopology(b)
-		env := []string{"CAIRN_WRITER_INSTANCE_ID=bench-writer"}
+		env := []string{"CAIRN_WRITER_INSTANCE_ID=bench-writer", "CAIRN_API_AUTH=none"}
 		w := testserver.StartRole(b, topo.bin, "write", topo.args(), env)
 		s := testserver.StartRole(b, topo.bin, "serve", topo.args(), env)
 

@@ -67,6 +67,9 @@ func roleEnv() []string {
 		"CAIRN_SHUTDOWN_TIMEOUT=" + shutdownGrace.String(),
 		"CAIRN_HEALTH_PROBE_INTERVAL=" + probeInterval.String(),
 		"CAIRN_WRITER_SESSION_TIMEOUT=" + sessionTimeout.String(),
+		// The scenarios are about the data path; API keys are tested
+		// in internal/api and cmd/cairn.
+		"CAIRN_API_AUTH=none",
 	}
 }
 

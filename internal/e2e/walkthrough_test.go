@@ -21,9 +21,9 @@ import (
 //	    --replication-factor 1 --min-insync-replicas 1 --partitions 4
 //	CAIRN_WRITER_INSTANCE_ID=writer-1 ./cairn write --addr 127.0.0.1:8090 \
 //	    --store redis://127.0.0.1:6380/0 --brokers 127.0.0.1:9092 --features examples/features.yaml &
-//	./cairn serve --addr 127.0.0.1:8080 \
+//	CAIRN_API_AUTH=none ./cairn serve --addr 127.0.0.1:8080 \
 //	    --store redis://127.0.0.1:6380/0 --brokers 127.0.0.1:9092 --features examples/features.yaml &
-//	./cairn serve --addr 127.0.0.1:8081 \
+//	CAIRN_API_AUTH=none ./cairn serve --addr 127.0.0.1:8081 \
 //	    --store redis://127.0.0.1:6380/0 --brokers 127.0.0.1:9092 --features examples/features.yaml &
 //	curl -s -X POST 127.0.0.1:8080/v1/upload_features \
 //	    -d '{"inputs": {"user.id": "u1", "user.age": 31, "user.name": "Ada", "user.tags": ["new", "vip"]}}'
@@ -44,7 +44,7 @@ func walkthrough(t *testing.T) (serves [2]*testserver.Role, writer *testserver.R
 	}
 	writer = testserver.StartRole(t, bin, "write", args, []string{"CAIRN_WRITER_INSTANCE_ID=writer-1"})
 	for i := range serves {
-		serves[i] = testserver.StartRole(t, bin, "serve", args, nil)
+		serves[i] = testserver.StartRole(t, bin, "serve", args, []string{"CAIRN_API_AUTH=none"})
 	}
 	return serves, writer
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cairnfs/cairn/internal/api"
+	"github.com/cairnfs/cairn/internal/auth"
 	"github.com/cairnfs/cairn/internal/bloom"
 	"github.com/cairnfs/cairn/internal/cache"
 	"github.com/cairnfs/cairn/internal/config"
@@ -108,6 +109,9 @@ type Config struct {
 	Writer writer.Config
 	API    api.Config
 	Read   ReadConfig
+	// Auth is how the query server authenticates requests (not read for
+	// bench-server, which serves only its parent).
+	Auth auth.Config
 
 	// GCHeapFloor is the heap floor in bytes (CAIRN_GC_HEAP_FLOOR_MIB; see
 	// package gcfloor). 0 is off.
@@ -267,6 +271,7 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 		add(c.API.Validate())
 		if role != BenchServer {
 			add(c.loadReadPath(env))
+			add(c.loadAuth(env))
 		}
 	}
 
@@ -303,6 +308,24 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 	// Knob syntax first: the checks above saw defaults in place of values
 	// that did not parse, so nothing is reported twice.
 	return c, errors.Join(append([]error{env.Err()}, errs...)...)
+}
+
+// loadAuth reads the API's authentication knobs. `cairn serve` without a
+// keys file must say CAIRN_API_AUTH=none, so that an API open to anyone
+// who reaches it is a decision and not an omission; `cairn dev` without
+// one runs open (and says so).
+func (c *Config) loadAuth(env *config.Env) error {
+	c.Auth = auth.Config{
+		KeysFile:           env.String("CAIRN_API_KEYS_FILE"),
+		Mode:               env.String("CAIRN_API_AUTH"),
+		MetricsRequireAuth: env.Bool("CAIRN_METRICS_REQUIRE_AUTH"),
+	}
+	c.Auth.EnsureDefaults()
+	err := c.Auth.Validate()
+	if c.Role == Serve && c.Auth.Mode == auth.ModeKeys && c.Auth.KeysFile == "" {
+		err = errors.Join(err, errors.New("no API keys: set CAIRN_API_KEYS_FILE (see `cairn keys new`), or CAIRN_API_AUTH=none to serve the API without authentication"))
+	}
+	return err
 }
 
 // loadReadPath reads the cache and Bloom filter knobs.

@@ -1,6 +1,10 @@
 package node
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -50,6 +54,7 @@ func TestDynamoConfigKnobs(t *testing.T) {
 		"DYNAMODB_REQUEST_TIMEOUT_MS":                          "1500",
 		"DYNAMODB_WARMUP_FQN_MAPPING":                          "false",
 		"DYNAMODB_CREATE_TABLES_IF_NOT_EXISTS":                 "true",
+		"CAIRN_API_AUTH":                                       "none",
 	})
 	cfg, err := Load(Serve, env, flagsFor("dynamodb:///features?region=us-east-1&endpoint=http://127.0.0.1:5055"))
 	if err != nil {
@@ -161,4 +166,45 @@ func TestRolesValidateTheirOwnKnobs(t *testing.T) {
 	}
 	_, err := Load(Serve, env, flagsFor("redis://127.0.0.1:6379/0"))
 	checkOnce(t, err, "max body bytes 12")
+}
+
+// `cairn serve` without API keys refuses to start unless told to serve
+// the API open; `cairn dev` runs open.
+func TestServeNeedsKeysOrAuthNone(t *testing.T) {
+	store := "redis://127.0.0.1:6379/0"
+	_, err := Load(Serve, config.FromMap(nil), flagsFor(store))
+	checkOnce(t, err, "CAIRN_API_KEYS_FILE", "CAIRN_API_AUTH=none")
+
+	cfg, err := Load(Serve, config.FromMap(map[string]string{"CAIRN_API_AUTH": "none"}), flagsFor(store))
+	if err != nil || cfg.Auth.Mode != "none" || cfg.Auth.KeysFile != "" {
+		t.Fatalf("CAIRN_API_AUTH=none: %+v, %v", cfg.Auth, err)
+	}
+	if _, err := Load(Dev, config.FromMap(nil), Flags{Features: features, Addr: "127.0.0.1:0", DataDir: t.TempDir()}); err != nil {
+		t.Errorf("dev without keys: %v", err)
+	}
+
+	path := filepath.Join(t.TempDir(), "keys.yaml")
+	h := sha256.Sum256([]byte("cairn_t"))
+	if err := os.WriteFile(path, []byte("keys:\n  - {name: a, sha256: "+hex.EncodeToString(h[:])+", scopes: [query, admin]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := config.FromMap(map[string]string{"CAIRN_API_KEYS_FILE": path, "CAIRN_METRICS_REQUIRE_AUTH": "true"})
+	cfg, err = Load(Serve, env, flagsFor(store))
+	if err != nil || cfg.Auth.KeysFile != path || cfg.Auth.Mode != "keys" || !cfg.Auth.MetricsRequireAuth {
+		t.Fatalf("with a keys file: %+v, %v", cfg.Auth, err)
+	}
+
+	// Contradictions and a bad file are reported, by `cairn config` too.
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("keys:\n  - {name: a, sha256: 1234, scopes: [read]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, role := range []Role{Serve, Check} {
+		_, err = Load(role, config.FromMap(map[string]string{"CAIRN_API_KEYS_FILE": bad, "CAIRN_API_AUTH": "none"}), flagsFor(store))
+		checkOnce(t, err, "want one or the other", "64 hex digits", `unknown scope "read"`)
+	}
+	_, err = Load(Serve, config.FromMap(map[string]string{"CAIRN_API_AUTH": "off"}), flagsFor(store))
+	checkOnce(t, err, `CAIRN_API_AUTH="off"`)
+	_, err = Load(Serve, config.FromMap(map[string]string{"CAIRN_API_AUTH": "none", "CAIRN_METRICS_REQUIRE_AUTH": "true"}), flagsFor(store))
+	checkOnce(t, err, "CAIRN_METRICS_REQUIRE_AUTH=true needs API keys")
 }

@@ -13,8 +13,10 @@
 //	health probe        ●     ●      ●       ●
 //	writer              ●            ●
 //	feature reload      ●            ●
+//	API keys reload     ●†    ●†
 //
-// (* with CAIRN_BLOOM_NAMESPACES.) A component that a role does not run is
+// (* with CAIRN_BLOOM_NAMESPACES; † with CAIRN_API_KEYS_FILE, reloaded on
+// SIGHUP.) A component that a role does not run is
 // not in its group, so it can never end the process. The run group is
 // github.com/oklog/run: the first component to return, or the end of the
 // context Run is given (SIGINT, SIGTERM), interrupts every component. Each
@@ -51,6 +53,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/cairnfs/cairn/internal/api"
+	"github.com/cairnfs/cairn/internal/auth"
 	"github.com/cairnfs/cairn/internal/feature"
 	"github.com/cairnfs/cairn/internal/gcfloor"
 	"github.com/cairnfs/cairn/internal/health"
@@ -295,6 +298,17 @@ func (p *process) addQueryServer(qcfg queue.Config, st Store, checker *health.Ch
 	}
 	acfg := cfg.API
 	acfg.Health = checker
+	if cfg.Role != BenchServer && cfg.Auth.KeysFile != "" {
+		keys, err := auth.Open(cfg.Auth.KeysFile, p.log)
+		if err != nil {
+			return err
+		}
+		acfg.Keys, acfg.MetricsRequireAuth = keys, cfg.Auth.MetricsRequireAuth
+		p.component(sighup("api keys reload", func() { _ = keys.Reload() }))
+		p.log.Info("api: requests need an API key", "file", keys.Path(), "keys", keys.Len(), "metrics_require_auth", acfg.MetricsRequireAuth)
+	} else if cfg.Role != BenchServer {
+		p.log.Warn("api: no authentication: anyone who can reach the API can query and upload", "CAIRN_API_AUTH", cfg.Auth.Mode)
+	}
 	server, err := api.New(acfg, cfg.Registry, query.NewEngine(reader, p.prom, nil), producer, p.prom, p.prom, p.log)
 	if err != nil {
 		return err
@@ -376,6 +390,24 @@ func (p *process) listening(what string, ln net.Listener, onListen func(string))
 	if onListen != nil {
 		onListen(ln.Addr().String())
 	}
+}
+
+// sighup is a component calling reload on every SIGHUP (Keys.Reload logs
+// its own outcome, and keeps the keys in use on failure).
+func sighup(name string, reload func()) Component {
+	return Component{Name: name, Run: func(ctx context.Context) error {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-hup:
+				reload()
+			}
+		}
+	}}
 }
 
 // reloader is a component of `cairn write` and `cairn dev`: on SIGHUP the
