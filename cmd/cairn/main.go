@@ -149,8 +149,12 @@ func runDev(ctx context.Context, args []string, env *config.Env, stderr io.Write
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
+	scheme := "http"
+	if cfg.TLS.Enabled() {
+		scheme = "https"
+	}
 	return node.Run(ctx, cfg, node.Options{Log: log, OnListen: func(addr string) {
-		fmt.Fprintf(stderr, "\ncairn dev is ready: http://%s  (upload: POST /v1/upload_features, query: POST /v1/query/online; Ctrl-C stops)\n\n", addr)
+		fmt.Fprintf(stderr, "\ncairn dev is ready: %s://%s  (upload: POST /v1/upload_features, query: POST /v1/query/online; Ctrl-C stops)\n\n", scheme, addr)
 	}})
 }
 

@@ -73,6 +73,8 @@ var Knobs = []Knob{
 	{Name: "CAIRN_HTTP_READ_TIMEOUT", Default: "10s", Doc: "HTTP server: time allowed to read a whole request, body included; a client sending its body slower is disconnected."},
 	{Name: "CAIRN_HTTP_WRITE_TIMEOUT", Default: "30s", Doc: "HTTP server: time from the end of a request's headers to the end of its response; keep it above CAIRN_HTTP_READ_TIMEOUT plus CAIRN_KAFKA_PRODUCE_TIMEOUT so that a slow upload still gets its 503."},
 	{Name: "CAIRN_HTTP_IDLE_TIMEOUT", Default: "120s", Doc: "HTTP server: how long an idle keep-alive connection stays open."},
+	{Name: "CAIRN_TLS_CERT_FILE", Doc: "PEM certificate chain (leaf first) of the HTTP listener of serve, write and dev; with CAIRN_TLS_KEY_FILE (both or neither) the listener serves TLS 1.2 or later only. Read at start (a pair that does not load stops the start) and again on SIGHUP: new connections get the new certificate; a reload that fails keeps the one in use and logs why. Unset: plain HTTP."},
+	{Name: "CAIRN_TLS_KEY_FILE", Doc: "PEM private key of CAIRN_TLS_CERT_FILE's leaf certificate; reloaded with it on SIGHUP. Its contents are never printed or logged."},
 	{Name: "CAIRN_HEALTH_PROBE_INTERVAL", Default: "5s", Doc: "Time between two health probes of the online store (a read of one reserved key); /healthz fails after CAIRN_HEALTH_FAILURE_THRESHOLD failed probes in a row and recovers after one success."},
 	{Name: "CAIRN_HEALTH_PROBE_TIMEOUT", Default: "2s", Doc: "Time allowed to one health probe; at most CAIRN_HEALTH_PROBE_INTERVAL. Unset, it is 2s or the interval when that is shorter."},
 	{Name: "CAIRN_HEALTH_FAILURE_THRESHOLD", Default: "3", Doc: "Failed probes in a row after which a check, and /healthz if the check is critical, is unhealthy."},

@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/cairnfs/cairn/internal/queue"
 	"github.com/cairnfs/cairn/internal/store/dynamo"
 	"github.com/cairnfs/cairn/internal/store/redis"
+	"github.com/cairnfs/cairn/internal/tlscert"
 	"github.com/cairnfs/cairn/internal/writer"
 )
 
@@ -101,6 +103,10 @@ type Config struct {
 	// EmbeddedBroker is set for `cairn dev` without brokers: it starts a
 	// Kafka-protocol broker of its own under DataDir.
 	EmbeddedBroker bool
+
+	// TLS names the HTTP listener's certificate (CAIRN_TLS_CERT_FILE,
+	// CAIRN_TLS_KEY_FILE); empty serves plain HTTP.
+	TLS tlscert.Config
 
 	Queue  queue.Config
 	Topics queue.TopicSpec
@@ -294,6 +300,17 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 	if role == Dev || role == Serve || role == Write {
 		if c.Addr == "" {
 			add(errors.New("no HTTP listen address (--addr or CAIRN_ADDR)"))
+		}
+	}
+	if role == Dev || role == Serve || role == Write || role == Check {
+		c.TLS = tlscert.Config{CertFile: env.String("CAIRN_TLS_CERT_FILE"), KeyFile: env.String("CAIRN_TLS_KEY_FILE")}
+		if err := c.TLS.Validate(); err != nil {
+			add(err)
+		} else if c.TLS.Enabled() {
+			// The pair is read again when the listener starts; reading
+			// it here lets `cairn config` and a start report a bad one.
+			_, err := tlscert.Load(c.TLS, slog.New(slog.DiscardHandler))
+			add(err)
 		}
 	}
 	if role == Dev && c.DataDir == "" {

@@ -13,8 +13,10 @@
 //	health probe        ●     ●      ●       ●
 //	writer              ●            ●
 //	feature reload      ●            ●
+//	certificate reload  ●†    ●†     ●†
 //
-// (* with CAIRN_BLOOM_NAMESPACES.) A component that a role does not run is
+// (* with CAIRN_BLOOM_NAMESPACES; † with CAIRN_TLS_CERT_FILE, which puts the
+// HTTP listener behind TLS.) A component that a role does not run is
 // not in its group, so it can never end the process. The run group is
 // github.com/oklog/run: the first component to return, or the end of the
 // context Run is given (SIGINT, SIGTERM), interrupts every component. Each
@@ -56,6 +58,7 @@ import (
 	"github.com/cairnfs/cairn/internal/health"
 	"github.com/cairnfs/cairn/internal/query"
 	"github.com/cairnfs/cairn/internal/queue"
+	"github.com/cairnfs/cairn/internal/tlscert"
 	"github.com/cairnfs/cairn/internal/writer"
 )
 
@@ -128,6 +131,8 @@ type process struct {
 	log  *slog.Logger
 	prom *prometheus.Registry
 	g    run.Group
+	// cert, when TLS is configured, serves the HTTP listener.
+	cert *tlscert.Cert
 
 	// closers release shared resources once every component has
 	// returned, last opened first.
@@ -238,6 +243,19 @@ func (p *process) build(ctx context.Context, o Options) error {
 	checker.AddProbe("store", true, probe)
 	p.component(Component{Name: "health probe", Run: checker.Run})
 
+	if cfg.TLS.Enabled() {
+		cert, err := tlscert.Load(cfg.TLS, p.log)
+		if err != nil {
+			return err
+		}
+		p.cert = cert
+		p.component(Component{Name: "certificate reload", Run: func(ctx context.Context) error {
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			return cert.Run(ctx, hup)
+		}})
+	}
 	if cfg.Role.serves() {
 		if err := p.addQueryServer(qcfg, st, checker, o); err != nil {
 			return err
@@ -368,11 +386,18 @@ func (p *process) listen() (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
+	if p.cert != nil {
+		ln = p.cert.Listener(ln)
+	}
 	return ln, nil
 }
 
 func (p *process) listening(what string, ln net.Listener, onListen func(string)) {
-	p.log.Info("listening", "server", what, "addr", ln.Addr().String())
+	if p.cert != nil {
+		p.log.Info("listening", "server", what, "addr", ln.Addr().String(), "tls", true, "serial", p.cert.Leaf().SerialNumber.String())
+	} else {
+		p.log.Info("listening", "server", what, "addr", ln.Addr().String())
+	}
 	if onListen != nil {
 		onListen(ln.Addr().String())
 	}

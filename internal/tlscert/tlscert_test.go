@@ -3,16 +3,9 @@ package tlscert
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -21,84 +14,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cairnfs/cairn/internal/tlscert/tlscerttest"
 )
-
-// ca is a certificate authority made for one test.
-type ca struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-func newCA(t *testing.T) *ca {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "cairn test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &ca{cert: cert, key: key, pool: pool}
-}
-
-// issue writes a server certificate for 127.0.0.1 with the given serial
-// and its key to certFile and keyFile.
-func (a *ca) issue(t *testing.T, serial int64, certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial),
-		Subject:      pkix.Name{CommonName: "cairn"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.cert, &key.PublicKey, a.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	write(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
-}
-
-// write replaces a file the way a certificate manager does: a new file
-// renamed over the old one.
-func write(t *testing.T, name string, b []byte) {
-	t.Helper()
-	tmp := name + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, name); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // syncBuffer is a log sink read while the server writes to it.
 type syncBuffer struct {
@@ -153,20 +71,15 @@ func get(t *testing.T, client *http.Client, url string) string {
 	return resp.TLS.PeerCertificates[0].SerialNumber.String()
 }
 
-func files(t *testing.T) (string, string) {
-	dir := t.TempDir()
-	return filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-}
-
 // A renewed certificate is served after SIGHUP without a restart: a
 // request before the rotation and one after both succeed, the second on
 // the new certificate, and a keep-alive connection opened before it goes
 // on working.
 func TestRotation(t *testing.T) {
 	t.Parallel()
-	a := newCA(t)
-	certFile, keyFile := files(t)
-	a.issue(t, 100, certFile, keyFile)
+	a := tlscerttest.NewCA(t)
+	certFile, keyFile := tlscerttest.Files(t)
+	a.Issue(t, 100, certFile, keyFile)
 	logs := &syncBuffer{}
 	c, err := Load(Config{CertFile: certFile, KeyFile: keyFile}, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
@@ -178,12 +91,12 @@ func TestRotation(t *testing.T) {
 	hup := make(chan os.Signal, 1)
 	go c.Run(ctx, hup)
 
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: a.pool}}, Timeout: 5 * time.Second}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: a.Pool}}, Timeout: 5 * time.Second}
 	if got := get(t, client, url); got != "100" {
 		t.Fatalf("before the rotation: serial %s, want 100", got)
 	}
 
-	a.issue(t, 200, certFile, keyFile)
+	a.Issue(t, 200, certFile, keyFile)
 	hup <- os.Interrupt // what the process forwards on SIGHUP
 	// The connection opened before the rotation still answers.
 	if got := get(t, client, url); got != "100" && got != "200" {
@@ -210,9 +123,9 @@ func TestRotation(t *testing.T) {
 // certificate) keeps serving the certificate in use, and says why.
 func TestFailedReloadKeepsCertificate(t *testing.T) {
 	t.Parallel()
-	a := newCA(t)
-	certFile, keyFile := files(t)
-	a.issue(t, 7, certFile, keyFile)
+	a := tlscerttest.NewCA(t)
+	certFile, keyFile := tlscerttest.Files(t)
+	a.Issue(t, 7, certFile, keyFile)
 	logs := &syncBuffer{}
 	c, err := Load(Config{CertFile: certFile, KeyFile: keyFile}, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
@@ -225,17 +138,17 @@ func TestFailedReloadKeepsCertificate(t *testing.T) {
 	go c.Run(ctx, hup)
 
 	// The certificate of another pair with the old key: a mismatch.
-	otherCert, otherKey := files(t)
-	a.issue(t, 8, otherCert, otherKey)
+	otherCert, otherKey := tlscerttest.Files(t)
+	a.Issue(t, 8, otherCert, otherKey)
 	cert, err := os.ReadFile(otherCert)
 	if err != nil {
 		t.Fatal(err)
 	}
-	write(t, certFile, cert)
+	tlscerttest.Replace(t, certFile, cert)
 	if err := c.Reload(); err == nil {
 		t.Fatal("a certificate with the key of another one reloaded")
 	}
-	write(t, keyFile, []byte("-----BEGIN PRIVATE KEY-----\ntrunc"))
+	tlscerttest.Replace(t, keyFile, []byte("-----BEGIN PRIVATE KEY-----\ntrunc"))
 	hup <- os.Interrupt
 	deadline := time.Now().Add(5 * time.Second)
 	for !strings.Contains(logs.String(), "keeping the certificate in use") {
@@ -244,7 +157,7 @@ func TestFailedReloadKeepsCertificate(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: a.pool}, DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: a.Pool}, DisableKeepAlives: true}, Timeout: 5 * time.Second}
 	if got := get(t, client, url); got != "7" {
 		t.Errorf("after failed reloads: serial %s, want 7 (the certificate in use)", got)
 	}
@@ -256,20 +169,20 @@ func TestFailedReloadKeepsCertificate(t *testing.T) {
 // Clients older than TLS 1.2 are refused.
 func TestRefusesTLS11(t *testing.T) {
 	t.Parallel()
-	a := newCA(t)
-	certFile, keyFile := files(t)
-	a.issue(t, 1, certFile, keyFile)
+	a := tlscerttest.NewCA(t)
+	certFile, keyFile := tlscerttest.Files(t)
+	a.Issue(t, 1, certFile, keyFile)
 	c, err := Load(Config{CertFile: certFile, KeyFile: keyFile}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	url := serve(t, c)
-	old := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: a.pool, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}}, Timeout: 5 * time.Second}
+	old := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: a.Pool, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}}, Timeout: 5 * time.Second}
 	if resp, err := old.Get(url); err == nil {
 		resp.Body.Close()
 		t.Fatal("a TLS 1.1 client was served")
 	}
-	cur := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: a.pool, MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12}}, Timeout: 5 * time.Second}
+	cur := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: a.Pool, MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12}}, Timeout: 5 * time.Second}
 	get(t, cur, url)
 }
 
@@ -277,9 +190,9 @@ func TestRefusesTLS11(t *testing.T) {
 // not load.
 func TestLoadErrors(t *testing.T) {
 	t.Parallel()
-	a := newCA(t)
-	certFile, keyFile := files(t)
-	a.issue(t, 1, certFile, keyFile)
+	a := tlscerttest.NewCA(t)
+	certFile, keyFile := tlscerttest.Files(t)
+	a.Issue(t, 1, certFile, keyFile)
 	missing := filepath.Join(t.TempDir(), "absent.pem")
 	for _, tc := range []struct {
 		name string
