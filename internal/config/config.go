@@ -26,8 +26,11 @@ type Knob struct {
 	// "2 × GOMAXPROCS".
 	Default string
 	Doc     string
-	// Secret knobs are redacted when printed.
+	// Secret knobs are printed as "(set)" when set, never their value.
 	Secret bool
+	// Redact, when set, returns the value as printed, with the secret it
+	// may carry masked (the password of a URI).
+	Redact func(string) string
 	// Computed, when set, computes the default's value (Default then only
 	// describes it).
 	Computed func(e *Env) string
@@ -62,7 +65,7 @@ func clientThreads(e *Env) string {
 
 // Knobs lists every environment variable cairn reads.
 var Knobs = []Knob{
-	{Name: "CAIRN_ONLINE_STORE", Doc: "Online store URI: embedded:///dir, dynamodb:///table?region=R[&endpoint=URL], redis://host:port/db. `cairn dev` defaults to an embedded store under its data directory."},
+	{Name: "CAIRN_ONLINE_STORE", Redact: RedactURI, Doc: "Online store URI: embedded:///dir, dynamodb:///table?region=R[&endpoint=URL], redis://[:password@]host:port/db (the password is printed and logged masked). `cairn dev` defaults to an embedded store under its data directory."},
 	{Name: "CAIRN_FEATURES", Default: "examples/features.yaml", Doc: "Path of the feature registry (YAML)."},
 	{Name: "CAIRN_ADDR", Default: "127.0.0.1:8080", Doc: "HTTP listen address: the query server's API, or `cairn write`'s /healthz, /readyz and /metrics (give each process on a machine its own)."},
 	{Name: "CAIRN_DATA_DIR", Default: "./cairn-data", Doc: "`cairn dev` only: directory of the embedded broker and store."},
@@ -287,8 +290,9 @@ func (e *Env) fail(name string, err error) {
 // Err joins every problem met while reading knobs.
 func (e *Env) Err() error { return errors.Join(e.errs...) }
 
-// Print writes every knob with its effective value and source, secrets
-// redacted. A computed default shows its value, and its computation in the
+// Print writes every knob with its effective value and source: a secret
+// knob that is set shows "(set)", never its value, and a URI its password
+// masked. A computed default shows its value, and its computation in the
 // source column.
 func (e *Env) Print(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -304,11 +308,36 @@ func (e *Env) Print(w io.Writer) error {
 		}
 		switch {
 		case k.Secret && v != "":
-			v = "<redacted>"
+			v = "(set)"
+		case k.Redact != nil && v != "":
+			v = k.Redact(v)
 		case v == "":
 			v = "(unset)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", k.Name, v, src, k.Doc)
 	}
 	return tw.Flush()
+}
+
+// RedactURI returns uri with the password of its user information, if it
+// has one, replaced by "xxxxx" (as url.URL.Redacted does), also when uri does
+// not parse: it is what messages and logs show of a URI that may carry
+// credentials. Whatever lies between the first "//" and the last "@" is
+// taken for user information, so that a password with an unescaped "/",
+// "?", "#" or "@" is masked whole.
+func RedactURI(uri string) string {
+	i := strings.Index(uri, "//")
+	if i < 0 {
+		return uri
+	}
+	rest := uri[i+2:]
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return uri
+	}
+	user, _, hasPassword := strings.Cut(rest[:at], ":")
+	if !hasPassword {
+		return uri
+	}
+	return uri[:i+2] + user + ":xxxxx" + rest[at:]
 }

@@ -379,9 +379,20 @@ func loadStore(env *config.Env, uri string, all bool) (StoreConfig, error) {
 		u, err := url.Parse(uri)
 		switch {
 		case err != nil:
-			errs = append(errs, fmt.Errorf("store URI %q: %w", uri, err))
+			// url.Error quotes the whole URI, and its cause may quote
+			// part of a password (an invalid escape): neither is shown
+			// of a URI with a password.
+			var uerr *url.Error
+			if errors.As(err, &uerr) {
+				err = uerr.Err
+			}
+			if shown := config.RedactURI(uri); shown != uri {
+				errs = append(errs, fmt.Errorf("store URI %q does not parse", shown))
+			} else {
+				errs = append(errs, fmt.Errorf("store URI %q: %w", uri, err))
+			}
 		case !knownScheme(u.Scheme):
-			errs = append(errs, fmt.Errorf("store URI %q: unknown scheme %q (want embedded, dynamodb, redis, rediss, valkey or valkeys)", uri, u.Scheme))
+			errs = append(errs, fmt.Errorf("store URI %q: unknown scheme %q (want embedded, dynamodb, redis, rediss, valkey or valkeys)", config.RedactURI(uri), u.Scheme))
 		default:
 			sc.Scheme = u.Scheme
 		}

@@ -53,6 +53,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/cairnfs/cairn/internal/api"
+	"github.com/cairnfs/cairn/internal/config"
 	"github.com/cairnfs/cairn/internal/feature"
 	"github.com/cairnfs/cairn/internal/gcfloor"
 	"github.com/cairnfs/cairn/internal/health"
@@ -227,7 +228,7 @@ func (p *process) build(ctx context.Context, o Options) error {
 			return err
 		}
 		p.onClose("online store", st.Close)
-		p.log.Info("online store opened", "uri", cfg.StoreURI)
+		p.log.Info("online store opened", "uri", config.RedactURI(cfg.StoreURI))
 	}
 
 	// Health: the store is probed through a read of a reserved key, the
