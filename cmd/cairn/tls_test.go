@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"crypto/tls"
 	"io"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/cairnfs/cairn/internal/config"
 	"github.com/cairnfs/cairn/internal/tlscert/tlscerttest"
+	"github.com/twmb/franz-go/pkg/kfake"
 )
 
 // `cairn dev` with a certificate serves its API over TLS only, and a
@@ -95,5 +98,64 @@ func TestDevTLSBadPair(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: error %v, want one naming %s", tc.env, err, tc.want)
 		}
+	}
+}
+
+// `cairn write` serves its /healthz and /metrics behind the same
+// certificate.
+func TestWriteTLS(t *testing.T) {
+	ca := tlscerttest.NewCA(t)
+	certFile, keyFile := tlscerttest.Files(t)
+	ca.Issue(t, 3003, certFile, keyFile)
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "cairn.persist", "cairn.metrics", "cairn.persist.dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"write", "--features", "../../examples/features.yaml", "--brokers", strings.Join(cluster.ListenAddrs(), ","),
+			"--store", "embedded://" + t.TempDir(), "--addr", "127.0.0.1:0"},
+			config.FromMap(map[string]string{"CAIRN_TLS_CERT_FILE": certFile, "CAIRN_TLS_KEY_FILE": keyFile, "CAIRN_WRITER_INSTANCE_ID": ""}), io.Discard, pw)
+		pw.Close()
+	}()
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if _, a, ok := strings.Cut(sc.Text(), " addr="); ok && strings.Contains(sc.Text(), "listening") {
+				addr <- strings.Fields(a)[0]
+			}
+		}
+	}()
+	var host string
+	select {
+	case host = <-addr:
+	case err := <-done:
+		t.Fatalf("cairn write exited before listening: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("cairn write did not listen within 30s")
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool}}, Timeout: 10 * time.Second}
+	resp, err := client.Get("https://" + host + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.TLS == nil || resp.TLS.PeerCertificates[0].SerialNumber.String() != "3003" {
+		t.Errorf("GET /metrics over TLS: status %d, TLS %v", resp.StatusCode, resp.TLS != nil)
+	}
+	if resp, err := http.Get("http://" + host + "/metrics"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Error("plain HTTP answered 200 on the TLS listener")
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("cairn write stopped with %v", err)
 	}
 }
