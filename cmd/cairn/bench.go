@@ -52,7 +52,8 @@ Flags:
 // registerBenchFlags defines the flags of `cairn bench` on o, with o's
 // values as their defaults.
 func registerBenchFlags(fs *flag.FlagSet, o *bench.Options, env *config.Env) {
-	fs.StringVar(&o.Store, "store", env.String("CAIRN_ONLINE_STORE"), "online store URI (CAIRN_ONLINE_STORE)")
+	o.Store = env.String("CAIRN_ONLINE_STORE")
+	fs.Var(uriFlag{&o.Store}, "store", "online store URI (CAIRN_ONLINE_STORE)")
 	fs.IntVar(&o.Entities, "entities", o.Entities, "entities per query")
 	fs.IntVar(&o.Features, "features", o.Features, "features per entity")
 	fs.IntVar(&o.Ask, "ask", o.Ask, "features each query asks for, the first of the namespace (0: all of them)")

@@ -96,11 +96,25 @@ type common struct {
 
 func (c *common) register(fs *flag.FlagSet, env *config.Env) {
 	fs.StringVar(&c.flags.Features, "features", env.String("CAIRN_FEATURES"), "feature registry YAML (CAIRN_FEATURES)")
-	fs.StringVar(&c.flags.Store, "store", env.String("CAIRN_ONLINE_STORE"), "online store URI (CAIRN_ONLINE_STORE)")
+	c.flags.Store = env.String("CAIRN_ONLINE_STORE")
+	fs.Var(uriFlag{&c.flags.Store}, "store", "online store URI (CAIRN_ONLINE_STORE)")
 	fs.StringVar(&c.flags.Brokers, "brokers", env.String("CAIRN_KAFKA_BROKERS"), "comma-separated Kafka brokers (CAIRN_KAFKA_BROKERS)")
 	fs.StringVar(&c.flags.Addr, "addr", env.String("CAIRN_ADDR"), "HTTP listen address: the query API, or the writer's health and metrics (CAIRN_ADDR)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 }
+
+// uriFlag is a flag holding a URI that may carry a password: help shows
+// its default with the password masked.
+type uriFlag struct{ s *string }
+
+func (f uriFlag) String() string {
+	if f.s == nil {
+		return ""
+	}
+	return config.RedactURI(*f.s)
+}
+
+func (f uriFlag) Set(v string) error { *f.s = v; return nil }
 
 func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("cairn "+name, flag.ContinueOnError)
@@ -161,8 +175,12 @@ func runDev(ctx context.Context, args []string, env *config.Env, stderr io.Write
 	if cfg.Auth.KeysFile != "" {
 		authn = "API keys from " + cfg.Auth.KeysFile
 	}
+	scheme := "http"
+	if cfg.TLS.Enabled() {
+		scheme = "https"
+	}
 	return node.Run(ctx, cfg, node.Options{Log: log, OnListen: func(addr string) {
-		fmt.Fprintf(stderr, "\ncairn dev is ready: http://%s  (%s; upload: POST /v1/upload_features, query: POST /v1/query/online; Ctrl-C stops)\n\n", addr, authn)
+		fmt.Fprintf(stderr, "\ncairn dev is ready: %s://%s  (%s; upload: POST /v1/upload_features, query: POST /v1/query/online; Ctrl-C stops)\n\n", scheme, addr, authn)
 	}})
 }
 

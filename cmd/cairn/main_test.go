@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -321,6 +322,17 @@ func TestServeStaysUp(t *testing.T) {
 	case err := <-done:
 		t.Fatalf("cairn serve exited by itself: %v", err)
 	case <-time.After(2 * time.Second):
+	}
+	// SIGHUP, which operators send to reload, does not stop a query
+	// server with nothing to reload (Go's default would end the process,
+	// and this test binary with it).
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("cairn serve exited on SIGHUP: %v", err)
+	case <-time.After(500 * time.Millisecond):
 	}
 	resp, err := http.Post(base+"/v1/query/online", "application/json", strings.NewReader(`{"inputs": {"user.id": "u1"}, "outputs": ["user.age"]}`))
 	if err != nil {

@@ -26,8 +26,11 @@ type Knob struct {
 	// "2 × GOMAXPROCS".
 	Default string
 	Doc     string
-	// Secret knobs are redacted when printed.
+	// Secret knobs are printed as "(set)" when set, never their value.
 	Secret bool
+	// Redact, when set, returns the value as printed, with the secret it
+	// may carry masked (the password of a URI).
+	Redact func(string) string
 	// Computed, when set, computes the default's value (Default then only
 	// describes it).
 	Computed func(e *Env) string
@@ -62,7 +65,7 @@ func clientThreads(e *Env) string {
 
 // Knobs lists every environment variable cairn reads.
 var Knobs = []Knob{
-	{Name: "CAIRN_ONLINE_STORE", Doc: "Online store URI: embedded:///dir, dynamodb:///table?region=R[&endpoint=URL], redis://host:port/db. `cairn dev` defaults to an embedded store under its data directory."},
+	{Name: "CAIRN_ONLINE_STORE", Redact: RedactURI, Doc: "Online store URI: embedded:///dir, dynamodb:///table?region=R[&endpoint=URL], redis://[:password@]host:port/db (the password is printed and logged masked). `cairn dev` defaults to an embedded store under its data directory."},
 	{Name: "CAIRN_FEATURES", Default: "examples/features.yaml", Doc: "Path of the feature registry (YAML)."},
 	{Name: "CAIRN_ADDR", Default: "127.0.0.1:8080", Doc: "HTTP listen address: the query server's API, or `cairn write`'s /healthz, /readyz and /metrics (give each process on a machine its own)."},
 	{Name: "CAIRN_DATA_DIR", Default: "./cairn-data", Doc: "`cairn dev` only: directory of the embedded broker and store."},
@@ -76,6 +79,8 @@ var Knobs = []Knob{
 	{Name: "CAIRN_API_KEYS_FILE", Doc: "YAML file of the query server's API keys: `keys: [{name, sha256, scopes}]`, each with the hex SHA-256 of its token (never the token) and scopes among query, upload, admin (`cairn keys new` makes one). Requests then need `Authorization: Bearer <token>` with the route's scope; reloaded on SIGHUP. See docs/security.md."},
 	{Name: "CAIRN_API_AUTH", Default: "keys", Doc: "`keys`: `cairn serve` needs CAIRN_API_KEYS_FILE and refuses to start without it; `none`: serve the API without authentication, only behind something that authenticates for it. `cairn dev` runs without authentication unless CAIRN_API_KEYS_FILE is set."},
 	{Name: "CAIRN_METRICS_REQUIRE_AUTH", Default: "false", Doc: "Make the query server's /metrics need an API key with the admin scope (needs CAIRN_API_KEYS_FILE); /healthz and /readyz stay open."},
+	{Name: "CAIRN_TLS_CERT_FILE", Doc: "PEM certificate chain (leaf first) of the HTTP listener of serve, write and dev; with CAIRN_TLS_KEY_FILE (both or neither) the listener serves TLS 1.2 or later only. Read at start (a pair that does not load stops the start) and again on SIGHUP: new connections get the new certificate; a reload that fails keeps the one in use and logs why. Unset: plain HTTP."},
+	{Name: "CAIRN_TLS_KEY_FILE", Doc: "PEM private key of CAIRN_TLS_CERT_FILE's leaf certificate; reloaded with it on SIGHUP. Its contents are never printed or logged."},
 	{Name: "CAIRN_HEALTH_PROBE_INTERVAL", Default: "5s", Doc: "Time between two health probes of the online store (a read of one reserved key); /healthz fails after CAIRN_HEALTH_FAILURE_THRESHOLD failed probes in a row and recovers after one success."},
 	{Name: "CAIRN_HEALTH_PROBE_TIMEOUT", Default: "2s", Doc: "Time allowed to one health probe; at most CAIRN_HEALTH_PROBE_INTERVAL. Unset, it is 2s or the interval when that is shorter."},
 	{Name: "CAIRN_HEALTH_FAILURE_THRESHOLD", Default: "3", Doc: "Failed probes in a row after which a check, and /healthz if the check is critical, is unhealthy."},
@@ -288,8 +293,9 @@ func (e *Env) fail(name string, err error) {
 // Err joins every problem met while reading knobs.
 func (e *Env) Err() error { return errors.Join(e.errs...) }
 
-// Print writes every knob with its effective value and source, secrets
-// redacted. A computed default shows its value, and its computation in the
+// Print writes every knob with its effective value and source: a secret
+// knob that is set shows "(set)", never its value, and a URI its password
+// masked. A computed default shows its value, and its computation in the
 // source column.
 func (e *Env) Print(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -305,11 +311,36 @@ func (e *Env) Print(w io.Writer) error {
 		}
 		switch {
 		case k.Secret && v != "":
-			v = "<redacted>"
+			v = "(set)"
+		case k.Redact != nil && v != "":
+			v = k.Redact(v)
 		case v == "":
 			v = "(unset)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", k.Name, v, src, k.Doc)
 	}
 	return tw.Flush()
+}
+
+// RedactURI returns uri with the password of its user information, if it
+// has one, replaced by "xxxxx" (as url.URL.Redacted does), also when uri does
+// not parse: it is what messages and logs show of a URI that may carry
+// credentials. Whatever lies between the first "//" and the last "@" is
+// taken for user information, so that a password with an unescaped "/",
+// "?", "#" or "@" is masked whole.
+func RedactURI(uri string) string {
+	i := strings.Index(uri, "//")
+	if i < 0 {
+		return uri
+	}
+	rest := uri[i+2:]
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return uri
+	}
+	user, _, hasPassword := strings.Cut(rest[:at], ":")
+	if !hasPassword {
+		return uri
+	}
+	return uri[:i+2] + user + ":xxxxx" + rest[at:]
 }

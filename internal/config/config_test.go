@@ -45,12 +45,16 @@ func TestEveryBadValueReported(t *testing.T) {
 
 func TestPrintRedactsSecrets(t *testing.T) {
 	var buf bytes.Buffer
-	if err := FromMap(map[string]string{"CAIRN_KAFKA_SASL_PASSWORD": "hunter2", "CAIRN_TOPIC_PARTITIONS": "6"}).Print(&buf); err != nil {
+	if err := FromMap(map[string]string{"CAIRN_KAFKA_SASL_PASSWORD": "hunter2", "CAIRN_TOPIC_PARTITIONS": "6",
+		"CAIRN_ONLINE_STORE": "redis://app:s3cr3t@cache:6379/0"}).Print(&buf); err != nil {
 		t.Fatal(err)
 	}
 	out := buf.String()
-	if strings.Contains(out, "hunter2") || !strings.Contains(out, "<redacted>") {
-		t.Errorf("secret not redacted:\n%s", out)
+	if strings.Contains(out, "hunter2") || !hasRow(out, "CAIRN_KAFKA_SASL_PASSWORD", "(set)", "environment") {
+		t.Errorf("secret not shown as (set):\n%s", out)
+	}
+	if strings.Contains(out, "s3cr3t") || !hasRow(out, "CAIRN_ONLINE_STORE", "redis://app:xxxxx@cache:6379/0", "environment") {
+		t.Errorf("store URI password not masked:\n%s", out)
 	}
 	for _, k := range Knobs {
 		if !strings.Contains(out, k.Name) {
@@ -202,4 +206,43 @@ func TestBadValueFallsBackToDefault(t *testing.T) {
 	if err := e.Err(); err == nil || strings.Count(err.Error(), "\n") != 2 {
 		t.Errorf("want three problems reported, got %v", err)
 	}
+}
+
+func TestRedactURI(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"redis://:pw@h:6379/0", "redis://:xxxxx@h:6379/0"},
+		{"rediss://user:pw@h:6379/0?prefix=a", "rediss://user:xxxxx@h:6379/0?prefix=a"},
+		{"redis://user@h:6379", "redis://user@h:6379"},
+		{"redis://h:6379/0", "redis://h:6379/0"},
+		{"dynamodb:///features?region=eu-west-1", "dynamodb:///features?region=eu-west-1"},
+		{"embedded:///var/lib/cairn", "embedded:///var/lib/cairn"},
+		// Passwords that do not parse are masked whole.
+		{"redis://:pa/ss@h", "redis://:xxxxx@h"},
+		{"redis://:pa#ss@h", "redis://:xxxxx@h"},
+		{"redis://:p@ss@h", "redis://:xxxxx@h"},
+		{"redis2//u:pw@h", "redis2//u:xxxxx@h"},
+		{"", ""},
+	} {
+		if got := RedactURI(tc.in); got != tc.want {
+			t.Errorf("RedactURI(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// A password written in a URI never survives redaction, whatever the
+// characters around it.
+func FuzzRedactURI(f *testing.F) {
+	f.Add("redis", "user", "hunter2", "cache:6379", "/0")
+	f.Add("rediss", "", "p/a#s?s@", "h", "?prefix=x")
+	f.Add("valkey", "a", "pw", "[::1]:6379", "")
+	f.Fuzz(func(t *testing.T, scheme, user, pass, host, rest string) {
+		if len(pass) < 4 || strings.Contains(user, ":") || strings.ContainsAny(host+rest, "@") ||
+			strings.Contains(scheme+"://"+user+":", pass) || strings.Contains(":xxxxx@"+host+rest, pass) {
+			return // not a password, or one the rest of the URI spells out anyway
+		}
+		uri := scheme + "://" + user + ":" + pass + "@" + host + rest
+		if got := RedactURI(uri); strings.Contains(got, pass) {
+			t.Fatalf("RedactURI(%q) = %q keeps the password %q", uri, got, pass)
+		}
+	})
 }

@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/cairnfs/cairn/internal/queue"
 	"github.com/cairnfs/cairn/internal/store/dynamo"
 	"github.com/cairnfs/cairn/internal/store/redis"
+	"github.com/cairnfs/cairn/internal/tlscert"
 	"github.com/cairnfs/cairn/internal/writer"
 )
 
@@ -102,6 +104,10 @@ type Config struct {
 	// EmbeddedBroker is set for `cairn dev` without brokers: it starts a
 	// Kafka-protocol broker of its own under DataDir.
 	EmbeddedBroker bool
+
+	// TLS names the HTTP listener's certificate (CAIRN_TLS_CERT_FILE,
+	// CAIRN_TLS_KEY_FILE); empty serves plain HTTP.
+	TLS tlscert.Config
 
 	Queue  queue.Config
 	Topics queue.TopicSpec
@@ -301,6 +307,17 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 			add(errors.New("no HTTP listen address (--addr or CAIRN_ADDR)"))
 		}
 	}
+	if role == Dev || role == Serve || role == Write || role == Check {
+		c.TLS = tlscert.Config{CertFile: env.String("CAIRN_TLS_CERT_FILE"), KeyFile: env.String("CAIRN_TLS_KEY_FILE")}
+		if err := c.TLS.Validate(); err != nil {
+			add(err)
+		} else if c.TLS.Enabled() {
+			// The pair is read again when the listener starts; reading
+			// it here lets `cairn config` and a start report a bad one.
+			_, err := tlscert.Load(c.TLS, slog.New(slog.DiscardHandler))
+			add(err)
+		}
+	}
 	if role == Dev && c.DataDir == "" {
 		add(errors.New("no data directory (--data-dir or CAIRN_DATA_DIR)"))
 	}
@@ -385,9 +402,20 @@ func loadStore(env *config.Env, uri string, all bool) (StoreConfig, error) {
 		u, err := url.Parse(uri)
 		switch {
 		case err != nil:
-			errs = append(errs, fmt.Errorf("store URI %q: %w", uri, err))
+			// url.Error quotes the whole URI, and its cause may quote
+			// part of a password (an invalid escape): neither is shown
+			// of a URI with a password.
+			var uerr *url.Error
+			if errors.As(err, &uerr) {
+				err = uerr.Err
+			}
+			if shown := config.RedactURI(uri); shown != uri {
+				errs = append(errs, fmt.Errorf("store URI %q does not parse", shown))
+			} else {
+				errs = append(errs, fmt.Errorf("store URI %q: %w", uri, err))
+			}
 		case !knownScheme(u.Scheme):
-			errs = append(errs, fmt.Errorf("store URI %q: unknown scheme %q (want embedded, dynamodb, redis, rediss, valkey or valkeys)", uri, u.Scheme))
+			errs = append(errs, fmt.Errorf("store URI %q: unknown scheme %q (want embedded, dynamodb, redis, rediss, valkey or valkeys)", config.RedactURI(uri), u.Scheme))
 		default:
 			sc.Scheme = u.Scheme
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cairnfs/cairn/internal/config"
 	"github.com/cairnfs/cairn/internal/store/dynamo"
+	"github.com/cairnfs/cairn/internal/tlscert/tlscerttest"
 )
 
 const features = "../../examples/features.yaml"
@@ -207,4 +208,31 @@ func TestServeNeedsKeysOrAuthNone(t *testing.T) {
 	checkOnce(t, err, `CAIRN_API_AUTH="off"`)
 	_, err = Load(Serve, config.FromMap(map[string]string{"CAIRN_API_AUTH": "none", "CAIRN_METRICS_REQUIRE_AUTH": "true"}), flagsFor(store))
 	checkOnce(t, err, "CAIRN_METRICS_REQUIRE_AUTH=true needs API keys")
+}
+
+// The TLS pair is checked where it is read: half a pair, or files that
+// do not load, stop serve, write and dev, and `cairn config` reports them;
+// bench-server, which listens on 127.0.0.1 for its parent, does not read
+// them.
+func TestTLSKnobs(t *testing.T) {
+	ca := tlscerttest.NewCA(t)
+	certFile, keyFile := tlscerttest.Files(t)
+	ca.Issue(t, 1, certFile, keyFile)
+	half := config.FromMap(map[string]string{"CAIRN_TLS_KEY_FILE": keyFile})
+	for _, role := range []Role{Serve, Write, Check} {
+		_, err := Load(role, half, flagsFor("redis://127.0.0.1:6379/0"))
+		checkOnce(t, err, "CAIRN_TLS_KEY_FILE is set without CAIRN_TLS_CERT_FILE")
+	}
+	if _, err := Load(BenchServer, half, flagsFor("redis://127.0.0.1:6379/0")); err != nil {
+		t.Errorf("bench-server reads the TLS knobs: %v", err)
+	}
+	swapped := config.FromMap(map[string]string{"CAIRN_TLS_CERT_FILE": keyFile, "CAIRN_TLS_KEY_FILE": certFile})
+	_, err := Load(Serve, swapped, flagsFor("redis://127.0.0.1:6379/0"))
+	checkOnce(t, err, "tls: load certificate "+keyFile)
+
+	good := config.FromMap(map[string]string{"CAIRN_TLS_CERT_FILE": certFile, "CAIRN_TLS_KEY_FILE": keyFile})
+	c, err := Load(Serve, good, flagsFor("redis://127.0.0.1:6379/0"))
+	if err != nil || c.TLS.CertFile != certFile || c.TLS.KeyFile != keyFile {
+		t.Errorf("a good pair: %+v, %v", c.TLS, err)
+	}
 }

@@ -14,9 +14,11 @@
 //	writer              ●            ●
 //	feature reload      ●            ●
 //	API keys reload     ●†    ●†
+//	certificate reload  ●‡    ●‡     ●‡
 //
 // (* with CAIRN_BLOOM_NAMESPACES; † with CAIRN_API_KEYS_FILE, reloaded on
-// SIGHUP.) A component that a role does not run is
+// SIGHUP; ‡ with CAIRN_TLS_CERT_FILE, which puts the HTTP listener behind
+// TLS, reloaded on SIGHUP.) A component that a role does not run is
 // not in its group, so it can never end the process. The run group is
 // github.com/oklog/run: the first component to return, or the end of the
 // context Run is given (SIGINT, SIGTERM), interrupts every component. Each
@@ -54,11 +56,13 @@ import (
 
 	"github.com/cairnfs/cairn/internal/api"
 	"github.com/cairnfs/cairn/internal/auth"
+	"github.com/cairnfs/cairn/internal/config"
 	"github.com/cairnfs/cairn/internal/feature"
 	"github.com/cairnfs/cairn/internal/gcfloor"
 	"github.com/cairnfs/cairn/internal/health"
 	"github.com/cairnfs/cairn/internal/query"
 	"github.com/cairnfs/cairn/internal/queue"
+	"github.com/cairnfs/cairn/internal/tlscert"
 	"github.com/cairnfs/cairn/internal/writer"
 )
 
@@ -103,11 +107,20 @@ func Run(ctx context.Context, cfg *Config, o Options) (err error) {
 		return err
 	}
 	p.component(Component{Name: "signal", Run: func(c context.Context) error {
-		select {
-		case <-ctx.Done():
-			return ErrStop
-		case <-c.Done():
-			return nil
+		// SIGHUP reloads what the process has to reload (feature file,
+		// API keys, certificate: each reloader listens for it); a process
+		// with nothing to reload must not die of it, Go's default.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return ErrStop
+			case <-c.Done():
+				return nil
+			case <-hup:
+			}
 		}
 	}})
 	p.log.Info("cairn started", "role", cfg.Role.String())
@@ -131,6 +144,8 @@ type process struct {
 	log  *slog.Logger
 	prom *prometheus.Registry
 	g    run.Group
+	// cert, when TLS is configured, serves the HTTP listener.
+	cert *tlscert.Cert
 
 	// closers release shared resources once every component has
 	// returned, last opened first.
@@ -225,7 +240,7 @@ func (p *process) build(ctx context.Context, o Options) error {
 			return err
 		}
 		p.onClose("online store", st.Close)
-		p.log.Info("online store opened", "uri", cfg.StoreURI)
+		p.log.Info("online store opened", "uri", config.RedactURI(cfg.StoreURI))
 	}
 
 	// Health: the store is probed through a read of a reserved key, the
@@ -241,6 +256,19 @@ func (p *process) build(ctx context.Context, o Options) error {
 	checker.AddProbe("store", true, probe)
 	p.component(Component{Name: "health probe", Run: checker.Run})
 
+	if cfg.TLS.Enabled() {
+		cert, err := tlscert.Load(cfg.TLS, p.log)
+		if err != nil {
+			return err
+		}
+		p.cert = cert
+		p.component(Component{Name: "certificate reload", Run: func(ctx context.Context) error {
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			return cert.Run(ctx, hup)
+		}})
+	}
 	if cfg.Role.serves() {
 		if err := p.addQueryServer(qcfg, st, checker, o); err != nil {
 			return err
@@ -382,11 +410,18 @@ func (p *process) listen() (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
+	if p.cert != nil {
+		ln = p.cert.Listener(ln)
+	}
 	return ln, nil
 }
 
 func (p *process) listening(what string, ln net.Listener, onListen func(string)) {
-	p.log.Info("listening", "server", what, "addr", ln.Addr().String())
+	if p.cert != nil {
+		p.log.Info("listening", "server", what, "addr", ln.Addr().String(), "tls", true, "serial", p.cert.Leaf().SerialNumber.String())
+	} else {
+		p.log.Info("listening", "server", what, "addr", ln.Addr().String())
+	}
 	if onListen != nil {
 		onListen(ln.Addr().String())
 	}
