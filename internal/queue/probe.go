@@ -78,6 +78,9 @@ type ConnectError struct {
 }
 
 func (e *ConnectError) Error() string {
+	if len(e.Brokers) == 0 {
+		return fmt.Sprintf("kafka: %v: %v", e.Cause, e.Err)
+	}
 	return fmt.Sprintf("kafka %v: %v: %v", e.Brokers, e.Cause, e.Err)
 }
 
@@ -222,6 +225,38 @@ func connectError(brokers []string, err error, last *lastBrokerError) *ConnectEr
 	return &ConnectError{Cause: c, Brokers: brokers, Err: err}
 }
 
+// BrokerWatch is a kgo hook (add it with kgo.WithHooks) keeping why the
+// brokers last failed a long-lived client while kgo retries, such as a query
+// server's producer: the cause to give in a 503 or a health check. A
+// successful request clears it. Its zero value is ready to use.
+type BrokerWatch struct {
+	last lastBrokerError
+}
+
+var (
+	_ kgo.HookBrokerConnect = (*BrokerWatch)(nil)
+	_ kgo.HookBrokerE2E     = (*BrokerWatch)(nil)
+)
+
+// OnBrokerConnect implements kgo.HookBrokerConnect.
+func (w *BrokerWatch) OnBrokerConnect(meta kgo.BrokerMetadata, d time.Duration, c net.Conn, err error) {
+	w.last.OnBrokerConnect(meta, d, c, err)
+}
+
+// OnBrokerE2E implements kgo.HookBrokerE2E.
+func (w *BrokerWatch) OnBrokerE2E(meta kgo.BrokerMetadata, key int16, e2e kgo.BrokerE2E) {
+	w.last.OnBrokerE2E(meta, key, e2e)
+}
+
+// Err is the last failure since the last successful request, or nil.
+func (w *BrokerWatch) Err() *ConnectError {
+	cause, err := w.last.get()
+	if err == nil {
+		return nil
+	}
+	return &ConnectError{Cause: cause, Err: err}
+}
+
 // fatal reports whether retrying cannot cure c: only a change of
 // configuration can.
 func (c Cause) fatal() bool {
@@ -263,7 +298,23 @@ func (l *lastBrokerError) OnBrokerE2E(meta kgo.BrokerMetadata, key int16, e2e kg
 		cause = CauseCredentials
 		err = fmt.Errorf("connection closed during SASL authentication: %w", err)
 	}
+	if err == nil {
+		switch kmsg.Key(key) {
+		case kmsg.ApiVersions, kmsg.SASLHandshake, kmsg.SASLAuthenticate:
+			// Connection set-up precedes every authentication failure:
+			// its success clears nothing.
+		default:
+			l.clear()
+		}
+		return
+	}
 	l.set(meta, cause, err)
+}
+
+func (l *lastBrokerError) clear() {
+	l.mu.Lock()
+	l.mu.err, l.mu.cause = nil, CauseUnknown
+	l.mu.Unlock()
 }
 
 func (l *lastBrokerError) set(meta kgo.BrokerMetadata, cause Cause, err error) {

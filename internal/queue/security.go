@@ -73,11 +73,10 @@ func (c *Config) ReadFiles() error {
 			f.certs = []tls.Certificate{cert}
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
+	// Keep what was read even on error: Validate then reports only what
+	// is wrong with the settings, not that the files were not read.
 	c.files = f
-	return nil
+	return errors.Join(errs...)
 }
 
 // validateSecurity reports every problem with the TLS and SASL settings.

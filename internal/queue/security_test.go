@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -22,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl"
 )
 
@@ -178,6 +180,10 @@ func TestProbeCauses(t *testing.T) {
 		{"untrusted CA", func(t *testing.T) Config {
 			return clientConfig(t, tlsBrokers, newCA(t), "alice", "alice-secret", "")
 		}, CauseUntrustedCertificate},
+		{"mechanism not enabled", func(t *testing.T) Config {
+			// kfake offers PLAIN and SCRAM only.
+			return clientConfig(t, tlsBrokers, ca, "", "", MechanismMSKIAM)
+		}, CauseMechanism},
 		{"system roots", func(t *testing.T) Config {
 			return clientConfig(t, tlsBrokers, nil, "alice", "alice-secret", "")
 		}, CauseUntrustedCertificate},
@@ -469,4 +475,57 @@ func FuzzReadFiles(f *testing.F) {
 			t.Fatalf("file %q: password %q", password, got)
 		}
 	})
+}
+
+// A long-lived client keeps retrying wrong credentials; its BrokerWatch
+// says why, so that a query server can answer uploads with the cause.
+func TestBrokerWatch(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	brokers := secureCluster(t, ca)
+	for _, tc := range []struct {
+		name, pass string
+		want       Cause // CauseUnknown: no error
+	}{
+		{"wrong password", "wrong", CauseCredentials},
+		{"right password", "alice-secret", CauseUnknown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := clientConfig(t, brokers, ca, "alice", tc.pass, "")
+			var w BrokerWatch
+			cl, err := kgo.NewClient(append(cfg.ClientOpts(), kgo.WithHooks(&w))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_, reqErr := kmsg.NewPtrMetadataRequest().RequestWith(ctx, cl)
+			got := w.Err()
+			switch {
+			case tc.want == CauseUnknown && (reqErr != nil || got != nil):
+				t.Fatalf("request: %v; watch: %v; want both nil", reqErr, got)
+			case tc.want != CauseUnknown && (got == nil || got.Cause != tc.want):
+				t.Fatalf("watch: %v; want cause %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// A successful request clears the watch; a successful connection set-up
+// (the start of every failed authentication) does not.
+func TestBrokerWatchClears(t *testing.T) {
+	t.Parallel()
+	var w BrokerWatch
+	meta := kgo.BrokerMetadata{Host: "127.0.0.1", Port: 9092}
+	w.OnBrokerE2E(meta, int16(kmsg.SASLAuthenticate), kgo.BrokerE2E{ReadErr: io.EOF})
+	w.OnBrokerE2E(meta, int16(kmsg.ApiVersions), kgo.BrokerE2E{})
+	if err := w.Err(); err == nil || err.Cause != CauseCredentials {
+		t.Fatalf("after a failed authentication and a new connection: %v; want %q", err, CauseCredentials)
+	}
+	w.OnBrokerE2E(meta, int16(kmsg.Metadata), kgo.BrokerE2E{})
+	if err := w.Err(); err != nil {
+		t.Fatalf("after a successful request: %v; want nil", err)
+	}
 }
