@@ -103,7 +103,7 @@ func Classify(err error) Cause {
 		return CauseUnknown
 	case errors.Is(err, kerr.SaslAuthenticationFailed):
 		return CauseCredentials
-	case errors.Is(err, kerr.UnsupportedSaslMechanism), errors.Is(err, kerr.IllegalSaslState):
+	case errors.Is(err, kerr.UnsupportedSaslMechanism):
 		return CauseMechanism
 	case errors.As(err, &unknownAuthority), errors.As(err, &hostname), errors.As(err, &invalid), errors.As(err, &verify):
 		return CauseUntrustedCertificate
@@ -115,8 +115,10 @@ func Classify(err error) Cause {
 		// "remote error" (tls.AlertError only in QUIC).
 		return CauseTLSRejected
 	case errors.As(err, &firstEOF):
+		// Its kind is unexported; the zero kind, whose message is compared
+		// here, is a close right after the dial (the TLS handshake): TLS
+		// against plaintext. The others are closes at the first request.
 		if firstEOF.Error() == (&kgo.ErrFirstReadEOF{}).Error() {
-			// The zero kind: closed right after the dial, the TLS case.
 			return CauseTLSToPlaintext
 		}
 		return CausePlaintextToTLS

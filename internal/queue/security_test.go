@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -527,5 +529,32 @@ func TestBrokerWatchClears(t *testing.T) {
 	w.OnBrokerE2E(meta, int16(kmsg.Metadata), kgo.BrokerE2E{})
 	if err := w.Err(); err != nil {
 		t.Fatalf("after a successful request: %v; want nil", err)
+	}
+}
+
+// The shapes in which Kafka brokers and crypto/tls report each cause,
+// including those kfake does not produce (a broker that closes a TLS
+// handshake on a plaintext port, SASL_AUTHENTICATION_FAILED).
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		err  error
+		want Cause
+	}{
+		{fmt.Errorf("sasl: %w", kerr.SaslAuthenticationFailed), CauseCredentials},
+		{kerr.UnsupportedSaslMechanism, CauseMechanism},
+		{fmt.Errorf("unable to dial: %w", x509.UnknownAuthorityError{}), CauseUntrustedCertificate},
+		{x509.HostnameError{Host: "b-1"}, CauseUntrustedCertificate},
+		{&tls.CertificateVerificationError{Err: errors.New("expired")}, CauseUntrustedCertificate},
+		{tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}, CauseTLSToPlaintext},
+		{&kgo.ErrFirstReadEOF{}, CauseTLSToPlaintext},
+		{&net.OpError{Op: "remote error", Err: errors.New("tls: certificate required")}, CauseTLSRejected},
+		{&net.OpError{Op: "dial", Err: errors.New("connection refused")}, CauseUnreachable},
+		{io.EOF, CauseUnknown},
+		{nil, CauseUnknown},
+	} {
+		if got := Classify(tc.err); got != tc.want {
+			t.Errorf("Classify(%v) = %q; want %q", tc.err, got, tc.want)
+		}
 	}
 }
