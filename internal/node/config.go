@@ -221,8 +221,15 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 			PersistBufferBytes:     env.Int("CAIRN_KAFKA_PERSIST_BUFFER_BYTES"),
 			MetricsBufferRecords:   env.Int("CAIRN_KAFKA_METRICS_BUFFER_RECORDS"),
 			MetricsDeliveryTimeout: env.Duration("CAIRN_KAFKA_METRICS_DELIVERY_TIMEOUT"),
+
+			TLSCAFile:           env.String("CAIRN_KAFKA_TLS_CA_FILE"),
+			TLSCertFile:         env.String("CAIRN_KAFKA_TLS_CERT_FILE"),
+			TLSKeyFile:          env.String("CAIRN_KAFKA_TLS_KEY_FILE"),
+			SASLPasswordFile:    env.String("CAIRN_KAFKA_SASL_PASSWORD_FILE"),
+			SASLPlainWithoutTLS: env.Bool("CAIRN_KAFKA_SASL_PLAIN_WITHOUT_TLS"),
 		}
 		c.Queue.EnsureDefaults()
+		add(c.Queue.ReadFiles()) // a bad file is a start-up error
 		c.EmbeddedBroker = role == Dev && len(c.Queue.Brokers) == 0
 		check := c.Queue
 		if c.EmbeddedBroker || role == Check && len(check.Brokers) == 0 {

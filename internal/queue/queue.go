@@ -9,28 +9,46 @@
 package queue
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl/plain"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 // Config holds the settings every Kafka client of cairn shares.
 type Config struct {
 	// Brokers are the bootstrap servers. Required.
 	Brokers []string
-	// TLS connects over TLS with the system roots. Default false.
+	// TLS connects over TLS, trusting the system roots unless TLSCAFile is
+	// set. Default false.
 	TLS bool
-	// SASLMechanism is SCRAM-SHA-512 (the default), SCRAM-SHA-256 or PLAIN;
-	// used only when SASLUser is set.
+	// TLSCAFile is a PEM bundle of the CAs that sign the brokers'
+	// certificates, trusted instead of the system roots (a private CA).
+	// Requires TLS. Default none.
+	TLSCAFile string
+	// TLSCertFile and TLSKeyFile are a PEM client certificate and its key,
+	// presented to brokers that ask for one (mutual TLS): both or neither.
+	// Requires TLS. Default none.
+	TLSCertFile, TLSKeyFile string
+
+	// SASLMechanism is SCRAM-SHA-512 (the default), SCRAM-SHA-256, PLAIN
+	// or AWS_MSK_IAM. The first three are used only when SASLUser is set;
+	// AWS_MSK_IAM takes its credentials from the AWS SDK's default chain
+	// and no user.
 	SASLMechanism string
-	// SASLUser and SASLPassword authenticate the client; empty user disables SASL.
+	// SASLUser and SASLPassword authenticate the client; empty user disables
+	// SASL (except AWS_MSK_IAM).
 	SASLUser, SASLPassword string
+	// SASLPasswordFile holds the password instead of SASLPassword (a
+	// mounted secret); one trailing newline is ignored. Default none.
+	SASLPasswordFile string
+	// SASLPlainWithoutTLS allows PLAIN over a plaintext connection, which
+	// sends the password in the clear: development only. Default false.
+	SASLPlainWithoutTLS bool
+
+	// files is what ReadFiles read; nil until it has.
+	files *files
 
 	// PersistTopic carries uploads and cacheable query results. Default cairn.persist.
 	PersistTopic string
@@ -111,14 +129,7 @@ func (c *Config) Validate() error {
 	if len(c.Brokers) == 0 {
 		errs = append(errs, errors.New("queue: no Kafka brokers configured (CAIRN_KAFKA_BROKERS or --brokers)"))
 	}
-	switch strings.ToUpper(c.SASLMechanism) {
-	case "SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN":
-	default:
-		errs = append(errs, fmt.Errorf("queue: SASL mechanism %q: want SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN", c.SASLMechanism))
-	}
-	if c.SASLUser != "" && c.SASLPassword == "" {
-		errs = append(errs, errors.New("queue: SASL user set without a password"))
-	}
+	errs = append(errs, c.validateSecurity()...)
 	for name, topic := range map[string]string{"persist": c.PersistTopic, "metrics": c.MetricsTopic, "dead-letter": c.DeadLetterTopic} {
 		if topic == "" {
 			errs = append(errs, fmt.Errorf("queue: %s topic name is empty", name))
@@ -146,21 +157,17 @@ func (c *Config) Validate() error {
 }
 
 // ClientOpts returns the connection options shared by every client: seed
-// brokers, TLS and SASL.
+// brokers, TLS and SASL. Call it after ReadFiles: without it, TLS trusts the
+// system roots and presents no certificate, and SASL has only SASLPassword.
 func (c *Config) ClientOpts() []kgo.Opt {
 	opts := []kgo.Opt{kgo.SeedBrokers(c.Brokers...), kgo.ClientID("cairn")}
 	if c.TLS {
-		opts = append(opts, kgo.DialTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12}))
+		// kgo sets ServerName from each broker's host when it is empty,
+		// so one config verifies every broker.
+		opts = append(opts, kgo.DialTLSConfig(c.tlsConfig()))
 	}
-	if c.SASLUser != "" {
-		switch strings.ToUpper(c.SASLMechanism) {
-		case "SCRAM-SHA-256":
-			opts = append(opts, kgo.SASL(scram.Auth{User: c.SASLUser, Pass: c.SASLPassword}.AsSha256Mechanism()))
-		case "PLAIN":
-			opts = append(opts, kgo.SASL(plain.Auth{User: c.SASLUser, Pass: c.SASLPassword}.AsMechanism()))
-		default:
-			opts = append(opts, kgo.SASL(scram.Auth{User: c.SASLUser, Pass: c.SASLPassword}.AsSha512Mechanism()))
-		}
+	if m := c.mechanism(); m != nil {
+		opts = append(opts, kgo.SASL(m))
 	}
 	return opts
 }

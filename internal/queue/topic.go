@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -94,6 +92,11 @@ func CreateTopics(ctx context.Context, cfg Config, spec TopicSpec) ([]TopicResul
 	}
 	ctx, cancel := context.WithTimeout(ctx, spec.Timeout)
 	defer cancel()
+	// One round trip first, so that wrong credentials or TLS settings end
+	// the command at once with their cause rather than at the timeout.
+	if err := probe(ctx, cfg, min(spec.Timeout, ProbeTimeout)); err != nil {
+		return nil, fmt.Errorf("topics: create %v: %w", []string{cfg.PersistTopic, cfg.MetricsTopic, cfg.DeadLetterTopic}, err)
+	}
 	var last lastBrokerError
 	cl, err := kgo.NewClient(append(cfg.ClientOpts(), kgo.WithHooks(&last))...)
 	if err != nil {
@@ -110,7 +113,7 @@ func CreateTopics(ctx context.Context, cfg Config, spec TopicSpec) ([]TopicResul
 	resp, err := adm.CreateTopics(ctx, spec.Partitions, spec.ReplicationFactor, configs, topics...)
 	if err != nil {
 		if ctx.Err() != nil {
-			if cause := last.get(); cause != nil {
+			if _, cause := last.get(); cause != nil {
 				return nil, fmt.Errorf("topics: create %v: brokers %v gave no answer within %v: %w (last error: %w)",
 					topics, cfg.Brokers, spec.Timeout, err, cause)
 			}
@@ -133,42 +136,4 @@ func CreateTopics(ctx context.Context, cfg Config, spec TopicSpec) ([]TopicResul
 		}
 	}
 	return out, errors.Join(errs...)
-}
-
-// lastBrokerError is a kgo hook keeping the last error of a connection or
-// request to a broker: when a request ends at its deadline, the reason the
-// brokers did not answer.
-type lastBrokerError struct {
-	mu  sync.Mutex
-	err error
-}
-
-var (
-	_ kgo.HookBrokerConnect = (*lastBrokerError)(nil)
-	_ kgo.HookBrokerE2E     = (*lastBrokerError)(nil)
-)
-
-// OnBrokerConnect implements kgo.HookBrokerConnect.
-func (l *lastBrokerError) OnBrokerConnect(meta kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
-	l.set(meta, err)
-}
-
-// OnBrokerE2E implements kgo.HookBrokerE2E.
-func (l *lastBrokerError) OnBrokerE2E(meta kgo.BrokerMetadata, _ int16, e2e kgo.BrokerE2E) {
-	l.set(meta, e2e.Err())
-}
-
-func (l *lastBrokerError) set(meta kgo.BrokerMetadata, err error) {
-	if err == nil {
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.err = fmt.Errorf("broker %s:%d: %w", meta.Host, meta.Port, err)
-}
-
-func (l *lastBrokerError) get() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.err
 }

@@ -1,0 +1,560 @@
+package queue
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl"
+)
+
+// testCA is a certificate authority made for one test.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
+}
+
+func newCA(t *testing.T) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "cairn test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+// issue returns a certificate for 127.0.0.1 signed by ca, and its key, in
+// PEM.
+func (ca *testCA) issue(t *testing.T, usage x509.ExtKeyUsage) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+}
+
+// serverTLS is a broker's TLS configuration with a certificate from ca.
+func (ca *testCA) serverTLS(t *testing.T) *tls.Config {
+	t.Helper()
+	c, k := ca.issue(t, x509.ExtKeyUsageServerAuth)
+	cert, err := tls.X509KeyPair(c, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+}
+
+func writeFile(t *testing.T, name string, b []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// secureCluster starts kfake with SCRAM users (alice: SCRAM-SHA-512, bob:
+// SCRAM-SHA-256) on a TLS listener whose certificate ca signs (nil ca:
+// plaintext), requiring client certificates signed by ca if mutual.
+func secureCluster(t *testing.T, ca *testCA, mutual ...bool) []string {
+	t.Helper()
+	opts := []kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.EnableSASL(),
+		kfake.Superuser(MechanismScramSHA512, "alice", "alice-secret"),
+		kfake.Superuser(MechanismScramSHA256, "bob", "bob-secret"),
+	}
+	if ca != nil {
+		tc := ca.serverTLS(t)
+		if len(mutual) > 0 && mutual[0] {
+			tc.ClientAuth = tls.RequireAndVerifyClientCert
+			tc.ClientCAs = x509.NewCertPool()
+			tc.ClientCAs.AddCert(ca.cert)
+		}
+		opts = append(opts, kfake.TLS(tc))
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()
+}
+
+// clientConfig is a client of brokers over TLS trusting ca, read and
+// validated.
+func clientConfig(t *testing.T, brokers []string, ca *testCA, user, pass, mechanism string) Config {
+	t.Helper()
+	cfg := Config{Brokers: brokers, TLS: true, SASLUser: user, SASLPassword: pass, SASLMechanism: mechanism}
+	if ca != nil {
+		cfg.TLSCAFile = writeFile(t, "ca.pem", ca.pem)
+	}
+	cfg.EnsureDefaults()
+	if err := cfg.ReadFiles(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func TestProbeCauses(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	tlsBrokers := secureCluster(t, ca)
+	plainBrokers := secureCluster(t, nil)
+	for _, tc := range []struct {
+		name string
+		cfg  func(t *testing.T) Config
+		want Cause // CauseUnknown: success
+	}{
+		{"right credentials", func(t *testing.T) Config {
+			return clientConfig(t, tlsBrokers, ca, "alice", "alice-secret", "")
+		}, CauseUnknown},
+		{"right credentials SCRAM-SHA-256", func(t *testing.T) Config {
+			return clientConfig(t, tlsBrokers, ca, "bob", "bob-secret", MechanismScramSHA256)
+		}, CauseUnknown},
+		{"wrong password", func(t *testing.T) Config {
+			return clientConfig(t, tlsBrokers, ca, "alice", "wrong", "")
+		}, CauseCredentials},
+		{"wrong mechanism", func(t *testing.T) Config {
+			return clientConfig(t, tlsBrokers, ca, "bob", "bob-secret", MechanismScramSHA512)
+		}, CauseCredentials},
+		{"untrusted CA", func(t *testing.T) Config {
+			return clientConfig(t, tlsBrokers, newCA(t), "alice", "alice-secret", "")
+		}, CauseUntrustedCertificate},
+		{"mechanism not enabled", func(t *testing.T) Config {
+			// kfake offers PLAIN and SCRAM only.
+			return clientConfig(t, tlsBrokers, ca, "", "", MechanismMSKIAM)
+		}, CauseMechanism},
+		{"system roots", func(t *testing.T) Config {
+			return clientConfig(t, tlsBrokers, nil, "alice", "alice-secret", "")
+		}, CauseUntrustedCertificate},
+		{"TLS against plaintext", func(t *testing.T) Config {
+			return clientConfig(t, plainBrokers, ca, "alice", "alice-secret", "")
+		}, CauseTLSToPlaintext},
+		{"plaintext against TLS", func(t *testing.T) Config {
+			cfg := clientConfig(t, tlsBrokers, nil, "alice", "alice-secret", "")
+			cfg.TLS = false
+			return cfg
+		}, CausePlaintextToTLS},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := tc.cfg(t)
+			start := time.Now()
+			err := Probe(context.Background(), cfg)
+			took := time.Since(start)
+			t.Logf("%v after %v", err, took)
+			// A TLS handshake with a plaintext listener may hang until the
+			// dial timeout; every other cause is known at the first answer
+			// and must not be retried.
+			within := 3 * time.Second
+			if tc.want == CauseTLSToPlaintext {
+				within = ProbeTimeout
+			}
+			if took > within {
+				t.Errorf("Probe took %v; want at most %v", took, within)
+			}
+			if tc.want == CauseUnknown {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			var ce *ConnectError
+			if !errors.As(err, &ce) || ce.Cause != tc.want {
+				t.Fatalf("Probe: %v; want a ConnectError with cause %q", err, tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want.String()) {
+				t.Errorf("message %q does not name the cause %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// The production path: SCRAM-SHA-512 over TLS with a private CA, the
+// password from a mounted file, a client certificate: topics are created,
+// an upload is acknowledged and can be read back with the same settings.
+func TestPersistOverSCRAMAndTLS(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	brokers := secureCluster(t, ca, true)
+	certPEM, keyPEM := ca.issue(t, x509.ExtKeyUsageClientAuth)
+	cfg := Config{
+		Brokers:          brokers,
+		TLS:              true,
+		TLSCAFile:        writeFile(t, "ca.pem", ca.pem),
+		TLSCertFile:      writeFile(t, "client.pem", certPEM),
+		TLSKeyFile:       writeFile(t, "client.key", keyPEM),
+		SASLUser:         "alice",
+		SASLPasswordFile: writeFile(t, "password", []byte("alice-secret\n")),
+		ProduceTimeout:   testTimeout,
+	}
+	cfg.EnsureDefaults()
+	if err := cfg.ReadFiles(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	noCert := clientConfig(t, brokers, ca, "alice", "alice-secret", "")
+	var ce *ConnectError
+	if err := Probe(context.Background(), noCert); !errors.As(err, &ce) || ce.Cause != CauseTLSRejected {
+		t.Fatalf("Probe without the client certificate: %v; want %q", err, CauseTLSRejected)
+	}
+	createTopics(t, cfg)
+	p := newProducer(t, cfg, prometheus.NewRegistry(), nil)
+	if _, err := persistTimed(p, 1); err != nil {
+		t.Fatalf("Persist over SCRAM and TLS: %v", err)
+	}
+	cl, err := kgo.NewClient(append(cfg.ClientOpts(), kgo.ConsumeTopics(cfg.PersistTopic))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fs := cl.PollFetches(ctx)
+	if err := fs.Err0(); err != nil {
+		t.Fatal(err)
+	}
+	if n := fs.NumRecords(); n != 1 {
+		t.Fatalf("read back %d records; want 1", n)
+	}
+}
+
+// `cairn topics create` with wrong settings must end within 10s naming
+// the cause, with the default timeout of 15s.
+func TestCreateTopicsCauses(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	tlsBrokers := secureCluster(t, ca)
+	plainBrokers := secureCluster(t, nil)
+	for _, tc := range []struct {
+		name string
+		cfg  func(t *testing.T) Config
+		want Cause
+	}{
+		{"wrong password", func(t *testing.T) Config {
+			return clientConfig(t, tlsBrokers, ca, "alice", "wrong", "")
+		}, CauseCredentials},
+		{"wrong mechanism", func(t *testing.T) Config {
+			return clientConfig(t, tlsBrokers, ca, "bob", "bob-secret", "")
+		}, CauseCredentials},
+		{"untrusted CA", func(t *testing.T) Config {
+			return clientConfig(t, tlsBrokers, newCA(t), "alice", "alice-secret", "")
+		}, CauseUntrustedCertificate},
+		{"TLS against plaintext", func(t *testing.T) Config {
+			return clientConfig(t, plainBrokers, ca, "alice", "alice-secret", "")
+		}, CauseTLSToPlaintext},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			start := time.Now()
+			_, err := CreateTopics(context.Background(), tc.cfg(t), TopicSpec{Partitions: 1, ReplicationFactor: 1, MinInsyncReplicas: 1})
+			if took := time.Since(start); took > 10*time.Second {
+				t.Errorf("CreateTopics took %v; want at most 10s", took)
+			}
+			var ce *ConnectError
+			if !errors.As(err, &ce) || ce.Cause != tc.want || !strings.Contains(err.Error(), tc.want.String()) {
+				t.Fatalf("CreateTopics: %v; want an error naming %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidateSecurity(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string // "" for valid
+	}{
+		{"PLAIN without TLS", Config{SASLMechanism: "PLAIN", SASLUser: "u", SASLPassword: "p"}, "PLAIN without TLS"},
+		{"PLAIN without TLS allowed", Config{SASLMechanism: "PLAIN", SASLUser: "u", SASLPassword: "p", SASLPlainWithoutTLS: true}, ""},
+		{"PLAIN over TLS", Config{SASLMechanism: "PLAIN", SASLUser: "u", SASLPassword: "p", TLS: true}, ""},
+		{"SCRAM without TLS", Config{SASLUser: "u", SASLPassword: "p"}, ""},
+		{"password twice", Config{SASLUser: "u", SASLPassword: "p", SASLPasswordFile: "/x"}, "both set"},
+		{"no password", Config{SASLUser: "u"}, "without a password"},
+		{"unknown mechanism", Config{SASLMechanism: "GSSAPI", SASLUser: "u", SASLPassword: "p"}, `"GSSAPI"`},
+		{"CA without TLS", Config{TLSCAFile: "/x"}, "CAIRN_KAFKA_TLS_CA_FILE is set but CAIRN_KAFKA_TLS is false"},
+		{"cert without key", Config{TLS: true, TLSCertFile: "/x"}, "set both or neither"},
+		{"IAM", Config{SASLMechanism: "AWS_MSK_IAM", TLS: true}, ""},
+		{"IAM with a user", Config{SASLMechanism: "AWS_MSK_IAM", TLS: true, SASLUser: "u"}, "takes its credentials from the AWS SDK"},
+		{"IAM without TLS", Config{SASLMechanism: "AWS_MSK_IAM"}, "needs CAIRN_KAFKA_TLS=true"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			cfg.Brokers = []string{"127.0.0.1:9092"}
+			cfg.EnsureDefaults()
+			err := cfg.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("Validate: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("Validate: %v; want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// A bad file is a start-up error naming its knob and its path.
+func TestReadFilesErrors(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	certPEM, keyPEM := ca.issue(t, x509.ExtKeyUsageClientAuth)
+	missing := filepath.Join(t.TempDir(), "missing.pem")
+	notPEM := writeFile(t, "not.pem", []byte("hello"))
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want []string
+	}{
+		{"missing CA", Config{TLS: true, TLSCAFile: missing}, []string{"CAIRN_KAFKA_TLS_CA_FILE", missing}},
+		{"CA not PEM", Config{TLS: true, TLSCAFile: notPEM}, []string{"CAIRN_KAFKA_TLS_CA_FILE", notPEM, "no PEM certificate"}},
+		{"key not matching", Config{TLS: true, TLSCertFile: writeFile(t, "c.pem", certPEM), TLSKeyFile: notPEM},
+			[]string{"CAIRN_KAFKA_TLS_KEY_FILE", notPEM}},
+		{"missing password file", Config{SASLUser: "u", SASLPasswordFile: missing}, []string{"CAIRN_KAFKA_SASL_PASSWORD_FILE", missing}},
+		{"empty password file", Config{SASLUser: "u", SASLPasswordFile: writeFile(t, "empty", []byte("\n"))}, []string{"CAIRN_KAFKA_SASL_PASSWORD_FILE", "empty"}},
+		{"good", Config{TLS: true, TLSCAFile: writeFile(t, "ca.pem", ca.pem), TLSCertFile: writeFile(t, "c.pem", certPEM), TLSKeyFile: writeFile(t, "k.pem", keyPEM)}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			err := cfg.ReadFiles()
+			if tc.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			for _, w := range tc.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("ReadFiles: %v; want it to name %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// The password file's one trailing newline is not part of the password;
+// other whitespace is.
+func TestPasswordFileNewline(t *testing.T) {
+	t.Parallel()
+	for content, want := range map[string]string{
+		"s3cret\n":   "s3cret",
+		"s3cret\r\n": "s3cret",
+		"s3cret":     "s3cret",
+		" s3cret \n": " s3cret ",
+	} {
+		cfg := Config{SASLUser: "u", SASLPasswordFile: writeFile(t, "p", []byte(content))}
+		if err := cfg.ReadFiles(); err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.password(); got != want {
+			t.Errorf("file %q: password %q; want %q", content, got, want)
+		}
+	}
+}
+
+// AWS_MSK_IAM: the client offers the AWS_MSK_IAM mechanism, whose
+// credentials come from the AWS SDK's default chain (here the
+// environment) at each authentication.
+func TestMSKIAMWiring(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDCAIRNTEST")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
+	t.Setenv("AWS_SESSION_TOKEN", "")
+	t.Setenv("AWS_PROFILE", "")
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	cfg := Config{Brokers: []string{"b-1.example.kafka.us-east-1.amazonaws.com:9098"}, TLS: true, SASLMechanism: "aws_msk_iam"}
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(cfg.ClientOpts()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	mechs, _ := cl.OptValue(kgo.SASL).([]sasl.Mechanism)
+	if len(mechs) != 1 || mechs[0].Name() != "AWS_MSK_IAM" {
+		t.Fatalf("SASL mechanisms %v; want AWS_MSK_IAM", mechs)
+	}
+	_, first, err := mechs[0].Authenticate(context.Background(), "b-1.example.kafka.us-east-1.amazonaws.com:9098")
+	if err != nil {
+		t.Fatalf("Authenticate: %v", err)
+	}
+	var msg map[string]string
+	if err := json.Unmarshal(first, &msg); err != nil {
+		t.Fatalf("first message %q: %v", first, err)
+	}
+	if c := msg["x-amz-credential"]; !strings.HasPrefix(c, "AKIDCAIRNTEST/") || !strings.Contains(c, "/us-east-1/kafka-cluster/") {
+		t.Errorf("x-amz-credential %q; want the environment's access key, signing for us-east-1", c)
+	}
+}
+
+// ReadFiles decodes whatever the mounted files hold: it must never panic,
+// and the password is the file less at most one line ending.
+func FuzzReadFiles(f *testing.F) {
+	f.Add([]byte("s3cret\n"), []byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"))
+	f.Add([]byte("\r\n"), []byte(""))
+	f.Fuzz(func(t *testing.T, password, bundle []byte) {
+		dir := t.TempDir()
+		pw, ca := filepath.Join(dir, "password"), filepath.Join(dir, "ca.pem")
+		if err := os.WriteFile(pw, password, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(ca, bundle, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg := Config{TLS: true, TLSCAFile: ca, SASLUser: "u", SASLPasswordFile: pw}
+		if err := cfg.ReadFiles(); err != nil {
+			return
+		}
+		got := cfg.password()
+		if got == "" || !strings.HasPrefix(string(password), got) || len(password)-len(got) > 2 {
+			t.Fatalf("file %q: password %q", password, got)
+		}
+	})
+}
+
+// A long-lived client keeps retrying wrong credentials; its BrokerWatch
+// says why, so that a query server can answer uploads with the cause.
+func TestBrokerWatch(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	brokers := secureCluster(t, ca)
+	for _, tc := range []struct {
+		name, pass string
+		want       Cause // CauseUnknown: no error
+	}{
+		{"wrong password", "wrong", CauseCredentials},
+		{"right password", "alice-secret", CauseUnknown},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := clientConfig(t, brokers, ca, "alice", tc.pass, "")
+			var w BrokerWatch
+			cl, err := kgo.NewClient(append(cfg.ClientOpts(), kgo.WithHooks(&w))...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_, reqErr := kmsg.NewPtrMetadataRequest().RequestWith(ctx, cl)
+			got := w.Err()
+			switch {
+			case tc.want == CauseUnknown && (reqErr != nil || got != nil):
+				t.Fatalf("request: %v; watch: %v; want both nil", reqErr, got)
+			case tc.want != CauseUnknown && (got == nil || got.Cause != tc.want):
+				t.Fatalf("watch: %v; want cause %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// A successful request clears the watch; a successful connection set-up
+// (the start of every failed authentication) does not.
+func TestBrokerWatchClears(t *testing.T) {
+	t.Parallel()
+	var w BrokerWatch
+	meta := kgo.BrokerMetadata{Host: "127.0.0.1", Port: 9092}
+	w.OnBrokerE2E(meta, int16(kmsg.SASLAuthenticate), kgo.BrokerE2E{ReadErr: io.EOF})
+	w.OnBrokerE2E(meta, int16(kmsg.ApiVersions), kgo.BrokerE2E{})
+	if err := w.Err(); err == nil || err.Cause != CauseCredentials {
+		t.Fatalf("after a failed authentication and a new connection: %v; want %q", err, CauseCredentials)
+	}
+	w.OnBrokerE2E(meta, int16(kmsg.Metadata), kgo.BrokerE2E{})
+	if err := w.Err(); err != nil {
+		t.Fatalf("after a successful request: %v; want nil", err)
+	}
+}
+
+// The shapes in which Kafka brokers and crypto/tls report each cause,
+// including those kfake does not produce (a broker that closes a TLS
+// handshake on a plaintext port, SASL_AUTHENTICATION_FAILED).
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		err  error
+		want Cause
+	}{
+		{fmt.Errorf("sasl: %w", kerr.SaslAuthenticationFailed), CauseCredentials},
+		{kerr.UnsupportedSaslMechanism, CauseMechanism},
+		{fmt.Errorf("unable to dial: %w", x509.UnknownAuthorityError{}), CauseUntrustedCertificate},
+		{x509.HostnameError{Host: "b-1"}, CauseUntrustedCertificate},
+		{&tls.CertificateVerificationError{Err: errors.New("expired")}, CauseUntrustedCertificate},
+		{tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}, CauseTLSToPlaintext},
+		{&kgo.ErrFirstReadEOF{}, CauseTLSToPlaintext},
+		{&net.OpError{Op: "remote error", Err: errors.New("tls: certificate required")}, CauseTLSRejected},
+		{&net.OpError{Op: "dial", Err: errors.New("connection refused")}, CauseUnreachable},
+		{io.EOF, CauseUnknown},
+		{nil, CauseUnknown},
+	} {
+		if got := Classify(tc.err); got != tc.want {
+			t.Errorf("Classify(%v) = %q; want %q", tc.err, got, tc.want)
+		}
+	}
+}
