@@ -352,3 +352,30 @@ func TestServeStaysUp(t *testing.T) {
 		t.Fatal("cairn serve did not stop within 30s of its interrupt")
 	}
 }
+
+// `cairn write` with Kafka credentials that cannot work ends within 10 s
+// with one message naming the cause, instead of a consumer retrying for
+// ever.
+func TestWriteBadKafkaCredentials(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "alice", "alice-secret"),
+		kfake.SeedTopics(1, "cairn.persist", "cairn.metrics", "cairn.persist.dlq"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	env := config.FromMap(map[string]string{"CAIRN_KAFKA_SASL_USERNAME": "alice", "CAIRN_KAFKA_SASL_PASSWORD": "not-Zq9-secret"})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	err = run(ctx, []string{"write", "--features", "../../examples/features.yaml", "--brokers", strings.Join(cluster.ListenAddrs(), ","),
+		"--store", "embedded://" + t.TempDir(), "--addr", "127.0.0.1:0"}, env, io.Discard, io.Discard)
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("cairn write took %v to give up", took)
+	}
+	if err == nil || !strings.Contains(err.Error(), "SASL authentication failed") {
+		t.Errorf("cairn write: %v; want the credentials named", err)
+	}
+	if strings.Contains(fmt.Sprint(err), "not-Zq9-secret") {
+		t.Errorf("the error shows the password: %v", err)
+	}
+}

@@ -230,7 +230,7 @@ func TestTLSKnobs(t *testing.T) {
 	_, err := Load(Serve, swapped, flagsFor("redis://127.0.0.1:6379/0"))
 	checkOnce(t, err, "tls: load certificate "+keyFile)
 
-	good := config.FromMap(map[string]string{"CAIRN_TLS_CERT_FILE": certFile, "CAIRN_TLS_KEY_FILE": keyFile})
+	good := config.FromMap(map[string]string{"CAIRN_TLS_CERT_FILE": certFile, "CAIRN_TLS_KEY_FILE": keyFile, "CAIRN_API_AUTH": "none"})
 	c, err := Load(Serve, good, flagsFor("redis://127.0.0.1:6379/0"))
 	if err != nil || c.TLS.CertFile != certFile || c.TLS.KeyFile != keyFile {
 		t.Errorf("a good pair: %+v, %v", c.TLS, err)

@@ -275,7 +275,7 @@ func (p *process) build(ctx context.Context, o Options) error {
 		}
 	}
 	if cfg.Role.writes() {
-		if err := p.addWriter(qcfg, st, checker, o); err != nil {
+		if err := p.addWriter(ctx, qcfg, st, checker, o); err != nil {
 			return err
 		}
 	}
@@ -354,8 +354,25 @@ func (p *process) addQueryServer(qcfg queue.Config, st Store, checker *health.Ch
 
 // addWriter adds the persistence writer, and for `cairn write` its own
 // HTTP server of health, readiness and metrics.
-func (p *process) addWriter(qcfg queue.Config, st Store, checker *health.Checker, o Options) error {
+func (p *process) addWriter(ctx context.Context, qcfg queue.Config, st Store, checker *health.Checker, o Options) error {
 	cfg := p.cfg
+	// Settings that cannot work (wrong credentials, an untrusted
+	// certificate, TLS against a plaintext listener) end `cairn write` at
+	// once with the cause, instead of a consumer retrying forever. Brokers
+	// that are only unreachable or slow may come back: the writer starts,
+	// and waits for them.
+	if cfg.Role == Write {
+		if err := queue.Probe(ctx, qcfg); err != nil {
+			var ce *queue.ConnectError
+			if !errors.As(err, &ce) {
+				return err
+			}
+			if ce.Cause != queue.CauseUnreachable && ce.Cause != queue.CauseUnknown {
+				return err
+			}
+			p.log.Warn("kafka: brokers not answering at start; the writer waits for them", "err", err)
+		}
+	}
 	w, err := writer.New(qcfg, cfg.Writer, cfg.Registry, st, p.prom, p.log)
 	if err != nil {
 		return err

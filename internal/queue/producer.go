@@ -43,6 +43,10 @@ type Producer struct {
 	persist *kgo.Client
 	metrics *kgo.Client
 	log     *slog.Logger
+	// watch keeps why the brokers last failed the persistence client
+	// (wrong credentials, untrusted certificate, ...): a timed-out
+	// upload's answer names it.
+	watch *BrokerWatch
 
 	produced *prometheus.CounterVec
 	latency  prometheus.Histogram
@@ -75,7 +79,9 @@ func NewProducer(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Prod
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	watch := &BrokerWatch{}
 	persist, err := kgo.NewClient(append(cfg.ClientOpts(),
+		kgo.WithHooks(watch),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		// Idempotence is off. Correctness does not need it: a record
 		// written twice, or out of order, changes nothing, since the
@@ -124,7 +130,7 @@ func NewProducer(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Prod
 		return nil, fmt.Errorf("queue: new metrics producer: %w", err)
 	}
 	p := &Producer{
-		cfg: cfg, persist: persist, metrics: metrics, log: log,
+		cfg: cfg, persist: persist, metrics: metrics, log: log, watch: watch,
 		persistLog: lograte.Limiter{Interval: logInterval},
 		metricsLog: lograte.Limiter{Interval: logInterval},
 		produced: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -185,6 +191,9 @@ func (p *Producer) Persist(ctx context.Context, key []byte, r *Record) error {
 	case err = <-done:
 	case <-timer.C:
 		err = fmt.Errorf("%w: %s did not acknowledge within %v", ErrTimeout, p.cfg.PersistTopic, p.cfg.ProduceTimeout)
+		if cause := p.watch.Err(); cause != nil {
+			err = fmt.Errorf("%w: %w", err, cause)
+		}
 	case <-ctx.Done():
 		p.produced.WithLabelValues("persist", "error").Inc()
 		return fmt.Errorf("queue: produce to %s: %w", p.cfg.PersistTopic, context.Cause(ctx))

@@ -558,3 +558,28 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
+
+// A query server whose Kafka credentials are wrong keeps its producer (kgo
+// retries), and each upload is answered within the produce timeout with
+// the cause named, so that the 503 tells the operator what to fix.
+func TestPersistNamesBadCredentials(t *testing.T) {
+	t.Parallel()
+	ca := newCA(t)
+	brokers := secureCluster(t, ca)
+	cfg := clientConfig(t, brokers, ca, "alice", "wrong-password", "")
+	cfg.ProduceTimeout = testTimeout
+	p := newProducer(t, cfg, prometheus.NewRegistry(), nil)
+	took, err := persistTimed(p, 1)
+	if err == nil {
+		t.Fatal("Persist with a wrong password succeeded")
+	}
+	if took > testTimeout+time.Second {
+		t.Errorf("Persist answered after %v; want at most %v", took, testTimeout+time.Second)
+	}
+	if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), CauseCredentials.String()) {
+		t.Errorf("Persist() = %v; want a timeout naming %q", err, CauseCredentials)
+	}
+	if h := p.Health(); h == nil || !strings.Contains(h.Error(), CauseCredentials.String()) {
+		t.Errorf("Health() = %v; want it to name the credentials", h)
+	}
+}
