@@ -2,6 +2,7 @@ package testserver
 
 import (
 	"errors"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,6 +17,12 @@ type KafkaOptions struct {
 	// GroupMinSessionTimeout is the smallest session timeout a consumer
 	// group member may ask for. The default is kfake's, 6 seconds.
 	GroupMinSessionTimeout time.Duration
+	// SCRAMUsers, when not empty, makes the broker require SASL and know
+	// each user (name to password) as a SCRAM-SHA-512 superuser.
+	SCRAMUsers map[string]string
+	// TLSCertFile and TLSKeyFile, when set, make the broker accept TLS
+	// connections only, presenting this PEM certificate and key.
+	TLSCertFile, TLSKeyFile string
 }
 
 // Kafka is a single-node Kafka-protocol broker (kfake) in a process of its
@@ -39,10 +46,21 @@ func StartKafka(t testing.TB, opts KafkaOptions) *Kafka {
 	}
 	bin := buildPkg(t, "internal/testserver/kafkabroker")
 	k := &Kafka{dir: t.TempDir()}
+	users := make([]string, 0, len(opts.SCRAMUsers))
+	for name := range opts.SCRAMUsers {
+		users = append(users, name)
+	}
+	sort.Strings(users)
 	cmd := func(port int) Command {
 		args := []string{"--dir", k.dir, "--port", strconv.Itoa(port), "--partitions", strconv.Itoa(opts.Partitions)}
 		if opts.GroupMinSessionTimeout > 0 {
 			args = append(args, "--group-min-session-timeout", opts.GroupMinSessionTimeout.String())
+		}
+		for _, name := range users {
+			args = append(args, "--scram-user", name+":"+opts.SCRAMUsers[name])
+		}
+		if opts.TLSCertFile != "" || opts.TLSKeyFile != "" {
+			args = append(args, "--tls-cert", opts.TLSCertFile, "--tls-key", opts.TLSKeyFile)
 		}
 		return Command{Name: "kafkabroker", Path: bin, Args: args}
 	}

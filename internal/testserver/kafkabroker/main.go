@@ -13,6 +13,10 @@
 // committed offsets. Topics are not created automatically, as on MSK:
 // create them first (cairn topics create).
 //
+// With --scram-user NAME:PASSWORD (repeatable) the broker requires SASL and
+// knows each such user as a SCRAM-SHA-512 superuser; with --tls-cert and
+// --tls-key it accepts TLS connections only, presenting that certificate.
+//
 // Once it listens it writes one line, "listening 127.0.0.1:PORT", to
 // standard output. SIGTERM or SIGINT closes it cleanly (state flushed) with
 // exit status 0.
@@ -20,12 +24,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -45,7 +51,11 @@ func run() error {
 		port       = flag.Int("port", 0, "port to listen on, on 127.0.0.1 (0: any free port)")
 		partitions = flag.Int("partitions", 4, "partitions of a topic created without a count")
 		minSession = flag.Duration("group-min-session-timeout", 6*time.Second, "smallest session timeout a consumer group member may ask for")
+		tlsCert    = flag.String("tls-cert", "", "PEM certificate to serve TLS with (with --tls-key); TLS only when set")
+		tlsKey     = flag.String("tls-key", "", "PEM private key of --tls-cert")
+		scramUsers userList
 	)
+	flag.Var(&scramUsers, "scram-user", "NAME:PASSWORD of a SCRAM-SHA-512 superuser; repeatable; SASL is required when set")
 	flag.Parse()
 	var errs []error
 	if *dir == "" {
@@ -59,6 +69,18 @@ func run() error {
 	}
 	if *minSession <= 0 {
 		errs = append(errs, fmt.Errorf("--group-min-session-timeout %v: want a positive duration", *minSession))
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+	}
+	var tlsConfig *tls.Config
+	if *tlsCert != "" && *tlsKey != "" {
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--tls-cert %s --tls-key %s: %w", *tlsCert, *tlsKey, err))
+		} else {
+			tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
@@ -74,6 +96,15 @@ func run() error {
 		kfake.DefaultNumPartitions(*partitions),
 		kfake.GroupMinSessionTimeout(*minSession),
 	}
+	if len(scramUsers) > 0 {
+		opts = append(opts, kfake.EnableSASL())
+		for _, u := range scramUsers {
+			opts = append(opts, kfake.Superuser("SCRAM-SHA-512", u.name, u.pass))
+		}
+	}
+	if tlsConfig != nil {
+		opts = append(opts, kfake.TLS(tlsConfig))
+	}
 	if *port != 0 {
 		opts = append(opts, kfake.Ports(*port))
 	}
@@ -85,5 +116,25 @@ func run() error {
 	<-ctx.Done()
 	c.Close()
 	fmt.Println("stopped")
+	return nil
+}
+
+// userList is the value of the repeatable --scram-user flag.
+type userList []struct{ name, pass string }
+
+func (l *userList) String() string {
+	names := make([]string, len(*l))
+	for i, u := range *l {
+		names[i] = u.name
+	}
+	return strings.Join(names, ",")
+}
+
+func (l *userList) Set(v string) error {
+	name, pass, ok := strings.Cut(v, ":")
+	if !ok || name == "" || pass == "" {
+		return errors.New("want NAME:PASSWORD")
+	}
+	*l = append(*l, struct{ name, pass string }{name, pass})
 	return nil
 }

@@ -106,3 +106,9 @@ func Replace(t testing.TB, name string, b []byte) {
 		t.Fatal(err)
 	}
 }
+
+// PEM returns the CA's certificate in PEM: the content of a CA bundle file
+// that trusts it.
+func (a *CA) PEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: a.cert.Raw})
+}

@@ -1,0 +1,291 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairnfs/cairn/internal/testserver"
+	"github.com/cairnfs/cairn/internal/tlscert/tlscerttest"
+)
+
+// The SASL credentials of the secured broker.
+const (
+	scramUser     = "alice"
+	scramPassword = "s3cret-Scram-pa55word"
+	wrongPassword = "not-the-Right-pa55word"
+)
+
+// failFast bounds how long a cairn command given bad Kafka settings may take
+// to exit.
+const failFast = 10 * time.Second
+
+// secureCluster is a broker that requires SCRAM-SHA-512 over TLS, a store,
+// and the files a cairn process needs to reach them.
+type secureCluster struct {
+	t        *testing.T
+	bin      string
+	kafka    *testserver.Kafka
+	redis    *testserver.RedisProcess
+	features string
+	caFile   string // PEM of the CA that signs the broker's certificate
+	goodPass string // file holding the right password
+	badPass  string // file holding a wrong password
+	procs    []*testserver.Process
+}
+
+func startSecureCluster(t *testing.T) *secureCluster {
+	t.Helper()
+	ca := tlscerttest.NewCA(t)
+	certFile, keyFile := tlscerttest.Files(t)
+	ca.Issue(t, 2, certFile, keyFile)
+	dir := t.TempDir()
+	c := &secureCluster{
+		t:        t,
+		bin:      testserver.BuildCairn(t),
+		redis:    testserver.StartRedisProcess(t),
+		features: filepath.Join(dir, "features.yaml"),
+		caFile:   filepath.Join(dir, "ca.pem"),
+		goodPass: filepath.Join(dir, "password"),
+		badPass:  filepath.Join(dir, "wrong-password"),
+	}
+	writeFile(t, c.caFile, ca.PEM())
+	writeFile(t, c.goodPass, []byte(scramPassword+"\n"))
+	writeFile(t, c.badPass, []byte(wrongPassword+"\n"))
+	writeFile(t, c.features, []byte(featuresYAML))
+	c.kafka = testserver.StartKafka(t, testserver.KafkaOptions{
+		Partitions:  4,
+		SCRAMUsers:  map[string]string{scramUser: scramPassword},
+		TLSCertFile: certFile,
+		TLSKeyFile:  keyFile,
+	})
+	t.Cleanup(c.checkNoPassword)
+	return c
+}
+
+func writeFile(t *testing.T, name string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(name, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// kafkaEnv is the Kafka part of a cairn process's environment.
+func (c *secureCluster) kafkaEnv(caFile, passwordFile string) []string {
+	return []string{
+		"CAIRN_KAFKA_TLS=true",
+		"CAIRN_KAFKA_TLS_CA_FILE=" + caFile,
+		"CAIRN_KAFKA_SASL_USERNAME=" + scramUser,
+		"CAIRN_KAFKA_SASL_PASSWORD_FILE=" + passwordFile,
+	}
+}
+
+// env is the whole environment of a cairn process: the test binary's
+// without CAIRN_* variables, then roleEnv, then kafka.
+func (c *secureCluster) env(kafka []string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CAIRN_") && !strings.HasPrefix(kv, "DYNAMODB_") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, roleEnv()...)
+	env = append(env, "CAIRN_WRITER_INSTANCE_ID=w1")
+	return append(env, kafka...)
+}
+
+// topicsCreate starts `cairn topics create` against the secured broker.
+func (c *secureCluster) topicsCreate(kafka []string) *testserver.Process {
+	c.t.Helper()
+	p := testserver.StartProcess(c.t, testserver.Command{
+		Name: "cairn-topics",
+		Path: c.bin,
+		Args: []string{"topics", "create", "--brokers", c.kafka.Addr(),
+			"--replication-factor", "1", "--min-insync-replicas", "1", "--partitions", "4"},
+		Env: c.env(kafka),
+	})
+	c.procs = append(c.procs, p)
+	return p
+}
+
+// roleArgs are the arguments of a cairn role after --addr.
+func (c *secureCluster) roleArgs() []string {
+	return []string{"--store", c.redis.URI(0), "--brokers", c.kafka.Addr(), "--features", c.features}
+}
+
+// startRole starts a role and waits for /readyz.
+func (c *secureCluster) startRole(role string, kafka []string) *testserver.Role {
+	c.t.Helper()
+	env := append(append(roleEnv(), "CAIRN_WRITER_INSTANCE_ID=w1"), kafka...)
+	r := testserver.StartRole(c.t, c.bin, role, c.roleArgs(), env)
+	c.procs = append(c.procs, r.Process())
+	return r
+}
+
+// startCommand starts a role without waiting for it to be ready: one that
+// should exit.
+func (c *secureCluster) startCommand(role string, kafka []string) *testserver.Process {
+	c.t.Helper()
+	args := append([]string{role, "--addr", "127.0.0.1:0"}, c.roleArgs()...)
+	p := testserver.StartProcess(c.t, testserver.Command{Name: "cairn-" + role, Path: c.bin, Args: args, Env: c.env(kafka)})
+	c.procs = append(c.procs, p)
+	return p
+}
+
+// mustSucceed waits at most 30 s for p to exit 0.
+func (c *secureCluster) mustSucceed(p *testserver.Process) {
+	c.t.Helper()
+	if code, err := p.Wait(30 * time.Second); err != nil || code != 0 {
+		c.t.Fatalf("%s: status %d, %v; output:\n%s", p.Name(), code, err, p.Output())
+	}
+}
+
+// mustFail waits for p to exit non-zero within failFast with output naming
+// want.
+func (c *secureCluster) mustFail(p *testserver.Process, want string) {
+	c.t.Helper()
+	start := time.Now()
+	code, err := p.Wait(failFast)
+	switch {
+	case err != nil:
+		c.t.Errorf("%s: %v; output:\n%s", p.Name(), err, p.Output())
+	case code == 0:
+		c.t.Errorf("%s exited 0, want a failure naming %q; output:\n%s", p.Name(), want, p.Output())
+	case !strings.Contains(p.Output(), want):
+		c.t.Errorf("%s exited %d without naming %q; output:\n%s", p.Name(), code, want, p.Output())
+	default:
+		c.t.Logf("%s exited %d after %v: %s", p.Name(), code, time.Since(start).Round(time.Millisecond), lastLine(p.Output()))
+	}
+}
+
+// checkNoPassword fails the test if a cairn process wrote a password.
+func (c *secureCluster) checkNoPassword() {
+	for _, p := range c.procs {
+		out := p.Output()
+		for _, pw := range []string{scramPassword, wrongPassword} {
+			if strings.Contains(out, pw) {
+				c.t.Errorf("the output of %s (pid %d) contains a SASL password", p.Name(), p.PID())
+			}
+		}
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// TestSecuritySCRAMOverTLS: cairn topics create, write and serve reach a
+// broker that requires SCRAM-SHA-512 over TLS with a private CA, and an
+// upload through serve is readable through serve.
+func TestSecuritySCRAMOverTLS(t *testing.T) {
+	c := startSecureCluster(t)
+	kafka := c.kafkaEnv(c.caFile, c.goodPass)
+	c.mustSucceed(c.topicsCreate(kafka))
+	c.startRole("write", kafka)
+	serve := c.startRole("serve", kafka)
+
+	ctx, cancel := context.WithTimeout(context.Background(), readableWithin+patience)
+	defer cancel()
+	at := time.Now().Add(-time.Minute)
+	code, body, err := uploadAge(ctx, serve.URL(), "k1", 42, at)
+	if err != nil || code != http.StatusAccepted {
+		t.Fatalf("upload: %d %s %v, want 202", code, body, err)
+	}
+	deadline := time.Now().Add(readableWithin)
+	for {
+		_, _, ages, _, err := queryAges(ctx, serve.URL(), []string{"k1"})
+		if err == nil && ages["k1"] == 42 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("k1 not readable as 42 within %v: ages %v, %v", readableWithin, ages, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestSecuritySCRAMWrongPassword: with a wrong SASL password, cairn topics
+// create and cairn write exit non-zero within 10 s naming the SASL failure;
+// cairn serve starts, answers queries, refuses uploads with 503 naming it
+// within CAIRN_KAFKA_PRODUCE_TIMEOUT, and reports it in /healthz.
+func TestSecuritySCRAMWrongPassword(t *testing.T) {
+	c := startSecureCluster(t)
+	bad := c.kafkaEnv(c.caFile, c.badPass)
+	const want = "SASL authentication failed"
+
+	c.mustFail(c.topicsCreate(bad), want)
+	c.mustSucceed(c.topicsCreate(c.kafkaEnv(c.caFile, c.goodPass)))
+	c.mustFail(c.startCommand("write", bad), want)
+
+	serve := c.startRole("serve", bad)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if code, _, _, _, err := queryAges(ctx, serve.URL(), []string{"k1"}); err != nil || code != http.StatusOK {
+		t.Errorf("query: %d %v, want 200", code, err)
+	}
+	start := time.Now()
+	code, body, err := uploadAge(ctx, serve.URL(), "k1", 1, time.Now().Add(-time.Minute))
+	took := time.Since(start)
+	switch {
+	case err != nil:
+		t.Errorf("upload: %v", err)
+	case code != http.StatusServiceUnavailable:
+		t.Errorf("upload: %d %s, want 503", code, body)
+	case !strings.Contains(string(body), want):
+		t.Errorf("upload: 503 %s, want a body naming %q", body, want)
+	default:
+		t.Logf("upload answered 503 after %v: %s", took.Round(time.Millisecond), body)
+	}
+	if took > produceTimeout+time.Second {
+		t.Errorf("upload answered after %v, want within %v", took, produceTimeout+time.Second)
+	}
+
+	// /healthz stays 200 (Kafka is not critical for a query server) and
+	// names the failure in its kafka check.
+	deadline := time.Now().Add(healthWithin)
+	for {
+		code, body, err := get(ctx, serve.URL()+"/healthz")
+		var r struct {
+			Checks map[string]struct {
+				OK    bool   `json:"ok"`
+				Error string `json:"error"`
+			} `json:"checks"`
+		}
+		var last string
+		switch {
+		case err != nil:
+			last = err.Error()
+		case code != http.StatusOK:
+			t.Fatalf("/healthz: %d %s, want 200", code, body)
+		case json.Unmarshal(body, &r) != nil:
+			t.Fatalf("/healthz body is not JSON: %s", body)
+		default:
+			k, ok := r.Checks["kafka"]
+			if ok && !k.OK && strings.Contains(k.Error, want) {
+				t.Logf("/healthz 200, kafka check: %s", k.Error)
+				return
+			}
+			last = string(body)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/healthz did not report a kafka check naming %q within %v; last: %s", want, healthWithin, last)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestSecurityTLSUntrustedCA: a cairn write trusting another CA than the
+// one that signs the broker's certificate exits within 10 s naming the
+// certificate.
+func TestSecurityTLSUntrustedCA(t *testing.T) {
+	c := startSecureCluster(t)
+	other := filepath.Join(t.TempDir(), "other-ca.pem")
+	writeFile(t, other, tlscerttest.NewCA(t).PEM())
+	c.mustFail(c.startCommand("write", c.kafkaEnv(other, c.goodPass)), "certificate")
+}
