@@ -187,16 +187,24 @@ func (p *Producer) Persist(ctx context.Context, key []byte, r *Record) error {
 		func(_ *kgo.Record, err error) { done <- err }) // buffered: never blocks kgo's promise loop
 	timer := time.NewTimer(p.cfg.ProduceTimeout)
 	defer timer.Stop()
-	select {
-	case err = <-done:
-	case <-timer.C:
-		err = fmt.Errorf("%w: %s did not acknowledge within %v", ErrTimeout, p.cfg.PersistTopic, p.cfg.ProduceTimeout)
-		if cause := p.watch.Err(); cause != nil {
-			err = fmt.Errorf("%w: %w", err, cause)
+	if cause := p.watch.Err(); cause != nil && cause.Cause.fatal() {
+		// Settings the brokers refuse (wrong credentials, an untrusted
+		// certificate) fail every upload alike: answer at once, not at
+		// the timeout. The record stays produced: it is the retry that
+		// clears the cause once the brokers accept the settings again.
+		err = cause
+	} else {
+		select {
+		case err = <-done:
+		case <-timer.C:
+			err = fmt.Errorf("%w: %s did not acknowledge within %v", ErrTimeout, p.cfg.PersistTopic, p.cfg.ProduceTimeout)
+			if cause := p.watch.Err(); cause != nil {
+				err = fmt.Errorf("%w: %w", err, cause)
+			}
+		case <-ctx.Done():
+			p.produced.WithLabelValues("persist", "error").Inc()
+			return fmt.Errorf("queue: produce to %s: %w", p.cfg.PersistTopic, context.Cause(ctx))
 		}
-	case <-ctx.Done():
-		p.produced.WithLabelValues("persist", "error").Inc()
-		return fmt.Errorf("queue: produce to %s: %w", p.cfg.PersistTopic, context.Cause(ctx))
 	}
 	if err != nil {
 		outcome := "error"

@@ -582,4 +582,13 @@ func TestPersistNamesBadCredentials(t *testing.T) {
 	if h := p.Health(); h == nil || !strings.Contains(h.Error(), CauseCredentials.String()) {
 		t.Errorf("Health() = %v; want it to name the credentials", h)
 	}
+	// Once the cause is known, an upload is answered at once, not at the
+	// timeout: waiting cannot cure wrong credentials.
+	took, err = persistTimed(p, 2)
+	if err == nil || !strings.Contains(err.Error(), CauseCredentials.String()) {
+		t.Errorf("second Persist() = %v; want it to name the credentials", err)
+	}
+	if took > testTimeout/2 {
+		t.Errorf("second Persist answered after %v; want at once", took)
+	}
 }
