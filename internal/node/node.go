@@ -102,7 +102,10 @@ func Run(ctx context.Context, cfg *Config, o Options) (err error) {
 	if p.prom == nil {
 		p.prom = NewMetrics()
 	}
-	defer func() { err = errors.Join(err, p.close()) }()
+	defer func() {
+		err = errors.Join(err, p.close())
+		p.log.Info("stopped", "role", cfg.Role.String())
+	}()
 	if err := p.build(ctx, o); err != nil {
 		return err
 	}
@@ -125,7 +128,6 @@ func Run(ctx context.Context, cfg *Config, o Options) (err error) {
 	}})
 	p.log.Info("cairn started", "role", cfg.Role.String())
 	runErr := p.g.Run()
-	p.log.Info("stopping")
 	return errors.Join(runErr, p.joinErrs())
 }
 
