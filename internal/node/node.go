@@ -12,13 +12,14 @@
 //	Bloom tracker       ●*    ●*
 //	health probe        ●     ●      ●       ●
 //	writer              ●            ●
-//	feature reload      ●            ●
-//	API keys reload     ●†    ●†
-//	certificate reload  ●‡    ●‡     ●‡
+//	signals             ●     ●      ●       ●
 //
-// (* with CAIRN_BLOOM_NAMESPACES; † with CAIRN_API_KEYS_FILE, reloaded on
-// SIGHUP; ‡ with CAIRN_TLS_CERT_FILE, which puts the HTTP listener behind
-// TLS, reloaded on SIGHUP.) A component that a role does not run is
+// (* with CAIRN_BLOOM_NAMESPACES.) The signals component ends the process
+// on SIGINT or SIGTERM (through the context Run is given) and, on SIGHUP,
+// reloads in turn what the process reads from files: the feature file
+// (writers), the API keys (query servers with CAIRN_API_KEYS_FILE) and the
+// listener's certificate (with CAIRN_TLS_CERT_FILE); each reload that fails
+// keeps what is in use and logs why. A component that a role does not run is
 // not in its group, so it can never end the process. The run group is
 // github.com/oklog/run: the first component to return, or the end of the
 // context Run is given (SIGINT, SIGTERM), interrupts every component. Each
@@ -109,10 +110,9 @@ func Run(ctx context.Context, cfg *Config, o Options) (err error) {
 	if err := p.build(ctx, o); err != nil {
 		return err
 	}
-	p.component(Component{Name: "signal", Run: func(c context.Context) error {
-		// SIGHUP reloads what the process has to reload (feature file,
-		// API keys, certificate: each reloader listens for it); a process
-		// with nothing to reload must not die of it, Go's default.
+	p.component(Component{Name: "signals", Run: func(c context.Context) error {
+		// SIGHUP reloads what the process has to reload; a process with
+		// nothing to reload must not die of it, Go's default.
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
@@ -123,6 +123,9 @@ func Run(ctx context.Context, cfg *Config, o Options) (err error) {
 			case <-c.Done():
 				return nil
 			case <-hup:
+				for _, reload := range p.reloads {
+					reload()
+				}
 			}
 		}
 	}})
@@ -153,9 +156,16 @@ type process struct {
 	// returned, last opened first.
 	closers []func() error
 
+	// reloads run, in turn, on SIGHUP.
+	reloads []func()
+
 	mu   sync.Mutex
 	errs []error
 }
+
+// onReload registers reload to run on SIGHUP, after those registered
+// before it.
+func (p *process) onReload(reload func()) { p.reloads = append(p.reloads, reload) }
 
 // component adds c to the group: it runs until interrupted, and its
 // failure, or its return while not interrupted, stops the process.
@@ -264,12 +274,7 @@ func (p *process) build(ctx context.Context, o Options) error {
 			return err
 		}
 		p.cert = cert
-		p.component(Component{Name: "certificate reload", Run: func(ctx context.Context) error {
-			hup := make(chan os.Signal, 1)
-			signal.Notify(hup, syscall.SIGHUP)
-			defer signal.Stop(hup)
-			return cert.Run(ctx, hup)
-		}})
+		p.onReload(cert.Refresh)
 	}
 	if cfg.Role.serves() {
 		if err := p.addQueryServer(qcfg, st, checker, o); err != nil {
@@ -334,7 +339,7 @@ func (p *process) addQueryServer(qcfg queue.Config, st Store, checker *health.Ch
 			return err
 		}
 		acfg.Keys, acfg.MetricsRequireAuth = keys, cfg.Auth.MetricsRequireAuth
-		p.component(sighup("api keys reload", func() { _ = keys.Reload() }))
+		p.onReload(func() { _ = keys.Reload() }) // it logs its outcome
 		p.log.Info("api: requests need an API key", "file", keys.Path(), "keys", keys.Len(), "metrics_require_auth", acfg.MetricsRequireAuth)
 	} else if cfg.Role != BenchServer {
 		p.log.Warn("api: no authentication: anyone who can reach the API can query and upload", "CAIRN_API_AUTH", cfg.Auth.Mode)
@@ -380,7 +385,7 @@ func (p *process) addWriter(ctx context.Context, qcfg queue.Config, st Store, ch
 		return err
 	}
 	p.component(Component{Name: "writer", Run: w.Run})
-	p.component(reloader(cfg.Features, w.SetRegistry, p.log))
+	p.onReload(func() { reloadFeatures(cfg.Features, w.SetRegistry, p.log) })
 	// A writer is of no use without its store or Kafka: both critical.
 	checker.AddReported("writer", true, w.Health)
 	checker.AddReadiness("writer", w.Ready)
@@ -446,48 +451,17 @@ func (p *process) listening(what string, ln net.Listener, onListen func(string))
 	}
 }
 
-// sighup is a component calling reload on every SIGHUP (Keys.Reload logs
-// its own outcome, and keeps the keys in use on failure).
-func sighup(name string, reload func()) Component {
-	return Component{Name: name, Run: func(ctx context.Context) error {
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-hup:
-				reload()
-			}
-		}
-	}}
-}
-
-// reloader is a component of `cairn write` and `cairn dev`: on SIGHUP the
-// feature file is read again and handed to set (the writer resumes the
-// partitions it paused at features it did not know). A file that does not
-// load keeps the features in use.
-func reloader(path string, set func(*feature.Registry), log *slog.Logger) Component {
-	return Component{Name: "feature reload", Run: func(ctx context.Context) error {
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-hup:
-				reg, err := feature.Load(path)
-				if err != nil {
-					log.Error("feature reload: keeping the features in use", "file", path, "err", err)
-					continue
-				}
-				set(reg)
-				log.Info("feature reload: features reloaded", "file", path)
-			}
-		}
-	}}
+// reloadFeatures reads the feature file again and hands it to set (the
+// writer resumes the partitions it paused at features it did not know). A
+// file that does not load keeps the features in use.
+func reloadFeatures(path string, set func(*feature.Registry), log *slog.Logger) {
+	reg, err := feature.Load(path)
+	if err != nil {
+		log.Error("feature reload: keeping the features in use", "file", path, "err", err)
+		return
+	}
+	set(reg)
+	log.Info("feature reload: features reloaded", "file", path)
 }
 
 // CreateTopics is `cairn topics create`: it creates the topics cfg names

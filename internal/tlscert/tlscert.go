@@ -10,14 +10,12 @@
 package tlscert
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"sync/atomic"
 	"time"
 )
@@ -107,22 +105,14 @@ func (c *Cert) TLSConfig() *tls.Config {
 // goroutine for that connection, not in Accept.
 func (c *Cert) Listener(ln net.Listener) net.Listener { return tls.NewListener(ln, c.TLSConfig()) }
 
-// Run reloads the certificate each time reload delivers (the process sends
-// SIGHUP there) until ctx ends. A failed reload is logged with its cause
-// and the certificate in use is kept.
-func (c *Cert) Run(ctx context.Context, reload <-chan os.Signal) error {
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-reload:
-			if err := c.Reload(); err != nil {
-				c.log.Error("tls: certificate reload failed, keeping the certificate in use",
-					"err", err, "serial", c.Leaf().SerialNumber.String(), "not_after", c.Leaf().NotAfter.Format(time.RFC3339))
-				continue
-			}
-			c.log.Info("tls: certificate reloaded", "file", c.cfg.CertFile,
-				"serial", c.Leaf().SerialNumber.String(), "not_after", c.Leaf().NotAfter.Format(time.RFC3339))
-		}
+// Refresh reloads the certificate and logs the outcome: on failure, the
+// cause, and the certificate in use is kept.
+func (c *Cert) Refresh() {
+	if err := c.Reload(); err != nil {
+		c.log.Error("tls: certificate reload failed, keeping the certificate in use",
+			"err", err, "serial", c.Leaf().SerialNumber.String(), "not_after", c.Leaf().NotAfter.Format(time.RFC3339))
+		return
 	}
+	c.log.Info("tls: certificate reloaded", "file", c.cfg.CertFile,
+		"serial", c.Leaf().SerialNumber.String(), "not_after", c.Leaf().NotAfter.Format(time.RFC3339))
 }

@@ -2,7 +2,6 @@ package tlscert
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"io"
 	"log/slog"
@@ -86,10 +85,6 @@ func TestRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	url := serve(t, c)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	hup := make(chan os.Signal, 1)
-	go c.Run(ctx, hup)
 
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: a.Pool}}, Timeout: 5 * time.Second}
 	if got := get(t, client, url); got != "100" {
@@ -97,7 +92,7 @@ func TestRotation(t *testing.T) {
 	}
 
 	a.Issue(t, 200, certFile, keyFile)
-	hup <- os.Interrupt // what the process forwards on SIGHUP
+	c.Refresh() // what the process does on SIGHUP
 	// The connection opened before the rotation still answers.
 	if got := get(t, client, url); got != "100" && got != "200" {
 		t.Fatalf("kept-alive connection: serial %s", got)
@@ -132,10 +127,6 @@ func TestFailedReloadKeepsCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	url := serve(t, c)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	hup := make(chan os.Signal, 1)
-	go c.Run(ctx, hup)
 
 	// The certificate of another pair with the old key: a mismatch.
 	otherCert, otherKey := tlscerttest.Files(t)
@@ -149,7 +140,7 @@ func TestFailedReloadKeepsCertificate(t *testing.T) {
 		t.Fatal("a certificate with the key of another one reloaded")
 	}
 	tlscerttest.Replace(t, keyFile, []byte("-----BEGIN PRIVATE KEY-----\ntrunc"))
-	hup <- os.Interrupt
+	c.Refresh()
 	deadline := time.Now().Add(5 * time.Second)
 	for !strings.Contains(logs.String(), "keeping the certificate in use") {
 		if time.Now().After(deadline) {
