@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"io"
@@ -86,38 +85,9 @@ func TestServeWithKeysAndReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cluster.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--features", "../../examples/features.yaml", "--brokers", strings.Join(cluster.ListenAddrs(), ","),
-			"--store", "embedded://" + t.TempDir(), "--addr", "127.0.0.1:0"},
-			config.FromMap(map[string]string{"CAIRN_API_KEYS_FILE": path}), io.Discard, pw)
-		pw.Close()
-	}()
-	logs := &logLines{}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			logs.mu.Lock()
-			logs.lines = append(logs.lines, sc.Text())
-			logs.mu.Unlock()
-			if _, a, ok := strings.Cut(sc.Text(), " addr="); ok && strings.Contains(sc.Text(), "listening") {
-				addr <- strings.Fields(a)[0]
-			}
-		}
-	}()
-	var base string
-	select {
-	case a := <-addr:
-		base = "http://" + a
-	case err := <-done:
-		t.Fatalf("cairn serve exited before listening: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("cairn serve did not listen within 30s")
-	}
+	p := startInProcess(t, []string{"serve", "--features", "../../examples/features.yaml", "--brokers", strings.Join(cluster.ListenAddrs(), ","),
+		"--store", "embedded://" + t.TempDir(), "--addr", "127.0.0.1:0"}, map[string]string{"CAIRN_API_KEYS_FILE": path})
+	logs, base := p.Logs, "http://"+p.Addr
 
 	call := func(path, body, token string) (int, string) {
 		t.Helper()
@@ -191,13 +161,5 @@ func TestServeWithKeysAndReload(t *testing.T) {
 		t.Error("the log shows a token")
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("cairn serve stopped with %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("cairn serve did not stop within 30s of its interrupt")
-	}
+	p.stop(t)
 }

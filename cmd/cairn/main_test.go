@@ -291,35 +291,11 @@ func TestServeStaysUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cluster.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--features", "../../examples/features.yaml", "--brokers", strings.Join(cluster.ListenAddrs(), ","),
-			"--store", "embedded://" + t.TempDir(), "--addr", "127.0.0.1:0"}, config.FromMap(map[string]string{"CAIRN_API_AUTH": "none"}), io.Discard, pw)
-		pw.Close()
-	}()
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if _, a, ok := strings.Cut(sc.Text(), " addr="); ok && strings.Contains(sc.Text(), "listening") {
-				addr <- strings.Fields(a)[0]
-			}
-		}
-	}()
-	var base string
+	p := startInProcess(t, []string{"serve", "--features", "../../examples/features.yaml", "--brokers", strings.Join(cluster.ListenAddrs(), ","),
+		"--store", "embedded://" + t.TempDir(), "--addr", "127.0.0.1:0"}, map[string]string{"CAIRN_API_AUTH": "none"})
+	base := "http://" + p.Addr
 	select {
-	case a := <-addr:
-		base = "http://" + a
-	case err := <-done:
-		t.Fatalf("cairn serve exited before listening: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("cairn serve did not listen within 30s")
-	}
-	select {
-	case err := <-done:
+	case err := <-p.Done:
 		t.Fatalf("cairn serve exited by itself: %v", err)
 	case <-time.After(2 * time.Second):
 	}
@@ -330,7 +306,7 @@ func TestServeStaysUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case err := <-done:
+	case err := <-p.Done:
 		t.Fatalf("cairn serve exited on SIGHUP: %v", err)
 	case <-time.After(500 * time.Millisecond):
 	}
@@ -342,15 +318,7 @@ func TestServeStaysUp(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("query: status %d", resp.StatusCode)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("cairn serve stopped with %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("cairn serve did not stop within 30s of its interrupt")
-	}
+	p.stop(t)
 }
 
 // `cairn write` with Kafka credentials that cannot work ends within 10 s
@@ -377,5 +345,70 @@ func TestWriteBadKafkaCredentials(t *testing.T) {
 	}
 	if strings.Contains(fmt.Sprint(err), "not-Zq9-secret") {
 		t.Errorf("the error shows the password: %v", err)
+	}
+}
+
+// inProcess is a cairn command run in this process, as `cairn ARGS`.
+type inProcess struct {
+	// Addr is the HTTP address it listens on.
+	Addr string
+	// Done receives run's result once it returns.
+	Done chan error
+	// Logs holds every line it logged.
+	Logs   *logLines
+	cancel context.CancelFunc
+}
+
+// startInProcess runs `cairn args...` with env in this process and waits
+// until it listens (it logs "listening ... addr=ADDR"). It fails t if the
+// command exits first or does not listen within 30 s.
+func startInProcess(t *testing.T, args []string, env map[string]string) *inProcess {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &inProcess{Done: make(chan error, 1), Logs: &logLines{}, cancel: cancel}
+	t.Cleanup(cancel)
+	pr, pw := io.Pipe()
+	go func() {
+		p.Done <- run(ctx, args, config.FromMap(env), io.Discard, pw)
+		pw.Close()
+	}()
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			line := sc.Text()
+			p.Logs.mu.Lock()
+			p.Logs.lines = append(p.Logs.lines, line)
+			p.Logs.mu.Unlock()
+			if _, a, ok := strings.Cut(line, " addr="); ok && strings.Contains(line, "listening") {
+				select {
+				case addr <- strings.Fields(a)[0]:
+				default:
+				}
+			}
+		}
+	}()
+	select {
+	case p.Addr = <-addr:
+	case err := <-p.Done:
+		t.Fatalf("cairn %s exited before listening: %v", args[0], err)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("cairn %s did not listen within 30s", args[0])
+	}
+	return p
+}
+
+// stop interrupts the command and fails t unless it returns nil within
+// 30 s.
+func (p *inProcess) stop(t *testing.T) {
+	t.Helper()
+	p.cancel()
+	select {
+	case err := <-p.Done:
+		if err != nil {
+			t.Errorf("cairn stopped with %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("cairn did not stop within 30s of its interrupt")
 	}
 }

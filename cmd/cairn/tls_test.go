@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"crypto/tls"
 	"io"
 	"net/http"
@@ -106,33 +104,10 @@ func TestWriteTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cluster.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	pr, pw := io.Pipe()
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"write", "--features", "../../examples/features.yaml", "--brokers", strings.Join(cluster.ListenAddrs(), ","),
-			"--store", "embedded://" + t.TempDir(), "--addr", "127.0.0.1:0"},
-			config.FromMap(map[string]string{"CAIRN_TLS_CERT_FILE": certFile, "CAIRN_TLS_KEY_FILE": keyFile, "CAIRN_WRITER_INSTANCE_ID": ""}), io.Discard, pw)
-		pw.Close()
-	}()
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if _, a, ok := strings.Cut(sc.Text(), " addr="); ok && strings.Contains(sc.Text(), "listening") {
-				addr <- strings.Fields(a)[0]
-			}
-		}
-	}()
-	var host string
-	select {
-	case host = <-addr:
-	case err := <-done:
-		t.Fatalf("cairn write exited before listening: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("cairn write did not listen within 30s")
-	}
+	p := startInProcess(t, []string{"write", "--features", "../../examples/features.yaml", "--brokers", strings.Join(cluster.ListenAddrs(), ","),
+		"--store", "embedded://" + t.TempDir(), "--addr", "127.0.0.1:0"},
+		map[string]string{"CAIRN_TLS_CERT_FILE": certFile, "CAIRN_TLS_KEY_FILE": keyFile, "CAIRN_WRITER_INSTANCE_ID": ""})
+	host := p.Addr
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool}}, Timeout: 10 * time.Second}
 	resp, err := client.Get("https://" + host + "/metrics")
 	if err != nil {
@@ -143,10 +118,7 @@ func TestWriteTLS(t *testing.T) {
 		t.Errorf("GET /metrics over TLS: status %d, TLS %v", resp.StatusCode, resp.TLS != nil)
 	}
 	plainRefused(t, "http://"+host+"/metrics")
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("cairn write stopped with %v", err)
-	}
+	p.stop(t)
 }
 
 // plainRefused checks that a plain HTTP request to a TLS listener gets Go's
