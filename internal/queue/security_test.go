@@ -2,18 +2,12 @@ package queue
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -27,74 +21,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl"
+
+	"github.com/cairnfs/cairn/internal/tlscert/tlscerttest"
 )
 
-// testCA is a certificate authority made for one test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newCA(t *testing.T) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "cairn test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue returns a certificate for 127.0.0.1 signed by ca, and its key, in
-// PEM.
-func (ca *testCA) issue(t *testing.T, usage x509.ExtKeyUsage) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-}
-
 // serverTLS is a broker's TLS configuration with a certificate from ca.
-func (ca *testCA) serverTLS(t *testing.T) *tls.Config {
+func serverTLS(t *testing.T, ca *tlscerttest.CA) *tls.Config {
 	t.Helper()
-	c, k := ca.issue(t, x509.ExtKeyUsageServerAuth)
+	c, k := ca.IssuePEM(t, time.Now().UnixNano(), x509.ExtKeyUsageServerAuth)
 	cert, err := tls.X509KeyPair(c, k)
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +48,7 @@ func writeFile(t *testing.T, name string, b []byte) string {
 // secureCluster starts kfake with SCRAM users (alice: SCRAM-SHA-512, bob:
 // SCRAM-SHA-256) on a TLS listener whose certificate ca signs (nil ca:
 // plaintext), requiring client certificates signed by ca if mutual.
-func secureCluster(t *testing.T, ca *testCA, mutual ...bool) []string {
+func secureCluster(t *testing.T, ca *tlscerttest.CA, mutual ...bool) []string {
 	t.Helper()
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
@@ -123,11 +57,10 @@ func secureCluster(t *testing.T, ca *testCA, mutual ...bool) []string {
 		kfake.Superuser(MechanismScramSHA256, "bob", "bob-secret"),
 	}
 	if ca != nil {
-		tc := ca.serverTLS(t)
+		tc := serverTLS(t, ca)
 		if len(mutual) > 0 && mutual[0] {
 			tc.ClientAuth = tls.RequireAndVerifyClientCert
-			tc.ClientCAs = x509.NewCertPool()
-			tc.ClientCAs.AddCert(ca.cert)
+			tc.ClientCAs = ca.Pool
 		}
 		opts = append(opts, kfake.TLS(tc))
 	}
@@ -141,11 +74,11 @@ func secureCluster(t *testing.T, ca *testCA, mutual ...bool) []string {
 
 // clientConfig is a client of brokers over TLS trusting ca, read and
 // validated.
-func clientConfig(t *testing.T, brokers []string, ca *testCA, user, pass, mechanism string) Config {
+func clientConfig(t *testing.T, brokers []string, ca *tlscerttest.CA, user, pass, mechanism string) Config {
 	t.Helper()
 	cfg := Config{Brokers: brokers, TLS: true, SASLUser: user, SASLPassword: pass, SASLMechanism: mechanism}
 	if ca != nil {
-		cfg.TLSCAFile = writeFile(t, "ca.pem", ca.pem)
+		cfg.TLSCAFile = writeFile(t, "ca.pem", ca.PEM())
 	}
 	cfg.EnsureDefaults()
 	if err := cfg.ReadFiles(); err != nil {
@@ -159,7 +92,7 @@ func clientConfig(t *testing.T, brokers []string, ca *testCA, user, pass, mechan
 
 func TestProbeCauses(t *testing.T) {
 	t.Parallel()
-	ca := newCA(t)
+	ca := tlscerttest.NewCA(t)
 	tlsBrokers := secureCluster(t, ca)
 	plainBrokers := secureCluster(t, nil)
 	for _, tc := range []struct {
@@ -180,7 +113,7 @@ func TestProbeCauses(t *testing.T) {
 			return clientConfig(t, tlsBrokers, ca, "bob", "bob-secret", MechanismScramSHA512)
 		}, CauseCredentials},
 		{"untrusted CA", func(t *testing.T) Config {
-			return clientConfig(t, tlsBrokers, newCA(t), "alice", "alice-secret", "")
+			return clientConfig(t, tlsBrokers, tlscerttest.NewCA(t), "alice", "alice-secret", "")
 		}, CauseUntrustedCertificate},
 		{"mechanism not enabled", func(t *testing.T) Config {
 			// kfake offers PLAIN and SCRAM only.
@@ -237,13 +170,13 @@ func TestProbeCauses(t *testing.T) {
 // an upload is acknowledged and can be read back with the same settings.
 func TestPersistOverSCRAMAndTLS(t *testing.T) {
 	t.Parallel()
-	ca := newCA(t)
+	ca := tlscerttest.NewCA(t)
 	brokers := secureCluster(t, ca, true)
-	certPEM, keyPEM := ca.issue(t, x509.ExtKeyUsageClientAuth)
+	certPEM, keyPEM := ca.IssuePEM(t, time.Now().UnixNano(), x509.ExtKeyUsageClientAuth)
 	cfg := Config{
 		Brokers:          brokers,
 		TLS:              true,
-		TLSCAFile:        writeFile(t, "ca.pem", ca.pem),
+		TLSCAFile:        writeFile(t, "ca.pem", ca.PEM()),
 		TLSCertFile:      writeFile(t, "client.pem", certPEM),
 		TLSKeyFile:       writeFile(t, "client.key", keyPEM),
 		SASLUser:         "alice",
@@ -287,7 +220,7 @@ func TestPersistOverSCRAMAndTLS(t *testing.T) {
 // the cause, with the default timeout of 15s.
 func TestCreateTopicsCauses(t *testing.T) {
 	t.Parallel()
-	ca := newCA(t)
+	ca := tlscerttest.NewCA(t)
 	tlsBrokers := secureCluster(t, ca)
 	plainBrokers := secureCluster(t, nil)
 	for _, tc := range []struct {
@@ -302,7 +235,7 @@ func TestCreateTopicsCauses(t *testing.T) {
 			return clientConfig(t, tlsBrokers, ca, "bob", "bob-secret", "")
 		}, CauseCredentials},
 		{"untrusted CA", func(t *testing.T) Config {
-			return clientConfig(t, tlsBrokers, newCA(t), "alice", "alice-secret", "")
+			return clientConfig(t, tlsBrokers, tlscerttest.NewCA(t), "alice", "alice-secret", "")
 		}, CauseUntrustedCertificate},
 		{"TLS against plaintext", func(t *testing.T) Config {
 			return clientConfig(t, plainBrokers, ca, "alice", "alice-secret", "")
@@ -361,8 +294,8 @@ func TestValidateSecurity(t *testing.T) {
 // A bad file is a start-up error naming its knob and its path.
 func TestReadFilesErrors(t *testing.T) {
 	t.Parallel()
-	ca := newCA(t)
-	certPEM, keyPEM := ca.issue(t, x509.ExtKeyUsageClientAuth)
+	ca := tlscerttest.NewCA(t)
+	certPEM, keyPEM := ca.IssuePEM(t, time.Now().UnixNano(), x509.ExtKeyUsageClientAuth)
 	missing := filepath.Join(t.TempDir(), "missing.pem")
 	notPEM := writeFile(t, "not.pem", []byte("hello"))
 	for _, tc := range []struct {
@@ -376,7 +309,7 @@ func TestReadFilesErrors(t *testing.T) {
 			[]string{"CAIRN_KAFKA_TLS_KEY_FILE", notPEM}},
 		{"missing password file", Config{SASLUser: "u", SASLPasswordFile: missing}, []string{"CAIRN_KAFKA_SASL_PASSWORD_FILE", missing}},
 		{"empty password file", Config{SASLUser: "u", SASLPasswordFile: writeFile(t, "empty", []byte("\n"))}, []string{"CAIRN_KAFKA_SASL_PASSWORD_FILE", "empty"}},
-		{"good", Config{TLS: true, TLSCAFile: writeFile(t, "ca.pem", ca.pem), TLSCertFile: writeFile(t, "c.pem", certPEM), TLSKeyFile: writeFile(t, "k.pem", keyPEM)}, nil},
+		{"good", Config{TLS: true, TLSCAFile: writeFile(t, "ca.pem", ca.PEM()), TLSCertFile: writeFile(t, "c.pem", certPEM), TLSKeyFile: writeFile(t, "k.pem", keyPEM)}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.cfg
@@ -483,7 +416,7 @@ func FuzzReadFiles(f *testing.F) {
 // says why, so that a query server can answer uploads with the cause.
 func TestBrokerWatch(t *testing.T) {
 	t.Parallel()
-	ca := newCA(t)
+	ca := tlscerttest.NewCA(t)
 	brokers := secureCluster(t, ca)
 	for _, tc := range []struct {
 		name, pass string
@@ -564,7 +497,7 @@ func TestClassify(t *testing.T) {
 // the cause named, so that the 503 tells the operator what to fix.
 func TestPersistNamesBadCredentials(t *testing.T) {
 	t.Parallel()
-	ca := newCA(t)
+	ca := tlscerttest.NewCA(t)
 	brokers := secureCluster(t, ca)
 	cfg := clientConfig(t, brokers, ca, "alice", "wrong-password", "")
 	cfg.ProduceTimeout = testTimeout

@@ -1,5 +1,6 @@
 // Package tlscerttest makes certificates for tests: a certificate
-// authority of the test's own and server certificates it signs, written to
+// authority of the test's own and the server and client certificates it
+// signs, written to
 // the test's temporary files, so that no certificate is committed.
 package tlscerttest
 
@@ -69,6 +70,16 @@ func Files(t testing.TB) (certFile, keyFile string) {
 // managers renew them: written aside, then renamed over the old one.
 func (a *CA) Issue(t testing.TB, serial int64, certFile, keyFile string) {
 	t.Helper()
+	certPEM, keyPEM := a.IssuePEM(t, serial, x509.ExtKeyUsageServerAuth)
+	Replace(t, certFile, certPEM)
+	Replace(t, keyFile, keyPEM)
+}
+
+// IssuePEM returns a certificate for 127.0.0.1 and localhost with the
+// given serial number and extended key usage (server or client
+// authentication), signed by the CA, and its private key, in PEM.
+func (a *CA) IssuePEM(t testing.TB, serial int64, usage x509.ExtKeyUsage) (certPEM, keyPEM []byte) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +92,7 @@ func (a *CA) Issue(t testing.TB, serial int64, certFile, keyFile string) {
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.cert, &key.PublicKey, a.key)
 	if err != nil {
@@ -91,8 +102,8 @@ func (a *CA) Issue(t testing.TB, serial int64, certFile, keyFile string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	Replace(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	Replace(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
 }
 
 // Replace writes b to a new file renamed over name.
