@@ -328,8 +328,10 @@ func (p *process) addQueryServer(qcfg queue.Config, st Store, checker *health.Ch
 		}
 		p.onClose("producer", func() error { pr.Close(); return nil })
 		producer = pr
-		// Queries do not need Kafka: it is reported, not critical.
-		checker.AddReported("kafka", false, pr.Health)
+		// Queries do not need Kafka: it is probed and reported, not
+		// critical. The probe shows settings the brokers refuse before
+		// the first upload meets them.
+		checker.AddProbe("kafka", false, pr.Probe)
 	}
 	acfg := cfg.API
 	acfg.Health = checker

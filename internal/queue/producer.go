@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/cairnfs/cairn/internal/lograte"
 )
@@ -32,6 +33,11 @@ const HealthWindow = time.Minute
 // one line per interval with the count of those it did not report.
 const logInterval = 10 * time.Second
 
+// probeLogInterval is the least time between two lines of a failing
+// [Producer.Probe]: the failure is a state, reported by /healthz, and
+// logged as a reminder rather than per probe.
+const probeLogInterval = time.Minute
+
 // Producer publishes records from query servers: persistence records, which
 // callers wait on, and query metrics, which they do not. Each has a Kafka
 // client of its own, so that neither can hold up the other: a metrics topic
@@ -51,7 +57,7 @@ type Producer struct {
 	produced *prometheus.CounterVec
 	latency  prometheus.Histogram
 
-	persistLog, metricsLog lograte.Limiter
+	persistLog, metricsLog, probeLog lograte.Limiter
 
 	// failing is nil while persistence records are acknowledged; it is
 	// replaced, never modified, under failMu.
@@ -133,6 +139,7 @@ func NewProducer(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Prod
 		cfg: cfg, persist: persist, metrics: metrics, log: log, watch: watch,
 		persistLog: lograte.Limiter{Interval: logInterval},
 		metricsLog: lograte.Limiter{Interval: logInterval},
+		probeLog:   lograte.Limiter{Interval: probeLogInterval},
 		produced: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cairn_queue_produced_records_total",
 			Help: "Records produced, by topic role (persist, metrics) and outcome: ok (acknowledged), error (failed or not acknowledged in time), dropped (refused by a full producer buffer).",
@@ -251,6 +258,65 @@ func (p *Producer) metricDone(_ *kgo.Record, err error) {
 	p.produced.WithLabelValues("metrics", outcome).Inc()
 	if ok, suppressed := p.metricsLog.Allow(time.Now()); ok {
 		p.log.Warn("queue: query metric dropped", "topic", p.cfg.MetricsTopic, "err", err, "suppressed", suppressed)
+	}
+}
+
+// Probe asks the brokers for metadata through the persistence client, as
+// an upload would reach them: the same connections, TLS and SASL. It
+// returns nil when they answer and the latest persistence records were
+// acknowledged (see Health); otherwise a *ConnectError naming the cause, or
+// Health's error. Settings the brokers refuse (wrong credentials, an
+// untrusted certificate) end the probe as soon as the client sees them,
+// and from then on fail uploads at once with the cause.
+//
+// A query server runs it as a periodic health check, so that a bad setting
+// shows in /healthz, and in the log once a minute, before the first upload.
+func (p *Producer) Probe(ctx context.Context) error {
+	err := p.probe(ctx)
+	if err == nil {
+		return p.Health()
+	}
+	if ok, suppressed := p.probeLog.Allow(time.Now()); ok {
+		p.log.Warn("queue: Kafka does not answer the query server's producer", "err", err, "suppressed", suppressed,
+			"interval", probeLogInterval)
+	}
+	return err
+}
+
+func (p *Producer) probe(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	answer := make(chan error, 1)
+	// kgo may hold a request on a connection until its read timeout
+	// whatever ctx says; the probe waits only as long as ctx.
+	go func() {
+		_, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, p.persist)
+		answer <- err
+	}()
+	// kgo retries a connection the brokers close during SASL as it would
+	// a network failure: the watch sees the cause before the request ends.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-answer:
+			if err == nil {
+				return nil
+			}
+			if c := p.watch.Err(); c != nil {
+				return &ConnectError{Cause: c.Cause, Brokers: p.cfg.Brokers, Err: c.Err}
+			}
+			return &ConnectError{Cause: Classify(err), Brokers: p.cfg.Brokers, Err: err}
+		case <-tick.C:
+			if c := p.watch.Err(); c != nil && c.Cause.fatal() {
+				return &ConnectError{Cause: c.Cause, Brokers: p.cfg.Brokers, Err: c.Err}
+			}
+		case <-ctx.Done():
+			if c := p.watch.Err(); c != nil {
+				return &ConnectError{Cause: c.Cause, Brokers: p.cfg.Brokers, Err: c.Err}
+			}
+			return &ConnectError{Cause: CauseUnreachable, Brokers: p.cfg.Brokers, Err: fmt.Errorf("no answer: %w", ctx.Err())}
+		}
 	}
 }
 

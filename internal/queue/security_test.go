@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -524,4 +525,70 @@ func TestPersistNamesBadCredentials(t *testing.T) {
 	if took > testTimeout/2 {
 		t.Errorf("second Persist answered after %v; want at once", took)
 	}
+}
+
+// TestProducerProbe: a query server's producer with a wrong password used
+// to report nothing until the first upload failed; Probe names the cause
+// before any upload, within a few seconds, logs it, and from then on an
+// upload fails at once. With the right settings Probe succeeds, and with
+// no broker listening it names them unreachable by its context's end.
+func TestProducerProbe(t *testing.T) {
+	t.Parallel()
+	ca := tlscerttest.NewCA(t)
+	brokers := secureCluster(t, ca)
+
+	t.Run("good", func(t *testing.T) {
+		p := newProducer(t, clientConfig(t, brokers, ca, "alice", "alice-secret", ""), prometheus.NewRegistry(), nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := p.Probe(ctx); err != nil {
+			t.Fatalf("Probe() = %v, want nil", err)
+		}
+	})
+	t.Run("wrong password", func(t *testing.T) {
+		cfg := clientConfig(t, brokers, ca, "alice", "wrong-password", "")
+		cfg.ProduceTimeout = testTimeout
+		var logs syncBuffer
+		p := newProducer(t, cfg, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(&logs, nil)))
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		start := time.Now()
+		err := p.Probe(ctx)
+		var ce *ConnectError
+		if !errors.As(err, &ce) || ce.Cause != CauseCredentials {
+			t.Fatalf("Probe() = %v, want a ConnectError with cause %q", err, CauseCredentials)
+		}
+		if took := time.Since(start); took > 4*time.Second {
+			t.Errorf("Probe answered after %v, want before its context's end", took)
+		}
+		if err := p.Probe(ctx); err == nil {
+			t.Fatal("second Probe() = nil")
+		}
+		if n := strings.Count(logs.String(), "does not answer"); n != 1 {
+			t.Errorf("two failed probes logged %d lines, want 1 (one per %v):\n%s", n, probeLogInterval, logs.String())
+		}
+		took, err := persistTimed(p, 1)
+		if err == nil || !strings.Contains(err.Error(), CauseCredentials.String()) {
+			t.Errorf("Persist() after the probe = %v, want it to name %q", err, CauseCredentials)
+		}
+		if took > testTimeout/2 {
+			t.Errorf("Persist after the probe answered after %v, want at once", took)
+		}
+	})
+	t.Run("unreachable", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		p := newProducer(t, clientConfig(t, []string{addr}, ca, "alice", "alice-secret", ""), prometheus.NewRegistry(), nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		err = p.Probe(ctx)
+		var ce *ConnectError
+		if !errors.As(err, &ce) || ce.Cause != CauseUnreachable {
+			t.Fatalf("Probe() = %v, want a ConnectError with cause %q", err, CauseUnreachable)
+		}
+	})
 }
