@@ -69,6 +69,7 @@ func registerBenchFlags(fs *flag.FlagSet, o *bench.Options, env *config.Env) {
 	fs.StringVar(&o.CPUProfile, "cpuprofile", o.CPUProfile, "write a CPU profile of the query server (with --in-process, of this whole process) to this file")
 	fs.StringVar(&o.MemProfile, "memprofile", o.MemProfile, "write a heap profile (allocations and memory in use) to this file when the runs end")
 	fs.BoolVar(&o.InProcess, "in-process", o.InProcess, "run the query server in this process, beside the load generator, instead of in a process of its own")
+	fs.BoolVar(&o.Security, "security", o.Security, "also measure, side by side, a query server requiring an API key (c) and one serving HTTPS (d), each in a process of its own")
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "log level: debug, info, warn, error")
 }
 

@@ -19,7 +19,7 @@ import (
 
 // benchRow matches a row of the report's tables: path, achieved rate,
 // errors.
-var benchRow = regexp.MustCompile(`(?m)^\| (\([ab]\)[^|]*) \| (\d+) \| (\d+) \|`)
+var benchRow = regexp.MustCompile(`(?m)^\| (\([abcd]\)[^|]*) \| (\d+) \| (\d+) \|`)
 
 // foundRate matches the rate search's result in the report.
 var foundRate = regexp.MustCompile(`Highest rate with p99 ≤ 1s: \*\*(\d+) q/s\*\*`)
@@ -56,6 +56,36 @@ func checkRows(t *testing.T, report string, paths ...string) {
 			t.Errorf("%d rows for %s, want 2:\n%s", n, p, report)
 		}
 	}
+}
+
+// --security: beside (a) and (b), a server requiring an API key and one
+// serving HTTPS answer every query without error (so the key and the
+// certificate were accepted), and the report compares them with (a),
+// with the CPU each used per query.
+func TestBenchSecurity(t *testing.T) {
+	addr := testserver.Redis(t)
+	report, _ := runBenchT(t, "--store", fmt.Sprintf("redis://%s/0", addr), "--security")
+	checkRows(t, report, "(a)", "(b)", "(c)", "(d)")
+	for _, want := range []string{"(a), (b), (c), (d) in turn", "Each query server against the plain one", "| (c) HTTP with an API key |",
+		"| (d) HTTPS (TLS 1.3, keep-alive) |", "query servers (a) ", " (c) ", " (d) "} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	if m := regexp.MustCompile(`\| \(d\) HTTPS[^|]*\|( [^|]* \|){5} (\d+) \|`).FindStringSubmatch(report); m == nil {
+		t.Errorf("no CPU per query for (d):\n%s", report)
+	}
+	if _, err := runBenchE("--store", fmt.Sprintf("redis://%s/0", addr), "--security", "--in-process"); err == nil ||
+		!strings.Contains(err.Error(), "--security with --in-process") {
+		t.Errorf("--security --in-process: %v, want an error naming both", err)
+	}
+}
+
+// runBenchE runs `cairn bench` and returns its error.
+func runBenchE(args ...string) (string, error) {
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), append([]string{"bench"}, args...), config.FromMap(nil), &out, &errOut)
+	return out.String(), err
 }
 
 func TestBenchEmbedded(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -25,9 +26,12 @@ type cpuSample struct {
 	at                     time.Time
 	storeOK                bool
 	storeSecs              float64
-	// serverTicks is the query server process's, when it has one.
+	// serverTicks is the query server process's, when it has one;
+	// pathTicks, each path's own query server process's, in the order of
+	// setup.paths (NaN for a path without one).
 	serverOK    bool
 	serverTicks float64
+	pathTicks   []float64
 }
 
 // sampleCPU samples the CPU counters, the Redis server's included when
@@ -40,6 +44,16 @@ func (b *setup) sampleCPU(ctx context.Context) cpuSample {
 	}
 	if b.server != nil {
 		s.serverTicks, s.serverOK = processTicks(fmt.Sprintf("/proc/%d/stat", b.server.pid()))
+	}
+	for _, p := range b.paths {
+		t, ok := math.NaN(), false
+		if p.server != nil {
+			t, ok = processTicks(fmt.Sprintf("/proc/%d/stat", p.server.pid()))
+		}
+		if !ok {
+			t = math.NaN()
+		}
+		s.pathTicks = append(s.pathTicks, t)
 	}
 	return s
 }
@@ -122,6 +136,9 @@ type cpuUse struct {
 	store         float64
 	serverOK      bool
 	server        float64
+	// paths is the CPU time, in seconds, of each path's own query
+	// server process over the span (NaN for a path without one).
+	paths []float64
 }
 
 // since returns the CPU used between start and s.
@@ -142,6 +159,13 @@ func (s cpuSample) since(start cpuSample) (cpuUse, bool) {
 	}
 	if s.storeOK && start.storeOK {
 		u.storeOK, u.store = true, (s.storeSecs-start.storeSecs)/wall
+	}
+	for i := range s.pathTicks {
+		secs := math.NaN()
+		if i < len(start.pathTicks) {
+			secs = (s.pathTicks[i] - start.pathTicks[i]) / userHZ
+		}
+		u.paths = append(u.paths, secs)
 	}
 	return u, true
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -19,6 +20,10 @@ import (
 // as little as it can to what it measures.
 type httpPath struct {
 	addr string
+	// auth is the request's Authorization header line, or empty.
+	auth string
+	// tls, if set, makes the connections TLS clients with it.
+	tls  *tls.Config
 	sets []requestSet
 	next atomic.Uint64
 	// idle holds the open connections not carrying a request.
@@ -38,8 +43,12 @@ type httpConn struct {
 // httpTimeout bounds one request of path (a).
 const httpTimeout = 10 * time.Second
 
-func newHTTPPath(addr string, sets []requestSet, maxInFlight int) *httpPath {
-	return &httpPath{addr: addr, sets: sets, idle: make(chan *httpConn, maxInFlight)}
+func newHTTPPath(addr string, v serverVariant, sets []requestSet, maxInFlight int) *httpPath {
+	h := &httpPath{addr: addr, tls: v.tls, sets: sets, idle: make(chan *httpConn, maxInFlight)}
+	if v.token != "" {
+		h.auth = "Authorization: Bearer " + v.token + "\r\n"
+	}
+	return h
 }
 
 // close closes the idle connections.
@@ -66,9 +75,20 @@ func (h *httpPath) post(ctx context.Context, check func(status int, body []byte)
 		if err != nil {
 			return fmt.Errorf("connect to the query server: %w", err)
 		}
+		if h.tls != nil {
+			tc := tls.Client(conn, h.tls)
+			hctx, cancel := context.WithTimeout(ctx, httpTimeout)
+			err := tc.HandshakeContext(hctx)
+			cancel()
+			if err != nil {
+				conn.Close()
+				return fmt.Errorf("TLS handshake with the query server: %w", err)
+			}
+			conn = tc
+		}
 		c = &httpConn{conn: conn, br: bufio.NewReaderSize(conn, 64<<10), bw: bufio.NewWriterSize(conn, 16<<10)}
 	}
-	keep, err := c.roundTrip(ctx, h.addr, h.sets[h.next.Add(1)%uint64(len(h.sets))].body)
+	keep, err := c.roundTrip(ctx, h.addr, h.auth, h.sets[h.next.Add(1)%uint64(len(h.sets))].body)
 	if err != nil {
 		err = fmt.Errorf("POST /v1/query/online: %w", err)
 	} else {
@@ -88,7 +108,7 @@ func (h *httpPath) post(ctx context.Context, check func(status int, body []byte)
 
 // roundTrip sends one query and reads its answer into c.body, reporting
 // whether the connection can carry another.
-func (c *httpConn) roundTrip(ctx context.Context, host string, body []byte) (keep bool, _ error) {
+func (c *httpConn) roundTrip(ctx context.Context, host, auth string, body []byte) (keep bool, _ error) {
 	deadline := time.Now().Add(httpTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -98,7 +118,7 @@ func (c *httpConn) roundTrip(ctx context.Context, host string, body []byte) (kee
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	fmt.Fprintf(c.bw, "POST /v1/query/online HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", host, len(body))
+	fmt.Fprintf(c.bw, "POST /v1/query/online HTTP/1.1\r\nHost: %s\r\n%sContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", host, auth, len(body))
 	c.bw.Write(body) // an error sticks, and Flush returns it
 	if err := c.bw.Flush(); err != nil {
 		return false, err

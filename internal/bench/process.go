@@ -20,7 +20,8 @@ import (
 //   - the parent runs Options.Executable with the arguments
 //     bench-server --store URI --features N --log-level L
 //     [--cpuprofile FILE] [--memprofile FILE], its own environment, then
-//     Options.ServerEnv, then ServerChildEnv=1;
+//     Options.ServerEnv, then the knobs of its variant (security.go),
+//     then ServerChildEnv=1;
 //   - the child serves namespace [Namespace] of [Registry](N) from the
 //     store on a loopback address, and once it serves writes
 //     "listening ADDR" and a newline on its standard output ([Announce]);
@@ -80,9 +81,10 @@ type serverProcess struct {
 	done  chan error
 }
 
-// startServerProcess starts the query server of o's measurement on uri in
-// a process of its own and waits for its address.
-func startServerProcess(ctx context.Context, o Options, uri string) (*serverProcess, error) {
+// startServerProcess starts a query server of o's measurement on uri in a
+// process of its own, with env after o.ServerEnv, and waits for its
+// address.
+func startServerProcess(ctx context.Context, o Options, uri string, env []string) (*serverProcess, error) {
 	exe := o.Executable
 	if exe == "" {
 		var err error
@@ -98,7 +100,7 @@ func startServerProcess(ctx context.Context, o Options, uri string) (*serverProc
 		args = append(args, "--memprofile", o.MemProfile)
 	}
 	cmd := exec.Command(exe, args...)
-	cmd.Env = append(append(os.Environ(), o.ServerEnv...), ServerChildEnv+"=1")
+	cmd.Env = append(append(append(os.Environ(), o.ServerEnv...), env...), ServerChildEnv+"=1")
 	cmd.Stderr = o.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

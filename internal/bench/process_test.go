@@ -23,7 +23,7 @@ func TestServerProcess(t *testing.T) {
 	o.Features, o.CPUProfile, o.Executable = 12, "cpu.prof", exe
 	o.ServerEnv = []string{"CAIRN_BENCH_TEST_KNOB=set"}
 	o.Stderr = io.Discard
-	p, err := startServerProcess(context.Background(), o, "redis://127.0.0.1:1/0")
+	p, err := startServerProcess(context.Background(), o, "redis://127.0.0.1:1/0", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func TestServerProcessThatDoesNotServe(t *testing.T) {
 		t.Skip("no /bin/false")
 	}
 	start := time.Now()
-	_, err := startServerProcess(context.Background(), o, "embedded:///nowhere")
+	_, err := startServerProcess(context.Background(), o, "embedded:///nowhere", nil)
 	if err == nil || !strings.Contains(err.Error(), "did not start listening") {
 		t.Errorf("startServerProcess of a child that exits: %v", err)
 	}

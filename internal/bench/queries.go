@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -99,6 +100,11 @@ type Options struct {
 	// LogLevel is the log level of the query server process (--log-level).
 	// Default: "warn".
 	LogLevel string
+	// Security adds two query server processes beside the plain one, one
+	// requiring an API key and one serving HTTPS, measured side by side
+	// with it (--security; see security.go). Not with InProcess. Default:
+	// false.
+	Security bool
 
 	// GCHeapFloor is the floor under the collector's heap goal, in bytes,
 	// kept in this process during the run as a query server keeps it (see
@@ -197,6 +203,9 @@ func (o *Options) Validate() error {
 	if o.OpenStore == nil {
 		errs = append(errs, errors.New("bench: no OpenStore"))
 	}
+	if o.Security && o.InProcess {
+		errs = append(errs, errors.New("--security with --in-process: the query servers of --security run in processes of their own"))
+	}
 	if o.InProcess && o.StartServer == nil {
 		errs = append(errs, errors.New("bench: --in-process without StartServer"))
 	}
@@ -206,12 +215,15 @@ func (o *Options) Validate() error {
 	return errors.Join(errs...)
 }
 
-// path is one of the two things measured side by side.
+// path is one of the things measured side by side.
 type path struct {
-	name   string // (a) or (b)
+	name   string // (a), (b), …
 	label  string
 	target Target
 	rounds []*Result
+	// server is the query server process the path queries, if it has
+	// one of its own.
+	server *serverProcess
 }
 
 // setup is what a measurement measures, ready to be driven.
@@ -225,7 +237,7 @@ type setup struct {
 	closers []func()
 	// cpuStart and cpuEnd frame the measured rounds.
 	cpuStart, cpuEnd cpuSample
-	// server is the query server's process; nil with InProcess.
+	// server is the plain query server's process; nil with InProcess.
 	server *serverProcess
 	// closeStore closes the store this process opened, once.
 	closeStore func()
@@ -406,19 +418,47 @@ func setUp(ctx context.Context, o Options, progress func(string, ...any)) (*setu
 		return b, err
 	}
 	sets := requests(keys, o.Entities, asked)
-	b.http = newHTTPPath(addr, sets, o.MaxInFlight)
+	plain := plainVariant()
+	b.http = newHTTPPath(addr, plain, sets, o.MaxInFlight)
 	b.closers = append(b.closers, b.http.close)
 
 	if err := b.http.check(ctx, len(asked)); err != nil {
 		return b, err
 	}
-	b.paths = []*path{{name: "(a)", label: "(a) HTTP: POST /v1/query/online", target: b.http.call}}
+	b.paths = []*path{{name: plain.name, label: plain.label, target: b.http.call, server: b.server}}
 	if b.floor != nil {
 		b.floor.sets = sets
 		if err := b.floor.call(ctx); err != nil {
 			return b, fmt.Errorf("bench: floor: %w", err)
 		}
 		b.paths = append(b.paths, &path{name: "(b)", label: "(b) floor: bare go-redis " + b.floor.describe(o.Entities), target: b.floor.call})
+	}
+	if o.Security {
+		dir, err := os.MkdirTemp("", "cairn-bench-")
+		if err != nil {
+			return b, fmt.Errorf("bench: %w", err)
+		}
+		b.closers = append(b.closers, func() { os.RemoveAll(dir) })
+		variants, err := securityVariants(dir)
+		if err != nil {
+			return b, err
+		}
+		vo := o
+		vo.CPUProfile, vo.MemProfile = "", "" // the plain server's only
+		for _, v := range variants {
+			progress("starting the query server of %s", v.label)
+			p, err := startServerProcess(ctx, vo, b.uri, v.env)
+			if err != nil {
+				return b, err
+			}
+			b.closers = append(b.closers, p.stop)
+			h := newHTTPPath(p.addr, v, sets, o.MaxInFlight)
+			b.closers = append(b.closers, h.close)
+			if err := h.check(ctx, len(asked)); err != nil {
+				return b, fmt.Errorf("%s: %w", v.name, err)
+			}
+			b.paths = append(b.paths, &path{name: v.name, label: v.label, target: h.call, server: p})
+		}
 	}
 	return b, nil
 }
@@ -430,7 +470,7 @@ func (b *setup) startServer(ctx context.Context, o Options, reg *feature.Registr
 		// The store was opened here to write the entities; the server
 		// opens its own (an embedded store admits one process at a time).
 		b.closeStore()
-		p, err := startServerProcess(ctx, o, b.uri)
+		p, err := startServerProcess(ctx, o, b.uri, plainVariant().env)
 		if err != nil {
 			return "", err
 		}

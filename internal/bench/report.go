@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"io"
+	"math"
 	"net/url"
 	"os"
 	"runtime"
@@ -84,8 +85,12 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 	if o.Warmup > 0 {
 		warm = fmt.Sprintf("after a %v warm-up of each", o.Warmup)
 	}
-	fmt.Fprintf(w, "- open loop at %.0f q/s, latency from each request's due time, at most %d in flight per path; %d rounds of %v per path, (a) and (b) alternating, %s\n",
-		rate, o.MaxInFlight, rounds, o.Slice, warm)
+	var names []string
+	for _, p := range paths {
+		names = append(names, p.name)
+	}
+	fmt.Fprintf(w, "- open loop at %.0f q/s, latency from each request's due time, at most %d in flight per path; %d rounds of %v per path, %s in turn (the order reversed every other round), %s\n",
+		rate, o.MaxInFlight, rounds, o.Slice, strings.Join(names, ", "), warm)
 	if b.server != nil {
 		fmt.Fprintf(w, "- load generator and floor client in one process, the query server in another (`cairn bench-server`), each with GOMAXPROCS %d, on %d CPUs (%s); %s %s/%s\n",
 			runtime.GOMAXPROCS(0), runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
@@ -98,7 +103,17 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 		// The counters are sampled at clock ticks: the machine's total
 		// can come out a little under its parts.
 		rest := use.machine - use.self
-		if use.serverOK {
+		if o.Security {
+			fmt.Fprintf(w, "- CPU used during the rounds, in CPUs of the %d: query servers", use.cpus)
+			for i, p := range paths {
+				if i < len(use.paths) && !math.IsNaN(use.paths[i]) {
+					cpus := use.paths[i] / b.cpuEnd.at.Sub(b.cpuStart.at).Seconds()
+					fmt.Fprintf(w, " %s %.2f", p.name, cpus)
+					rest -= cpus
+				}
+			}
+			fmt.Fprintf(w, ", load generator and floor client %.2f", use.self)
+		} else if use.serverOK {
 			fmt.Fprintf(w, "- CPU used during the rounds, in CPUs of the %d: query server %.2f, load generator and floor client %.2f", use.cpus, use.server, use.self)
 			rest -= use.server
 		} else {
@@ -132,9 +147,12 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 	if b.floor == nil {
 		fmt.Fprint(w, "\n(b) skipped: the floor is measured for Redis and Valkey stores only.\n\n")
 	} else {
-		a, b := meds[0], meds[1]
+		a, b := meds[0], meds[slices.IndexFunc(paths, func(p *path) bool { return p.name == "(b)" })]
 		fmt.Fprintf(w, "\n(a)/(b): p50 **%.2f×**, p99 **%.2f×**; the server adds %s ms at p50 and %s ms at p99 over the bare round trip.\n\n",
 			ratio(a.P50, b.P50), ratio(a.P99, b.P99), fmtMS(a.P50-b.P50), fmtMS(a.P99-b.P99))
+	}
+	if o.Security {
+		printSecurity(w, b, meds)
 	}
 
 	fmt.Fprintf(w, "All rounds pooled:\n\n%s\n", header)
@@ -159,6 +177,35 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 	}
 	for i, p := range paths {
 		fmt.Fprintf(w, "\nLatency of %s, all rounds:\n\n```\n%s```\n", p.label, pooled[i].Histogram())
+	}
+	fmt.Fprintln(w)
+}
+
+// printSecurity compares the query servers of --security with the plain
+// one, (a): the medians over the rounds of what each adds to the latency,
+// and the CPU each uses per query.
+func printSecurity(w io.Writer, b *setup, meds []Summary) {
+	use, cpuOK := b.cpuEnd.since(b.cpuStart)
+	fmt.Fprint(w, "Each query server against the plain one, (a), medians over the rounds:\n\n")
+	fmt.Fprint(w, "| path | p50 (ms) | p99 (ms) | added at p50 (µs) | added at p99 (µs) | p99 ratio to (a) | server CPU per query (µs) |\n|---|--:|--:|--:|--:|--:|--:|\n")
+	a := meds[0]
+	for i, p := range b.paths {
+		if p.server == nil {
+			continue
+		}
+		m := meds[i]
+		perQuery := "n/a"
+		if cpuOK && i < len(use.paths) && !math.IsNaN(use.paths[i]) {
+			n := 0
+			for _, r := range p.rounds {
+				n += r.Count
+			}
+			if n > 0 {
+				perQuery = fmt.Sprintf("%.0f", use.paths[i]/float64(n)*1e6)
+			}
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %+.0f | %+.0f | %.3f | %s |\n", p.label, fmtMS(m.P50), fmtMS(m.P99),
+			float64(m.P50-a.P50)/float64(time.Microsecond), float64(m.P99-a.P99)/float64(time.Microsecond), ratio(m.P99, a.P99), perQuery)
 	}
 	fmt.Fprintln(w)
 }

@@ -115,8 +115,10 @@ type Config struct {
 	Writer writer.Config
 	API    api.Config
 	Read   ReadConfig
-	// Auth is how the query server authenticates requests (not read for
-	// bench-server, which serves only its parent).
+	// Auth is how the query server authenticates requests. bench-server
+	// reads it too, so that `cairn bench --security` can measure what
+	// authentication costs; without a keys file it serves its parent
+	// only, openly, on a loopback address.
 	Auth auth.Config
 
 	// GCHeapFloor is the heap floor in bytes (CAIRN_GC_HEAP_FLOOR_MIB; see
@@ -284,8 +286,8 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 		add(c.API.Validate())
 		if role != BenchServer {
 			add(c.loadReadPath(env))
-			add(c.loadAuth(env))
 		}
+		add(c.loadAuth(env))
 	}
 
 	// The writer.
@@ -314,7 +316,7 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 			add(errors.New("no HTTP listen address (--addr or CAIRN_ADDR)"))
 		}
 	}
-	if role == Dev || role == Serve || role == Write || role == Check {
+	if role == Dev || role == Serve || role == Write || role == Check || role == BenchServer {
 		c.TLS = tlscert.Config{CertFile: env.String("CAIRN_TLS_CERT_FILE"), KeyFile: env.String("CAIRN_TLS_KEY_FILE")}
 		if err := c.TLS.Validate(); err != nil {
 			add(err)

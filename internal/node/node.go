@@ -335,7 +335,7 @@ func (p *process) addQueryServer(qcfg queue.Config, st Store, checker *health.Ch
 	}
 	acfg := cfg.API
 	acfg.Health = checker
-	if cfg.Role != BenchServer && cfg.Auth.KeysFile != "" {
+	if cfg.Auth.KeysFile != "" {
 		keys, err := auth.Open(cfg.Auth.KeysFile, p.log)
 		if err != nil {
 			return err
