@@ -132,12 +132,25 @@ var functions = map[string]function.Function{
 	"distinct":   stdlib.DistinctFunc,
 	"floor":      stdlib.FloorFunc,
 	"jsonencode": stdlib.JSONEncodeFunc,
-	"length":     stdlib.LengthFunc,
+	"length":     lengthFunc,
 	"merge":      stdlib.MergeFunc,
 	"regex":      stdlib.RegexFunc,
 	"replace":    stdlib.ReplaceFunc,
 	"setproduct": stdlib.SetProductFunc,
 }
+
+// lengthFunc is Terraform's length: the characters of a string, or the
+// elements of a collection (cty's own length takes collections only).
+var lengthFunc = function.New(&function.Spec{
+	Params: []function.Parameter{{Name: "value", Type: cty.DynamicPseudoType, AllowDynamicType: true, AllowUnknown: true}},
+	Type:   function.StaticReturnType(cty.Number),
+	Impl: func(args []cty.Value, _ cty.Type) (cty.Value, error) {
+		if args[0].Type() == cty.String {
+			return stdlib.Strlen(args[0])
+		}
+		return stdlib.Length(args[0])
+	},
+})
 
 // varType returns the type constraint of variable block v.
 func varType(t *testing.T, v *hclsyntax.Block) cty.Type {

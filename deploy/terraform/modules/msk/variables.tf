@@ -27,8 +27,8 @@ variable "kafka_version" {
   default     = "3.6.0"
 
   validation {
-    condition     = can(regex("^[0-9]+\\.[0-9]+\\.[0-9]+(\\.[a-z0-9.-]+)?$", var.kafka_version))
-    error_message = "kafka_version must be an MSK version such as 3.6.0."
+    condition     = can(regex("^[0-9]+\\.[0-9]+\\.([0-9]+|x)(\\.[a-z0-9.-]+)?$", var.kafka_version))
+    error_message = "kafka_version must be an MSK version such as 3.6.0 or 3.7.x.kraft."
   }
 }
 
