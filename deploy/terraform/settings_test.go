@@ -4,6 +4,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -160,6 +161,15 @@ func TestMSKReplicatorSettings(t *testing.T) {
 	wantValue(t, "primary multi_vpc_iam", attr(t, m, m.block(t, "module", "primary").Body, "multi_vpc_iam", vars), cty.True)
 	if got := exprText(m, r.Attributes["service_execution_role_arn"].Expr); got != "aws_iam_role.replicator.arn" {
 		t.Errorf("service_execution_role_arn = %s, want the module's role", got)
+	}
+
+	// The replicator's role reaches the two clusters' own topics and
+	// groups, nothing else.
+	for _, st := range m.block(t, "data", "aws_iam_policy_document", "replicator").Body.Blocks {
+		res := exprText(m, st.Body.Attributes["resources"].Expr)
+		if !slices.Contains([]string{"local.clusters", "local.topics", "local.groups"}, res) {
+			t.Errorf("replicator statement on %s, want the clusters, their topics or their groups", res)
+		}
 	}
 }
 
