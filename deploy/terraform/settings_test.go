@@ -131,6 +131,15 @@ func TestMSKSettings(t *testing.T) {
 		t.Errorf("client_rules for one CIDR with iam_auth = %#v, want 9096 and 9098 from it", rules)
 	}
 	m.block(t, "output", "bootstrap_brokers_sasl_scram")
+
+	// multi_vpc_iam without iam_auth is refused before anything is created.
+	pre := nested(t, cl, "lifecycle", "precondition")
+	for _, c := range []struct{ iam, multi, ok bool }{{false, false, true}, {true, true, true}, {true, false, true}, {false, true, false}} {
+		vars["iam_auth"], vars["multi_vpc_iam"] = cty.BoolVal(c.iam), cty.BoolVal(c.multi)
+		if got := attr(t, m, pre, "condition", vars).True(); got != c.ok {
+			t.Errorf("precondition with iam_auth=%v multi_vpc_iam=%v holds: %v, want %v", c.iam, c.multi, got, c.ok)
+		}
+	}
 }
 
 func TestMSKReplicatorSettings(t *testing.T) {
@@ -159,6 +168,9 @@ func TestMSKReplicatorSettings(t *testing.T) {
 		wantValue(t, c+" iam_auth", attr(t, m, mb, "iam_auth", vars), cty.True)
 	}
 	wantValue(t, "primary multi_vpc_iam", attr(t, m, m.block(t, "module", "primary").Body, "multi_vpc_iam", vars), cty.True)
+	if _, ok := m.block(t, "module", "secondary").Body.Attributes["multi_vpc_iam"]; ok {
+		t.Error("the secondary turns on multi-VPC connectivity, which only a replicator's source needs")
+	}
 	if got := exprText(m, r.Attributes["service_execution_role_arn"].Expr); got != "aws_iam_role.replicator.arn" {
 		t.Errorf("service_execution_role_arn = %s, want the module's role", got)
 	}

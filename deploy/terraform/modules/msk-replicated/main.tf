@@ -24,7 +24,7 @@ module "primary" {
   scram_username      = var.scram_username
   scram_password      = var.scram_password
   iam_auth            = true
-  multi_vpc_iam       = true
+  multi_vpc_iam       = var.primary_multi_vpc_iam
 }
 
 module "secondary" {

@@ -95,6 +95,12 @@ variable "scram_password" {
   sensitive   = true
 }
 
+variable "primary_multi_vpc_iam" {
+  description = "Multi-VPC private connectivity with IAM on the primary, which a cross-region replicator needs. Set false for a first apply if MSK refuses it while creating the cluster, then true."
+  type        = bool
+  default     = true
+}
+
 variable "topic_name_configuration" {
   description = "How replicated topics are named on the secondary: IDENTICAL (cairn.persist stays cairn.persist; what cairn's failover expects) or PREFIXED_WITH_SOURCE_CLUSTER_ALIAS (cairn.persist becomes ALIAS.cairn.persist)."
   type        = string

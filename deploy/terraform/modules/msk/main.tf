@@ -115,6 +115,13 @@ resource "aws_msk_cluster" "this" {
   }
 
   tags = local.tags
+
+  lifecycle {
+    precondition {
+      condition     = var.iam_auth || !var.multi_vpc_iam
+      error_message = "multi_vpc_iam needs iam_auth: multi-VPC connectivity here authenticates with IAM."
+    }
+  }
 }
 
 # MSK reads SCRAM credentials from Secrets Manager secrets whose names
