@@ -1,0 +1,130 @@
+variable "region" {
+  description = "Region of the cluster and the table."
+  type        = string
+  default     = "us-east-1"
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.region))
+    error_message = "region must be an AWS region such as us-east-1."
+  }
+}
+
+variable "environment" {
+  description = "cairn_environment tag, and suffix of the resource names unless it is production."
+  type        = string
+  default     = "production"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,19}$", var.environment))
+    error_message = "environment must be 1 to 20 lower-case letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "vpc_id" {
+  description = "VPC of the brokers."
+  type        = string
+
+  validation {
+    condition     = can(regex("^vpc-[0-9a-f]+$", var.vpc_id))
+    error_message = "vpc_id must be a VPC id such as vpc-0123abcd."
+  }
+}
+
+variable "private_subnet_ids" {
+  description = "Private subnets of the brokers, one per availability zone."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.private_subnet_ids) >= 2 && length([for s in var.private_subnet_ids : s if !can(regex("^subnet-[0-9a-f]+$", s))]) == 0
+    error_message = "private_subnet_ids must be at least 2 subnet ids such as subnet-0123abcd."
+  }
+}
+
+variable "client_cidr_blocks" {
+  description = "CIDR blocks of cairn's query servers and writers."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.client_cidr_blocks) >= 1 && length([for c in var.client_cidr_blocks : c if !can(regex("^[0-9]{1,3}(\\.[0-9]{1,3}){3}/[0-9]{1,2}$", c))]) == 0
+    error_message = "client_cidr_blocks must be one or more CIDR blocks such as 10.0.0.0/16."
+  }
+}
+
+variable "scram_password" {
+  description = "SASL/SCRAM password of cairn; give it to cairn in CAIRN_KAFKA_SASL_PASSWORD_FILE."
+  type        = string
+  sensitive   = true
+
+  validation {
+    condition     = length(var.scram_password) >= 16
+    error_message = "scram_password must be at least 16 characters."
+  }
+}
+
+variable "broker_volume_size" {
+  description = "EBS GiB per broker (cairn size prints it for your retention)."
+  type        = number
+  default     = 500
+
+  validation {
+    condition     = var.broker_volume_size >= 1 && var.broker_volume_size <= 16384
+    error_message = "broker_volume_size must be from 1 to 16384 GiB."
+  }
+}
+
+variable "capacity_mode" {
+  description = "provisioned, on_demand or autoscaled (cairn size recommends one)."
+  type        = string
+  default     = "autoscaled"
+
+  validation {
+    condition     = contains(["provisioned", "on_demand", "autoscaled"], var.capacity_mode)
+    error_message = "capacity_mode must be provisioned, on_demand or autoscaled."
+  }
+}
+
+variable "read_capacity" {
+  description = "Provisioned read units (provisioned), or the starting ones (autoscaled)."
+  type        = number
+  default     = 1000
+
+  validation {
+    condition     = var.read_capacity >= 1
+    error_message = "read_capacity must be at least 1."
+  }
+}
+
+variable "write_capacity" {
+  description = "Provisioned write units (provisioned), or the starting ones (autoscaled)."
+  type        = number
+  default     = 500
+
+  validation {
+    condition     = var.write_capacity >= 1
+    error_message = "write_capacity must be at least 1."
+  }
+}
+
+variable "autoscaling_read_min" {
+  description = "Floor of read units (autoscaled)."
+  type        = number
+  default     = 500
+}
+
+variable "autoscaling_read_max" {
+  description = "Ceiling of read units (autoscaled)."
+  type        = number
+  default     = 5000
+}
+
+variable "autoscaling_write_min" {
+  description = "Floor of write units (autoscaled)."
+  type        = number
+  default     = 250
+}
+
+variable "autoscaling_write_max" {
+  description = "Ceiling of write units (autoscaled)."
+  type        = number
+  default     = 2500
+}
