@@ -67,6 +67,24 @@ func (o *Options) Representative(t feature.Type) any {
 	return nil
 }
 
+// valueBound returns roughly the bytes of the representative value of t,
+// without building it.
+func (o *Options) valueBound(t feature.Type) float64 {
+	switch t.Kind {
+	case feature.KindString:
+		return float64(o.StringBytes)
+	case feature.KindBytes:
+		return float64(o.BytesBytes)
+	case feature.KindList:
+		return float64(o.ListLength) * (1 + o.valueBound(*t.Elem))
+	case feature.KindVector:
+		return 4 * float64(t.Dim)
+	case feature.KindJSON:
+		return float64(o.ListLength) * float64(4+o.StringBytes)
+	}
+	return 16
+}
+
 // representativeKey returns a representative primary key of ns, the
 // (i+1)th: an 8-digit integer, or a string of KeyBytes bytes.
 func (o *Options) representativeKey(ns *feature.Namespace, i int) string {
@@ -114,6 +132,16 @@ func (o *Options) items(reg *feature.Registry) ([]Item, error) {
 			continue
 		}
 		it := Item{Namespace: ns.Name, Features: len(ns.Features) - 1}
+		// Values are built only when they fit in an item: nested lists of
+		// long lists would not fit in memory either.
+		bound := 0.0
+		for _, f := range ns.Features {
+			bound += o.valueBound(f.Type)
+		}
+		if bound > dynamo.MaxItemSize {
+			return nil, fmt.Errorf("sizing: namespace %s: representative values of about %.0f bytes are over DynamoDB's item limit of %d; lower --string-bytes, --bytes-bytes or --list-length",
+				ns.Name, bound, dynamo.MaxItemSize)
+		}
 		w := o.write(ns, 0)
 		size, err := dynamo.EntityItemSize(w, ids)
 		if err != nil {
