@@ -197,8 +197,8 @@ func TestCapacityMode(t *testing.T) {
 		{100, 143, 0, Autoscaled},
 		{100, 490, 0, Autoscaled},
 		{100, 491, 0, OnDemand},
-		{0, 0, 5, Provisioned},  // uploads only: flat
-		{0, 10, 5, OnDemand},    // reads with a peak and no steady load
+		{0, 0, 5, Provisioned}, // uploads only: flat
+		{0, 10, 5, OnDemand},   // reads with a peak and no steady load
 		{100, 300, 0, Autoscaled},
 	} {
 		p, err := Compute(opts(func(o *Options) { o.QPS, o.PeakQPS, o.UploadsPerSecond = tc.qps, tc.peak, tc.uploads }), reg)
