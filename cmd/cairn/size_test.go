@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -251,5 +253,90 @@ func TestSizeBadInput(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("cairn size %s: %v, want an error naming %s", strings.Join(tc.args, " "), err, tc.want)
 		}
+	}
+}
+
+// numberRE matches a number as docs/sizing.md writes them.
+var numberRE = regexp.MustCompile(`\d+(?:\.\d+)?`)
+
+// The worked examples' prose does the arithmetic by hand: every number in
+// it must be one that cairn size prints for that example (or one of its
+// inputs), so that the prose cannot drift from the tool either.
+func TestSizeDocProse(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile(filepath.Join(repoRoot, "docs", "sizing.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(data)
+	start := strings.Index(doc, "### Small")
+	end := strings.Index(doc, "## Retention")
+	if start < 0 || end < start {
+		t.Fatal("docs/sizing.md: no worked examples between ### Small and ## Retention")
+	}
+	sections := strings.Split(doc[start:end], "### ")[1:]
+	if len(sections) != 3 {
+		t.Fatalf("docs/sizing.md: %d worked examples, want 3", len(sections))
+	}
+	for _, sec := range sections {
+		title, _, _ := strings.Cut(sec, "\n")
+		prose, block, ok := strings.Cut(sec, "```console\n")
+		if !ok {
+			t.Fatalf("%s: no console block", title)
+		}
+		known := map[string]bool{}
+		for _, n := range numberRE.FindAllString(block, -1) {
+			known[n] = true
+		}
+		for _, n := range numberRE.FindAllString(prose, -1) {
+			if !known[n] {
+				t.Errorf("docs/sizing.md, %s: the prose's %s is not a number cairn size prints for the example", title, n)
+			}
+		}
+	}
+}
+
+// The page's attribute-by-attribute count of the user item must add up,
+// and to the size cairn size finds for it.
+func TestSizeDocItemTable(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile(filepath.Join(repoRoot, "docs", "sizing.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, ok := strings.Cut(string(data), "| attribute | name + value bytes | total |\n|---|---|---|\n")
+	if !ok {
+		t.Fatal("docs/sizing.md: no item table")
+	}
+	sum, total := 0, -1
+	for _, row := range strings.Split(table, "\n") {
+		if !strings.HasPrefix(row, "|") {
+			break
+		}
+		cells := strings.Split(strings.Trim(row, "|"), "|")
+		last := strings.Trim(strings.TrimSpace(cells[len(cells)-1]), "*")
+		n, err := strconv.Atoi(last)
+		if err != nil {
+			t.Fatalf("item table row %q: total %q is not a number", row, last)
+		}
+		if strings.Contains(row, "**item**") {
+			total = n
+			break
+		}
+		sum += n
+	}
+	if total != sum {
+		t.Errorf("item table: rows add up to %d, the total says %d", sum, total)
+	}
+	out, err := runSizeArgs(t, nil, "--json", "--features", filepath.Join(repoRoot, "examples", "features.yaml"), "--qps", "1", "--namespace", "user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p struct{ Item struct{ Bytes int } }
+	if err := json.Unmarshal([]byte(out), &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Item.Bytes != total {
+		t.Errorf("item table: %d bytes, cairn size: %d", total, p.Item.Bytes)
 	}
 }
