@@ -29,13 +29,17 @@ const (
 // Units are capacity units at steady state and at peak, rounded up to the
 // whole units DynamoDB provisions.
 type Units struct {
+	// Steady is the units at the steady rates (--qps).
 	Steady int `json:"steady"`
-	Peak   int `json:"peak"`
+	// Peak is the units at the peak rates (--peak-qps).
+	Peak int `json:"peak"`
 }
 
 // Bounds are an autoscaling floor and ceiling.
 type Bounds struct {
+	// Min is the floor: the steady units at the target utilization.
 	Min int `json:"min"`
+	// Max is the ceiling: the peak units at the target utilization.
 	Max int `json:"max"`
 }
 
@@ -43,8 +47,9 @@ type Bounds struct {
 type Autoscaling struct {
 	// Target is the target utilization, TargetUtilization.
 	Target float64 `json:"target"`
-	Read   Bounds  `json:"read"`
-	Write  Bounds  `json:"write"`
+	// Read and Write are the bounds of read and write units.
+	Read  Bounds `json:"read"`
+	Write Bounds `json:"write"`
 }
 
 // Kafka is the MSK storage plan.
@@ -75,11 +80,10 @@ type Plan struct {
 	ReadUnitsPerItem  float64 `json:"read_units_per_item"`
 	WriteUnitsPerItem int     `json:"write_units_per_item"`
 
-	// EntitiesRead and EntitiesWritten per second, steady and at peak.
-	EntitiesRead    [2]float64 `json:"-"`
-	EntitiesWritten [2]float64 `json:"-"`
-	// Exact unit counts before rounding, steady and peak.
-	readExact, writeExact [2]float64
+	// Entities read and written per second, and the exact units before
+	// rounding, steady ([0]) and at peak ([1]).
+	entitiesRead, entitiesWritten [2]float64
+	readExact, writeExact         [2]float64
 
 	ReadUnits  Units `json:"read_units"`
 	WriteUnits Units `json:"write_units"`
@@ -101,17 +105,26 @@ type Plan struct {
 // TFVars are the variables of deploy/terraform's example modules that a
 // plan sets, named as there.
 type TFVars struct {
-	CapacityMode        string `json:"capacity_mode"`
-	ReadCapacity        int    `json:"read_capacity"`
-	WriteCapacity       int    `json:"write_capacity"`
-	AutoscalingReadMin  int    `json:"autoscaling_read_min"`
-	AutoscalingReadMax  int    `json:"autoscaling_read_max"`
-	AutoscalingWriteMin int    `json:"autoscaling_write_min"`
-	AutoscalingWriteMax int    `json:"autoscaling_write_max"`
-	BrokerVolumeSize    int    `json:"broker_volume_size"`
-	LogRetentionHours   int    `json:"log_retention_hours"`
-	NumberOfBrokerNodes int    `json:"number_of_broker_nodes"`
-	ReplicationFactor   int    `json:"replication_factor"`
+	// CapacityMode is provisioned, autoscaled or on_demand.
+	CapacityMode string `json:"capacity_mode"`
+	// ReadCapacity and WriteCapacity are the table's capacities: the
+	// ceilings when provisioned, the floors (its starting capacity) when
+	// autoscaled, unused on demand.
+	ReadCapacity  int `json:"read_capacity"`
+	WriteCapacity int `json:"write_capacity"`
+	// The autoscaling floors and ceilings, as in Autoscaling.
+	AutoscalingReadMin  int `json:"autoscaling_read_min"`
+	AutoscalingReadMax  int `json:"autoscaling_read_max"`
+	AutoscalingWriteMin int `json:"autoscaling_write_min"`
+	AutoscalingWriteMax int `json:"autoscaling_write_max"`
+	// BrokerVolumeSize is each broker's EBS volume, GiB.
+	BrokerVolumeSize int `json:"broker_volume_size"`
+	// LogRetentionHours is the brokers' log.retention.hours.
+	LogRetentionHours int `json:"log_retention_hours"`
+	// NumberOfBrokerNodes is the MSK cluster's broker count.
+	NumberOfBrokerNodes int `json:"number_of_broker_nodes"`
+	// ReplicationFactor is the topics' replication factor.
+	ReplicationFactor int `json:"replication_factor"`
 }
 
 // Compute plans the capacity of o's workload over the registry reg (which
@@ -150,10 +163,10 @@ func Compute(o Options, reg *feature.Registry) (*Plan, error) {
 	p.ReadUnitsPerItem = dynamo.ReadUnits(p.Item.Bytes, o.StrongReads)
 	p.WriteUnitsPerItem = dynamo.WriteUnits(p.Item.Bytes, o.BulkTransactions)
 	for i, qps := range []float64{o.QPS, o.peakQPS()} {
-		p.EntitiesRead[i] = round6(qps * o.EntitiesPerQuery)
-		p.EntitiesWritten[i] = round6(qps*o.PersistFraction*o.entitiesPerPersistedQuery() + o.UploadsPerSecond*o.EntitiesPerUpload)
-		p.readExact[i] = round6(p.EntitiesRead[i] * p.ReadUnitsPerItem)
-		p.writeExact[i] = round6(p.EntitiesWritten[i] * float64(p.WriteUnitsPerItem))
+		p.entitiesRead[i] = round6(qps * o.EntitiesPerQuery)
+		p.entitiesWritten[i] = round6(qps*o.PersistFraction*o.entitiesPerPersistedQuery() + o.UploadsPerSecond*o.EntitiesPerUpload)
+		p.readExact[i] = round6(p.entitiesRead[i] * p.ReadUnitsPerItem)
+		p.writeExact[i] = round6(p.entitiesWritten[i] * float64(p.WriteUnitsPerItem))
 	}
 	p.ReadUnits = Units{ceil(p.readExact[0]), ceil(p.readExact[1])}
 	p.WriteUnits = Units{ceil(p.writeExact[0]), ceil(p.writeExact[1])}
@@ -220,7 +233,7 @@ func (o *Options) records() float64 {
 // persistBytes returns the bytes per second into the persistence topic
 // at steady state.
 func (o *Options) persistBytes(p *Plan) float64 {
-	return round6(o.records()*float64(p.Item.RecordFixedBytes) + p.EntitiesWritten[0]*float64(p.Item.RecordEntityBytes))
+	return round6(o.records()*float64(p.Item.RecordFixedBytes) + p.entitiesWritten[0]*float64(p.Item.RecordEntityBytes))
 }
 
 // metricsBytes returns the bytes per second into the metrics topic at

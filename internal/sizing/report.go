@@ -75,7 +75,7 @@ func (p *Plan) WriteText(w io.Writer) error {
 		p.Item.RecordFixedBytes, p.Item.RecordEntityBytes, KafkaRecordOverhead)
 	line("  persist      (%s uploads/s + %s queries/s × %s persisted) × %d + %s entities/s × %d = %s B/s",
 		fmtNum(o.UploadsPerSecond), fmtNum(o.QPS), fmtNum(o.PersistFraction), p.Item.RecordFixedBytes,
-		fmtNum(p.EntitiesWritten[0]), p.Item.RecordEntityBytes, fmtNum(o.persistBytes(p)))
+		fmtNum(p.entitiesWritten[0]), p.Item.RecordEntityBytes, fmtNum(o.persistBytes(p)))
 	line("  metrics      %s queries/s × %d = %s B/s", fmtNum(o.QPS), o.MetricsBytesPerQuery, fmtNum(o.metricsBytes()))
 	line("  total        %s B/s", fmtNum(k.BytesPerSecond))
 	line("  retained     %s B/s × %s s (%d h) = %s B", fmtNum(k.BytesPerSecond), fmtNum(o.Retention.Seconds()), int(o.Retention.Hours()), fmtNum(k.RetainedBytes))
