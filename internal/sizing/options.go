@@ -93,7 +93,7 @@ type Options struct {
 	RecordSize int `yaml:"record-size"`
 	// MetricsBytesPerQuery is the bytes each query adds to the metrics
 	// topic. Flag --metrics-bytes-per-query. Default: 200 (one JSON record
-	// per query and its Kafka overhead).
+	// of about 150 bytes per query, batched, and its Kafka overhead).
 	MetricsBytesPerQuery int `yaml:"metrics-bytes-per-query"`
 	// Headroom multiplies the Kafka storage the retention window needs.
 	// Flag --headroom. Default: 1.5.
