@@ -2,7 +2,8 @@
 // one machine; `cairn serve` (query servers) and `cairn write` (persistence
 // writers) are the production roles; `cairn topics create` provisions the
 // Kafka topics; `cairn config` prints and checks every knob; `cairn bench`
-// measures online queries against a store.
+// measures online queries against a store; `cairn size` plans the capacity
+// of DynamoDB and MSK for a workload.
 //
 // This package parses flags and prints help; what a process is and runs is
 // package node's.
