@@ -2,7 +2,8 @@
 // one machine; `cairn serve` (query servers) and `cairn write` (persistence
 // writers) are the production roles; `cairn topics create` provisions the
 // Kafka topics; `cairn config` prints and checks every knob; `cairn bench`
-// measures online queries against a store.
+// measures online queries against a store; `cairn size` plans the capacity
+// of DynamoDB and MSK for a workload.
 //
 // This package parses flags and prints help; what a process is and runs is
 // package node's.
@@ -35,6 +36,7 @@ Usage:
   cairn config         print every configuration knob with its effective value, and check them all
   cairn keys new       make an API key: print its token once and its line for CAIRN_API_KEYS_FILE
   cairn bench          measure online queries against a store, side by side with its floor
+  cairn size           plan DynamoDB capacity, MSK storage and the terraform.tfvars for a workload
 
 Run "cairn COMMAND -h" for a command's flags. Every flag has an environment
 variable (see "cairn config"); a flag given on the command line wins.
@@ -77,6 +79,8 @@ func run(ctx context.Context, args []string, env *config.Env, stdout, stderr io.
 		return runKeysNew(rest[1:], stdout, stderr)
 	case "bench":
 		return runBench(ctx, rest, env, stdout, stderr)
+	case "size":
+		return runSize(rest, env, stdout, stderr)
 	case "bench-server":
 		return runBenchServer(ctx, rest, env, stdout, stderr)
 	case "help", "-h", "--help":

@@ -1,0 +1,374 @@
+package sizing
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairnfs/cairn/internal/feature"
+	"github.com/cairnfs/cairn/internal/queue"
+	"github.com/cairnfs/cairn/internal/store/dynamo"
+)
+
+const testRegistry = `
+namespaces:
+  - name: small
+    primary_key: id
+    features:
+      id: int
+      n: int
+  - name: big
+    primary_key: id
+    max_staleness: 1d
+    features:
+      id: string
+      name: string
+      note: string
+      score: float
+      seen: datetime
+      tags: list[string]
+      blob: bytes
+      extra: json
+      embedding: vector[256]
+`
+
+func registry(t testing.TB) *feature.Registry {
+	t.Helper()
+	reg, err := feature.Parse("test", []byte(testRegistry))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+func opts(mod func(*Options)) Options {
+	o := DefaultOptions()
+	o.Features = "test.yaml"
+	o.QPS = 100
+	o.EntitiesPerQuery = 10
+	if mod != nil {
+		mod(&o)
+	}
+	return o
+}
+
+func TestValidateNamesTheFlag(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		flag string
+		mod  func(*Options)
+	}{
+		{"--qps", func(o *Options) { o.QPS = -1 }},
+		{"--qps", func(o *Options) { o.QPS = math.NaN() }},
+		{"--qps", func(o *Options) { o.QPS, o.UploadsPerSecond = 0, 0 }},
+		{"--peak-qps", func(o *Options) { o.PeakQPS = 50 }},
+		{"--entities-per-query", func(o *Options) { o.EntitiesPerQuery = 2e6 }},
+		{"--persist-fraction", func(o *Options) { o.PersistFraction = 1.5 }},
+		{"--entities-per-persisted-query", func(o *Options) { o.EntitiesPerPersistedQuery = -3 }},
+		{"--uploads-per-second", func(o *Options) { o.UploadsPerSecond = math.Inf(1) }},
+		{"--entities-per-upload", func(o *Options) { o.EntitiesPerUpload = -1 }},
+		{"--retention", func(o *Options) { o.Retention = 90 * time.Minute }},
+		{"--retention", func(o *Options) { o.Retention = 0 }},
+		{"--replication-factor", func(o *Options) { o.ReplicationFactor = 4 }},
+		{"--replication-factor", func(o *Options) { o.ReplicationFactor = 0 }},
+		{"--brokers-count", func(o *Options) { o.BrokersCount = 0 }},
+		{"--features", func(o *Options) { o.Features = "" }},
+		{"--key-bytes", func(o *Options) { o.KeyBytes = 0 }},
+		{"--string-bytes", func(o *Options) { o.StringBytes = -1 }},
+		{"--bytes-bytes", func(o *Options) { o.BytesBytes = 1 << 30 }},
+		{"--list-length", func(o *Options) { o.ListLength = -1 }},
+		{"--record-size", func(o *Options) { o.RecordSize = -1 }},
+		{"--metrics-bytes-per-query", func(o *Options) { o.MetricsBytesPerQuery = -1 }},
+		{"--headroom", func(o *Options) { o.Headroom = 0.5 }},
+	} {
+		o := opts(tc.mod)
+		err := o.Validate()
+		if err == nil || !strings.Contains(err.Error(), tc.flag+":") {
+			t.Errorf("%s: Validate() = %v, want an error naming %s", tc.flag, err, tc.flag)
+		}
+	}
+	good := opts(nil)
+	if err := good.Validate(); err != nil {
+		t.Errorf("defaults with --qps and --features: %v", err)
+	}
+	// Every problem at once.
+	bad := opts(func(o *Options) { o.QPS, o.Headroom = -1, 0 })
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "--qps") || !strings.Contains(err.Error(), "--headroom") {
+		t.Errorf("two problems: %v, want both named", err)
+	}
+}
+
+// The item sized is the largest, and its size follows the representative
+// values: each string feature grows by exactly the bytes --string-bytes
+// adds.
+func TestItemFollowsRepresentativeValues(t *testing.T) {
+	t.Parallel()
+	reg := registry(t)
+	p1, err := Compute(opts(nil), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p1.Item.Namespace != "big" || len(p1.Items) != 2 {
+		t.Fatalf("sized %s of %d items, want big of 2", p1.Item.Namespace, len(p1.Items))
+	}
+	p2, err := Compute(opts(func(o *Options) { o.StringBytes += 100 }), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// name, note, 4 list elements, 4 JSON fields.
+	if got, want := p2.Item.Bytes-p1.Item.Bytes, 10*100; got != want {
+		t.Errorf("item grew by %d bytes with 100 more per string, want %d", got, want)
+	}
+	ps, err := Compute(opts(func(o *Options) { o.Namespace = "small" }), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// pk "small#12345678" (2+14), sk "e" (2+1), id "1" of an 8-digit number
+	// (1+5), its observed-at (2+7).
+	if ps.Item.Bytes != 16+3+6+9 {
+		t.Errorf("small item: %d bytes, want %d", ps.Item.Bytes, 16+3+6+9)
+	}
+	if _, err := Compute(opts(func(o *Options) { o.Namespace = "nope" }), reg); err == nil || !strings.Contains(err.Error(), "--namespace") {
+		t.Errorf("unknown namespace: %v, want an error naming --namespace", err)
+	}
+}
+
+// Units follow DynamoDB's rules: 4 KB read units rounded up per item and
+// halved for eventual consistency, 1 KB write units doubled in
+// transactions.
+func TestUnits(t *testing.T) {
+	t.Parallel()
+	reg := registry(t)
+	base, err := Compute(opts(nil), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := base.Item.Bytes // over 1 KB: the 256-float vector alone is
+	if size <= 1024 || size > 4096 {
+		t.Fatalf("test item is %d bytes; the cases need 1 KB < size ≤ 4 KB", size)
+	}
+	wu := (size + 1023) / 1024
+	for _, tc := range []struct {
+		name       string
+		mod        func(*Options)
+		read       float64
+		write      int
+		rSteady    int
+		wSteady    int
+		wPeakExtra int
+	}{
+		{"eventual, transactional", func(o *Options) { o.PersistFraction = 0.5 }, 0.5, 2 * wu, 500, 100 * 0.5 * 10 * 2 * wu, 0},
+		{"strong, plain", func(o *Options) { o.PersistFraction = 0.5; o.StrongReads = true; o.BulkTransactions = false }, 1, wu, 1000, 100 * 0.5 * 10 * wu, 0},
+		{"uploads", func(o *Options) { o.UploadsPerSecond = 3; o.EntitiesPerUpload = 7; o.BulkTransactions = false }, 0.5, wu, 500, 21 * wu, 0},
+	} {
+		p, err := Compute(opts(tc.mod), reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.ReadUnitsPerItem != tc.read || p.WriteUnitsPerItem != tc.write {
+			t.Errorf("%s: per item %v RCU, %d WCU; want %v, %d", tc.name, p.ReadUnitsPerItem, p.WriteUnitsPerItem, tc.read, tc.write)
+		}
+		if p.ReadUnits.Steady != tc.rSteady || p.WriteUnits.Steady != tc.wSteady {
+			t.Errorf("%s: steady %d RCU, %d WCU; want %d, %d", tc.name, p.ReadUnits.Steady, p.WriteUnits.Steady, tc.rSteady, tc.wSteady)
+		}
+	}
+	// Half units round up: 3 queries × 1 entity × 0.5.
+	p, err := Compute(opts(func(o *Options) { o.QPS, o.EntitiesPerQuery = 3, 1 }), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.ReadUnits.Steady != 2 {
+		t.Errorf("1.5 read units rounded to %d, want 2", p.ReadUnits.Steady)
+	}
+}
+
+// The capacity-mode rule, at its boundaries.
+func TestCapacityMode(t *testing.T) {
+	t.Parallel()
+	reg := registry(t)
+	for _, tc := range []struct {
+		qps, peak float64
+		uploads   float64
+		want      string
+	}{
+		{100, 0, 0, Provisioned},
+		{100, 142, 0, Provisioned},
+		{100, 143, 0, Autoscaled},
+		{100, 490, 0, Autoscaled},
+		{100, 491, 0, OnDemand},
+		{0, 0, 5, Provisioned}, // uploads only: flat
+		{0, 10, 5, OnDemand},   // reads with a peak and no steady load
+		{100, 300, 0, Autoscaled},
+	} {
+		p, err := Compute(opts(func(o *Options) { o.QPS, o.PeakQPS, o.UploadsPerSecond = tc.qps, tc.peak, tc.uploads }), reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.CapacityMode != tc.want || p.TFVars.CapacityMode != tc.want {
+			t.Errorf("qps %v peak %v uploads %v: %s (swing %v), want %s", tc.qps, tc.peak, tc.uploads, p.CapacityMode, p.Swing, tc.want)
+		}
+		a := p.Autoscaling
+		if a.Read.Min < 1 || a.Read.Max < a.Read.Min || a.Write.Min < 1 || a.Write.Max < a.Write.Min {
+			t.Errorf("qps %v peak %v: bounds %+v out of order", tc.qps, tc.peak, a)
+		}
+		wantRead := a.Read.Max
+		if tc.want == Autoscaled {
+			wantRead = a.Read.Min
+		}
+		if p.TFVars.ReadCapacity != wantRead {
+			t.Errorf("%s: read_capacity %d, want %d", tc.want, p.TFVars.ReadCapacity, wantRead)
+		}
+	}
+}
+
+// The record sizes are cairn's encoding: fixed + n × entity bytes is the
+// record of n entities, plus the framing.
+func TestRecordBytes(t *testing.T) {
+	t.Parallel()
+	reg := registry(t)
+	o := opts(nil)
+	p, err := Compute(o, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, _ := reg.Namespace("big")
+	r := &queue.Record{Kind: queue.KindQueryResult}
+	for i := range 10 {
+		w := o.write(ns, i)
+		e := queue.Entity{Namespace: "big", Key: w.Key}
+		for _, v := range w.Values {
+			e.Values = append(e.Values, queue.Value{FQN: v.Feature.FQN, Value: v.Value, ObservedAt: v.ObservedAt})
+		}
+		r.Entities = append(r.Entities, e)
+	}
+	b, err := queue.AppendRecord(nil, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := p.Item.RecordFixedBytes + 10*p.Item.RecordEntityBytes
+	if want := len(b) + KafkaRecordOverhead + o.KeyBytes; got != want {
+		t.Errorf("record of 10 entities: plan says %d bytes, encoding %d + framing = %d", got, len(b), want)
+	}
+	// The item is cairn's own: the same as dynamo's count for that write.
+	size, err := dynamo.EntityItemSize(o.write(ns, 0), dynamo.ShortIDs([]string{"small.n", "big.name", "big.note", "big.score", "big.seen", "big.tags", "big.blob", "big.extra", "big.embedding"}))
+	if err != nil || size != p.Item.Bytes {
+		t.Errorf("item: plan %d bytes, dynamo %d (%v)", p.Item.Bytes, size, err)
+	}
+}
+
+// Storage scales with retention, replicas and headroom, and over brokers.
+func TestKafkaStorage(t *testing.T) {
+	t.Parallel()
+	reg := registry(t)
+	week, err := Compute(opts(func(o *Options) { o.UploadsPerSecond = 10; o.EntitiesPerUpload = 100 }), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := week.Kafka
+	if k.RetainedBytes != k.BytesPerSecond*168*3600 {
+		t.Errorf("retained %v, want %v B/s × 168 h", k.RetainedBytes, k.BytesPerSecond)
+	}
+	want := k.RetainedBytes * 3 / 3 * 1.5 / (1 << 30)
+	if k.StoragePerBrokerGiB < want || k.StoragePerBrokerGiB > want+0.01 {
+		t.Errorf("per broker %v GiB, want %v rounded up to the hundredth", k.StoragePerBrokerGiB, want)
+	}
+	if k.BrokerVolumeSize != int(math.Ceil(k.StoragePerBrokerGiB)) || week.TFVars.BrokerVolumeSize != k.BrokerVolumeSize {
+		t.Errorf("volume %d GiB for %v GiB", k.BrokerVolumeSize, k.StoragePerBrokerGiB)
+	}
+	day, err := Compute(opts(func(o *Options) {
+		o.UploadsPerSecond = 10
+		o.EntitiesPerUpload = 100
+		o.Retention = 24 * time.Hour
+		o.BrokersCount = 6
+	}), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := day.Kafka.RetainedBytes*7, k.RetainedBytes; math.Abs(got-want) > 1 {
+		t.Errorf("24 h retains %v B, a seventh of the week's %v", day.Kafka.RetainedBytes, want)
+	}
+	if day.TFVars.LogRetentionHours != 24 || day.TFVars.NumberOfBrokerNodes != 6 || day.TFVars.ReplicationFactor != 3 {
+		t.Errorf("tfvars %+v", day.TFVars)
+	}
+}
+
+func TestDecodeYAML(t *testing.T) {
+	t.Parallel()
+	o := DefaultOptions()
+	o.ListLength = 9 // not in the file: kept
+	err := DecodeYAML([]byte(`
+qps: 500
+peak-qps: 1500
+persist-fraction: 0.25
+strong-reads: true
+bulk-transactions: false
+retention: 7d
+brokers-count: 6
+features: f.yaml
+`), &o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.QPS != 500 || o.PeakQPS != 1500 || o.PersistFraction != 0.25 || !o.StrongReads || o.BulkTransactions ||
+		o.Retention != 168*time.Hour || o.BrokersCount != 6 || o.Features != "f.yaml" || o.ListLength != 9 || o.ReplicationFactor != 3 {
+		t.Errorf("decoded %+v", o)
+	}
+	for _, bad := range []string{"qpss: 1", "retention: 1 week", "qps: [1]", "qps: 1\nqps: 2"} {
+		before := o
+		if err := DecodeYAML([]byte(bad), &o); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+		if o != before {
+			t.Errorf("%q: options changed on error", bad)
+		}
+	}
+	if err := DecodeYAML(nil, &o); err != nil {
+		t.Errorf("empty file: %v", err)
+	}
+}
+
+func FuzzDecodeYAML(f *testing.F) {
+	f.Add([]byte("qps: 500\npeak-qps: 1500\nretention: 24h\n"))
+	f.Add([]byte("entities-per-query: 1e300\nheadroom: .nan\n"))
+	f.Add([]byte("retention: 99999999d\nbrokers-count: -1\n"))
+	f.Add([]byte("features: x\nstring-bytes: 100000000\n"))
+	reg := registry(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		o := opts(nil)
+		if err := DecodeYAML(data, &o); err != nil {
+			return
+		}
+		o.Features = "test.yaml"
+		if o.Validate() != nil {
+			return
+		}
+		// Whatever validates plans without failing (unless its values do
+		// not fit in an item), with sane figures.
+		p, err := Compute(o, reg)
+		if err != nil && strings.Contains(err.Error(), "item limit") {
+			return // representative values too large for an item
+		}
+		if err != nil {
+			t.Fatalf("valid options %+v: %v", o, err)
+		}
+		if p.ReadUnits.Peak < p.ReadUnits.Steady || p.Kafka.StoragePerBrokerGiB < 0 || math.IsNaN(p.Kafka.RetainedBytes) {
+			t.Fatalf("options %+v gave %+v", o, p)
+		}
+	})
+}
+
+// Representative values too large for an item are refused before they are
+// built: list[list[string]] of 10,000 × 10,000 strings would not fit in
+// memory.
+func TestOversizeRepresentative(t *testing.T) {
+	t.Parallel()
+	reg, err := feature.Parse("test", []byte("namespaces:\n  - name: n\n    primary_key: id\n    features:\n      id: int\n      l: list[list[string]]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Compute(opts(func(o *Options) { o.ListLength = 10000 }), reg)
+	if err == nil || !strings.Contains(err.Error(), "--list-length") {
+		t.Errorf("Compute = %v, want an error naming --list-length", err)
+	}
+}
