@@ -1,8 +1,9 @@
 // Command cairn is the online feature store: `cairn dev` runs everything on
 // one machine; `cairn serve` (query servers) and `cairn write` (persistence
 // writers) are the production roles; `cairn topics create` provisions the
-// Kafka topics; `cairn config` prints and checks every knob; `cairn bench`
-// measures online queries against a store.
+// Kafka topics; `cairn status` shows the state of a deployment; `cairn
+// config` prints and checks every knob; `cairn bench` measures online
+// queries against a store.
 //
 // This package parses flags and prints help; what a process is and runs is
 // package node's.
@@ -33,6 +34,7 @@ Usage:
   cairn serve          query server (reads the online store, publishes uploads to Kafka)
   cairn write          persistence writer (consumes Kafka, writes the online store)
   cairn topics create  create the Kafka topics, or bring them to the requested settings
+  cairn status         writer group and lag, dead letters, topic settings, store reachability, last minute's rollup
   cairn config         print every configuration knob with its effective value, and check them all
   cairn keys new       make an API key: print its token once and its line for CAIRN_API_KEYS_FILE
   cairn bench          measure online queries against a store, side by side with its floor
@@ -69,6 +71,8 @@ func run(ctx context.Context, args []string, env *config.Env, stdout, stderr io.
 			return errors.New(`usage: cairn topics create [flags]`)
 		}
 		return runTopicsCreate(ctx, rest[1:], env, stdout, stderr)
+	case "status":
+		return runStatus(ctx, rest, env, stdout, stderr)
 	case "config":
 		return runConfig(env, stdout)
 	case "keys":

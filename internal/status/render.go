@@ -53,7 +53,11 @@ func (r *Report) WriteText(w io.Writer) error {
 	if g.Error != "" {
 		p(": FAILED: %s\n", g.Error)
 	} else {
-		p(": %s, %d members\n", orDash(g.State), len(g.Members))
+		p(": %s, %d members", orDash(g.State), len(g.Members))
+		if len(g.Members) == 0 {
+			p(" (no writer is consuming)")
+		}
+		p("\n")
 		if len(g.Members) > 0 {
 			p("  member\tinstance\tclient\thost\tpartitions of %s\n", g.Topic)
 			for _, m := range g.Members {
