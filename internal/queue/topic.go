@@ -240,6 +240,20 @@ func (e *FewerPartitionsError) Error() string {
 	return fmt.Sprintf("topics: %s has %d partitions and %d were asked: partitions cannot be removed (ask for at least %d)", e.Topic, e.Has, e.Want, e.Has)
 }
 
+// MinInsyncError is returned when the spec asks for a min.insync.replicas
+// above the replication factor of an existing topic (which reconciling
+// does not change): every produce with acks=all, every upload, would then
+// be refused with NOT_ENOUGH_REPLICAS.
+type MinInsyncError struct {
+	Topic                                string
+	ReplicationFactor, MinInsyncReplicas int
+}
+
+func (e *MinInsyncError) Error() string {
+	return fmt.Sprintf("topics: %s has replication factor %d and min.insync.replicas %d was asked: every upload would be refused (ask for at most %d)",
+		e.Topic, e.ReplicationFactor, e.MinInsyncReplicas, e.ReplicationFactor)
+}
+
 // reconciled are the topic configurations reconciling sets.
 var reconciled = []string{"retention.ms", "min.insync.replicas"}
 
@@ -260,8 +274,9 @@ func specConfigs(spec TopicSpec) map[string]string {
 // order, with what was done about it; a second run finds nothing to do.
 //
 // A spec asking for fewer partitions than a topic has is a
-// [*FewerPartitionsError], found before anything is changed: nothing is
-// then changed on any topic. With opts.DryRun nothing is changed either.
+// [*FewerPartitionsError], and one setting min.insync.replicas above a
+// topic's replication factor a [*MinInsyncError]; both are found before
+// anything is changed, and nothing is then changed on any topic. With opts.DryRun nothing is changed either.
 // It returns within spec.Timeout (or when ctx ends).
 func ReconcileTopics(ctx context.Context, cfg Config, spec TopicSpec, opts ReconcileOptions) ([]TopicChange, error) {
 	cfg.EnsureDefaults()
@@ -293,19 +308,18 @@ func ReconcileTopics(ctx context.Context, cfg Config, spec TopicSpec, opts Recon
 		return fmt.Errorf("topics: %s %v at brokers %v: %w", what, topics, cfg.Brokers, err)
 	}
 
-	plan, err := planTopics(ctx, adm, topics, spec, opts)
-	var fewer *FewerPartitionsError
+	plan, refused, err := planTopics(ctx, adm, topics, spec, opts)
 	switch {
-	case errors.As(err, &fewer):
-		return nil, err
 	case err != nil:
 		return nil, fail("describe", err)
+	case refused != nil:
+		return nil, refused
 	case opts.DryRun:
 		return plan, nil
 	}
 	err = applyTopics(ctx, adm, plan, spec)
-	var refused changeErrors
-	if err != nil && !errors.As(err, &refused) {
+	var failed changeErrors
+	if err != nil && !errors.As(err, &failed) {
 		err = fail("reconcile", err)
 	}
 	return plan, err
@@ -317,17 +331,18 @@ type changeErrors []error
 func (e changeErrors) Error() string   { return errors.Join(e...).Error() }
 func (e changeErrors) Unwrap() []error { return e }
 
-// planTopics compares the topics with spec. Its error is a request that
-// failed or a [*FewerPartitionsError].
-func planTopics(ctx context.Context, adm *kadm.Client, topics []string, spec TopicSpec, opts ReconcileOptions) ([]TopicChange, error) {
+// planTopics compares the topics with spec. refused are the
+// [*FewerPartitionsError] and [*MinInsyncError] found, joined; err is a
+// request that failed.
+func planTopics(ctx context.Context, adm *kadm.Client, topics []string, spec TopicSpec, opts ReconcileOptions) (plan []TopicChange, refused, err error) {
 	details, err := adm.ListTopics(ctx, topics...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	want := specConfigs(spec)
 	var existing []string
-	var plan []TopicChange
-	var errs []error
+	var errs, refusals []error
+	rfs := map[string]int{}
 	for _, t := range topics {
 		td, ok := details[t]
 		if !ok || errors.Is(td.Err, kerr.UnknownTopicOrPartition) {
@@ -344,25 +359,27 @@ func planTopics(ctx context.Context, adm *kadm.Client, topics []string, spec Top
 		has := int32(len(td.Partitions))
 		switch {
 		case has > spec.Partitions:
-			errs = append(errs, &FewerPartitionsError{Topic: t, Has: has, Want: spec.Partitions})
+			refusals = append(refusals, &FewerPartitionsError{Topic: t, Has: has, Want: spec.Partitions})
 		case has < spec.Partitions && opts.AddPartitions:
 			plan = append(plan, TopicChange{Topic: t, Kind: AddPartitions, From: strconv.Itoa(int(has)), To: strconv.Itoa(int(spec.Partitions))})
 		case has < spec.Partitions:
 			plan = append(plan, TopicChange{Topic: t, Kind: PartitionsKept, From: strconv.Itoa(int(has)), To: strconv.Itoa(int(spec.Partitions))})
 		}
-		if rf := td.Partitions.NumReplicas(); rf != int(spec.ReplicationFactor) {
+		rf := td.Partitions.NumReplicas()
+		rfs[t] = rf
+		if rf != int(spec.ReplicationFactor) {
 			plan = append(plan, TopicChange{Topic: t, Kind: ReplicationFactorKept, From: strconv.Itoa(rf), To: strconv.Itoa(int(spec.ReplicationFactor))})
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(existing) == 0 {
-		return plan, nil
+		return plan, errors.Join(refusals...), nil
 	}
 	rcs, err := adm.DescribeTopicConfigs(ctx, existing...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, t := range existing {
 		rc, err := rcs.On(t, nil)
@@ -378,18 +395,23 @@ func planTopics(ctx context.Context, adm *kadm.Client, topics []string, spec Top
 			have[c.Key] = c.MaybeValue()
 		}
 		for _, k := range reconciled {
-			if have[k] != want[k] {
-				plan = append(plan, TopicChange{Topic: t, Kind: SetConfig, Key: k, From: orUnset(have[k]), To: want[k]})
+			if have[k] == want[k] {
+				continue
 			}
+			if k == "min.insync.replicas" && spec.MinInsyncReplicas > rfs[t] {
+				refusals = append(refusals, &MinInsyncError{Topic: t, ReplicationFactor: rfs[t], MinInsyncReplicas: spec.MinInsyncReplicas})
+				continue
+			}
+			plan = append(plan, TopicChange{Topic: t, Kind: SetConfig, Key: k, From: orUnset(have[k]), To: want[k]})
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	slices.SortStableFunc(plan, func(a, b TopicChange) int {
 		return cmp.Compare(slices.Index(topics, a.Topic), slices.Index(topics, b.Topic))
 	})
-	return plan, nil
+	return plan, errors.Join(refusals...), nil
 }
 
 func orUnset(v string) string {

@@ -234,4 +234,18 @@ func TestReconcileNeverChangesReplicationFactor(t *testing.T) {
 	if got := describe(t, cfg)[cfg.PersistTopic].replicas; got != 1 {
 		t.Errorf("replication factor changed to %d", got)
 	}
+
+	// min.insync.replicas 2 on topics of one replica would refuse every
+	// upload: refused before anything changes, the retention asked for
+	// alongside included.
+	spec.MinInsyncReplicas, spec.Retention = 2, 24*time.Hour
+	_, err = ReconcileTopics(ctx, cfg, spec, ReconcileOptions{})
+	var me *MinInsyncError
+	if !errors.As(err, &me) || me.ReplicationFactor != 1 || me.MinInsyncReplicas != 2 ||
+		!strings.Contains(err.Error(), cfg.PersistTopic+" has replication factor 1 and min.insync.replicas 2 was asked") {
+		t.Fatalf("min.insync.replicas above the replication factor: %v", err)
+	}
+	if got := describe(t, cfg)[cfg.PersistTopic]; got.minISR != "1" || got.retention != "604800000" {
+		t.Errorf("a refused reconcile changed the topic: %+v", got)
+	}
 }
