@@ -33,6 +33,9 @@ func runStatus(ctx context.Context, args []string, env *config.Env, stdout, stde
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if err := env.Err(); err != nil {
+		return err
+	}
 	cfg := status.Config{Timeout: *timeout}
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("--timeout %v: want at least 100ms", *timeout)

@@ -93,3 +93,19 @@ func TestStatus(t *testing.T) {
 		t.Errorf("report with the store unreachable:\n%s", out)
 	}
 }
+
+// A timeout that cannot work is refused before anything is read, whether
+// it comes from the flag or the knob, and `cairn config` reports the knob.
+func TestStatusTimeoutChecked(t *testing.T) {
+	t.Parallel()
+	if _, err := runStatusCmd(t, nil, "--timeout", "1ms"); err == nil || !strings.Contains(err.Error(), "--timeout 1ms: want at least 100ms") {
+		t.Errorf("--timeout 1ms: %v", err)
+	}
+	if _, err := runStatusCmd(t, map[string]string{"CAIRN_STATUS_TIMEOUT": "soon"}); err == nil || !strings.Contains(err.Error(), "CAIRN_STATUS_TIMEOUT") {
+		t.Errorf("CAIRN_STATUS_TIMEOUT=soon: %v", err)
+	}
+	err := run(context.Background(), []string{"config"}, config.FromMap(map[string]string{"CAIRN_STATUS_TIMEOUT": "1ms"}), &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "CAIRN_STATUS_TIMEOUT=1ms: want at least 100ms") {
+		t.Errorf("cairn config with CAIRN_STATUS_TIMEOUT=1ms: %v", err)
+	}
+}
