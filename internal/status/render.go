@@ -46,7 +46,11 @@ func (r *Report) WriteText(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	p := func(format string, args ...any) { fmt.Fprintf(tw, format, args...) }
 
-	p("cairn status at %s, brokers %s\n", r.Time.Format(time.DateTime+" MST"), strings.Join(r.Brokers, ","))
+	brokers := strings.Join(r.Brokers, ",")
+	if brokers == "" {
+		brokers = "none configured"
+	}
+	p("cairn status at %s, brokers %s\n", r.Time.Format(time.DateTime+" MST"), brokers)
 
 	g := r.Group
 	p("\nWriter group %s", g.Name)

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -340,6 +341,9 @@ func collectKafka(ctx context.Context, cfg Config, g Group, dl DeadLetter) kafka
 	k := kafkaSections{group: g, deadLetter: dl}
 	if cfg.QueueErr != nil {
 		return k.fail(cfg.QueueErr)
+	}
+	if err := cfg.Queue.Validate(); err != nil {
+		return k.fail(fmt.Errorf("configuration: %s", strings.ReplaceAll(err.Error(), "\n", "; ")))
 	}
 	// One round trip first: wrong credentials, TLS settings or brokers
 	// that refuse connections end every Kafka section at once with their
