@@ -1,9 +1,10 @@
 // Command cairn is the online feature store: `cairn dev` runs everything on
 // one machine; `cairn serve` (query servers) and `cairn write` (persistence
 // writers) are the production roles; `cairn topics create` provisions the
-// Kafka topics; `cairn config` prints and checks every knob; `cairn bench`
-// measures online queries against a store; `cairn size` plans the capacity
-// of DynamoDB and MSK for a workload.
+// Kafka topics; `cairn status` shows the state of a deployment; `cairn
+// config` prints and checks every knob; `cairn bench` measures online
+// queries against a store; `cairn size` plans the capacity of DynamoDB and
+// MSK for a workload.
 //
 // This package parses flags and prints help; what a process is and runs is
 // package node's.
@@ -24,6 +25,7 @@ import (
 	"github.com/cairnfs/cairn/internal/auth"
 	"github.com/cairnfs/cairn/internal/config"
 	"github.com/cairnfs/cairn/internal/node"
+	"github.com/cairnfs/cairn/internal/queue"
 )
 
 const usage = `cairn: an online feature store.
@@ -32,7 +34,8 @@ Usage:
   cairn dev            query server + persistence writer + embedded broker and store, one process
   cairn serve          query server (reads the online store, publishes uploads to Kafka)
   cairn write          persistence writer (consumes Kafka, writes the online store)
-  cairn topics create  create the Kafka topics
+  cairn topics create  create the Kafka topics, or bring them to the requested settings
+  cairn status         writer group and lag, dead letters, topic settings, store reachability, last minute's rollup
   cairn config         print every configuration knob with its effective value, and check them all
   cairn keys new       make an API key: print its token once and its line for CAIRN_API_KEYS_FILE
   cairn bench          measure online queries against a store, side by side with its floor
@@ -70,6 +73,8 @@ func run(ctx context.Context, args []string, env *config.Env, stdout, stderr io.
 			return errors.New(`usage: cairn topics create [flags]`)
 		}
 		return runTopicsCreate(ctx, rest[1:], env, stdout, stderr)
+	case "status":
+		return runStatus(ctx, rest, env, stdout, stderr)
 	case "config":
 		return runConfig(env, stdout)
 	case "keys":
@@ -202,6 +207,8 @@ func runConfig(env *config.Env, stdout io.Writer) error {
 	return nil
 }
 
+// runTopicsCreate is `cairn topics create`: it creates the missing topics
+// and brings the others to the requested settings, one line per change.
 func runTopicsCreate(ctx context.Context, args []string, env *config.Env, stdout, stderr io.Writer) error {
 	fs := newFlagSet("topics create", stderr)
 	var f node.Flags
@@ -210,6 +217,9 @@ func runTopicsCreate(ctx context.Context, args []string, env *config.Env, stdout
 	rf := fs.Int("replication-factor", env.Int("CAIRN_TOPIC_REPLICATION_FACTOR"), "replication factor (CAIRN_TOPIC_REPLICATION_FACTOR)")
 	minISR := fs.Int("min-insync-replicas", env.Int("CAIRN_TOPIC_MIN_INSYNC_REPLICAS"), "min.insync.replicas (CAIRN_TOPIC_MIN_INSYNC_REPLICAS)")
 	retention := fs.Duration("retention", env.Duration("CAIRN_TOPIC_RETENTION"), "retention, the replay window (CAIRN_TOPIC_RETENTION)")
+	var opts queue.ReconcileOptions
+	fs.BoolVar(&opts.DryRun, "dry-run", false, "print what would change, and change nothing")
+	fs.BoolVar(&opts.AddPartitions, "add-partitions", false, "add partitions to topics with fewer than --partitions (keys move to other partitions)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -219,13 +229,18 @@ func runTopicsCreate(ctx context.Context, args []string, env *config.Env, stdout
 	if err != nil {
 		return err
 	}
-	results, err := node.CreateTopics(ctx, cfg)
-	for _, r := range results {
-		state := "created"
-		if !r.Created {
-			state = "exists, left unchanged"
-		}
-		fmt.Fprintf(stdout, "%s: %s\n", r.Topic, state)
+	changes, err := node.CreateTopics(ctx, cfg, opts)
+	acted, moved := false, false
+	for _, c := range changes {
+		fmt.Fprintln(stdout, c)
+		acted = acted || c.Action()
+		moved = moved || c.Kind == queue.AddPartitions && (c.Applied || opts.DryRun)
+	}
+	if moved {
+		fmt.Fprintln(stderr, "warning:", queue.AddPartitionsWarning)
+	}
+	if err == nil && !acted {
+		fmt.Fprintln(stdout, "nothing to change: the topics have the requested settings")
 	}
 	return err
 }

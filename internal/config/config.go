@@ -111,6 +111,7 @@ var Knobs = []Knob{
 	{Name: "CAIRN_TOPIC_MIN_INSYNC_REPLICAS", Default: "2", Doc: "`cairn topics create`: min.insync.replicas (acks=all needs this many replicas)."},
 	{Name: "CAIRN_TOPIC_RETENTION", Default: "168h", Doc: "`cairn topics create`: retention, the replay window after a writer outage; the main driver of broker storage."},
 	{Name: "CAIRN_TOPIC_CREATE_TIMEOUT", Default: "15s", Doc: "`cairn topics create` and `cairn dev`: how long topic creation may wait for the brokers before failing with the cause."},
+	{Name: "CAIRN_STATUS_TIMEOUT", Default: "10s", Doc: "`cairn status`: how long it may wait for Kafka, the store and the rollups; a section without an answer by then says so."},
 
 	{Name: "CAIRN_WRITER_MAX_BATCH_RECORDS", Default: "1000", Doc: "Most records the writer coalesces into one store write."},
 	{Name: "CAIRN_WRITER_MAX_BACKOFF", Default: "30s", Doc: "Longest pause between the writer's attempts at a failing store write."},

@@ -327,6 +327,12 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 			add(err)
 		}
 	}
+	if role == Check {
+		// `cairn status` reads its timeout itself; `cairn config` checks it.
+		if d := env.Duration("CAIRN_STATUS_TIMEOUT"); d < 100*time.Millisecond {
+			add(fmt.Errorf("CAIRN_STATUS_TIMEOUT=%v: want at least 100ms", d))
+		}
+	}
 	if role == Dev && c.DataDir == "" {
 		add(errors.New("no data directory (--data-dir or CAIRN_DATA_DIR)"))
 	}

@@ -466,8 +466,9 @@ func reloadFeatures(path string, set func(*feature.Registry), log *slog.Logger) 
 	log.Info("feature reload: features reloaded", "file", path)
 }
 
-// CreateTopics is `cairn topics create`: it creates the topics cfg names
-// with cfg.Topics, and reports each.
-func CreateTopics(ctx context.Context, cfg *Config) ([]queue.TopicResult, error) {
-	return queue.CreateTopics(ctx, cfg.Queue, cfg.Topics)
+// CreateTopics is `cairn topics create`: it reconciles the topics cfg
+// names with cfg.Topics (see [queue.ReconcileTopics]) and returns every
+// difference found, with what was done about it.
+func CreateTopics(ctx context.Context, cfg *Config, opts queue.ReconcileOptions) ([]queue.TopicChange, error) {
+	return queue.ReconcileTopics(ctx, cfg.Queue, cfg.Topics, opts)
 }
