@@ -243,7 +243,9 @@ type kafkaGrant struct {
 //	       idempotent producer (WriteDataIdempotently on the cluster);
 //	       reads the Bloom trackers' positions (list and fetch offsets).
 //	admin  `cairn topics create`: creates the three topics, and
-//	       reconciles existing ones (configurations and partitions).
+//	       reconciles existing ones (configurations and partitions);
+//	       `cairn status`: describes the topics and their settings, and
+//	       the writers' group and its lag.
 var kafkaGrants = []kafkaGrant{
 	{"serve", "cluster_arns", []string{"Connect"}},
 	{"serve", "persist_topic_arns", []string{"DescribeTopic", "WriteData", "ReadData"}},
@@ -259,6 +261,7 @@ var kafkaGrants = []kafkaGrant{
 
 	{"admin", "cluster_arns", []string{"Connect"}},
 	{"admin", "all_topic_arns", []string{"CreateTopic", "DescribeTopic", "AlterTopic", "DescribeTopicDynamicConfiguration", "AlterTopicDynamicConfiguration"}},
+	{"admin", "writer_group_arns", []string{"DescribeGroup"}},
 }
 
 // grantSets returns role -> resource -> actions.
@@ -412,6 +415,7 @@ var kafkaRoles = map[string][]string{
 	"internal/writer/writer.go":  {"write"},
 	"internal/writer/pause.go":   {"write"},
 	"internal/writer/health.go":  {"write"},
+	"internal/status/status.go":  {"admin"},
 }
 
 // kafkaCallActions maps franz-go calls to the MSK actions they need.
@@ -437,6 +441,9 @@ var kafkaCallActions = map[string][]string{
 	"DescribeTopicConfigs":  {"DescribeTopicDynamicConfiguration"},
 	"AlterTopicConfigs":     {"AlterTopicDynamicConfiguration", "DescribeTopicDynamicConfiguration"},
 	"CreatePartitions":      {"AlterTopic", "DescribeTopic"},
+	"ListTopics":            {"DescribeTopic"},
+	"Lag":                   {"DescribeGroup", "DescribeTopic"},
+	"DescribeGroups":        {"DescribeGroup"},
 }
 
 // kafkaAhead lists actions granted before the code calls them, with the

@@ -143,6 +143,13 @@ data "aws_iam_policy_document" "admin" {
     ]
     resources = local.all_topic_arns
   }
+
+  # `cairn status`: the writers' group, its members and its lag.
+  statement {
+    sid       = "KafkaStatusWriterGroup"
+    actions   = ["kafka-cluster:DescribeGroup"]
+    resources = local.writer_group_arns
+  }
 }
 
 resource "aws_iam_policy" "serve" {
