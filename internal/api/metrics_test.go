@@ -9,7 +9,7 @@ import (
 )
 
 // Queries through the server are counted per namespace in the interval's
-// metrics record, rejected ones under no namespace with their code.
+// metrics record, rejected ones under metrics.RejectedNamespace with their code.
 func TestQueriesReachTheMetricsRecord(t *testing.T) {
 	t.Parallel()
 	agg, err := metrics.NewAggregator(metrics.AggregatorConfig{}, nil, nil, nil, quiet())
@@ -39,7 +39,7 @@ func TestQueriesReachTheMetricsRecord(t *testing.T) {
 			t.Errorf("%s: %+v, want 3 queries, no errors, latencies", ns, n)
 		}
 	}
-	if n := got[""]; n.Queries != 1 || len(n.Errors) != 1 || n.Errors[0].Code != CodeUnknownFeature {
+	if n := got[metrics.RejectedNamespace]; n.Queries != 1 || len(n.Errors) != 1 || n.Errors[0].Code != CodeUnknownFeature {
 		t.Errorf("rejected queries: %+v, want 1 of code %s", n, CodeUnknownFeature)
 	}
 }
