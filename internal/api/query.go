@@ -38,7 +38,7 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 	if len(errs) > 0 {
 		writeErrors(w, http.StatusBadRequest, errs)
 		if m := s.cfg.QueryMetrics; m != nil {
-						m.Observe(metrics.RejectedNamespace, time.Since(start), errs[0].Code)
+			m.Observe(metrics.RejectedNamespace, time.Since(start), errs[0].Code)
 		}
 		return
 	}
