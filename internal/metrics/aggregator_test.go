@@ -1,11 +1,13 @@
 package metrics
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -190,6 +192,52 @@ func BenchmarkObserve(b *testing.B) {
 			d += 7 * time.Microsecond
 			if d > 50*time.Millisecond {
 				d = 100 * time.Microsecond
+			}
+		}
+	})
+}
+
+// Run sends one record per interval, its start aligned with the wall clock,
+// and the interval in progress when it stops.
+func TestRunSendsOneRecordPerInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &sink{}
+		a, err := NewAggregator(AggregatorConfig{Interval: 10 * time.Second}, s, nil, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(3 * time.Second) // start mid-interval
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- a.Run(ctx) }()
+		for range 3 {
+			a.Observe("user", time.Millisecond, "")
+		}
+		time.Sleep(7 * time.Second)
+		synctest.Wait()
+		time.Sleep(10 * time.Second) // an idle interval: no record
+		synctest.Wait()
+		a.Observe("user", time.Millisecond, "")
+		a.Observe("user", time.Millisecond, "")
+		time.Sleep(4 * time.Second)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if len(s.records) != 2 {
+			t.Fatalf("%d records, want 2", len(s.records))
+		}
+		epoch := time.Now().Add(-24 * time.Second).Truncate(time.Minute) // the bubble's start
+		for i, want := range []struct {
+			start   time.Duration
+			queries uint64
+		}{{0, 3}, {20 * time.Second, 2}} {
+			r, err := Decode(s.records[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !r.Start.Equal(epoch.Add(want.start)) || len(r.Namespaces) != 1 || r.Namespaces[0].Queries != want.queries || r.Source != a.Source() {
+				t.Errorf("record %d: %+v, want start %v with %d queries", i, r, epoch.Add(want.start), want.queries)
 			}
 		}
 	})
