@@ -97,7 +97,7 @@ var Knobs = []Knob{
 	{Name: "CAIRN_KAFKA_SASL_PASSWORD_FILE", Doc: "File holding the SASL password (a mounted secret, such as an MSK SCRAM secret from AWS Secrets Manager); one trailing newline is ignored. Read at start-up."},
 	{Name: "CAIRN_KAFKA_SASL_PLAIN_WITHOUT_TLS", Default: "false", Doc: "Allow SASL PLAIN without TLS, which sends the password in the clear: development only."},
 	{Name: "CAIRN_KAFKA_PERSIST_TOPIC", Default: "cairn.persist", Doc: "Topic of uploads and cacheable query results."},
-	{Name: "CAIRN_KAFKA_METRICS_TOPIC", Default: "cairn.metrics", Doc: "Topic of per-query metrics."},
+	{Name: "CAIRN_KAFKA_METRICS_TOPIC", Default: "cairn.metrics", Doc: "Topic of query metrics: one record per query server and interval (docs/metrics.md)."},
 	{Name: "CAIRN_KAFKA_DEAD_LETTER_TOPIC", Default: "cairn.persist.dlq", Doc: "Topic where the writer sets aside records it cannot decode or store."},
 	{Name: "CAIRN_KAFKA_WRITER_GROUP", Default: "cairn-writer", Doc: "Consumer group of the persistence writers."},
 	{Name: "CAIRN_KAFKA_MAX_RECORD_BYTES", Default: "1000000", Doc: "Largest record produced; keep it under the brokers' message.max.bytes (1048588 by default). An upload is one record, accepted whole or not at all, so a larger upload is refused with REQUEST_TOO_LARGE."},
