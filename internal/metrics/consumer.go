@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -83,8 +85,17 @@ type Consumer struct {
 	topic string
 
 	fetchLog lograte.Limiter
-	records  *prometheus.CounterVec
-	writes   *prometheus.CounterVec
+
+	// mu guards written.
+	mu sync.Mutex
+	// written holds the items this consumer last wrote, encoded, for the
+	// partitions it owns: it merges into them rather than into a read
+	// that DynamoDB may answer from before its own last write (reads are
+	// eventually consistent). Forgotten when a partition is revoked or
+	// lost, and after cacheMinutes.
+	written map[string][]byte // by item key
+	records *prometheus.CounterVec
+	writes  *prometheus.CounterVec
 }
 
 // NewConsumer returns a consumer of qcfg's metrics topic writing st.
@@ -97,7 +108,7 @@ func NewConsumer(qcfg queue.Config, cfg ConsumerConfig, st Store, reg prometheus
 	if err != nil {
 		return nil, err
 	}
-	c := &Consumer{cfg: cfg, st: st, space: space, log: log, topic: qcfg.MetricsTopic,
+	c := &Consumer{cfg: cfg, st: st, space: space, log: log, topic: qcfg.MetricsTopic, written: map[string][]byte{},
 		fetchLog: lograte.Limiter{Interval: 10 * time.Second},
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cairn_metrics_consumed_records_total",
@@ -128,6 +139,11 @@ func NewConsumer(qcfg queue.Config, cfg ConsumerConfig, st Store, reg prometheus
 		// blocks forever, so Run ends with AllowRebalance and
 		// CloseAllowingRebalance.
 		kgo.BlockRebalanceOnPoll(),
+		// With autocommit off and each batch committed before the next
+		// poll allows a rebalance, there is nothing to commit on revoke:
+		// only the items written are forgotten.
+		kgo.OnPartitionsRevoked(c.forget),
+		kgo.OnPartitionsLost(c.forget),
 	)...)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: new consumer: %w", err)
@@ -174,6 +190,23 @@ type slot struct {
 	partition int32
 }
 
+// cacheMinutes is how long the items written are remembered.
+const cacheMinutes = 10
+
+// forget drops the items written of partitions this consumer no longer
+// owns: their next owner may change them.
+func (c *Consumer) forget(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, ps := range lost {
+		for k := range c.written {
+			if s, _ := parseItemKey(k); slices.Contains(ps, s.partition) {
+				delete(c.written, k)
+			}
+		}
+	}
+}
+
 // process merges recs into their rollup items and writes the items that
 // changed; it returns an error only when ctx ends first.
 func (c *Consumer) process(ctx context.Context, recs []*kgo.Record) error {
@@ -211,15 +244,34 @@ func (c *Consumer) process(ctx context.Context, recs []*kgo.Record) error {
 	var merged, replayed int
 	err := c.retry(ctx, func() error {
 		merged, replayed = 0, 0
-		rows, err := c.st.Read(ctx, c.space.ns, keys, feats)
-		if err != nil {
-			return fmt.Errorf("read %d rollups: %w", len(keys), err)
+		stored := make([][]byte, len(order))
+		var read []string
+		var readIdx []int
+		c.mu.Lock()
+		for i, k := range keys {
+			if b, ok := c.written[k]; ok {
+				stored[i] = b
+			} else {
+				read, readIdx = append(read, keys[i]), append(readIdx, i)
+			}
+		}
+		c.mu.Unlock()
+		if len(read) > 0 {
+			rows, err := c.st.Read(ctx, c.space.ns, read, feats)
+			if err != nil {
+				return fmt.Errorf("read %d rollups: %w", len(read), err)
+			}
+			for j, i := range readIdx {
+				if cell := rows[j].Cells[0]; cell.Found && cell.Value != nil {
+					stored[i] = cell.Value.([]byte)
+				}
+			}
 		}
 		writes = writes[:0]
 		for i, s := range order {
 			it := &item{}
-			if cell := rows[i].Cells[0]; cell.Found && cell.Value != nil {
-				if got, err := decodeItem(cell.Value.([]byte)); err == nil {
+			if stored[i] != nil {
+				if got, err := decodeItem(stored[i]); err == nil {
 					it = got
 				} else {
 					c.log.Error("metrics: a stored rollup does not decode; starting it again", "key", keys[i], "err", err)
@@ -255,9 +307,25 @@ func (c *Consumer) process(ctx context.Context, recs []*kgo.Record) error {
 	if err != nil {
 		return err
 	}
+	c.remember(writes)
 	c.records.WithLabelValues("merged").Add(float64(merged))
 	c.records.WithLabelValues("replayed").Add(float64(replayed))
 	return nil
+}
+
+// remember keeps the items written, and forgets those past cacheMinutes.
+func (c *Consumer) remember(writes []store.EntityWrite) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, w := range writes {
+		c.written[w.Key] = w.Values[0].Value.([]byte)
+	}
+	oldest := time.Now().Add(-cacheMinutes * time.Minute)
+	for k := range c.written {
+		if s, _ := parseItemKey(k); s.minute.Before(oldest) {
+			delete(c.written, k)
+		}
+	}
 }
 
 // retry runs f until it succeeds or ctx ends, with capped, jittered,

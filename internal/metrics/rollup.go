@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cairnfs/cairn/internal/feature"
@@ -44,6 +45,20 @@ namespaces:
 
 func itemKey(minute time.Time, partition int32) string {
 	return strconv.FormatInt(minute.Unix(), 10) + "/" + strconv.Itoa(int(partition))
+}
+
+// parseItemKey is the inverse of itemKey.
+func parseItemKey(key string) (slot, bool) {
+	m, p, ok := strings.Cut(key, "/")
+	if !ok {
+		return slot{}, false
+	}
+	sec, err1 := strconv.ParseInt(m, 10, 64)
+	part, err2 := strconv.ParseInt(p, 10, 32)
+	if err1 != nil || err2 != nil {
+		return slot{}, false
+	}
+	return slot{minute: time.Unix(sec, 0).UTC(), partition: int32(part)}, true
 }
 
 // item is the rollup of the records of one minute read from one
