@@ -2,6 +2,7 @@ package metrics_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -14,19 +15,56 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/cairnfs/cairn/internal/api"
+	"github.com/cairnfs/cairn/internal/cache"
 	"github.com/cairnfs/cairn/internal/feature"
 	"github.com/cairnfs/cairn/internal/metrics"
 	"github.com/cairnfs/cairn/internal/query"
 	"github.com/cairnfs/cairn/internal/queue"
 	"github.com/cairnfs/cairn/internal/store/embedded"
+	"github.com/cairnfs/cairn/internal/store/redis"
+	"github.com/cairnfs/cairn/internal/testserver"
 )
 
-// Queries answered by the API reach the per-minute rollup: through the
+// rwStore is what the test needs of a store.
+type rwStore interface {
+	metrics.Store
+	query.Store
+}
+
+func TestQueryReachesTheRollupEmbedded(t *testing.T) {
+	t.Parallel()
+	st, err := embedded.Open(t.TempDir(), embedded.Options{Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	testQueryReachesTheRollup(t, st, prometheus.NewRegistry(), false)
+}
+
+// With Redis, the fleet row has the store's requests, from the store's
+// own counters.
+func TestQueryReachesTheRollupRedis(t *testing.T) {
+	t.Parallel()
+	prom := prometheus.NewRegistry()
+	cfg := redis.DefaultConfig()
+	cfg.Addr = testserver.Redis(t)
+	cfg.KeyPrefix = fmt.Sprintf("cairn-metrics-e2e:%d:", time.Now().UnixNano())
+	st, err := redis.Open(context.Background(), cfg, prom, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	testQueryReachesTheRollup(t, st, prom, true)
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// testQueryReachesTheRollup sends queries through the API, with the user
+// namespace cached, and finds them in the per-minute rollup: through the
 // aggregator, the producer's metrics client, Kafka, the consumer and the
 // store, read back by a Reader.
-func TestQueryReachesTheRollup(t *testing.T) {
-	t.Parallel()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+func testQueryReachesTheRollup(t *testing.T, st rwStore, prom *prometheus.Registry, storeCounts bool) {
+	log := quiet
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1))
@@ -39,16 +77,16 @@ func TestQueryReachesTheRollup(t *testing.T) {
 	if _, err := queue.CreateTopics(ctx, qcfg, queue.TopicSpec{Partitions: 3, ReplicationFactor: 1, MinInsyncReplicas: 1}); err != nil {
 		t.Fatal(err)
 	}
-	st, err := embedded.Open(t.TempDir(), embedded.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
 	reg, err := feature.Load("../../examples/features.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	prom := prometheus.NewRegistry()
+	ccache := cache.DefaultConfig()
+	ccache.Namespaces = []cache.NamespaceConfig{{Namespace: "user", TTL: time.Minute}}
+	cached, err := cache.New(st, ccache, prom, log)
+	if err != nil {
+		t.Fatal(err)
+	}
 	prod, err := queue.NewProducer(qcfg, prom, log)
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +96,7 @@ func TestQueryReachesTheRollup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := api.New(api.Config{QueryMetrics: agg}, reg, query.NewEngine(st, prom, nil), prod, prom, prom, log)
+	srv, err := api.New(api.Config{QueryMetrics: agg}, reg, query.NewEngine(cached, prom, nil), prod, prom, prom, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,16 +148,26 @@ func TestQueryReachesTheRollup(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got uint64
+		var got, hits, misses, requests uint64
 		for _, r := range rollups {
+			requests += r.Fleet.StoreRequests
 			if r.Namespace == "user" {
 				got += r.Queries
+				hits += r.CacheHits
+				misses += r.CacheMisses
 				if r.P99() <= 0 {
 					t.Errorf("minute %v: p99 %v, want a latency", r.Minute, r.P99())
 				}
 			}
 		}
 		if got == queries {
+			// One cell read from the store, then cached (as absent).
+			if hits != queries-1 || misses != 1 {
+				t.Errorf("cache hits %d, misses %d; want %d and 1", hits, misses, queries-1)
+			}
+			if storeCounts && requests == 0 {
+				t.Error("no store request in the fleet rows")
+			}
 			return
 		}
 		if got > queries || ctx.Err() != nil {
