@@ -144,9 +144,14 @@ func runRole(ctx context.Context, role node.Role, args []string, env *config.Env
 	fs := newFlagSet(role.String(), stderr)
 	var c common
 	c.register(fs, env)
+	rollups := true
+	if role == node.Write {
+		fs.BoolVar(&rollups, "metrics", true, "run the metrics consumer, which rolls query metrics up per minute into the online store")
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	c.flags.NoMetrics = !rollups
 	log, err := newLogger(stderr, c.logLevel)
 	if err != nil {
 		return err

@@ -38,6 +38,7 @@ import (
 	"github.com/cairnfs/cairn/internal/feature"
 	"github.com/cairnfs/cairn/internal/health"
 	"github.com/cairnfs/cairn/internal/lograte"
+	"github.com/cairnfs/cairn/internal/metrics"
 	"github.com/cairnfs/cairn/internal/query"
 	"github.com/cairnfs/cairn/internal/queue"
 )
@@ -88,6 +89,9 @@ type Config struct {
 	// failed store reads for one namespace; the lines in between are
 	// counted and the count is logged with the next. Default 10s.
 	StoreErrorLogInterval time.Duration
+	// QueryMetrics, when set, counts every query per namespace for the
+	// metrics topic (package metrics). Default: none.
+	QueryMetrics *metrics.Aggregator
 
 	// Keys, when set, authenticates requests: queries need a key with the
 	// query scope, uploads one with the upload scope (package auth).

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cairnfs/cairn/internal/feature"
+	"github.com/cairnfs/cairn/internal/metrics"
 	"github.com/cairnfs/cairn/internal/query"
 )
 
@@ -36,6 +37,9 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 	qr, errs := s.parseQuery(&req)
 	if len(errs) > 0 {
 		writeErrors(w, http.StatusBadRequest, errs)
+		if m := s.cfg.QueryMetrics; m != nil {
+			m.Observe(metrics.RejectedNamespace, time.Since(start), errs[0].Code)
+		}
 		return
 	}
 	pooled := fieldsPool.Get().(*[]query.Field)
@@ -70,16 +74,28 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 	ans.queryID, ans.took = id, took
 	s.writeAnswer(w, ans)
 
-	if s.producer != nil {
-		entities := 0
-		for _, keys := range qr.Keys {
-			entities += len(keys)
+	if m := s.cfg.QueryMetrics; m != nil {
+		observe(m, qr, fields, took)
+	}
+}
+
+// observe counts the query once per namespace it read, failed when one of
+// that namespace's fields failed. It does not allocate.
+func observe(m *metrics.Aggregator, qr *query.Request, fields []query.Field, took time.Duration) {
+	for ns := range qr.Keys {
+		code := ""
+		for i := range fields {
+			f := &fields[i]
+			if f.Err == nil || f.Feature.Namespace != ns {
+				continue
+			}
+			code = CodeUpstreamFailed
+			if _, ok := errors.AsType[*query.DeadlineError](f.Err); ok {
+				code = CodeDeadlineExceeded
+			}
+			break
 		}
-		m, _ := json.Marshal(map[string]any{
-			"query_id": id, "at": start.UTC().Format(feature.TimeLayout), "duration_s": took.Seconds(),
-			"entities": entities, "outputs": len(qr.Outputs), "errors": len(ans.errors),
-		})
-		s.producer.Metric(m)
+		m.Observe(ns.Name, took, code)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/cairnfs/cairn/internal/config"
 	"github.com/cairnfs/cairn/internal/feature"
 	"github.com/cairnfs/cairn/internal/health"
+	"github.com/cairnfs/cairn/internal/metrics"
 	"github.com/cairnfs/cairn/internal/queue"
 	"github.com/cairnfs/cairn/internal/store/dynamo"
 	"github.com/cairnfs/cairn/internal/store/redis"
@@ -78,6 +79,8 @@ type Flags struct {
 	Brokers  string // --brokers (CAIRN_KAFKA_BROKERS)
 	Addr     string // --addr (CAIRN_ADDR)
 	DataDir  string // --data-dir, dev only (CAIRN_DATA_DIR)
+	// NoMetrics is --metrics=false of `cairn write`: no metrics consumer.
+	NoMetrics bool
 
 	// Registry replaces the feature file (bench-server declares its own).
 	Registry *feature.Registry
@@ -120,6 +123,8 @@ type Config struct {
 	// authentication costs; without a keys file it serves its parent
 	// only, openly, on a loopback address.
 	Auth auth.Config
+	// Metrics is the query-metrics pipeline (package metrics).
+	Metrics MetricsConfig
 
 	// GCHeapFloor is the heap floor in bytes (CAIRN_GC_HEAP_FLOOR_MIB; see
 	// package gcfloor). 0 is off.
@@ -127,6 +132,19 @@ type Config struct {
 	// ShutdownTimeout bounds in-flight requests and the writer's last batch
 	// at stop (CAIRN_SHUTDOWN_TIMEOUT). Default 30s.
 	ShutdownTimeout time.Duration
+}
+
+// MetricsConfig is a process's part of the query-metrics pipeline.
+type MetricsConfig struct {
+	// Aggregator is the query server's per-interval aggregation
+	// (CAIRN_METRICS_INTERVAL).
+	Aggregator metrics.AggregatorConfig
+	// Consume runs the metrics consumer in `cairn write` and `cairn dev`
+	// (--metrics=false of `cairn write` turns it off). Default true.
+	Consume bool
+	// Consumer configures the consumer and the rollup reader
+	// (CAIRN_METRICS_GROUP, CAIRN_METRICS_RETENTION, CAIRN_TOPIC_PARTITIONS).
+	Consumer metrics.ConsumerConfig
 }
 
 // StoreConfig holds the settings of the store the URI names; only the
@@ -255,6 +273,23 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 		}
 		c.Topics.EnsureDefaults()
 		add(c.Topics.Validate())
+	}
+
+	// The query metrics: aggregated by query servers, rolled up by writers.
+	if role == Dev || role == Serve || role == Write || role == Check {
+		c.Metrics.Aggregator = metrics.AggregatorConfig{Interval: env.Duration("CAIRN_METRICS_INTERVAL")}
+		c.Metrics.Aggregator.EnsureDefaults()
+		add(c.Metrics.Aggregator.Validate())
+		c.Metrics.Consumer = metrics.ConsumerConfig{Group: env.String("CAIRN_METRICS_GROUP"),
+			Retention: env.Duration("CAIRN_METRICS_RETENTION"), Partitions: env.Int("CAIRN_TOPIC_PARTITIONS")}
+		c.Metrics.Consumer.EnsureDefaults()
+		add(c.Metrics.Consumer.Validate())
+		c.Metrics.Consume = role.writes() && !f.NoMetrics
+		if c.Registry != nil {
+			if _, ok := c.Registry.Namespace(metrics.StoreNamespace); ok {
+				add(fmt.Errorf("%s: namespace %q is reserved for the metrics rollups: rename it", c.Features, metrics.StoreNamespace))
+			}
+		}
 	}
 
 	// Health probes, of every process that runs something.

@@ -12,10 +12,12 @@
 //	Bloom tracker       ●*    ●*
 //	health probe        ●     ●      ●       ●
 //	writer              ●            ●
+//	query metrics       ●     ●
+//	metrics consumer    ●†           ●†
 //	signals             ●     ●      ●       ●
 //
-// (* with CAIRN_BLOOM_NAMESPACES.) The signals component ends the process
-// on SIGINT or SIGTERM (through the context Run is given) and, on SIGHUP,
+// (* with CAIRN_BLOOM_NAMESPACES; † not with `cairn write --metrics=false`.)
+// The signals component ends the process on SIGINT or SIGTERM (through the context Run is given) and, on SIGHUP,
 // reloads in turn what the process reads from files: the feature file
 // (writers), the API keys (query servers with CAIRN_API_KEYS_FILE) and the
 // listener's certificate (with CAIRN_TLS_CERT_FILE); each reload that fails
@@ -61,6 +63,7 @@ import (
 	"github.com/cairnfs/cairn/internal/feature"
 	"github.com/cairnfs/cairn/internal/gcfloor"
 	"github.com/cairnfs/cairn/internal/health"
+	"github.com/cairnfs/cairn/internal/metrics"
 	"github.com/cairnfs/cairn/internal/query"
 	"github.com/cairnfs/cairn/internal/queue"
 	"github.com/cairnfs/cairn/internal/tlscert"
@@ -334,6 +337,16 @@ func (p *process) addQueryServer(qcfg queue.Config, st Store, checker *health.Ch
 		checker.AddProbe("kafka", false, pr.Probe)
 	}
 	acfg := cfg.API
+	if producer != nil {
+		// One metrics record per interval, through the producer's own
+		// buffer for metrics (dropped and counted when full).
+		agg, err := metrics.NewAggregator(cfg.Metrics.Aggregator, producer, p.prom, p.prom, p.log)
+		if err != nil {
+			return err
+		}
+		acfg.QueryMetrics = agg
+		p.component(Component{Name: "query metrics", Run: agg.Run})
+	}
 	acfg.Health = checker
 	if cfg.Auth.KeysFile != "" {
 		keys, err := auth.Open(cfg.Auth.KeysFile, p.log)
@@ -392,6 +405,14 @@ func (p *process) addWriter(ctx context.Context, qcfg queue.Config, st Store, ch
 	checker.AddReported("writer", true, w.Health)
 	checker.AddReadiness("writer", w.Ready)
 	p.log.Info("persistence writer started", "group", qcfg.WriterGroup, "topic", qcfg.PersistTopic, "instance_id", cfg.Writer.InstanceID)
+	if cfg.Metrics.Consume {
+		mc, err := metrics.NewConsumer(qcfg, cfg.Metrics.Consumer, st, p.prom, p.log)
+		if err != nil {
+			return err
+		}
+		p.component(Component{Name: "metrics consumer", Run: mc.Run})
+		p.log.Info("metrics consumer started", "group", cfg.Metrics.Consumer.Group, "topic", qcfg.MetricsTopic, "retention", cfg.Metrics.Consumer.Retention)
+	}
 	if cfg.Role != Write {
 		return nil
 	}
