@@ -7,11 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cairnfs/cairn/internal/config"
 	"github.com/cairnfs/cairn/internal/feature"
 	"github.com/cairnfs/cairn/internal/health"
+	"github.com/cairnfs/cairn/internal/metrics"
 	"github.com/cairnfs/cairn/internal/node"
 	"github.com/cairnfs/cairn/internal/status"
 )
@@ -61,10 +63,14 @@ func runStatus(ctx context.Context, args []string, env *config.Env, stdout, stde
 	// The store, opened as `cairn serve` opens it and probed as its
 	// health probe does: a read of the reserved key.
 	cfg.Store = config.RedactURI(f.Store)
-	cfg.StoreProbe, cfg.StoreErr = storeProbe(env, f)
-
-	// The metrics rollups: none until a reader of them is wired here.
-	cfg.Rollups = nil
+	var st *sharedStore
+	st, cfg.StoreProbe, cfg.StoreErr = storeProbe(env, f)
+	if st != nil {
+		defer st.close()
+		// The metrics rollups, read from the store where the writers'
+		// metrics consumers keep them.
+		cfg.Rollups = rollupReader(env, st)
+	}
 
 	r, err := status.Collect(ctx, cfg)
 	if err != nil {
@@ -84,39 +90,115 @@ func runStatus(ctx context.Context, args []string, env *config.Env, stdout, stde
 	return nil
 }
 
-// storeProbe returns a probe that opens the store f names, reads its
-// reserved health key and closes it, or why it cannot.
-func storeProbe(env *config.Env, f node.Flags) (func(ctx context.Context) error, error) {
+// sharedStore opens the store once for the sections that read it (the
+// probe and the rollups run concurrently, and an embedded store admits
+// one opener), and closes it when the report is done.
+type sharedStore struct {
+	sc  node.StoreConfig
+	log *slog.Logger
+
+	mu   sync.Mutex
+	st   node.Store
+	took time.Duration
+	err  error
+}
+
+// get opens the store on first use; later calls get the same store or
+// the same error.
+func (s *sharedStore) get(ctx context.Context) (node.Store, time.Duration, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.st == nil && s.err == nil {
+		start := time.Now()
+		st, err := node.OpenStore(ctx, s.sc, nil, s.log)
+		s.took = time.Since(start)
+		if err != nil {
+			s.err = err // st may be a typed nil
+		} else {
+			s.st = st
+		}
+	}
+	return s.st, s.took, s.err
+}
+
+func (s *sharedStore) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.st != nil {
+		s.st.Close()
+	}
+}
+
+// storeProbe returns the store f names, unopened, and a probe that opens
+// it and reads its reserved health key; or why it cannot.
+func storeProbe(env *config.Env, f node.Flags) (*sharedStore, func(ctx context.Context) error, error) {
 	sc, err := node.StoreFromEnv(env, f.Store)
 	if err != nil {
-		return nil, fmt.Errorf("configuration: %w", oneLine(err))
+		return nil, nil, fmt.Errorf("configuration: %w", oneLine(err))
 	}
 	// Status only looks: it never creates a table.
 	sc.Dynamo.CreateTableIfNotExists, sc.CreateDynamoTable = false, false
 	if f.Features == "" {
-		return nil, errors.New("no feature registry (--features or CAIRN_FEATURES): the store probe reads a feature of it")
+		return nil, nil, errors.New("no feature registry (--features or CAIRN_FEATURES): the store probe reads a feature of it")
 	}
 	reg, err := feature.Load(f.Features)
 	if err != nil {
-		return nil, oneLine(err)
+		return nil, nil, oneLine(err)
 	}
-	log := slog.New(slog.DiscardHandler)
-	return func(ctx context.Context) error {
-		start := time.Now()
-		st, err := node.OpenStore(ctx, sc, nil, log)
+	shared := &sharedStore{sc: sc, log: slog.New(slog.DiscardHandler)}
+	return shared, func(ctx context.Context) error {
+		st, took, err := shared.get(ctx)
 		if err != nil {
 			return fmt.Errorf("open: %w", err)
 		}
-		defer st.Close()
 		probe, err := health.StoreProbe(st, reg)
 		if err != nil {
 			return err
 		}
+		start := time.Now()
 		if err := probe(ctx); err != nil {
-			return fmt.Errorf("read of the health key after %v: %w", time.Since(start).Round(time.Millisecond), err)
+			return fmt.Errorf("read of the health key after %v: %w", (took + time.Since(start)).Round(time.Millisecond), err)
 		}
 		return nil
 	}, nil
+}
+
+// rollupReader reads the metrics rollups from the store, as the metrics
+// consumers keep them (CAIRN_METRICS_RETENTION, and one item per minute
+// and partition of the metrics topic, CAIRN_TOPIC_PARTITIONS). The fleet
+// rows (store and Kafka counters) are left out: the report shows queries
+// per namespace.
+func rollupReader(env *config.Env, shared *sharedStore) status.Rollups {
+	mc := metrics.ConsumerConfig{Retention: env.Duration("CAIRN_METRICS_RETENTION"), Partitions: env.Int("CAIRN_TOPIC_PARTITIONS")}
+	return status.RollupsFunc(func(ctx context.Context, from, to time.Time) ([]status.Rollup, error) {
+		st, _, err := shared.get(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("open the store: %w", err)
+		}
+		rd, err := metrics.NewReader(st, mc)
+		if err != nil {
+			return nil, oneLine(err)
+		}
+		rs, err := rd.Range(ctx, from, to)
+		if err != nil {
+			return nil, err
+		}
+		var out []status.Rollup
+		for i := range rs {
+			r := &rs[i]
+			if r.Namespace == "" {
+				continue
+			}
+			var errs uint64
+			for _, n := range r.Errors {
+				errs += n
+			}
+			out = append(out, status.Rollup{Namespace: r.Namespace, Minute: r.Minute, Queries: int64(r.Queries), Errors: int64(errs),
+				CacheHits: int64(r.CacheHits), BloomShortCircuits: int64(r.BloomSkipped),
+				P50: r.P50().Seconds(), P99: r.P99().Seconds()})
+		}
+		return out, nil
+	})
 }
 
 // oneLine joins the lines of a joined error, so that a section says it in

@@ -106,8 +106,9 @@ type Rollup struct {
 	// Queries counts the queries; Errors those that failed.
 	Queries int64 `json:"queries"`
 	Errors  int64 `json:"errors"`
-	// CacheHits and BloomShortCircuits count the entities answered by
-	// the cache and by the Bloom filter without a store read.
+	// CacheHits counts the cells (one feature of one entity) answered by
+	// the cache; BloomShortCircuits the entities the Bloom filter
+	// answered absent without a store read.
 	CacheHits          int64 `json:"cache_hits"`
 	BloomShortCircuits int64 `json:"bloom_short_circuits"`
 	// P50, P99 are latency quantiles in seconds.
