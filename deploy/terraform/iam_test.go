@@ -241,7 +241,9 @@ type kafkaGrant struct {
 //	write  connects; consumes the persistence topic in the writers' group
 //	       (describe, join, commit); produces dead letters with the
 //	       idempotent producer (WriteDataIdempotently on the cluster);
-//	       reads the Bloom trackers' positions (list and fetch offsets).
+//	       reads the Bloom trackers' positions (list and fetch offsets);
+//	       its metrics consumer reads the metrics topic in a group of
+//	       its own (cairn-metrics).
 //	admin  `cairn topics create`: creates the three topics, and
 //	       reconciles existing ones (configurations and partitions);
 //	       `cairn status`: describes the topics and their settings, and
@@ -258,6 +260,8 @@ var kafkaGrants = []kafkaGrant{
 	{"write", "dead_letter_topic_arns", []string{"DescribeTopic", "WriteData"}},
 	{"write", "writer_group_arns", []string{"DescribeGroup", "AlterGroup"}},
 	{"write", "bloom_group_arns", []string{"DescribeGroup"}},
+	{"write", "metrics_topic_arns", []string{"DescribeTopic", "ReadData"}},
+	{"write", "metrics_group_arns", []string{"DescribeGroup", "AlterGroup"}},
 
 	{"admin", "cluster_arns", []string{"Connect"}},
 	{"admin", "all_topic_arns", []string{"CreateTopic", "DescribeTopic", "AlterTopic", "DescribeTopicDynamicConfiguration", "AlterTopicDynamicConfiguration"}},
@@ -358,6 +362,7 @@ func TestIAMKafkaActions(t *testing.T) {
 		"metrics_topic_arns":     {prefix + "topic/cairn-msk/1a2b-3/cairn.metrics"},
 		"dead_letter_topic_arns": {prefix + "topic/cairn-msk/1a2b-3/cairn.persist.dlq"},
 		"writer_group_arns":      {prefix + "group/cairn-msk/1a2b-3/cairn-writer"},
+		"metrics_group_arns":     {prefix + "group/cairn-msk/1a2b-3/cairn-metrics"},
 		"bloom_group_arns":       {prefix + "group/cairn-msk/1a2b-3/cairn-bloom.*"},
 	} {
 		var got []string
@@ -379,6 +384,7 @@ func TestIAMKafkaActions(t *testing.T) {
 		"metrics_topic":      knobs["CAIRN_KAFKA_METRICS_TOPIC"],
 		"dead_letter_topic":  knobs["CAIRN_KAFKA_DEAD_LETTER_TOPIC"],
 		"writer_group":       knobs["CAIRN_KAFKA_WRITER_GROUP"],
+		"metrics_group":      knobs["CAIRN_METRICS_GROUP"],
 		"bloom_group_prefix": bloom.DefaultGroupPrefix,
 	} {
 		if want == "" {
@@ -406,16 +412,17 @@ func boolKeys[V any](a, b map[string]V) map[string]bool {
 // calling franz-go that is not listed fails TestKafkaActionsFromCode, so
 // that new Kafka code is given to a role and its actions checked.
 var kafkaRoles = map[string][]string{
-	"internal/queue/producer.go": {"serve"},
-	"internal/queue/topic.go":    {"admin"},
-	"internal/queue/probe.go":    {"serve", "write", "admin"},
-	"internal/queue/queue.go":    {"serve", "write", "admin"},
-	"internal/bloom/tracker.go":  {"serve"},
-	"internal/bloom/barrier.go":  {"write"},
-	"internal/writer/writer.go":  {"write"},
-	"internal/writer/pause.go":   {"write"},
-	"internal/writer/health.go":  {"write"},
-	"internal/status/status.go":  {"admin"},
+	"internal/queue/producer.go":   {"serve"},
+	"internal/queue/topic.go":      {"admin"},
+	"internal/queue/probe.go":      {"serve", "write", "admin"},
+	"internal/queue/queue.go":      {"serve", "write", "admin"},
+	"internal/bloom/tracker.go":    {"serve"},
+	"internal/bloom/barrier.go":    {"write"},
+	"internal/writer/writer.go":    {"write"},
+	"internal/writer/pause.go":     {"write"},
+	"internal/writer/health.go":    {"write"},
+	"internal/status/status.go":    {"admin"},
+	"internal/metrics/consumer.go": {"write"},
 }
 
 // kafkaCallActions maps franz-go calls to the MSK actions they need.

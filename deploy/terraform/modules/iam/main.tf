@@ -12,6 +12,7 @@ locals {
   dead_letter_topic_arns = [for a in var.kafka_cluster_arns : "${replace(a, ":cluster/", ":topic/")}/${var.dead_letter_topic}"]
   all_topic_arns         = concat(local.persist_topic_arns, local.metrics_topic_arns, local.dead_letter_topic_arns)
   writer_group_arns      = [for a in var.kafka_cluster_arns : "${replace(a, ":cluster/", ":group/")}/${var.writer_group}"]
+  metrics_group_arns     = [for a in var.kafka_cluster_arns : "${replace(a, ":cluster/", ":group/")}/${var.metrics_group}"]
   bloom_group_arns       = [for a in var.kafka_cluster_arns : "${replace(a, ":cluster/", ":group/")}/${var.bloom_group_prefix}*"]
 }
 
@@ -113,6 +114,20 @@ data "aws_iam_policy_document" "write" {
     sid       = "KafkaBloomBarrier"
     actions   = ["kafka-cluster:DescribeGroup"]
     resources = local.bloom_group_arns
+  }
+
+  # The metrics consumer: query servers' per-interval records, rolled up
+  # into the online store (`cairn write --metrics=false` does without).
+  statement {
+    sid       = "KafkaConsumeMetrics"
+    actions   = ["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"]
+    resources = local.metrics_topic_arns
+  }
+
+  statement {
+    sid       = "KafkaMetricsGroup"
+    actions   = ["kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"]
+    resources = local.metrics_group_arns
   }
 }
 

@@ -91,6 +91,12 @@ variable "writer_group" {
   default     = "cairn-writer"
 }
 
+variable "metrics_group" {
+  description = "CAIRN_METRICS_GROUP: the writers' metrics consumers' group."
+  type        = string
+  default     = "cairn-metrics"
+}
+
 variable "bloom_group_prefix" {
   description = "Prefix of the consumer groups the query servers' Bloom filter trackers record their positions in (one group per query server)."
   type        = string
