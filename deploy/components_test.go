@@ -2,7 +2,9 @@ package deploy
 
 import (
 	"context"
+	"crypto/rand"
 	"log/slog"
+	"os"
 	"testing"
 	"time"
 
@@ -13,8 +15,44 @@ import (
 	"github.com/cairnfs/cairn/internal/hedge"
 	"github.com/cairnfs/cairn/internal/query"
 	"github.com/cairnfs/cairn/internal/queue"
+	"github.com/cairnfs/cairn/internal/store/dynamo"
+	"github.com/cairnfs/cairn/internal/store/redis"
+	"github.com/cairnfs/cairn/internal/testserver"
 	"github.com/cairnfs/cairn/internal/writer"
 )
+
+// TestMain stops the servers the store tests start.
+func TestMain(m *testing.M) { os.Exit(testserver.Run(m)) }
+
+// registerStores opens a DynamoDB store on moto and a Redis store on
+// redis-server with reg; opening them sends requests (DescribeTable,
+// CreateTable, PING, SCRIPT LOAD), so their labelled metrics have series.
+func registerStores(t *testing.T, reg *prometheus.Registry) {
+	t.Helper()
+	log := slog.New(slog.DiscardHandler)
+	name := "cairn-deploy-" + rand.Text()[:8]
+
+	dcfg := dynamo.DefaultConfig()
+	dcfg.Table = name
+	dcfg.Region = "us-east-1"
+	dcfg.Endpoint = testserver.Moto(t)
+	dcfg.MaxRetries = 1
+	dcfg.CreateTableIfNotExists = true
+	ds, err := dynamo.Open(t.Context(), dcfg, reg, log)
+	if err != nil {
+		t.Fatalf("dynamo: %v", err)
+	}
+	t.Cleanup(func() { ds.Close() })
+
+	rcfg := redis.DefaultConfig()
+	rcfg.Addr = testserver.Redis(t)
+	rcfg.KeyPrefix = name + ":"
+	rs, err := redis.Open(t.Context(), rcfg, reg, log)
+	if err != nil {
+		t.Fatalf("redis: %v", err)
+	}
+	t.Cleanup(func() { rs.Close() })
+}
 
 // registerComponents builds real components on reg, against an in-process
 // Kafka broker where they need one, and stops them when the test ends. It
