@@ -104,8 +104,10 @@ func selectors(expr string) ([]selector, error) {
 var grafanaIntervals = regexp.MustCompile(`\$(__rate_interval|__interval|__range)\b|\$\{(__rate_interval|__interval|__range)\}`)
 
 // checkExpr reports every metric expr selects that is neither exported by
-// cairn nor one of the recording rules in recorded, and every label it
-// matches on that the metric does not have.
+// cairn nor one of the recording rules in recorded, every label it matches
+// on that the metric does not have, and every label an aggregation keeps
+// (by) that none of its metrics has: each would leave a panel empty or an
+// alert silent.
 func checkExpr(expr string, exp exported, recorded map[string]bool) []string {
 	sels, err := selectors(expr)
 	if err != nil {
@@ -127,6 +129,53 @@ func checkExpr(expr string, exp exported, recorded map[string]bool) []string {
 			}
 		}
 	}
+	return append(problems, checkGrouping(expr, exp, recorded)...)
+}
+
+// checkGrouping reports labels kept by an aggregation's by clause that
+// none of the metrics under it has. Aggregations over a recording rule, a
+// metric of unknown labels, or label_replace/label_join (which make
+// labels) are not checked.
+func checkGrouping(expr string, exp exported, recorded map[string]bool) []string {
+	e, err := promql.NewParser(promql.Options{}).ParseExpr(grafanaIntervals.ReplaceAllString(expr, "5m"))
+	if err != nil {
+		return nil // reported by selectors
+	}
+	var problems []string
+	promql.Inspect(e, func(n promql.Node, _ []promql.Node) error {
+		agg, ok := n.(*promql.AggregateExpr)
+		if !ok || agg.Without || len(agg.Grouping) == 0 {
+			return nil
+		}
+		have := map[string]bool{}
+		var names []string
+		checkable := true
+		promql.Inspect(agg.Expr, func(m promql.Node, _ []promql.Node) error {
+			switch m := m.(type) {
+			case *promql.Call:
+				if m.Func.Name == "label_replace" || m.Func.Name == "label_join" {
+					checkable = false
+				}
+			case *promql.VectorSelector:
+				labels, ok := exp[m.Name]
+				if recorded[m.Name] || !ok || labels == nil {
+					checkable = false
+				}
+				maps.Copy(have, labels)
+				names = append(names, m.Name)
+			}
+			return nil
+		})
+		if !checkable {
+			return nil
+		}
+		for _, l := range agg.Grouping {
+			if !have[l] {
+				problems = append(problems, fmt.Sprintf("%s by (%s): no label %q on %v", agg.Op, strings.Join(agg.Grouping, ", "), l, names))
+			}
+		}
+		return nil
+	})
 	return problems
 }
 
@@ -160,8 +209,9 @@ func TestRulesSelectExportedMetrics(t *testing.T) {
 }
 
 // TestCheckExprCatchesUnknownMetrics shows the check failing on a
-// misspelled metric, a label the metric lacks, and a bucket series of a
-// metric that is not a histogram.
+// misspelled metric, a label the metric lacks, a bucket series of a
+// metric that is not a histogram, a metric chosen by pattern, and an
+// aggregation by a label the metric lacks; and passing correct queries.
 func TestCheckExprCatchesUnknownMetrics(t *testing.T) {
 	exp := exportedMetrics(t)
 	for _, tc := range []struct {
@@ -171,6 +221,8 @@ func TestCheckExprCatchesUnknownMetrics(t *testing.T) {
 		{`rate(cairn_redis_requests_total{operation="read"}[5m])`, `label "operation"`},
 		{`cairn_writer_lag_records_bucket`, "cairn_writer_lag_records_bucket, which"},
 		{`{__name__=~"cairn_.*"}`, "by a pattern"},
+		{`sum by (op) (rate(cairn_dynamo_requests_total[5m]))`, `no label "op"`},
+		{`sum by (job, store) (label_replace(rate(cairn_dynamo_requests_total[5m]), "store", "dynamodb", "", ""))`, ""},
 		{`histogram_quantile(0.99, rate(cairn_dynamo_request_duration_seconds_bucket{operation="GetItem"}[$__rate_interval]))`, ""},
 	} {
 		got := strings.Join(checkExpr(tc.expr, exp, nil), "; ")
