@@ -26,7 +26,8 @@ const promPath = "github.com/prometheus/client_golang/prometheus"
 // family is one metric family cairn exports.
 type family struct {
 	name string
-	// kind is counter, gauge, histogram, summary or untyped.
+	// kind is counter, gauge, histogram, summary, untyped, or desc for a
+	// custom collector's prometheus.NewDesc, which may be any of them.
 	kind string
 	// labels are the family's label names; nil when they could not be
 	// worked out from the source, and then not checked.
@@ -43,6 +44,9 @@ func (f family) series() map[string][]string {
 		return map[string][]string{f.name + "_bucket": {"le"}, f.name + "_sum": nil, f.name + "_count": nil}
 	case "summary":
 		return map[string][]string{f.name: {"quantile"}, f.name + "_sum": nil, f.name + "_count": nil}
+	case "desc":
+		// A custom collector's Desc does not say what it collects.
+		return map[string][]string{f.name: {"quantile"}, f.name + "_bucket": {"le"}, f.name + "_sum": nil, f.name + "_count": nil}
 	default:
 		return map[string][]string{f.name: nil}
 	}
@@ -341,6 +345,15 @@ func (r resolver) families() ([]family, []string) {
 		if !ok || len(call.Args) == 0 {
 			return true
 		}
+		if r.isProm(call.Fun, "NewDesc") {
+			f, err := r.desc(call)
+			if err != "" {
+				errs = append(errs, err)
+			} else {
+				out = append(out, f)
+			}
+			return true
+		}
 		lit, kind, ok := r.optsKind(call.Args[0])
 		if !ok {
 			return true
@@ -398,6 +411,55 @@ func (r resolver) families() ([]family, []string) {
 		return true
 	})
 	return out, errs
+}
+
+// isProm reports whether e is prometheus.<name>.
+func (r resolver) isProm(e ast.Expr, name string) bool {
+	sel, ok := e.(*ast.SelectorExpr)
+	if !ok || sel.Sel.Name != name {
+		return false
+	}
+	x, ok := sel.X.(*ast.Ident)
+	return ok && x.Name == r.prom
+}
+
+// desc reads a prometheus.NewDesc(fqName, help, variableLabels,
+// constLabels) call; fqName is a constant or a BuildFQName of constants.
+func (r resolver) desc(call *ast.CallExpr) (family, string) {
+	where := r.fset.Position(call.Pos()).String()
+	if len(call.Args) != 4 {
+		return family{}, where + ": NewDesc with other than 4 arguments"
+	}
+	name, ok := r.str(call.Args[0])
+	if b, isCall := call.Args[0].(*ast.CallExpr); isCall && r.isProm(b.Fun, "BuildFQName") && len(b.Args) == 3 {
+		var parts [3]string
+		ok = true
+		for i, a := range b.Args {
+			var partOK bool
+			parts[i], partOK = r.str(a)
+			ok = ok && partOK
+		}
+		name = prometheus.BuildFQName(parts[0], parts[1], parts[2])
+	}
+	if !ok {
+		return family{}, where + ": NewDesc name is not a string constant"
+	}
+	f := family{name: name, kind: "desc", where: where}
+	vl, vok := r.labelNames(call.Args[2], false)
+	if id, isNil := call.Args[2].(*ast.Ident); isNil && id.Name == "nil" {
+		vl, vok = nil, true
+	}
+	cl, cok := r.labelNames(call.Args[3], true)
+	if id, isNil := call.Args[3].(*ast.Ident); isNil && id.Name == "nil" {
+		cl, cok = nil, true
+	}
+	if vok && cok {
+		f.labels = map[string]bool{}
+		for _, l := range append(vl, cl...) {
+			f.labels[l] = true
+		}
+	}
+	return f, ""
 }
 
 // family reads one Opts literal.
@@ -504,7 +566,9 @@ func TestSourceFamiliesMatchRunningCode(t *testing.T) {
 }
 
 // TestSourceFamiliesRejectsUnreadable shows that a metric whose name the
-// check cannot read fails it rather than being left out.
+// check cannot read fails it rather than being left out, and that names
+// joined from constants, Vec labels kept in a variable and custom
+// collectors' Descs are read.
 func TestSourceFamiliesRejectsUnreadable(t *testing.T) {
 	dir := t.TempDir()
 	pkg := filepath.Join(dir, "internal", "x")
@@ -524,6 +588,7 @@ func name() string { return "cairn_x_computed_total" }
 var (
 	a = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "cairn", Subsystem: sub, Name: "reads_total"}, labels)
 	b = prometheus.NewCounter(prometheus.CounterOpts{Name: name()})
+	c = prometheus.NewDesc(prometheus.BuildFQName("cairn", sub, "rollup_seconds"), "help", []string{"namespace"}, nil)
 )
 `
 	if err := os.WriteFile(filepath.Join(pkg, "x.go"), []byte(src), 0o644); err != nil {
@@ -533,7 +598,17 @@ var (
 	if err == nil || !strings.Contains(err.Error(), "Name is not a string constant") {
 		t.Errorf("sourceFamilies = %v; want an error naming the computed Name", err)
 	}
-	if len(fams) != 1 || fams[0].name != "cairn_x_reads_total" || fams[0].kind != "counter" || !fams[0].labels["shard"] {
-		t.Errorf("families = %+v; want cairn_x_reads_total, a counter labelled shard", fams)
+	byName := map[string]family{}
+	for _, f := range fams {
+		byName[f.name] = f
+	}
+	if f := byName["cairn_x_reads_total"]; f.kind != "counter" || !f.labels["shard"] {
+		t.Errorf("cairn_x_reads_total = %+v; want a counter labelled shard", f)
+	}
+	if f := byName["cairn_x_rollup_seconds"]; f.kind != "desc" || !f.labels["namespace"] {
+		t.Errorf("cairn_x_rollup_seconds = %+v; want a custom collector's Desc labelled namespace", f)
+	}
+	if len(fams) != 2 {
+		t.Errorf("families = %+v; want the two with constant names", fams)
 	}
 }
