@@ -20,6 +20,7 @@ import (
 	"github.com/cairnfs/cairn/internal/store/dynamo"
 	"github.com/cairnfs/cairn/internal/store/redis"
 	"github.com/cairnfs/cairn/internal/tlscert"
+	"github.com/cairnfs/cairn/internal/ui"
 	"github.com/cairnfs/cairn/internal/writer"
 )
 
@@ -115,6 +116,9 @@ type Config struct {
 	Writer writer.Config
 	API    api.Config
 	Read   ReadConfig
+	// UI samples this process's metrics for the /ui page of a query
+	// server (not of bench-server).
+	UI ui.ProcessConfig
 	// Auth is how the query server authenticates requests (not read for
 	// bench-server, which serves only its parent).
 	Auth auth.Config
@@ -285,6 +289,9 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 		if role != BenchServer {
 			add(c.loadReadPath(env))
 			add(c.loadAuth(env))
+			c.UI = ui.ProcessConfig{Interval: env.Duration("CAIRN_UI_SAMPLE_INTERVAL")}
+			c.UI.EnsureDefaults()
+			add(c.UI.Validate())
 		}
 	}
 
