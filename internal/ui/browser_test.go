@@ -2,6 +2,8 @@ package ui
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -62,14 +64,25 @@ type pageState struct {
 // injected. With CAIRN_UI_SCREENSHOT=path it saves a screenshot there.
 func TestPageShowsInjectedThrottles(t *testing.T) {
 	browser := chromiumPath(t)
+	start := time.Now()
+	var phases []string
+	phase := func(name string) { phases = append(phases, fmt.Sprintf("%s %.1fs", name, time.Since(start).Seconds())) }
+	defer func() { t.Logf("phases: %s", strings.Join(phases, ", ")) }()
 	bin := testserver.BuildCairn(t)
+	phase("build")
 	proxy := faultproxy.Start(t, testserver.Moto(t), 11)
+	phase("moto")
 	features := filepath.Join(testserver.ModuleRoot(t), "examples", "features.yaml")
 	dev := testserver.StartRole(t, bin, "dev", []string{
 		"--store", "dynamodb:///cairn-ui?region=us-east-1&endpoint=" + proxy.URL(),
 		"--data-dir", t.TempDir(), "--features", features,
 	}, []string{
 		"CAIRN_UI_SAMPLE_INTERVAL=1s",
+		// A throttle answer arriving after its request was given up (the
+		// query's deadline, the probe's timeout) is never counted by
+		// cairn: deadlines far from the retries' backoff keep that from
+		// happening.
+		"CAIRN_QUERY_TIMEOUT=10s", "CAIRN_HEALTH_PROBE_TIMEOUT=5s",
 		// The namespace charts get figures: a cache on user, a Bloom
 		// filter on merchant (whose keys, never uploaded, it answers
 		// absent). No request racing: the loser of a race is cancelled
@@ -82,6 +95,7 @@ func TestPageShowsInjectedThrottles(t *testing.T) {
 		"AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing", "AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true",
 	})
 
+	phase("cairn dev")
 	// Throttles start once the page has a point, so that every one of
 	// them falls inside the points it shows.
 	waitFor(t, 10*time.Second, "a first point at /ui/data", func() bool {
@@ -93,6 +107,7 @@ func TestPageShowsInjectedThrottles(t *testing.T) {
 		var d wireData
 		return json.NewDecoder(resp.Body).Decode(&d) == nil && len(d.Points) > 0
 	})
+	phase("first point")
 	rule, err := proxy.Add(faultproxy.Rule{Operations: []string{"GetItem", "BatchGetItem"}, Fault: faultproxy.Throttle, Probability: 0.3})
 	if err != nil {
 		t.Fatal(err)
@@ -129,42 +144,43 @@ func TestPageShowsInjectedThrottles(t *testing.T) {
 		t.Fatalf("no throttle injected (%d) or no query answered (%d): the test proves nothing", injected, answered.Load())
 	}
 
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.WindowSize(1280, 1000))...)
-	defer cancel()
-	bctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	// The first action starts the browser, which lives as long as the
-	// context of that action: no timeout on it, only on the later ones.
-	if err := chromedp.Do(bctx, chromedp.Navigate(dev.URL()+"/ui?refresh=1")); err != nil {
-		t.Fatalf("open /ui in chromium: %v", err)
-	}
-	bctx, cancel = context.WithTimeout(bctx, 25*time.Second)
-	defer cancel()
+	phase("queries")
+	bctx := openPage(t, browser, dev.URL()+"/ui?refresh=1")
+	phase("browser")
 
 	// The page polls every second; the throttle chart's total reaches the
-	// injected count once the sample after the last throttle is drawn.
+	// injected count once the sample after the last throttle is drawn, and
+	// the writer lag chart has figures once the writer joined its group.
+	charts := []string{"store-requests", "store-errors", "store-throttles", "latency", "cache-hit", "bloom", "races", "writer-lag", "kafka-drops"}
+	settled := func(st pageState) bool {
+		if math.Abs(st.Charts["store-throttles"].Total["throttles"]-float64(injected)) >= 0.5 {
+			return false
+		}
+		for _, id := range charts {
+			if len(st.Charts[id].Latest) == 0 {
+				return false
+			}
+		}
+		return true
+	}
 	var st pageState
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(300 * time.Millisecond) {
 		st, err = chromedp.Run(bctx, chromedp.Evaluate[pageState](`window.cairnUI`))
 		if err != nil {
 			t.Fatalf("read window.cairnUI: %v", err)
 		}
-		if math.Abs(st.Charts["store-throttles"].Total["throttles"]-float64(injected)) < 0.5 {
+		if settled(st) || time.Now().After(deadline) {
 			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the throttle chart totals %v throttles, the proxy injected %d; page: %+v",
-				st.Charts["store-throttles"].Total["throttles"], injected, st)
-		}
-		time.Sleep(300 * time.Millisecond)
+	}
+	phase("settled")
+	if got := st.Charts["store-throttles"].Total["throttles"]; math.Abs(got-float64(injected)) >= 0.5 {
+		t.Errorf("the throttle chart totals %v throttles, the proxy injected %d; page: %+v", got, injected, st)
 	}
 	if st.Source != "this process" || st.Error != "" {
 		t.Errorf("source %q, error %q: want this process's figures", st.Source, st.Error)
 	}
-	for _, id := range []string{"store-requests", "store-errors", "store-throttles", "latency", "cache-hit", "bloom", "races", "writer-lag", "kafka-drops"} {
+	for _, id := range charts {
 		if c := st.Charts[id]; c.Points == 0 || len(c.Latest) == 0 {
 			t.Errorf("chart %s has no figures: %+v", id, c)
 		}
@@ -211,6 +227,82 @@ func TestPageShowsInjectedThrottles(t *testing.T) {
 		}
 		t.Logf("screenshot of /ui in %s", path)
 	}
+}
+
+// openPage opens url in a headless browser of the test's own, and returns
+// the context to run actions on it, which bounds each to 25 s.
+func openPage(t *testing.T, browser, url string) context.Context {
+	t.Helper()
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.WindowSize(1280, 1000))...)
+	t.Cleanup(cancel)
+	bctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(cancel)
+	// The first action starts the browser, which lives as long as the
+	// context of that action: no timeout on it, only on the later ones.
+	if err := chromedp.Do(bctx, chromedp.Navigate(url)); err != nil {
+		t.Fatalf("open %s in chromium: %v", url, err)
+	}
+	bctx, cancel = context.WithTimeout(bctx, 25*time.Second)
+	t.Cleanup(cancel)
+	return bctx
+}
+
+// TestPageAsksForAnAdminKey runs `cairn dev` with API keys and
+// CAIRN_METRICS_REQUIRE_AUTH: the page loads without a key, asks for one,
+// refuses a key without the admin scope, and shows the figures once given
+// an admin key.
+func TestPageAsksForAnAdminKey(t *testing.T) {
+	browser := chromiumPath(t)
+	bin := testserver.BuildCairn(t)
+	const adminToken, queryToken = "cairn_ui-admin-token", "cairn_ui-query-token"
+	keys := filepath.Join(t.TempDir(), "keys.yaml")
+	content := fmt.Sprintf("keys:\n  - {name: ops, sha256: %s, scopes: [admin]}\n  - {name: ranker, sha256: %s, scopes: [query]}\n",
+		sha256Hex(adminToken), sha256Hex(queryToken))
+	if err := os.WriteFile(keys, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	features := filepath.Join(testserver.ModuleRoot(t), "examples", "features.yaml")
+	dev := testserver.StartRole(t, bin, "dev", []string{"--data-dir", dir, "--features", features},
+		[]string{"CAIRN_UI_SAMPLE_INTERVAL=1s", "CAIRN_API_KEYS_FILE=" + keys, "CAIRN_METRICS_REQUIRE_AUTH=true"})
+
+	bctx := openPage(t, browser, dev.URL()+"/ui?refresh=1")
+	enterKey := func(token string) {
+		t.Helper()
+		if err := chromedp.Do(bctx,
+			chromedp.WaitVisible(chromedp.CSS("#auth")),
+			chromedp.SetValue(chromedp.CSS("#key"), token),
+			chromedp.Click(chromedp.CSS("#auth button")),
+		); err != nil {
+			t.Fatalf("enter a key: %v", err)
+		}
+	}
+	pageState := func() pageState {
+		t.Helper()
+		st, err := chromedp.Run(bctx, chromedp.Evaluate[pageState](`window.cairnUI`))
+		if err != nil {
+			t.Fatalf("read window.cairnUI: %v", err)
+		}
+		return st
+	}
+
+	waitFor(t, 10*time.Second, "request for a key", func() bool { return strings.Contains(pageState().Error, "API key is needed") })
+	enterKey(queryToken)
+	waitFor(t, 10*time.Second, "refusal of a key without the admin scope", func() bool {
+		return strings.Contains(pageState().Error, "lacks the admin scope")
+	})
+	enterKey(adminToken)
+	waitFor(t, 10*time.Second, "figures after the admin key", func() bool {
+		st := pageState()
+		return st.Error == "" && st.Source == "this process" && st.Charts["store-requests"].Points > 0
+	})
+}
+
+func sha256Hex(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
 }
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {

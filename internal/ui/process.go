@@ -12,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/cairnfs/cairn/internal/lograte"
 )
 
 // ProcessConfig tunes a [ProcessSource].
@@ -76,6 +78,7 @@ type ProcessSource struct {
 	cfg      ProcessConfig
 	gatherer prometheus.Gatherer
 	log      *slog.Logger
+	errLog   lograte.Limiter
 
 	mu struct {
 		sync.Mutex
@@ -97,7 +100,7 @@ func NewProcessSource(cfg ProcessConfig, g prometheus.Gatherer, log *slog.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &ProcessSource{cfg: cfg, gatherer: g, log: log}
+	s := &ProcessSource{cfg: cfg, gatherer: g, log: log, errLog: lograte.Limiter{Interval: time.Minute}}
 	s.mu.points = make([]Point, 0, int(cfg.Window/cfg.Interval))
 	return s, nil
 }
@@ -121,7 +124,8 @@ func (s *ProcessSource) Run(ctx context.Context) error {
 	}
 }
 
-// Points returns the kept points ending after since, oldest first.
+// Points returns the kept points ending after since, oldest first. The
+// points share their maps with the source: callers must not modify them.
 func (s *ProcessSource) Points(_ context.Context, since time.Time) ([]Point, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -140,11 +144,16 @@ func (s *ProcessSource) Points(_ context.Context, since time.Time) ([]Point, err
 // sample.
 func (s *ProcessSource) sample(now time.Time) {
 	mfs, err := s.gatherer.Gather()
-	if len(mfs) == 0 && err != nil {
-		s.log.Warn("ui: gather metrics", "err", err)
-		return
+	if err != nil {
+		// A collector failing fails every sample: logged once a minute.
+		if ok, suppressed := s.errLog.Allow(now); ok {
+			s.log.Warn("ui: gather metrics", "err", err, "suppressed", suppressed)
+		}
+		// Gather returns what it could gather along with its error.
+		if len(mfs) == 0 {
+			return
+		}
 	}
-	// Gather returns what it could gather along with its error.
 	cur := takeSnapshot(mfs, now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
