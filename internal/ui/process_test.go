@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -259,6 +260,41 @@ func FuzzQuantile(f *testing.F) {
 		a, b := h.quantile(q1), h.quantile(q2)
 		if math.IsNaN(a) || math.IsNaN(b) || a < 0 || b > 0.1+1e-12 || a > b+1e-12 {
 			t.Fatalf("%+v: quantile(%v) = %v, quantile(%v) = %v", h, q1, a, q2, b)
+		}
+	})
+}
+
+// Run samples at once, then every Interval, until its context ends.
+func TestProcessSourceRunSamplesEveryInterval(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		m := newStoreMetrics(reg)
+		s, err := NewProcessSource(ProcessConfig{Interval: 5 * time.Second}, reg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		for range 3 {
+			synctest.Wait()
+			m.throttles.WithLabelValues("GetItem").Add(10)
+			time.Sleep(5 * time.Second)
+		}
+		synctest.Wait()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		ps, _ := s.Points(context.Background(), time.Time{})
+		if len(ps) != 3 {
+			t.Fatalf("%d points after 15 s at 5 s, want 3", len(ps))
+		}
+		for _, p := range ps {
+			if p.Span != 5*time.Second || p.StoreThrottlesPerSec != 2 {
+				t.Errorf("point %v over %v: %v throttles/s, want 2 over 5s", p.At, p.Span, p.StoreThrottlesPerSec)
+			}
 		}
 	})
 }
