@@ -11,6 +11,7 @@
 //	writer HTTP                      ●
 //	Bloom tracker       ●*    ●*
 //	health probe        ●     ●      ●       ●
+//	ui sampler          ●     ●
 //	writer              ●            ●
 //	signals             ●     ●      ●       ●
 //
