@@ -6,7 +6,10 @@
 // with the route's scope, presented as "Authorization: Bearer <token>":
 // 401 UNAUTHENTICATED without one, 403 UNAUTHORIZED with a key lacking the
 // scope (see auth.go). /healthz and /readyz are always open; /metrics is
-// open unless Config.MetricsRequireAuth.
+// open unless Config.MetricsRequireAuth, and so are the figures of the
+// store-health page (/ui/data, package ui); the page itself (/ui) holds no
+// figures and is always open, so that a browser can load it and be asked
+// for a key.
 //
 // Every error answered carries a code, a category and a message naming the
 // field at fault; see errors.go for the codes. Unknown routes and wrong
@@ -41,6 +44,7 @@ import (
 	"github.com/cairnfs/cairn/internal/metrics"
 	"github.com/cairnfs/cairn/internal/query"
 	"github.com/cairnfs/cairn/internal/queue"
+	"github.com/cairnfs/cairn/internal/ui"
 )
 
 // Producer is the persistence queue as the API uses it.
@@ -101,6 +105,11 @@ type Config struct {
 	// MetricsRequireAuth makes /metrics need a key with the admin scope;
 	// it needs Keys. Default false (CAIRN_METRICS_REQUIRE_AUTH).
 	MetricsRequireAuth bool
+
+	// UI, when set, serves the store-health page at /ui and its figures
+	// at /ui/data, which need the admin scope when MetricsRequireAuth.
+	// Default: no page.
+	UI *ui.Handler
 
 	// Health answers /healthz and /readyz; the server adds to it the
 	// readiness condition "http" (serving, and not shutting down). Default:
@@ -277,6 +286,14 @@ func (s *Server) Handler() http.Handler {
 			metrics = s.instrument("metrics", s.authorize("metrics", auth.Admin, metrics.ServeHTTP))
 		}
 		handle(http.MethodGet, "/metrics", metrics)
+	}
+	if s.cfg.UI != nil {
+		handle(http.MethodGet, "/ui", s.cfg.UI.Page())
+		data := s.cfg.UI.Data()
+		if s.cfg.MetricsRequireAuth {
+			data = s.instrument("ui", s.authorize("ui", auth.Admin, data.ServeHTTP))
+		}
+		handle(http.MethodGet, "/ui/data", data)
 	}
 	// The catch-all answers what the mux would answer in plain text.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -21,6 +21,7 @@ import (
 	"github.com/cairnfs/cairn/internal/store/dynamo"
 	"github.com/cairnfs/cairn/internal/store/redis"
 	"github.com/cairnfs/cairn/internal/tlscert"
+	"github.com/cairnfs/cairn/internal/ui"
 	"github.com/cairnfs/cairn/internal/writer"
 )
 
@@ -118,6 +119,9 @@ type Config struct {
 	Writer writer.Config
 	API    api.Config
 	Read   ReadConfig
+	// UI samples this process's metrics for the /ui page of a query
+	// server (not of bench-server).
+	UI ui.ProcessConfig
 	// Auth is how the query server authenticates requests. bench-server
 	// reads it too, so that `cairn bench --security` can measure what
 	// authentication costs; without a keys file it serves its parent
@@ -321,6 +325,9 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 		add(c.API.Validate())
 		if role != BenchServer {
 			add(c.loadReadPath(env))
+			c.UI = ui.ProcessConfig{Interval: env.Duration("CAIRN_UI_SAMPLE_INTERVAL")}
+			c.UI.EnsureDefaults()
+			add(c.UI.Validate())
 		}
 		add(c.loadAuth(env))
 	}

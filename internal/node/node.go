@@ -11,6 +11,7 @@
 //	writer HTTP                      ●
 //	Bloom tracker       ●*    ●*
 //	health probe        ●     ●      ●       ●
+//	ui sampler          ●     ●
 //	writer              ●            ●
 //	query metrics       ●     ●
 //	metrics consumer    ●†           ●†
@@ -67,6 +68,7 @@ import (
 	"github.com/cairnfs/cairn/internal/query"
 	"github.com/cairnfs/cairn/internal/queue"
 	"github.com/cairnfs/cairn/internal/tlscert"
+	"github.com/cairnfs/cairn/internal/ui"
 	"github.com/cairnfs/cairn/internal/writer"
 )
 
@@ -348,6 +350,17 @@ func (p *process) addQueryServer(qcfg queue.Config, st Store, checker *health.Ch
 		p.component(Component{Name: "query metrics", Run: agg.Run})
 	}
 	acfg.Health = checker
+	if cfg.Role != BenchServer {
+		// The /ui page shows this process's own counters.
+		src, err := ui.NewProcessSource(cfg.UI, p.prom, p.log)
+		if err != nil {
+			return err
+		}
+		p.component(Component{Name: "ui sampler", Run: src.Run})
+		if acfg.UI, err = ui.NewHandler(p.log, src); err != nil {
+			return err
+		}
+	}
 	if cfg.Auth.KeysFile != "" {
 		keys, err := auth.Open(cfg.Auth.KeysFile, p.log)
 		if err != nil {
