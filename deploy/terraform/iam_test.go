@@ -423,6 +423,7 @@ var kafkaRoles = map[string][]string{
 	"internal/writer/health.go":    {"write"},
 	"internal/status/status.go":    {"admin"},
 	"internal/metrics/consumer.go": {"write"},
+	"internal/queue/lag.go":        {"serve"},
 }
 
 // kafkaCallActions maps franz-go calls to the MSK actions they need.

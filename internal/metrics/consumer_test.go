@@ -96,7 +96,7 @@ func testConsumer(t *testing.T, st Store) {
 		for i := range 6 { // a minute of 10s intervals
 			r := &Record{Source: src, Start: minute.Add(time.Duration(i) * 10 * time.Second), Interval: 10 * time.Second,
 				Fleet: Fleet{StoreRequests: 100, StoreThrottles: 1, KafkaMetricsDropped: 2},
-				Namespaces: []Namespace{{Name: "user", Queries: 10, CacheHits: 5, CacheMisses: 5, BloomSkipped: 1,
+				Namespaces: []Namespace{{Name: "user", Queries: 10, CacheHits: 5, CacheMisses: 5, BloomSkipped: 1, BloomLookups: 4,
 					Errors:  []CodeCount{{"UPSTREAM_FAILED", 1}},
 					Latency: []Bucket{{Index: bucketOf(time.Millisecond), Count: 9}, {Index: bucketOf(100 * time.Millisecond), Count: 1}}}}}
 			sent = append(sent, r.Append(nil))
@@ -159,7 +159,7 @@ func testConsumer(t *testing.T, st Store) {
 	if want := (Fleet{StoreRequests: 1200, StoreThrottles: 12, KafkaMetricsDropped: 24}); fleet.Namespace != "" || !fleet.Minute.Equal(minute) || fleet.Fleet != want {
 		t.Errorf("fleet row %+v, want minute %v and %+v", fleet, minute, want)
 	}
-	if user.Namespace != "user" || user.Queries != 120 || user.CacheHits != 60 || user.CacheMisses != 60 || user.BloomSkipped != 12 ||
+	if user.Namespace != "user" || user.Queries != 120 || user.CacheHits != 60 || user.CacheMisses != 60 || user.BloomSkipped != 12 || user.BloomLookups != 48 ||
 		!reflect.DeepEqual(user.Errors, map[string]uint64{"UPSTREAM_FAILED": 12}) {
 		t.Errorf("user row %+v, want 120 queries, 60 hits, 60 misses, 12 skipped, 12 UPSTREAM_FAILED", user)
 	}
@@ -199,7 +199,7 @@ func sameRollups(a, b []Rollup) bool {
 	for i := range a {
 		x, y := a[i], b[i]
 		if !x.Minute.Equal(y.Minute) || x.Namespace != y.Namespace || x.Queries != y.Queries || x.Fleet != y.Fleet ||
-			x.CacheHits != y.CacheHits || x.CacheMisses != y.CacheMisses || x.BloomSkipped != y.BloomSkipped ||
+			x.CacheHits != y.CacheHits || x.CacheMisses != y.CacheMisses || x.BloomSkipped != y.BloomSkipped || x.BloomLookups != y.BloomLookups ||
 			!reflect.DeepEqual(x.Errors, y.Errors) || x.P50() != y.P50() || x.P99() != y.P99() {
 			return false
 		}

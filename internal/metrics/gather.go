@@ -55,6 +55,7 @@ var counters = []counter{
 	{family: "cairn_cache_hits_total", match: all, ns: func(n *Namespace) *uint64 { return &n.CacheHits }},
 	{family: "cairn_cache_misses_total", match: all, ns: func(n *Namespace) *uint64 { return &n.CacheMisses }},
 	{family: "cairn_bloom_reads_skipped_total", match: all, ns: func(n *Namespace) *uint64 { return &n.BloomSkipped }},
+	{family: "cairn_bloom_lookups_total", match: all, ns: func(n *Namespace) *uint64 { return &n.BloomLookups }},
 }
 
 // read adds to r the deltas of the gatherer's counters since the last read.

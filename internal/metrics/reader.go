@@ -36,6 +36,8 @@ type Rollup struct {
 	// BloomSkipped counts entities the Bloom filter answered absent
 	// without a store read.
 	BloomSkipped uint64
+	// BloomLookups counts the Bloom filter's lookups.
+	BloomLookups uint64
 	// Latency is the sketch of query latencies in seconds (relative
 	// accuracy RelativeAccuracy); nil on fleet rows.
 	Latency *ddsketch.DDSketch
@@ -148,7 +150,7 @@ func (rd *Reader) Range(ctx context.Context, from, to time.Time) ([]Rollup, erro
 		out = append(out, Rollup{Minute: m, Fleet: s.sum.Fleet})
 		for _, n := range s.sum.Namespaces {
 			r := Rollup{Minute: m, Namespace: n.Name, Queries: n.Queries, CacheHits: n.CacheHits,
-				CacheMisses: n.CacheMisses, BloomSkipped: n.BloomSkipped, Latency: Sketch(n.Latency)}
+				CacheMisses: n.CacheMisses, BloomSkipped: n.BloomSkipped, BloomLookups: n.BloomLookups, Latency: Sketch(n.Latency)}
 			if len(n.Errors) > 0 {
 				r.Errors = make(map[string]uint64, len(n.Errors))
 				for _, e := range n.Errors {

@@ -85,6 +85,9 @@ type Namespace struct {
 	// BloomSkipped counts entities answered absent by the Bloom filter
 	// without a store read.
 	BloomSkipped uint64
+	// BloomLookups counts the Bloom filter's lookups, whatever their
+	// answer: BloomSkipped/BloomLookups is its short-circuit ratio.
+	BloomLookups uint64
 	// Latency is the query latency sketch: counts by the index of
 	// DDSketch's logarithmic mapping at RelativeAccuracy, in seconds.
 	Latency []Bucket
@@ -123,7 +126,7 @@ func (r *Record) appendBody(b []byte) []byte {
 	for i := range r.Namespaces {
 		n := &r.Namespaces[i]
 		b = appendString(b, n.Name)
-		for _, v := range []uint64{n.Queries, n.CacheHits, n.CacheMisses, n.BloomSkipped} {
+		for _, v := range []uint64{n.Queries, n.CacheHits, n.CacheMisses, n.BloomSkipped, n.BloomLookups} {
 			b = binary.AppendUvarint(b, v)
 		}
 		b = binary.AppendUvarint(b, uint64(len(n.Errors)))
@@ -262,6 +265,7 @@ func (d *decoder) body() *Record {
 		n.CacheHits = d.uvarint("cache hits")
 		n.CacheMisses = d.uvarint("cache misses")
 		n.BloomSkipped = d.uvarint("bloom")
+		n.BloomLookups = d.uvarint("bloom lookups")
 		if ne := d.count("errors", 2); ne > 0 {
 			n.Errors = make([]CodeCount, ne)
 			for j := range n.Errors {

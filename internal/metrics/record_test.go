@@ -12,7 +12,7 @@ func sampleRecord() *Record {
 		Fleet: Fleet{StoreRequests: 1000, StoreErrors: 3, StoreThrottles: 2, StoreRaces: 5, KafkaMetricsDropped: 1, KafkaUploadsDropped: 4},
 		Namespaces: []Namespace{
 			{Name: "merchant", Queries: 3, Latency: []Bucket{{Index: -300, Count: 3}}},
-			{Name: "user", Queries: 10, CacheHits: 40, CacheMisses: 9, BloomSkipped: 2,
+			{Name: "user", Queries: 10, CacheHits: 40, CacheMisses: 9, BloomSkipped: 2, BloomLookups: 5,
 				Errors:  []CodeCount{{"DEADLINE_EXCEEDED", 1}, {"UPSTREAM_FAILED", 2}},
 				Latency: []Bucket{{Index: -500, Count: 1}, {Index: -420, Count: 6}, {Index: 10, Count: 3}}},
 		}}

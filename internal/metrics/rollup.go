@@ -99,6 +99,7 @@ func (it *item) merge(r *Record) bool {
 		s.CacheHits += n.CacheHits
 		s.CacheMisses += n.CacheMisses
 		s.BloomSkipped += n.BloomSkipped
+		s.BloomLookups += n.BloomLookups
 		s.Errors = mergeCodes(s.Errors, n.Errors)
 		s.Latency = mergeBuckets(s.Latency, n.Latency)
 	}

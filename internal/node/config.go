@@ -122,6 +122,9 @@ type Config struct {
 	// UI samples this process's metrics for the /ui page of a query
 	// server (not of bench-server).
 	UI ui.ProcessConfig
+	// UISource is what /ui draws (CAIRN_UI_SOURCE): "auto", "fleet" or
+	// "process". Default "auto".
+	UISource string
 	// Auth is how the query server authenticates requests. bench-server
 	// reads it too, so that `cairn bench --security` can measure what
 	// authentication costs; without a keys file it serves its parent
@@ -328,6 +331,11 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 			c.UI = ui.ProcessConfig{Interval: env.Duration("CAIRN_UI_SAMPLE_INTERVAL")}
 			c.UI.EnsureDefaults()
 			add(c.UI.Validate())
+			switch c.UISource = env.String("CAIRN_UI_SOURCE"); c.UISource {
+			case "auto", "fleet", "process":
+			default:
+				add(fmt.Errorf("CAIRN_UI_SOURCE=%q: want auto, fleet or process", c.UISource))
+			}
 		}
 		add(c.loadAuth(env))
 	}

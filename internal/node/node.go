@@ -351,13 +351,11 @@ func (p *process) addQueryServer(qcfg queue.Config, st Store, checker *health.Ch
 	}
 	acfg.Health = checker
 	if cfg.Role != BenchServer {
-		// The /ui page shows this process's own counters.
-		src, err := ui.NewProcessSource(cfg.UI, p.prom, p.log)
+		sources, err := p.uiSources(qcfg, st)
 		if err != nil {
 			return err
 		}
-		p.component(Component{Name: "ui sampler", Run: src.Run})
-		if acfg.UI, err = ui.NewHandler(p.log, src); err != nil {
+		if acfg.UI, err = ui.NewHandler(p.log, sources...); err != nil {
 			return err
 		}
 	}
@@ -385,6 +383,35 @@ func (p *process) addQueryServer(qcfg queue.Config, st Store, checker *health.Ch
 		return server.Run(ctx, ln)
 	}})
 	return nil
+}
+
+// uiSources returns what /ui draws, in preference order (CAIRN_UI_SOURCE):
+// the fleet, from the metrics rollups in the store with the writers' lag
+// read from Kafka; and this process's own metrics, sampled by a component.
+func (p *process) uiSources(qcfg queue.Config, st Store) ([]ui.Source, error) {
+	cfg := p.cfg
+	var sources []ui.Source
+	if cfg.UISource != "process" && cfg.Role.kafka() {
+		rd, err := metrics.NewReader(st, cfg.Metrics.Consumer)
+		if err != nil {
+			return nil, err
+		}
+		lr, err := queue.NewLagReader(qcfg)
+		if err != nil {
+			return nil, err
+		}
+		p.onClose("lag reader", func() error { lr.Close(); return nil })
+		sources = append(sources, ui.NewRollupSource(rd, lr.Lag, p.log))
+	}
+	if cfg.UISource != "fleet" {
+		src, err := ui.NewProcessSource(cfg.UI, p.prom, p.log)
+		if err != nil {
+			return nil, err
+		}
+		p.component(Component{Name: "ui sampler", Run: src.Run})
+		sources = append(sources, src)
+	}
+	return sources, nil
 }
 
 // addWriter adds the persistence writer, and for `cairn write` its own

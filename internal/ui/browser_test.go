@@ -78,6 +78,10 @@ func TestPageShowsInjectedThrottles(t *testing.T) {
 		"--data-dir", t.TempDir(), "--features", features,
 	}, []string{
 		"CAIRN_UI_SAMPLE_INTERVAL=1s",
+		// This process's figures throughout: the fleet's rollups, which
+		// `cairn dev` also keeps, cover whole minutes and would replace
+		// them once a minute of them is complete.
+		"CAIRN_UI_SOURCE=process",
 		// A throttle answer arriving after its request was given up (the
 		// query's deadline, the probe's timeout) is never counted by
 		// cairn: deadlines far from the retries' backoff keep that from
