@@ -58,7 +58,7 @@ func TestRollupSource(t *testing.T) {
 		r := &metrics.Record{Source: src, Start: minute, Interval: 10 * time.Second,
 			Fleet: metrics.Fleet{StoreRequests: 600, StoreErrors: 6, StoreThrottles: 30, StoreRaces: 12, KafkaUploadsDropped: 3},
 			Namespaces: []metrics.Namespace{{Name: "user", Queries: 120, CacheHits: 30, CacheMisses: 90, BloomSkipped: 5, BloomLookups: 20,
-				Latency: []metrics.Bucket{{Index: bucketIndex(t, time.Duration(i+1) * time.Millisecond), Count: 100}}}}}
+				Latency: []metrics.Bucket{{Index: bucketIndex(t, time.Duration(i+1)*time.Millisecond), Count: 100}}}}}
 		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: qcfg.MetricsTopic, Value: r.Append(nil)}).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
