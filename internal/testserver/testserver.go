@@ -38,6 +38,7 @@ package testserver
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -118,7 +119,10 @@ func Run(m *testing.M) int {
 // table taken when the transaction began, undoing what other requests wrote
 // meanwhile; DynamoDB undoes only the transaction's own actions. Without the
 // gate, a test writing one table loses updates to a transaction cancelled
-// on another.
+// on another. A request holds the gate until moto has answered it, even
+// when its client gave up first (a raced read, a deadline): moto carries on
+// with a request whose client left, and a transaction it cancels meanwhile
+// would undo the write.
 func Moto(t testing.TB) string {
 	t.Helper()
 	upstream := os.Getenv(EnvDynamoDBEndpoint)
@@ -127,6 +131,10 @@ func Moto(t testing.TB) string {
 	}
 	return motoGate.url(t, upstream)
 }
+
+// motoRequestTimeout bounds a request the gate forwards to moto after its
+// client gave up.
+const motoRequestTimeout = time.Minute
 
 // motoGate is the transaction gate in front of moto.
 var motoGate gate
@@ -157,7 +165,10 @@ func (g *gate) url(t testing.TB, upstream string) string {
 			tx.RLock()
 			defer tx.RUnlock()
 		}
-		forward.ServeHTTP(w, r)
+		// Detached from the client: the gate is held until moto answers.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), motoRequestTimeout)
+		defer cancel()
+		forward.ServeHTTP(w, r.WithContext(ctx))
 	}))
 	return g.srv.URL
 }
