@@ -48,7 +48,7 @@ func TestRollupSource(t *testing.T) {
 	go func() { done <- cons.Run(cctx) }()
 	defer func() { stop(); <-done }()
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(qcfg.Brokers...))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(qcfg.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
