@@ -458,3 +458,18 @@ func TestLatencyBucketsFewQueries(t *testing.T) {
 		}
 	}
 }
+
+// The metrics inputs read from a --from file as from their flags.
+func TestDecodeYAMLMetricsInputs(t *testing.T) {
+	t.Parallel()
+	o := DefaultOptions()
+	if err := DecodeYAML([]byte("metrics-interval: 5s\nquery-servers: 4\nnamespaces: 7\n"), &o); err != nil {
+		t.Fatal(err)
+	}
+	if o.MetricsInterval != 5*time.Second || o.QueryServers != 4 || o.Namespaces != 7 {
+		t.Errorf("decoded interval %v, %d servers, %d namespaces; want 5s, 4, 7", o.MetricsInterval, o.QueryServers, o.Namespaces)
+	}
+	if err := DecodeYAML([]byte("metrics-bytes-per-query: 200\n"), &o); err == nil {
+		t.Error("the removed metrics-bytes-per-query was accepted")
+	}
+}
