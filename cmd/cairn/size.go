@@ -68,19 +68,23 @@ func registerSizeFlags(fs *flag.FlagSet, o *sizing.Options, f *sizeFlags) {
 	fs.IntVar(&o.BytesBytes, "bytes-bytes", o.BytesBytes, "bytes of a representative bytes value")
 	fs.IntVar(&o.ListLength, "list-length", o.ListLength, "elements of a representative list, and fields of a representative JSON object")
 	fs.IntVar(&o.RecordSize, "record-size", o.RecordSize, "bytes each entity adds to the persistence topic (0: computed from cairn's record encoding)")
-	fs.IntVar(&o.MetricsBytesPerQuery, "metrics-bytes-per-query", o.MetricsBytesPerQuery, "bytes each query adds to the metrics topic")
+	fs.IntVar(&o.QueryServers, "query-servers", o.QueryServers, "query server processes, each sending one metrics record per interval")
+	fs.IntVar(&o.Namespaces, "namespaces", o.Namespaces, "namespaces in each metrics record (0: the registry's count)")
+	fs.DurationVar(&o.MetricsInterval, "metrics-interval", o.MetricsInterval, "query servers' metrics interval (CAIRN_METRICS_INTERVAL)")
 	fs.Float64Var(&o.Headroom, "headroom", o.Headroom, "multiplier of the Kafka storage the retention window needs")
 }
 
 func fmtHours(d time.Duration) string { return fmt.Sprintf("%dh", int(d.Hours())) }
 
 // runSize is `cairn size`. Inputs come from, lowest first: the defaults
-// (--bulk-transactions and --features from their knobs), the --from file,
+// (--bulk-transactions, --features and --metrics-interval from their
+// knobs), the --from file,
 // the command line.
 func runSize(args []string, env *config.Env, stdout, stderr io.Writer) error {
 	defaults := sizing.DefaultOptions()
 	defaults.BulkTransactions = env.Bool("DYNAMODB_CHECK_TS_FOR_BULK_WRITES")
 	defaults.Features = env.String("CAIRN_FEATURES")
+	defaults.MetricsInterval = env.Duration("CAIRN_METRICS_INTERVAL")
 	if err := env.Err(); err != nil {
 		return err
 	}

@@ -218,6 +218,26 @@ func TestSizeFromFile(t *testing.T) {
 		t.Errorf("--bulk-transactions over the knob: %v write units, want %v", got, tx)
 	}
 
+	// The metrics interval: CAIRN_METRICS_INTERVAL's value, then the
+	// file, then the flag. Half the interval, twice the metrics bytes/s
+	// (500 queries/s × 10 s / 3 servers and × 5 s / 3 both fill every
+	// latency bucket, and their counts take as many uvarint bytes).
+	metricsBPS := func(p map[string]any) float64 { return get(p, "kafka.metrics.bytes_per_second").(float64) }
+	tenS := metricsBPS(plan(nil))
+	fiveS := metricsBPS(plan(map[string]string{"CAIRN_METRICS_INTERVAL": "5s"}))
+	if tenS <= 0 || fiveS <= 1.9*tenS || fiveS >= 2.1*tenS {
+		t.Errorf("metrics %v B/s at 10s, %v at CAIRN_METRICS_INTERVAL=5s: want about twice", tenS, fiveS)
+	}
+	if got := metricsBPS(plan(map[string]string{"CAIRN_METRICS_INTERVAL": "5s"}, "--metrics-interval", "10s")); got != tenS {
+		t.Errorf("--metrics-interval 10s over the knob's 5s: %v B/s, want %v", got, tenS)
+	}
+	if got := metricsBPS(plan(nil, "--query-servers", "6")); got <= tenS {
+		t.Errorf("6 query servers: %v B/s, want more than 3's %v", got, tenS)
+	}
+	if _, err := runSizeArgs(t, nil, "--from", file, "--metrics-interval", "7s"); err == nil || !strings.Contains(err.Error(), "--metrics-interval:") {
+		t.Errorf("--metrics-interval 7s: %v, want an error naming the flag", err)
+	}
+
 	out, err := runSizeArgs(t, nil, "--tfvars", "--from", file)
 	if err != nil || !strings.HasPrefix(out, "capacity_mode          = \"autoscaled\"\n") || !strings.Contains(out, "log_retention_hours    = 168\n") {
 		t.Errorf("--tfvars printed %q (%v)", out, err)

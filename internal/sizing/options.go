@@ -91,10 +91,19 @@ type Options struct {
 	// encoding of the sized item's representative values.
 	// Flag --record-size. Default: 0 (computed).
 	RecordSize int `yaml:"record-size"`
-	// MetricsBytesPerQuery is the bytes each query adds to the metrics
-	// topic. Flag --metrics-bytes-per-query. Default: 200 (one JSON record
-	// of about 150 bytes per query, batched, and its Kafka overhead).
-	MetricsBytesPerQuery int `yaml:"metrics-bytes-per-query"`
+	// QueryServers is the number of query server processes (cairn
+	// serve), each sending one metrics record per interval.
+	// Flag --query-servers. Default: 3 (one per availability zone).
+	QueryServers int `yaml:"query-servers"`
+	// Namespaces is the number of namespaces each metrics record holds;
+	// 0 means the registry's count. Flag --namespaces. Default: 0 (the
+	// registry's count).
+	Namespaces int `yaml:"namespaces"`
+	// MetricsInterval is the query servers' metrics interval, a whole
+	// divisor of a minute. Flag --metrics-interval. Default: 10s
+	// (CAIRN_METRICS_INTERVAL's default; cairn size takes the knob's
+	// effective value).
+	MetricsInterval time.Duration `yaml:"metrics-interval"`
 	// Headroom multiplies the Kafka storage the retention window needs.
 	// Flag --headroom. Default: 1.5.
 	Headroom float64 `yaml:"headroom"`
@@ -102,34 +111,35 @@ type Options struct {
 
 // Defaults of the Options fields that are not zero.
 const (
-	DefaultEntitiesPerQuery     = 1
-	DefaultEntitiesPerUpload    = 1
-	DefaultRetention            = 168 * time.Hour
-	DefaultReplicationFactor    = 3
-	DefaultBrokersCount         = 3
-	DefaultKeyBytes             = 16
-	DefaultStringBytes          = 16
-	DefaultBytesBytes           = 32
-	DefaultListLength           = 4
-	DefaultMetricsBytesPerQuery = 200
-	DefaultHeadroom             = 1.5
+	DefaultEntitiesPerQuery  = 1
+	DefaultEntitiesPerUpload = 1
+	DefaultRetention         = 168 * time.Hour
+	DefaultReplicationFactor = 3
+	DefaultBrokersCount      = 3
+	DefaultKeyBytes          = 16
+	DefaultStringBytes       = 16
+	DefaultBytesBytes        = 32
+	DefaultListLength        = 4
+	DefaultQueryServers      = 3
+	DefaultHeadroom          = 1.5
 )
 
 // DefaultOptions returns the Options with every default filled in.
 func DefaultOptions() Options {
 	return Options{
-		EntitiesPerQuery:     DefaultEntitiesPerQuery,
-		EntitiesPerUpload:    DefaultEntitiesPerUpload,
-		BulkTransactions:     true,
-		Retention:            DefaultRetention,
-		ReplicationFactor:    DefaultReplicationFactor,
-		BrokersCount:         DefaultBrokersCount,
-		KeyBytes:             DefaultKeyBytes,
-		StringBytes:          DefaultStringBytes,
-		BytesBytes:           DefaultBytesBytes,
-		ListLength:           DefaultListLength,
-		MetricsBytesPerQuery: DefaultMetricsBytesPerQuery,
-		Headroom:             DefaultHeadroom,
+		EntitiesPerQuery:  DefaultEntitiesPerQuery,
+		EntitiesPerUpload: DefaultEntitiesPerUpload,
+		BulkTransactions:  true,
+		Retention:         DefaultRetention,
+		ReplicationFactor: DefaultReplicationFactor,
+		BrokersCount:      DefaultBrokersCount,
+		KeyBytes:          DefaultKeyBytes,
+		StringBytes:       DefaultStringBytes,
+		BytesBytes:        DefaultBytesBytes,
+		ListLength:        DefaultListLength,
+		QueryServers:      DefaultQueryServers,
+		MetricsInterval:   DefaultMetricsInterval,
+		Headroom:          DefaultHeadroom,
 	}
 }
 
@@ -137,9 +147,10 @@ func DefaultOptions() Options {
 const (
 	maxRate      = 1e9     // queries, uploads or entities per second
 	maxPerCall   = 1e6     // entities per query or upload
-	maxBytes     = 1 << 20 // representative sizes, record and metric bytes
+	maxBytes     = 1 << 20 // representative sizes, and record bytes
 	maxListLen   = 10000
 	maxBrokers   = 1000
+	maxServers   = 100000
 	maxRetention = 10 * 365 * 24 * time.Hour
 	maxHeadroom  = 100
 )
@@ -192,7 +203,11 @@ func (o *Options) Validate() error {
 	integer("bytes-bytes", o.BytesBytes, 0, maxBytes)
 	integer("list-length", o.ListLength, 0, maxListLen)
 	integer("record-size", o.RecordSize, 0, maxBytes)
-	integer("metrics-bytes-per-query", o.MetricsBytesPerQuery, 0, maxBytes)
+	integer("query-servers", o.QueryServers, 1, maxServers)
+	integer("namespaces", o.Namespaces, 0, MaxMetricsNamespaces)
+	if o.MetricsInterval < time.Second || time.Minute%o.MetricsInterval != 0 {
+		bad("metrics-interval", "want a whole divisor of a minute of at least 1s (1s, 2s, 5s, 10s, 15s, 20s, 30s, 1m), got %s", o.MetricsInterval)
+	}
 	num("headroom", o.Headroom, 1, maxHeadroom)
 	return errors.Join(errs...)
 }

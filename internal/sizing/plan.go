@@ -64,6 +64,8 @@ type Kafka struct {
 	StoragePerBrokerGiB float64 `json:"storage_per_broker_gib"`
 	// BrokerVolumeSize is the EBS volume size of each broker, whole GiB.
 	BrokerVolumeSize int `json:"broker_volume_size"`
+	// Metrics is the metrics topic's share.
+	Metrics Metrics `json:"metrics"`
 }
 
 // Plan is the result of [Compute]. Its JSON form is what `cairn size
@@ -191,7 +193,7 @@ func Compute(o Options, reg *feature.Registry) (*Plan, error) {
 			fmtNum(round2(1/TargetUtilization)), fmtNum(OnDemandPriceRatio*TargetUtilization), int(TargetUtilization*100), OnDemandPriceRatio)
 	}
 
-	p.Kafka = o.kafka(p)
+	p.Kafka = o.kafka(p, reg)
 
 	readCap, writeCap := p.Autoscaling.Read.Max, p.Autoscaling.Write.Max
 	if p.CapacityMode == Autoscaled {
@@ -214,9 +216,9 @@ func Compute(o Options, reg *feature.Registry) (*Plan, error) {
 }
 
 // kafka plans the MSK storage of p.
-func (o *Options) kafka(p *Plan) Kafka {
-	var k Kafka
-	k.BytesPerSecond = o.persistBytes(p) + o.metricsBytes()
+func (o *Options) kafka(p *Plan, reg *feature.Registry) Kafka {
+	k := Kafka{Metrics: o.metricsPlan(reg)}
+	k.BytesPerSecond = round6(o.persistBytes(p) + k.Metrics.BytesPerSecond)
 	k.RetainedBytes = k.BytesPerSecond * o.Retention.Seconds()
 	perBroker := k.RetainedBytes * float64(o.ReplicationFactor) / float64(o.BrokersCount) * o.Headroom
 	k.StoragePerBrokerGiB = math.Ceil(round6(perBroker/(1<<30)*100)) / 100
@@ -234,12 +236,6 @@ func (o *Options) records() float64 {
 // at steady state.
 func (o *Options) persistBytes(p *Plan) float64 {
 	return round6(o.records()*float64(p.Item.RecordFixedBytes) + p.entitiesWritten[0]*float64(p.Item.RecordEntityBytes))
-}
-
-// metricsBytes returns the bytes per second into the metrics topic at
-// steady state.
-func (o *Options) metricsBytes() float64 {
-	return round6(o.QPS * float64(o.MetricsBytesPerQuery))
 }
 
 // bounds returns the autoscaling floor and ceiling of a dimension whose

@@ -76,7 +76,15 @@ func (p *Plan) WriteText(w io.Writer) error {
 	line("  persist      (%s uploads/s + %s queries/s × %s persisted) × %d + %s entities/s × %d = %s B/s",
 		fmtNum(o.UploadsPerSecond), fmtNum(o.QPS), fmtNum(o.PersistFraction), p.Item.RecordFixedBytes,
 		fmtNum(p.entitiesWritten[0]), p.Item.RecordEntityBytes, fmtNum(o.persistBytes(p)))
-	line("  metrics      %s queries/s × %d = %s B/s", fmtNum(o.QPS), o.MetricsBytesPerQuery, fmtNum(o.metricsBytes()))
+	m := k.Metrics
+	if m.RecordBytes == 0 {
+		line("  metrics      no queries: no metrics records")
+	} else {
+		line("  metrics      one record per query server and %s s: %d bytes (cairn's metrics encoding of %d namespaces, %d queries and %d latency buckets each) + %d bytes of Kafka framing",
+			fmtNum(o.MetricsInterval.Seconds()), m.RecordBytes, m.Namespaces, m.QueriesPerInterval, m.LatencyBuckets, KafkaRecordOverhead)
+		line("               %d query servers × %d bytes / %s s = %s B/s",
+			o.QueryServers, m.RecordBytes+KafkaRecordOverhead, fmtNum(o.MetricsInterval.Seconds()), fmtNum(m.BytesPerSecond))
+	}
 	line("  total        %s B/s", fmtNum(k.BytesPerSecond))
 	line("  retained     %s B/s × %s s (%d h) = %s B", fmtNum(k.BytesPerSecond), fmtNum(o.Retention.Seconds()), int(o.Retention.Hours()), fmtNum(k.RetainedBytes))
 	perBroker := k.RetainedBytes * float64(o.ReplicationFactor) / float64(o.BrokersCount) * o.Headroom

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cairnfs/cairn/internal/feature"
+	"github.com/cairnfs/cairn/internal/metrics"
 	"github.com/cairnfs/cairn/internal/queue"
 	"github.com/cairnfs/cairn/internal/store/dynamo"
 )
@@ -79,7 +80,10 @@ func TestValidateNamesTheFlag(t *testing.T) {
 		{"--bytes-bytes", func(o *Options) { o.BytesBytes = 1 << 30 }},
 		{"--list-length", func(o *Options) { o.ListLength = -1 }},
 		{"--record-size", func(o *Options) { o.RecordSize = -1 }},
-		{"--metrics-bytes-per-query", func(o *Options) { o.MetricsBytesPerQuery = -1 }},
+		{"--query-servers", func(o *Options) { o.QueryServers = 0 }},
+		{"--namespaces", func(o *Options) { o.Namespaces = -1 }},
+		{"--metrics-interval", func(o *Options) { o.MetricsInterval = 7 * time.Second }},
+		{"--metrics-interval", func(o *Options) { o.MetricsInterval = 0 }},
 		{"--headroom", func(o *Options) { o.Headroom = 0.5 }},
 	} {
 		o := opts(tc.mod)
@@ -370,5 +374,102 @@ func TestOversizeRepresentative(t *testing.T) {
 	_, err = Compute(opts(func(o *Options) { o.ListLength = 10000 }), reg)
 	if err == nil || !strings.Contains(err.Error(), "--list-length") {
 		t.Errorf("Compute = %v, want an error naming --list-length", err)
+	}
+}
+
+// The metrics topic's record size is the real encoding's: the bytes of the
+// representative record as metrics.Record.Append writes it, which
+// metrics.Decode reads back, and the topic's rate follows the servers,
+// the interval and the namespaces.
+func TestMetricsRecordIsMeasured(t *testing.T) {
+	t.Parallel()
+	reg := registry(t)
+	o := opts(func(o *Options) { o.QPS, o.PeakQPS = 300, 300 })
+	p, err := Compute(o, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := p.Kafka.Metrics
+	r := o.MetricsRecord(reg, 2)
+	b := r.Append(nil)
+	if m.RecordBytes != len(b) {
+		t.Errorf("plan's record is %d bytes, Append writes %d", m.RecordBytes, len(b))
+	}
+	back, err := metrics.Decode(b)
+	if err != nil {
+		t.Fatalf("the representative record does not decode: %v", err)
+	}
+	// 300 queries/s × 10 s / 3 servers.
+	if m.Namespaces != 2 || m.QueriesPerInterval != 1000 || len(back.Namespaces) != 2 || back.Namespaces[0].Queries != 1000 {
+		t.Errorf("record of %d namespaces, %d queries; want 2 namespaces (the registry's) of 1000", m.Namespaces, m.QueriesPerInterval)
+	}
+	if got := len(back.Namespaces[0].Latency); got != m.LatencyBuckets || got < 100 {
+		t.Errorf("%d latency buckets, plan says %d; want the 2–20 ms range's, over 100", got, m.LatencyBuckets)
+	}
+	if want := 3 * float64(len(b)+KafkaRecordOverhead) / 10; m.BytesPerSecond != want {
+		t.Errorf("metrics %v B/s, want 3 servers × (%d + %d) / 10 s = %v", m.BytesPerSecond, len(b), KafkaRecordOverhead, want)
+	}
+	if p.Kafka.BytesPerSecond != round6(o.persistBytes(p)+m.BytesPerSecond) {
+		t.Errorf("Kafka total %v B/s leaves out the metrics' %v", p.Kafka.BytesPerSecond, m.BytesPerSecond)
+	}
+
+	// More servers, namespaces or a shorter interval send more; each
+	// namespace adds the same bytes.
+	more, err := Compute(opts(func(o *Options) {
+		o.QPS, o.PeakQPS, o.QueryServers, o.Namespaces, o.MetricsInterval = 300, 300, 6, 4, 5*time.Second
+	}), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mm := more.Kafka.Metrics
+	// 300 × 5 / 6 = 250 queries: as many buckets as the range holds.
+	perNS := len(o.MetricsRecord(reg, 3).Append(nil)) - len(b)
+	if mm.Namespaces != 4 || mm.QueriesPerInterval != 250 || perNS <= 0 {
+		t.Fatalf("4 namespaces of 250 queries: got %d of %d, %d bytes per namespace", mm.Namespaces, mm.QueriesPerInterval, perNS)
+	}
+	if want := 6 * float64(mm.RecordBytes+KafkaRecordOverhead) / 5; mm.BytesPerSecond != want {
+		t.Errorf("metrics %v B/s, want 6 servers × (%d + %d) / 5 s = %v", mm.BytesPerSecond, mm.RecordBytes, KafkaRecordOverhead, want)
+	}
+
+	// No queries, no records.
+	none, err := Compute(opts(func(o *Options) { o.QPS, o.UploadsPerSecond = 0, 5 }), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if none.Kafka.Metrics.BytesPerSecond != 0 || none.Kafka.Metrics.RecordBytes != 0 {
+		t.Errorf("uploads only: metrics %+v, want none", none.Kafka.Metrics)
+	}
+}
+
+// A few queries per interval fill as many buckets as there are queries.
+func TestLatencyBucketsFewQueries(t *testing.T) {
+	t.Parallel()
+	for _, q := range []uint64{0, 1, 7, 116, 117, 100000} {
+		bs := latencyBuckets(q)
+		var sum uint64
+		for i, b := range bs {
+			sum += b.Count
+			if i > 0 && b.Index != bs[i-1].Index+1 {
+				t.Errorf("q=%d: bucket %d index %d after %d, want consecutive", q, i, b.Index, bs[i-1].Index)
+			}
+		}
+		if sum != q || len(bs) > int(q) || len(bs) > 116 {
+			t.Errorf("q=%d: %d buckets holding %d", q, len(bs), sum)
+		}
+	}
+}
+
+// The metrics inputs read from a --from file as from their flags.
+func TestDecodeYAMLMetricsInputs(t *testing.T) {
+	t.Parallel()
+	o := DefaultOptions()
+	if err := DecodeYAML([]byte("metrics-interval: 5s\nquery-servers: 4\nnamespaces: 7\n"), &o); err != nil {
+		t.Fatal(err)
+	}
+	if o.MetricsInterval != 5*time.Second || o.QueryServers != 4 || o.Namespaces != 7 {
+		t.Errorf("decoded interval %v, %d servers, %d namespaces; want 5s, 4, 7", o.MetricsInterval, o.QueryServers, o.Namespaces)
+	}
+	if err := DecodeYAML([]byte("metrics-bytes-per-query: 200\n"), &o); err == nil {
+		t.Error("the removed metrics-bytes-per-query was accepted")
 	}
 }
