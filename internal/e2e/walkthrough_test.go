@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -29,9 +30,12 @@ import (
 //	    -d '{"inputs": {"user.id": "u1", "user.age": 31, "user.name": "Ada", "user.tags": ["new", "vip"]}}'
 //	curl -s -X POST 127.0.0.1:8081/v1/query/online \
 //	    -d '{"inputs": {"user.id": "u1"}, "outputs": ["user.age", "user.name", "user.tags"]}'
+//	CAIRN_TOPIC_PARTITIONS=4 CAIRN_TOPIC_REPLICATION_FACTOR=1 CAIRN_TOPIC_MIN_INSYNC_REPLICAS=1 \
+//	    ./cairn status --store redis://127.0.0.1:6380/0 --brokers 127.0.0.1:9092 --features examples/features.yaml
 //
-// It returns the two query servers and the writer, running.
-func walkthrough(t *testing.T) (serves [2]*testserver.Role, writer *testserver.Role) {
+// It returns the two query servers and the writer, running, and the
+// command line of `cairn status` against them.
+func walkthrough(t *testing.T) (serves [2]*testserver.Role, writer *testserver.Role, status testserver.Command) {
 	t.Helper()
 	bin := testserver.BuildCairn(t)
 	kafka := testserver.StartKafka(t, testserver.KafkaOptions{})
@@ -46,13 +50,17 @@ func walkthrough(t *testing.T) (serves [2]*testserver.Role, writer *testserver.R
 	for i := range serves {
 		serves[i] = testserver.StartRole(t, bin, "serve", args, []string{"CAIRN_API_AUTH=none"})
 	}
-	return serves, writer
+	status = testserver.Command{Name: "cairn-status", Path: bin, Args: append([]string{"status"}, args...),
+		Env: append(os.Environ(), "CAIRN_TOPIC_PARTITIONS=4", "CAIRN_TOPIC_REPLICATION_FACTOR=1", "CAIRN_TOPIC_MIN_INSYNC_REPLICAS=1")}
+	return serves, writer, status
 }
 
 // The README's walk-through works as written: a value uploaded through one
-// query server is read back through the other.
+// query server is read back through the other, and `cairn status` shows
+// the writer in its group, every partition caught up, the topics as
+// created and the store reachable.
 func TestReadmeWalkthrough(t *testing.T) {
-	serves, _ := walkthrough(t)
+	serves, _, status := walkthrough(t)
 	ctx, cancel := context.WithTimeout(context.Background(), readableWithin)
 	defer cancel()
 	code, body, err := post(ctx, serves[0].URL()+"/v1/upload_features", map[string]any{
@@ -64,11 +72,35 @@ func TestReadmeWalkthrough(t *testing.T) {
 	for {
 		_, _, ages, _, err := queryAges(ctx, serves[1].URL(), []string{"u1"})
 		if err == nil && ages["u1"] == 31 {
-			return
+			break
 		}
 		if ctx.Err() != nil {
 			t.Fatalf("u1's age not readable through the second query server within %v (last: %v, %v)", readableWithin, ages, err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	// The writer commits what it wrote: status converges on no lag.
+	var last string
+	for deadline := time.Now().Add(readableWithin); ; time.Sleep(200 * time.Millisecond) {
+		p := testserver.StartProcess(t, status)
+		code, err := p.Wait(30 * time.Second)
+		last = p.Output()
+		if err != nil || code != 0 {
+			t.Fatalf("cairn status: exit %d, %v:\n%s", code, err, last)
+		}
+		if strings.Contains(last, "Lag of cairn.persist: 0 records") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cairn status shows lag after %v:\n%s", readableWithin, last)
+		}
+	}
+	for _, want := range []string{"writer-1", "Dead letters in cairn.persist.dlq: 0 records", "reachable"} {
+		if !strings.Contains(last, want) {
+			t.Errorf("cairn status lacks %q:\n%s", want, last)
+		}
+	}
+	if strings.Contains(last, " * ") || strings.Contains(last, "FAILED") {
+		t.Errorf("cairn status reports a difference or a failure on the walk-through's own topology:\n%s", last)
 	}
 }
