@@ -94,35 +94,18 @@ func CreateTopics(ctx context.Context, cfg Config, spec TopicSpec) ([]TopicResul
 	}
 	ctx, cancel := context.WithTimeout(ctx, spec.Timeout)
 	defer cancel()
-	// One round trip first, so that wrong credentials or TLS settings end
-	// the command at once with their cause rather than at the timeout.
-	if err := probe(ctx, cfg, min(spec.Timeout, ProbeTimeout)); err != nil {
-		return nil, fmt.Errorf("topics: create %v: %w", []string{cfg.PersistTopic, cfg.MetricsTopic, cfg.DeadLetterTopic}, err)
-	}
-	var last lastBrokerError
-	cl, err := kgo.NewClient(append(cfg.ClientOpts(), kgo.WithHooks(&last))...)
+	a, err := dialTopicAdmin(ctx, cfg, spec, "create")
 	if err != nil {
-		return nil, fmt.Errorf("topics: connect: %w", err)
+		return nil, err
 	}
-	// Close cannot hang: this client neither produces nor joins a group,
-	// and Close only shuts its connections.
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	defer a.close()
 	retention := strconv.FormatInt(spec.Retention.Milliseconds(), 10)
 	minISR := strconv.Itoa(spec.MinInsyncReplicas)
 	configs := map[string]*string{"retention.ms": &retention, "min.insync.replicas": &minISR}
-	topics := []string{cfg.PersistTopic, cfg.MetricsTopic, cfg.DeadLetterTopic}
-	resp, err := adm.CreateTopics(ctx, spec.Partitions, spec.ReplicationFactor, configs, topics...)
+	topics := a.topics
+	resp, err := a.adm.CreateTopics(ctx, spec.Partitions, spec.ReplicationFactor, configs, topics...)
 	if err != nil {
-		if ctx.Err() != nil {
-			if _, cause := last.get(); cause != nil {
-				return nil, fmt.Errorf("topics: create %v: brokers %v gave no answer within %v: %w (last error: %w)",
-					topics, cfg.Brokers, spec.Timeout, err, cause)
-			}
-			return nil, fmt.Errorf("topics: create %v: brokers %v gave no answer within %v: %w",
-				topics, cfg.Brokers, spec.Timeout, err)
-		}
-		return nil, fmt.Errorf("topics: create %v at brokers %v: %w", topics, cfg.Brokers, err)
+		return nil, a.fail(ctx, "create", err)
 	}
 	var out []TopicResult
 	var errs []error
@@ -284,29 +267,15 @@ func ReconcileTopics(ctx context.Context, cfg Config, spec TopicSpec, opts Recon
 	if err := errors.Join(cfg.Validate(), spec.Validate()); err != nil {
 		return nil, err
 	}
-	topics := []string{cfg.PersistTopic, cfg.MetricsTopic, cfg.DeadLetterTopic}
 	ctx, cancel := context.WithTimeout(ctx, spec.Timeout)
 	defer cancel()
-	if err := probe(ctx, cfg, min(spec.Timeout, ProbeTimeout)); err != nil {
-		return nil, fmt.Errorf("topics: reconcile %v: %w", topics, err)
-	}
-	var last lastBrokerError
-	cl, err := kgo.NewClient(append(cfg.ClientOpts(), kgo.WithHooks(&last))...)
+	a, err := dialTopicAdmin(ctx, cfg, spec, "reconcile")
 	if err != nil {
-		return nil, fmt.Errorf("topics: connect: %w", err)
+		return nil, err
 	}
-	// Close cannot hang: this client neither produces nor joins a group.
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	fail := func(what string, err error) error {
-		if ctx.Err() != nil {
-			if _, cause := last.get(); cause != nil {
-				return fmt.Errorf("topics: %s %v: brokers %v gave no answer within %v: %w (last error: %w)", what, topics, cfg.Brokers, spec.Timeout, err, cause)
-			}
-			return fmt.Errorf("topics: %s %v: brokers %v gave no answer within %v: %w", what, topics, cfg.Brokers, spec.Timeout, err)
-		}
-		return fmt.Errorf("topics: %s %v at brokers %v: %w", what, topics, cfg.Brokers, err)
-	}
+	defer a.close()
+	adm, topics := a.adm, a.topics
+	fail := func(what string, err error) error { return a.fail(ctx, what, err) }
 
 	plan, refused, err := planTopics(ctx, adm, topics, spec, opts)
 	switch {
@@ -323,6 +292,49 @@ func ReconcileTopics(ctx context.Context, cfg Config, spec TopicSpec, opts Recon
 		err = fail("reconcile", err)
 	}
 	return plan, err
+}
+
+// topicAdmin is an admin client of the brokers for the topics commands,
+// and what they need to say why the brokers failed them.
+type topicAdmin struct {
+	cfg     Config
+	timeout time.Duration
+	topics  []string
+	cl      *kgo.Client
+	adm     *kadm.Client
+	last    *lastBrokerError
+}
+
+// dialTopicAdmin makes one round trip first, so that wrong credentials or
+// TLS settings end the command at once with their cause rather than at
+// the timeout, then returns the admin client; what names the command.
+func dialTopicAdmin(ctx context.Context, cfg Config, spec TopicSpec, what string) (*topicAdmin, error) {
+	topics := []string{cfg.PersistTopic, cfg.MetricsTopic, cfg.DeadLetterTopic}
+	if err := probe(ctx, cfg, min(spec.Timeout, ProbeTimeout)); err != nil {
+		return nil, fmt.Errorf("topics: %s %v: %w", what, topics, err)
+	}
+	last := &lastBrokerError{}
+	cl, err := kgo.NewClient(append(cfg.ClientOpts(), kgo.WithHooks(last))...)
+	if err != nil {
+		return nil, fmt.Errorf("topics: connect: %w", err)
+	}
+	return &topicAdmin{cfg: cfg, timeout: spec.Timeout, topics: topics, cl: cl, adm: kadm.NewClient(cl), last: last}, nil
+}
+
+// close closes the client. It cannot hang: the client neither produces
+// nor joins a group, and Close only shuts its connections.
+func (a *topicAdmin) close() { a.cl.Close() }
+
+// fail names the brokers' failure of a request of the command what: when
+// ctx ended, the last connection or request error seen.
+func (a *topicAdmin) fail(ctx context.Context, what string, err error) error {
+	if ctx.Err() != nil {
+		if _, cause := a.last.get(); cause != nil {
+			return fmt.Errorf("topics: %s %v: brokers %v gave no answer within %v: %w (last error: %w)", what, a.topics, a.cfg.Brokers, a.timeout, err, cause)
+		}
+		return fmt.Errorf("topics: %s %v: brokers %v gave no answer within %v: %w", what, a.topics, a.cfg.Brokers, a.timeout, err)
+	}
+	return fmt.Errorf("topics: %s %v at brokers %v: %w", what, a.topics, a.cfg.Brokers, err)
 }
 
 // changeErrors are the changes the brokers refused, each naming its topic.
