@@ -157,17 +157,24 @@ func TestLoadValidate(t *testing.T) {
 
 // On Linux the default wait sends requests within a fraction of a
 // millisecond of their due time; Go's timers alone are often a millisecond
-// late. Real time: the median is robust to the odd late wake-up on a busy
-// machine.
+// late. Real time: the median is robust to the odd late wake-up, and of
+// three tries one must be precise, since a machine busy with other work
+// delays every wake-up of one try alike.
 func TestRunDefaultWaitIsPrecise(t *testing.T) {
-	res, err := Run(t.Context(), Load{Rate: 1000, Duration: 200 * time.Millisecond}, func(context.Context) error { return nil })
-	if err != nil {
-		t.Fatal(err)
+	var lags []time.Duration
+	for range 3 {
+		res, err := Run(t.Context(), Load{Rate: 1000, Duration: 200 * time.Millisecond}, func(context.Context) error { return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Count != 200 {
+			t.Fatalf("count %d, want 200", res.Count)
+		}
+		lag := res.Lag.Percentile(50)
+		if lag <= 400*time.Microsecond {
+			return
+		}
+		lags = append(lags, lag)
 	}
-	if res.Count != 200 {
-		t.Fatalf("count %d, want 200", res.Count)
-	}
-	if lag := res.Lag.Percentile(50); lag > 400*time.Microsecond {
-		t.Errorf("median lag %v, want requests sent within 400µs of their due time", lag)
-	}
+	t.Errorf("median lags %v in three tries, want requests sent within 400µs of their due time in one", lags)
 }
