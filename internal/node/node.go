@@ -444,6 +444,8 @@ func (p *process) addWriter(ctx context.Context, qcfg queue.Config, st Store, ch
 	// A writer is of no use without its store or Kafka: both critical.
 	checker.AddReported("writer", true, w.Health)
 	checker.AddReadiness("writer", w.Ready)
+	// A standby writer (DynamoDB global table, passive region) says so.
+	checker.AddReadiness("writer store writes", w.StoreWritesReady)
 	p.log.Info("persistence writer started", "group", qcfg.WriterGroup, "topic", qcfg.PersistTopic, "instance_id", cfg.Writer.InstanceID)
 	if cfg.Metrics.Consume {
 		mc, err := metrics.NewConsumer(qcfg, cfg.Metrics.Consumer, st, p.prom, p.log)
