@@ -57,7 +57,18 @@ type gate struct {
 	opened chan struct{}
 	// active is cairn_writer_store_writes_active; nil until set.
 	active prometheus.Gauge
+	// stopping is closed when Run's context ends: a batch held in standby
+	// is then abandoned at once rather than after the drain timeout.
+	stopping     chan struct{}
+	stoppingOnce sync.Once
 }
+
+// errStandbyStop is returned by gate.wait when the writer stops while it
+// holds a batch in standby.
+var errStandbyStop = errors.New("writer: stopping in standby; the batch in hand is left uncommitted")
+
+// stop releases waits for the gate to open: the writer is stopping.
+func (g *gate) stop() { g.stoppingOnce.Do(func() { close(g.stopping) }) }
 
 // set switches the gate; it reports whether the state changed.
 func (g *gate) set(active bool) bool {
@@ -86,7 +97,8 @@ func (g *gate) isActive() bool {
 	return !g.standby
 }
 
-// wait returns nil once the gate is active, or ctx's error.
+// wait returns nil once the gate is active, or ctx's error, or
+// errStandbyStop once stop is called.
 func (g *gate) wait(ctx context.Context) error {
 	g.mu.Lock()
 	opened := g.opened
@@ -99,6 +111,8 @@ func (g *gate) wait(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-g.stopping:
+		return errStandbyStop
 	}
 }
 

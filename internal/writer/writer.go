@@ -303,6 +303,7 @@ func New(qcfg queue.Config, cfg Config, reg *feature.Registry, st Store, promReg
 		}),
 	}
 	w.gate.active = w.m.storeWrites
+	w.gate.stopping = make(chan struct{})
 	w.m.storeWrites.Set(1)
 	w.gate.set(cfg.StoreWrites != StoreWritesStandby)
 	if promReg != nil {
@@ -327,6 +328,9 @@ func (w *Writer) Run(ctx context.Context) error {
 		context.AfterFunc(drainCtx, func() { t.Stop() })
 	})
 	defer stop()
+	// A batch held in standby is not drained: it would wait for an
+	// activation that a stopping writer will not get.
+	defer context.AfterFunc(ctx, w.gate.stop)()
 
 	lagCtx, stopLag := context.WithCancel(ctx)
 	lagDone := make(chan struct{})
