@@ -642,3 +642,17 @@ func LockedFQNs(reg *feature.Registry) []string {
 	// "rollup" is the rollups' one feature (package metrics).
 	return append(reg.FQNs(), metrics.StoreNamespace+".rollup")
 }
+
+// featureIDsCheck returns, when the store takes its ids from a lock file,
+// the check a reloaded feature file must pass: every feature has an id in
+// it. A feature file refused keeps the features in use, so records naming a
+// new feature pause their partition (reported on /readyz) until the
+// process restarts with a lock file holding it, instead of failing every
+// store write. nil without a lock file.
+func (c *Config) featureIDsCheck() func(*feature.Registry) error {
+	lock := c.Store.Dynamo.FeatureIDs
+	if lock == nil || c.Store.Scheme != dynamo.URIScheme {
+		return nil
+	}
+	return func(reg *feature.Registry) error { return lock.Check(LockedFQNs(reg)) }
+}

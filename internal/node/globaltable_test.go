@@ -1,6 +1,8 @@
 package node
 
 import (
+	"log/slog"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -68,4 +70,42 @@ func TestGlobalTableKnobs(t *testing.T) {
 	checkOnce(t, err, "CAIRN_WRITER_STORE_WRITES=standby: only the writers of a DynamoDB global table's passive region")
 	_, err = Load(Write, config.FromMap(map[string]string{"CAIRN_WRITER_STORE_WRITES": "passive"}), flagsFor(uri))
 	checkOnce(t, err, `store writes "passive" (CAIRN_WRITER_STORE_WRITES)`)
+}
+
+// With a lock file, a reloaded feature file naming a feature the lock file
+// lacks is refused (the writer keeps its features and pauses at records of
+// the new one) rather than handed to the writer, whose every store write
+// of it would fail.
+func TestReloadRefusesFeatureWithoutID(t *testing.T) {
+	reg, err := feature.Load(features)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(Write, config.FromMap(map[string]string{"CAIRN_FEATURES_LOCK": writeLock(t, LockedFQNs(reg))}),
+		flagsFor("dynamodb:///features?region=us-east-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := cfg.featureIDsCheck()
+	if check == nil {
+		t.Fatal("no check with a lock file")
+	}
+	grown := filepath.Join(t.TempDir(), "features.yaml")
+	if err := os.WriteFile(grown, []byte(`
+namespaces:
+  - name: user
+    primary_key: id
+    features: {id: string, brand_new: int}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set := 0
+	reloadFeatures(grown, check, func(*feature.Registry) { set++ }, slog.New(slog.DiscardHandler))
+	reloadFeatures(features, check, func(*feature.Registry) { set += 10 }, slog.New(slog.DiscardHandler))
+	if set != 10 {
+		t.Errorf("set called %d (×1 for the refused file, ×10 for the locked one); want only the locked one", set)
+	}
+	if c, _ := Load(Write, config.FromMap(nil), flagsFor("dynamodb:///features?region=us-east-1")); c.featureIDsCheck() != nil {
+		t.Error("a check without a lock file")
+	}
 }
