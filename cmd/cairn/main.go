@@ -38,6 +38,7 @@ Usage:
   cairn status         writer group and lag, dead letters, topic settings, store reachability, last minute's rollup
   cairn config         print every configuration knob with its effective value, and check them all
   cairn keys new       make an API key: print its token once and its line for CAIRN_API_KEYS_FILE
+  cairn features lock  give new features their short ids in the committed lock file (features.lock)
   cairn bench          measure online queries against a store, side by side with its floor
   cairn size           plan DynamoDB capacity, MSK storage and the terraform.tfvars for a workload
 
@@ -82,6 +83,11 @@ func run(ctx context.Context, args []string, env *config.Env, stdout, stderr io.
 			return errors.New(`usage: cairn keys new --name NAME --scopes query,upload,admin`)
 		}
 		return runKeysNew(rest[1:], stdout, stderr)
+	case "features":
+		if len(rest) == 0 || rest[0] != "lock" {
+			return errors.New(`usage: cairn features lock [--from-store] [--check] [flags]`)
+		}
+		return runFeaturesLock(ctx, rest[1:], env, stdout, stderr)
 	case "bench":
 		return runBench(ctx, rest, env, stdout, stderr)
 	case "size":

@@ -67,6 +67,7 @@ func clientThreads(e *Env) string {
 var Knobs = []Knob{
 	{Name: "CAIRN_ONLINE_STORE", Redact: RedactURI, Doc: "Online store URI: embedded:///dir, dynamodb:///table?region=R[&endpoint=URL], redis://[:password@]host:port/db (the password is printed and logged masked). `cairn dev` defaults to an embedded store under its data directory."},
 	{Name: "CAIRN_FEATURES", Default: "examples/features.yaml", Doc: "Path of the feature registry (YAML)."},
+	{Name: "CAIRN_FEATURES_LOCK", Doc: "Path of the feature lock file (features.lock, written by `cairn features lock`): the DynamoDB store takes every feature's short id from it and never allocates one; every feature of the registry must be in it. Required with DYNAMODB_GLOBAL_TABLE_REGIONS; unset allocates ids at run time (docs/dynamodb.md)."},
 	{Name: "CAIRN_ADDR", Default: "127.0.0.1:8080", Doc: "HTTP listen address: the query server's API, or `cairn write`'s /healthz, /readyz and /metrics (give each process on a machine its own)."},
 	{Name: "CAIRN_DATA_DIR", Default: "./cairn-data", Doc: "`cairn dev` only: directory of the embedded broker and store."},
 	{Name: "CAIRN_MAX_BODY_BYTES", Default: "1048576", Doc: "Largest accepted HTTP request body, in bytes."},
@@ -122,6 +123,7 @@ var Knobs = []Knob{
 	{Name: "CAIRN_WRITER_MAX_BACKOFF", Default: "30s", Doc: "Longest pause between the writer's attempts at a failing store write."},
 	{Name: "CAIRN_WRITER_INSTANCE_ID", Default: "host name", Computed: hostName, Doc: "Static consumer-group membership of `cairn write`: a writer restarted with the same id takes its partitions back at once instead of after the session timeout. Stable across restarts, unique per writer; empty disables static membership. A writer stopped for good leaves its partitions idle for CAIRN_WRITER_SESSION_TIMEOUT (docs/queue.md)."},
 	{Name: "CAIRN_WRITER_SESSION_TIMEOUT", Default: "30s", Doc: "How long the writers' group waits for a writer that stopped heartbeating (killed, or a static member gone) before moving its partitions; within the brokers' group.min/max.session.timeout.ms (6s..30m)."},
+	{Name: "CAIRN_WRITER_STORE_WRITES", Default: "active", Doc: "`cairn write`: active consumes and writes the store; standby consumes and writes nothing until switched to active at failover. Standby is for the passive region of a DynamoDB global table only (docs/dynamodb.md)."},
 	{Name: "CAIRN_WRITER_HEALTH_WINDOW", Default: "15s", Doc: "`cairn write`: /healthz fails once store writes, or Kafka requests, have failed with no success in between for this long."},
 
 	// The DynamoDB online store (docs/dynamodb.md), and the read-path
@@ -176,6 +178,7 @@ var Knobs = []Knob{
 		Doc: "Bound on each attempt of a DynamoDB request, in milliseconds (an attempt over it is retried); unset keeps the AWS SDK's default, no bound."},
 	{Name: "DYNAMODB_WARMUP_FQN_MAPPING", Default: "true", Doc: "Load the whole feature-name to short-id mapping at start; false loads each on first use."},
 	{Name: "DYNAMODB_CREATE_TABLES_IF_NOT_EXISTS", Default: "false", Doc: "Create the table at start when it is missing (production tables come from Terraform)."},
+	{Name: "DYNAMODB_GLOBAL_TABLE_REGIONS", Doc: "Comma-separated regions of a DynamoDB global table, this one among them: start checks the replicas and the NEW_AND_OLD_IMAGES stream, and requires CAIRN_FEATURES_LOCK. Unset: a table in one region."},
 }
 
 // Env is a view of the environment through the knob table.

@@ -155,6 +155,8 @@ func TestDynamoDBDefaults(t *testing.T) {
 		"DYNAMODB_REQUEST_TIMEOUT_MS":                          "",
 		"DYNAMODB_WARMUP_FQN_MAPPING":                          "true",
 		"DYNAMODB_CREATE_TABLES_IF_NOT_EXISTS":                 "false",
+		// Beyond the design's table: the multi-region deployment (issue 12).
+		"DYNAMODB_GLOBAL_TABLE_REGIONS": "",
 	}
 	seen := 0
 	for _, k := range Knobs {

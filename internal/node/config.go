@@ -227,6 +227,11 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 		if _, set := env.Value("DYNAMODB_CREATE_TABLES_IF_NOT_EXISTS"); !set && role == Dev {
 			c.Store.CreateDynamoTable = true
 		}
+		// Every feature the process may read or write needs its id in the
+		// lock file: a missing one is a start-up error naming it.
+		if lock := c.Store.Dynamo.FeatureIDs; lock != nil && c.Registry != nil && c.Store.Scheme == dynamo.URIScheme {
+			add(lock.Check(LockedFQNs(c.Registry)))
+		}
 	}
 
 	// Kafka.
@@ -349,6 +354,13 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 			InstanceID:      env.String("CAIRN_WRITER_INSTANCE_ID"),
 			SessionTimeout:  env.Duration("CAIRN_WRITER_SESSION_TIMEOUT"),
 			HealthWindow:    env.Duration("CAIRN_WRITER_HEALTH_WINDOW"),
+			StoreWrites:     writer.StoreWrites(env.String("CAIRN_WRITER_STORE_WRITES")),
+		}
+		// Redis and the embedded store are per region: their writers are
+		// always active (docs/dynamodb.md, Global Tables).
+		if c.Writer.StoreWrites == writer.StoreWritesStandby && (c.Store.Scheme != dynamo.URIScheme || len(c.Store.Dynamo.GlobalTableRegions) == 0) {
+			add(errors.New("CAIRN_WRITER_STORE_WRITES=standby: only the writers of a DynamoDB global table's passive region stand by " +
+				"(set DYNAMODB_GLOBAL_TABLE_REGIONS); with any other store each region's writers keep their own store warm"))
 		}
 	}
 	if role.writes() || role.serves() {
@@ -561,6 +573,14 @@ func dynamoConfig(env *config.Env, uri string, named bool) (dynamo.Config, error
 	cfg.RequestTimeout, _ = env.Millis("DYNAMODB_REQUEST_TIMEOUT_MS")
 	cfg.WarmupFQNMapping = env.Bool("DYNAMODB_WARMUP_FQN_MAPPING")
 	cfg.CreateTableIfNotExists = env.Bool("DYNAMODB_CREATE_TABLES_IF_NOT_EXISTS")
+	cfg.GlobalTableRegions = env.List("DYNAMODB_GLOBAL_TABLE_REGIONS")
+	if path := env.String("CAIRN_FEATURES_LOCK"); path != "" {
+		lock, err := dynamo.ReadLockFile(path)
+		if err != nil {
+			return cfg, errors.Join(uriErr, err)
+		}
+		cfg.FeatureIDs = lock
+	}
 	if uriErr != nil {
 		return cfg, uriErr
 	}
@@ -612,4 +632,27 @@ func absPath(p string) string {
 		return abs
 	}
 	return p
+}
+
+// LockedFQNs returns every feature name whose short id the feature lock
+// file must hold: the registry's features and the metrics rollups'.
+// `cairn features lock` adds these, and a process with a lock file refuses
+// to start while one is missing.
+func LockedFQNs(reg *feature.Registry) []string {
+	// "rollup" is the rollups' one feature (package metrics).
+	return append(reg.FQNs(), metrics.StoreNamespace+".rollup")
+}
+
+// featureIDsCheck returns, when the store takes its ids from a lock file,
+// the check a reloaded feature file must pass: every feature has an id in
+// it. A feature file refused keeps the features in use, so records naming a
+// new feature pause their partition (reported on /readyz) until the
+// process restarts with a lock file holding it, instead of failing every
+// store write. nil without a lock file.
+func (c *Config) featureIDsCheck() func(*feature.Registry) error {
+	lock := c.Store.Dynamo.FeatureIDs
+	if lock == nil || c.Store.Scheme != dynamo.URIScheme {
+		return nil
+	}
+	return func(reg *feature.Registry) error { return lock.Check(LockedFQNs(reg)) }
 }

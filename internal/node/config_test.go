@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -31,7 +32,7 @@ func TestDynamoConfigDefaults(t *testing.T) {
 	want.Table, want.Region = "features", "eu-west-1"
 	// The knob's default is computed: the client threads.
 	want.GetItemMinBatchConcurrency = 2 * runtime.GOMAXPROCS(0)
-	if got := cfg.Store.Dynamo; got != want {
+	if got := cfg.Store.Dynamo; !reflect.DeepEqual(got, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", got, want)
 	}
 }
@@ -71,7 +72,7 @@ func TestDynamoConfigKnobs(t *testing.T) {
 		AggregateUpdateCacheSize: 1024, MaxRetries: 4, RetryScaleFactor: 25,
 		RequestTimeout: 1500 * time.Millisecond, WarmupFQNMapping: false, CreateTableIfNotExists: true,
 	}
-	if got := cfg.Store.Dynamo; got != want {
+	if got := cfg.Store.Dynamo; !reflect.DeepEqual(got, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", got, want)
 	}
 }

@@ -440,10 +440,12 @@ func (p *process) addWriter(ctx context.Context, qcfg queue.Config, st Store, ch
 		return err
 	}
 	p.component(Component{Name: "writer", Run: w.Run})
-	p.onReload(func() { reloadFeatures(cfg.Features, w.SetRegistry, p.log) })
+	p.onReload(func() { reloadFeatures(cfg.Features, cfg.featureIDsCheck(), w.SetRegistry, p.log) })
 	// A writer is of no use without its store or Kafka: both critical.
 	checker.AddReported("writer", true, w.Health)
 	checker.AddReadiness("writer", w.Ready)
+	// A standby writer (DynamoDB global table, passive region) says so.
+	checker.AddReadiness("writer store writes", w.StoreWritesReady)
 	p.log.Info("persistence writer started", "group", qcfg.WriterGroup, "topic", qcfg.PersistTopic, "instance_id", cfg.Writer.InstanceID)
 	if cfg.Metrics.Consume {
 		mc, err := metrics.NewConsumer(qcfg, cfg.Metrics.Consumer, st, p.prom, p.log)
@@ -516,9 +518,13 @@ func (p *process) listening(what string, ln net.Listener, onListen func(string))
 
 // reloadFeatures reads the feature file again and hands it to set (the
 // writer resumes the partitions it paused at features it did not know). A
-// file that does not load keeps the features in use.
-func reloadFeatures(path string, set func(*feature.Registry), log *slog.Logger) {
+// file that does not load, or that check (when not nil) refuses, keeps the
+// features in use.
+func reloadFeatures(path string, check func(*feature.Registry) error, set func(*feature.Registry), log *slog.Logger) {
 	reg, err := feature.Load(path)
+	if err == nil && check != nil {
+		err = check(reg)
+	}
 	if err != nil {
 		log.Error("feature reload: keeping the features in use", "file", path, "err", err)
 		return

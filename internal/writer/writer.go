@@ -104,6 +104,12 @@ type Config struct {
 	// (cairn_writer_lag_records) is read from Kafka; each reading is
 	// bounded by the same duration. Default 5s.
 	LagInterval time.Duration
+	// StoreWrites is whether the writer starts active (consuming and
+	// writing the store) or in standby (consuming and writing nothing
+	// until [Writer.SetStoreWrites] turns it active): standby is for the
+	// passive region of DynamoDB Global Tables (see [StoreWrites]). The
+	// process sets it from CAIRN_WRITER_STORE_WRITES. Default active.
+	StoreWrites StoreWrites
 }
 
 // EnsureDefaults fills zero fields with their defaults.
@@ -129,6 +135,9 @@ func (c *Config) EnsureDefaults() {
 	if c.LagInterval == 0 {
 		c.LagInterval = 5 * time.Second
 	}
+	if c.StoreWrites == "" {
+		c.StoreWrites = StoreWritesActive
+	}
 }
 
 // Validate reports every problem with c.
@@ -152,6 +161,9 @@ func (c *Config) Validate() error {
 	if c.LagInterval <= 0 {
 		errs = append(errs, fmt.Errorf("writer: lag interval %v: want more than 0", c.LagInterval))
 	}
+	if _, err := ParseStoreWrites(string(c.StoreWrites)); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -166,6 +178,8 @@ type Writer struct {
 	m     metrics
 
 	barrier *bloom.Barrier
+	// gate holds consumption and store writes in standby.
+	gate gate
 
 	// storeHealth, kafkaHealth and deadLetterHealth track runs of
 	// failures for Health.
@@ -198,6 +212,7 @@ type metrics struct {
 	paused      prometheus.Gauge
 	lagRecords  *prometheus.GaugeVec
 	lagSeconds  prometheus.GaugeFunc
+	storeWrites prometheus.Gauge
 }
 
 // New joins the writers' consumer group. Consumption starts with Run.
@@ -282,10 +297,18 @@ func New(qcfg queue.Config, cfg Config, reg *feature.Registry, st Store, promReg
 			Name: "cairn_writer_lag_seconds",
 			Help: "Age of the oldest record polled but not yet written (in the batch in hand or at a paused partition); 0 when caught up.",
 		}, w.lagSeconds),
+		storeWrites: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cairn_writer_store_writes_active",
+			Help: "1 while this writer consumes and writes the online store, 0 while it is in standby (CAIRN_WRITER_STORE_WRITES).",
+		}),
 	}
+	w.gate.active = w.m.storeWrites
+	w.gate.stopping = make(chan struct{})
+	w.m.storeWrites.Set(1)
+	w.gate.set(cfg.StoreWrites != StoreWritesStandby)
 	if promReg != nil {
 		promReg.MustRegister(w.m.records, w.m.entities, w.m.storeErrors, w.m.batch, w.m.commits,
-			w.m.paused, w.m.lagRecords, w.m.lagSeconds)
+			w.m.paused, w.m.lagRecords, w.m.lagSeconds, w.m.storeWrites)
 	}
 	return w, nil
 }
@@ -305,6 +328,9 @@ func (w *Writer) Run(ctx context.Context) error {
 		context.AfterFunc(drainCtx, func() { t.Stop() })
 	})
 	defer stop()
+	// A batch held in standby is not drained: it would wait for an
+	// activation that a stopping writer will not get.
+	defer context.AfterFunc(ctx, w.gate.stop)()
 
 	lagCtx, stopLag := context.WithCancel(ctx)
 	lagDone := make(chan struct{})
@@ -315,6 +341,10 @@ func (w *Writer) Run(ctx context.Context) error {
 	defer w.close(stopLag, lagDone)
 
 	for {
+		// A standby writer consumes nothing (see StoreWrites).
+		if w.gate.wait(ctx) != nil {
+			return nil
+		}
 		fetches := w.cl.PollRecords(ctx, w.cfg.MaxBatchRecords)
 		if fetches.IsClientClosed() {
 			return nil
@@ -476,6 +506,11 @@ func (w *Writer) process(ctx context.Context, records []*kgo.Record) ([]*kgo.Rec
 // write retries a store write until it succeeds, is rejected, or ctx ends.
 func (w *Writer) write(ctx context.Context, writes []store.EntityWrite) error {
 	for attempt := 0; ; attempt++ {
+		// A batch in hand when the writer turned standby is held, not
+		// written: the region is no longer the one writing the store.
+		if err := w.gate.wait(ctx); err != nil {
+			return err
+		}
 		err := w.store.Write(ctx, writes)
 		if err == nil || errors.Is(err, store.ErrRejected) {
 			// A rejection is an answer: the store is up.

@@ -156,6 +156,23 @@ type Config struct {
 	// are better provisioned with the rest of the infrastructure.
 	// Environment: DYNAMODB_CREATE_TABLES_IF_NOT_EXISTS. Default: false.
 	CreateTableIfNotExists bool
+
+	// GlobalTableRegions, when not empty, declares the table a DynamoDB
+	// global table replicated in these regions, Region among them: Open
+	// then checks that DescribeTable shows a replica in every other one
+	// and a stream of new and old images, naming what is missing, and
+	// requires FeatureIDs, since ids allocated at run time are not safe
+	// across regions (docs/dynamodb.md, Global Tables). Environment:
+	// DYNAMODB_GLOBAL_TABLE_REGIONS, comma-separated. Default: empty, a
+	// table in one region.
+	GlobalTableRegions []string
+
+	// FeatureIDs, when set, is the feature lock file: the Store takes every
+	// short id from it and never allocates one, and Open fails if the
+	// table's mapping disagrees with it. Required with GlobalTableRegions.
+	// The process reads it from the file CAIRN_FEATURES_LOCK names.
+	// Default: nil, ids allocated at run time from the table's counter.
+	FeatureIDs *LockFile
 }
 
 // Defaults of the Config fields that are not computed from GOMAXPROCS.
@@ -257,6 +274,30 @@ func (c Config) Validate() error {
 	duration("request racing wait time", "REQUEST_RACING_WAIT_TIME", c.RequestRacingWaitTime)
 	duration("transaction write conflict min retry", "TRANSACTION_WRITE_CONFLICT_MIN_RETRY_MILLIS", c.TransactionWriteConflictMinRetry)
 	duration("request timeout", "REQUEST_TIMEOUT_MS", c.RequestTimeout)
+	seen := map[string]bool{}
+	for _, r := range c.GlobalTableRegions {
+		switch {
+		case !regionRE.MatchString(r):
+			bad("global table region %q (DYNAMODB_GLOBAL_TABLE_REGIONS): want a region name such as us-east-1", r)
+		case seen[r]:
+			bad("global table region %q (DYNAMODB_GLOBAL_TABLE_REGIONS) listed twice", r)
+		}
+		seen[r] = true
+	}
+	if len(c.GlobalTableRegions) > 0 {
+		if c.FeatureIDs == nil {
+			bad("a global table (DYNAMODB_GLOBAL_TABLE_REGIONS=%s) needs the feature lock file: set CAIRN_FEATURES_LOCK "+
+				"(ids allocated at run time can differ between regions)", strings.Join(c.GlobalTableRegions, ","))
+		}
+		if len(c.GlobalTableRegions) < 2 {
+			bad("global table regions %q (DYNAMODB_GLOBAL_TABLE_REGIONS): want this region and at least one replica region",
+				strings.Join(c.GlobalTableRegions, ","))
+		}
+		if c.Region != "" && !seen[c.Region] {
+			bad("region %s is not among the global table regions %s (DYNAMODB_GLOBAL_TABLE_REGIONS)",
+				c.Region, strings.Join(c.GlobalTableRegions, ","))
+		}
+	}
 	if c.EnableRequestRacing && c.RequestRacingWaitTime <= 0 {
 		bad("request racing is enabled (DYNAMODB_ENABLE_REQUEST_RACING) without a wait time: " +
 			"set DYNAMODB_REQUEST_RACING_WAIT_TIME to about the p95 of BatchGetItem latency, in milliseconds")

@@ -1,6 +1,7 @@
 package dynamo
 
 import (
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -53,7 +54,7 @@ func TestParseURI(t *testing.T) {
 			}
 			want := DefaultConfig()
 			want.Table, want.Region, want.Endpoint = tc.want.Table, tc.want.Region, tc.want.Endpoint
-			if got != want {
+			if !reflect.DeepEqual(got, want) {
 				t.Errorf("got %+v, want %+v", got, want)
 			}
 		})
@@ -82,7 +83,7 @@ func TestDefaultConfig(t *testing.T) {
 		WarmupFQNMapping:                   true,
 		CreateTableIfNotExists:             false,
 	}
-	if got := DefaultConfig(); got != want {
+	if got := DefaultConfig(); !reflect.DeepEqual(got, want) {
 		t.Errorf("DefaultConfig() =\n%+v\nwant\n%+v", got, want)
 	}
 	c := DefaultConfig()

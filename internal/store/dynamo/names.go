@@ -44,8 +44,19 @@ const maxForeign = 1024
 // item is written only if none exists for the FQN, so two processes never
 // assign different ids to one FQN: the one that loses the race reads the
 // winner's id, and its own number is simply never used.
+//
+// That holds in one region only: under DynamoDB Global Tables conditions
+// are evaluated by each region alone, so two regions could give one FQN two
+// ids, or one id to two FQNs. With a lock file (lock set) ids come from it
+// alone and are never allocated; the table's mapping items are then only
+// written for the record (with the lock file's ids) and checked against it.
 type names struct {
 	tbl *table
+	// lock, when set, is the only source of ids (Config.FeatureIDs).
+	lock *LockFile
+	// counterRaised is set once the counter item was raised past the lock
+	// file's ids; loadMu guards it.
+	counterRaised bool
 
 	// loadMu serializes loading and assigning, both rare.
 	loadMu sync.Mutex
@@ -56,14 +67,23 @@ type names struct {
 		byFQN   map[string]string
 		byID    map[string]string
 		foreign map[string]bool
+		// inTable holds, with a lock file, the FQNs whose mapping item is
+		// known to be in the table.
+		inTable map[string]bool
 	}
 }
 
-func newNames(tbl *table) *names {
-	n := &names{tbl: tbl}
+func newNames(tbl *table, lock *LockFile) *names {
+	n := &names{tbl: tbl, lock: lock}
 	n.mu.byFQN = map[string]string{}
 	n.mu.byID = map[string]string{}
 	n.mu.foreign = map[string]bool{}
+	n.mu.inTable = map[string]bool{}
+	if lock != nil {
+		for fqn, id := range lock.IDs {
+			n.mu.byFQN[fqn], n.mu.byID[id] = id, fqn
+		}
+	}
 	return n
 }
 
@@ -107,6 +127,65 @@ func (n *names) resolve(ctx context.Context, attrs []string) error {
 // loadLocked reads the whole mapping with a strongly consistent Query.
 // loadMu must be held.
 func (n *names) loadLocked(ctx context.Context) error {
+	byFQN, err := n.readMapping(ctx)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.lock != nil {
+		if err := n.checkAgainstLock(byFQN); err != nil {
+			return err
+		}
+		for fqn := range byFQN {
+			n.mu.inTable[fqn] = true
+		}
+		n.mu.loaded = true
+		return nil
+	}
+	for fqn, id := range byFQN {
+		if err := n.rememberLocked(fqn, id); err != nil {
+			return err
+		}
+	}
+	n.mu.loaded = true
+	return nil
+}
+
+// checkAgainstLock reports every way the table's mapping byFQN disagrees
+// with the lock file: a feature with another id, an id of another feature,
+// a feature the lock file lacks. Values are stored under the table's ids, so
+// starting anyway would hide them or mix two features' values.
+func (n *names) checkAgainstLock(byFQN map[string]string) error {
+	byID := make(map[string]string, len(n.lock.IDs))
+	for fqn, id := range n.lock.IDs {
+		byID[id] = fqn
+	}
+	var errs []error
+	for fqn, id := range byFQN {
+		lockID, ok := n.lock.IDs[fqn]
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("feature %q has id %q in table %q but none in the lock file "+
+				"(run `cairn features lock --from-store` to add the table's mapping)", fqn, id, n.tbl.name))
+		case lockID != id:
+			errs = append(errs, fmt.Errorf("feature %q has id %q in the lock file but %q in table %q, where its values are",
+				fqn, lockID, id, n.tbl.name))
+		}
+		if owner, ok := byID[id]; ok && owner != fqn {
+			errs = append(errs, fmt.Errorf("id %q belongs to %q in the lock file but to %q in table %q", id, owner, fqn, n.tbl.name))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("dynamo: feature lock file (CAIRN_FEATURES_LOCK) and the mapping in table %q disagree:\n%w",
+			n.tbl.name, errors.Join(sortErrs(errs)...))
+	}
+	return nil
+}
+
+// readMapping reads the table's whole mapping with a strongly consistent
+// Query.
+func (n *names) readMapping(ctx context.Context) (map[string]string, error) {
 	byFQN := map[string]string{}
 	in := &dynamodb.QueryInput{
 		TableName:                 aws.String(n.tbl.name),
@@ -118,14 +197,14 @@ func (n *names) loadLocked(ctx context.Context) error {
 		out, err := n.tbl.client.Query(ctx, in)
 		n.tbl.m.request(opQuery, err)
 		if err != nil {
-			return fmt.Errorf("dynamo: load feature-name mapping from table %q: %w", n.tbl.name, err)
+			return nil, fmt.Errorf("dynamo: load feature-name mapping from table %q: %w", n.tbl.name, err)
 		}
 		size := 0
 		for _, item := range out.Items {
 			size += ItemSize(item)
 			fqn, id, err := parseMapping(item)
 			if err != nil {
-				return fmt.Errorf("dynamo: feature-name mapping in table %q: %w", n.tbl.name, err)
+				return nil, fmt.Errorf("dynamo: feature-name mapping in table %q: %w", n.tbl.name, err)
 			}
 			byFQN[fqn] = id
 		}
@@ -135,16 +214,7 @@ func (n *names) loadLocked(ctx context.Context) error {
 		}
 		in.ExclusiveStartKey = out.LastEvaluatedKey
 	}
-
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for fqn, id := range byFQN {
-		if err := n.rememberLocked(fqn, id); err != nil {
-			return err
-		}
-	}
-	n.mu.loaded = true
-	return nil
+	return byFQN, nil
 }
 
 // parseMapping reads one mapping item.
@@ -234,6 +304,9 @@ func (n *names) size() int {
 
 // assign returns the short ids of fqns, giving new ids to those without one.
 func (n *names) assign(ctx context.Context, fqns []string) (map[string]string, error) {
+	if n.lock != nil {
+		return n.assignFromLock(ctx, fqns)
+	}
 	out := make(map[string]string, len(fqns))
 	missing := n.known(fqns, out)
 	if len(missing) == 0 {
@@ -432,4 +505,147 @@ func (n *names) rememberLocked(fqn, id string) error {
 	n.mu.byID[id] = fqn
 	delete(n.mu.foreign, id)
 	return nil
+}
+
+// assignFromLock returns the lock file's ids of fqns, first writing the
+// mapping items the table lacks (with the lock file's ids, so that every
+// region writes the same item and replication cannot make them differ).
+// An FQN the lock file lacks is an error: ids are never allocated here.
+func (n *names) assignFromLock(ctx context.Context, fqns []string) (map[string]string, error) {
+	out := make(map[string]string, len(fqns))
+	var missing, unwritten []string
+	n.mu.RLock()
+	for _, fqn := range fqns {
+		id, ok := n.lock.IDs[fqn]
+		switch {
+		case !ok:
+			missing = append(missing, fqn)
+		case !n.mu.inTable[fqn]:
+			unwritten = append(unwritten, fqn)
+		}
+		out[fqn] = id
+	}
+	n.mu.RUnlock()
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("dynamo: feature(s) %s have no id in the feature lock file (CAIRN_FEATURES_LOCK), "+
+			"and ids are not allocated at run time with one: run `cairn features lock`", strings.Join(missing, ", "))
+	}
+	if len(unwritten) == 0 {
+		return out, nil
+	}
+
+	n.loadMu.Lock()
+	defer n.loadMu.Unlock()
+	if !n.counterRaised {
+		if err := n.raiseCounter(ctx, n.lock.Next-1); err != nil {
+			return nil, err
+		}
+		n.counterRaised = true
+	}
+	for _, fqn := range unwritten {
+		n.mu.RLock()
+		done := n.mu.inTable[fqn]
+		n.mu.RUnlock()
+		if done {
+			continue
+		}
+		want := n.lock.IDs[fqn]
+		got, err := n.put(ctx, fqn, want)
+		if err != nil {
+			return nil, err
+		}
+		if got != want {
+			return nil, fmt.Errorf("dynamo: feature %q has id %q in the lock file but %q in table %q, where its values are",
+				fqn, want, got, n.tbl.name)
+		}
+		n.mu.Lock()
+		n.mu.inTable[fqn] = true
+		n.mu.Unlock()
+	}
+	return out, nil
+}
+
+// raiseCounter raises the counter item to at least v, so that a process
+// allocating ids at run time (without the lock file) never hands out one
+// the lock file gave.
+func (n *names) raiseCounter(ctx context.Context, v int64) error {
+	if v < 1 {
+		return nil
+	}
+	_, err := n.tbl.client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 aws.String(n.tbl.name),
+		Key:                       itemKey(counterPK, counterSK),
+		UpdateExpression:          aws.String("SET #n = :v"),
+		ConditionExpression:       aws.String("attribute_not_exists(#n) OR #n < :v"),
+		ExpressionAttributeNames:  map[string]string{"#n": counterAttr},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":v": &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)}},
+	})
+	n.tbl.m.request(opUpdateItem, err)
+	var higher *types.ConditionalCheckFailedException
+	if err != nil && !errors.As(err, &higher) {
+		return fmt.Errorf("dynamo: raise feature id counter past the lock file's ids: %w", err)
+	}
+	n.tbl.m.writeUnitsN(1)
+	return nil
+}
+
+// readCounter returns the counter item's value, 0 when there is none.
+func (n *names) readCounter(ctx context.Context) (int64, error) {
+	out, err := n.tbl.client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      aws.String(n.tbl.name),
+		Key:            itemKey(counterPK, counterSK),
+		ConsistentRead: aws.Bool(true),
+	})
+	n.tbl.m.request(opGetItem, err)
+	if err != nil {
+		return 0, fmt.Errorf("dynamo: read feature id counter: %w", err)
+	}
+	n.tbl.m.readItem(out.Item, strong)
+	if out.Item == nil {
+		return 0, nil
+	}
+	v, ok := out.Item[counterAttr].(*types.AttributeValueMemberN)
+	if !ok {
+		return 0, fmt.Errorf("dynamo: feature id counter in table %q is not a number", n.tbl.name)
+	}
+	num, err := strconv.ParseInt(v.Value, 10, 64)
+	if err != nil || num < 0 {
+		return 0, fmt.Errorf("dynamo: feature id counter in table %q holds %q", n.tbl.name, v.Value)
+	}
+	return num, nil
+}
+
+// FeatureIDs reads the table's feature-name mapping as a lock file: every
+// FQN with its id, and Next above every id and every number the counter
+// handed out. `cairn features lock --from-store` merges it into the lock
+// file ([LockFile.Merge]) to migrate a table whose ids were allocated at
+// run time, without rewriting any value.
+func (s *Store) FeatureIDs(ctx context.Context) (*LockFile, error) {
+	if s.closed.Load() {
+		return nil, errClosed
+	}
+	byFQN, err := s.names.readMapping(ctx)
+	if err != nil {
+		return nil, err
+	}
+	counter, err := s.names.readCounter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	l := &LockFile{IDs: byFQN, Next: counter + 1}
+	byID := make(map[string]string, len(byFQN))
+	for fqn, id := range byFQN {
+		if other, dup := byID[id]; dup {
+			a, b := min(fqn, other), max(fqn, other)
+			return nil, fmt.Errorf("dynamo: feature-name mapping in table %q gives id %q to both %q and %q; fix the table before locking it",
+				s.cfg.Table, id, a, b)
+		}
+		byID[id] = fqn
+		num, err := idNumber(id)
+		if err != nil {
+			return nil, fmt.Errorf("dynamo: feature-name mapping in table %q: feature %q: %w", s.cfg.Table, fqn, err)
+		}
+		l.Next = max(l.Next, num+1)
+	}
+	return l, nil
 }

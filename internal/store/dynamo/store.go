@@ -74,7 +74,7 @@ func Open(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.
 		region:    region,
 		tbl:       tbl,
 		transport: transport,
-		names:     newNames(tbl),
+		names:     newNames(tbl, cfg.FeatureIDs),
 		serde:     newSemaphore(cfg.NumSerdeThreads),
 		m:         m,
 		log:       log.With("component", "dynamo", "table", cfg.Table),
@@ -84,10 +84,19 @@ func Open(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.
 		m.unregister(reg)
 		return nil, err
 	}
-	if err := s.ensureTable(ctx); err != nil {
+	desc, err := s.ensureTable(ctx)
+	if err != nil {
 		return fail(err)
 	}
-	if cfg.WarmupFQNMapping {
+	if len(cfg.GlobalTableRegions) > 0 {
+		if err := checkGlobalTable(desc, s.region, cfg.GlobalTableRegions); err != nil {
+			return fail(err)
+		}
+	}
+	// With a lock file the table's mapping is checked against it at once,
+	// warmup or not: a disagreement is a start-up error, not a surprise at
+	// the first read.
+	if cfg.WarmupFQNMapping || cfg.FeatureIDs != nil {
 		if err := s.names.ensureLoaded(ctx); err != nil {
 			return fail(err)
 		}
@@ -129,22 +138,22 @@ func (s *Store) Close() error {
 }
 
 // ensureTable checks that the table exists with cairn's key schema, creating
-// it if allowed.
-func (s *Store) ensureTable(ctx context.Context) error {
+// it if allowed, and returns its description.
+func (s *Store) ensureTable(ctx context.Context) (*types.TableDescription, error) {
 	out, err := s.tbl.client.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(s.cfg.Table)})
 	s.m.request(opDescribeTable, err)
 	var notFound *types.ResourceNotFoundException
 	switch {
 	case errors.As(err, &notFound):
 		if !s.cfg.CreateTableIfNotExists {
-			return fmt.Errorf("dynamo: table %q does not exist in region %s (create it with keys pk and sk, both strings, "+
+			return nil, fmt.Errorf("dynamo: table %q does not exist in region %s (create it with keys pk and sk, both strings, "+
 				"or set DYNAMODB_CREATE_TABLES_IF_NOT_EXISTS=true)", s.cfg.Table, s.region)
 		}
 		return s.createTable(ctx)
 	case err != nil:
-		return fmt.Errorf("dynamo: describe table %q in region %s: %w", s.cfg.Table, s.region, err)
+		return nil, fmt.Errorf("dynamo: describe table %q in region %s: %w", s.cfg.Table, s.region, err)
 	}
-	return checkKeySchema(out.Table)
+	return out.Table, checkKeySchema(out.Table)
 }
 
 // checkKeySchema reports whether t has cairn's keys: pk (string, hash) and
@@ -168,7 +177,7 @@ func checkKeySchema(t *types.TableDescription) error {
 
 // createTable creates the table with on-demand capacity and waits until it
 // is active. A concurrent creation by another process is not an error.
-func (s *Store) createTable(ctx context.Context) error {
+func (s *Store) createTable(ctx context.Context) (*types.TableDescription, error) {
 	_, err := s.tbl.client.CreateTable(ctx, &dynamodb.CreateTableInput{
 		TableName: aws.String(s.cfg.Table),
 		KeySchema: []types.KeySchemaElement{
@@ -184,7 +193,7 @@ func (s *Store) createTable(ctx context.Context) error {
 	s.m.request(opCreateTable, err)
 	var inUse *types.ResourceInUseException
 	if err != nil && !errors.As(err, &inUse) {
-		return fmt.Errorf("dynamo: create table %q in region %s: %w", s.cfg.Table, s.region, err)
+		return nil, fmt.Errorf("dynamo: create table %q in region %s: %w", s.cfg.Table, s.region, err)
 	}
 	if err == nil {
 		s.log.Info("dynamo table created", "region", s.region)
@@ -195,10 +204,10 @@ func (s *Store) createTable(ctx context.Context) error {
 	})
 	out, err := waiter.WaitForOutput(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(s.cfg.Table)}, tableWaitTimeout)
 	if err != nil {
-		return fmt.Errorf("dynamo: wait for table %q in region %s to become active: %w", s.cfg.Table, s.region, err)
+		return nil, fmt.Errorf("dynamo: wait for table %q in region %s to become active: %w", s.cfg.Table, s.region, err)
 	}
 	if err := checkKeySchema(out.Table); err != nil {
-		return err
+		return nil, err
 	}
 	// Items of namespaces whose values all go stale carry an expiry in
 	// ttlAttr; DynamoDB deletes them after it, free of write units.
@@ -208,7 +217,7 @@ func (s *Store) createTable(ctx context.Context) error {
 	})
 	s.m.request(opUpdateTimeToLive, err)
 	if err != nil && !strings.Contains(err.Error(), "already enabled") {
-		return fmt.Errorf("dynamo: enable time to live on table %q in region %s: %w", s.cfg.Table, s.region, err)
+		return nil, fmt.Errorf("dynamo: enable time to live on table %q in region %s: %w", s.cfg.Table, s.region, err)
 	}
-	return nil
+	return out.Table, nil
 }
