@@ -96,6 +96,8 @@ type Consumer struct {
 	written map[string][]byte // by item key
 	records *prometheus.CounterVec
 	writes  *prometheus.CounterVec
+	// active, if set, holds consumption while it reports false.
+	active func() bool
 }
 
 // NewConsumer returns a consumer of qcfg's metrics topic writing st.
@@ -152,6 +154,17 @@ func NewConsumer(qcfg queue.Config, cfg ConsumerConfig, st Store, reg prometheus
 	return c, nil
 }
 
+// FollowActive makes the consumer consume nothing while active reports
+// false, checked before each poll and every second while it waits. It is
+// the writers' standby switch (CAIRN_WRITER_STORE_WRITES): in the standby
+// region of a DynamoDB global table the active region's consumers keep the
+// rollups, and a second writer of the same items would race replication.
+// Call it before Run.
+func (c *Consumer) FollowActive(active func() bool) { c.active = active }
+
+// standbyPoll is how often a consumer in standby checks its switch.
+const standbyPoll = time.Second
+
 // Run consumes until ctx ends.
 func (c *Consumer) Run(ctx context.Context) error {
 	defer func() {
@@ -164,6 +177,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 		c.cl.CloseAllowingRebalance()
 	}()
 	for {
+		if c.active != nil && !c.active() {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(standbyPoll):
+				continue
+			}
+		}
 		fetches := c.cl.PollRecords(ctx, 10_000)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			return nil

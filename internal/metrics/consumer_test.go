@@ -209,3 +209,58 @@ func sameRollups(a, b []Rollup) bool {
 	}
 	return true
 }
+
+// A consumer following a standby switch consumes nothing while it is off
+// (the standby region of a global table), and everything once it is on.
+func TestConsumerFollowsActive(t *testing.T) {
+	t.Parallel()
+	st, err := embedded.Open(t.TempDir(), embedded.Options{Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	qcfg := queue.Config{Brokers: c.ListenAddrs()}
+	qcfg.EnsureDefaults()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := queue.CreateTopics(ctx, qcfg, queue.TopicSpec{Partitions: 1, ReplicationFactor: 1, MinInsyncReplicas: 1}); err != nil {
+		t.Fatal(err)
+	}
+	prod, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(prod.Close)
+	r := &Record{Source: "host-a/1/00000001", Start: time.Now().UTC().Truncate(time.Minute).Add(-time.Minute), Interval: 10 * time.Second,
+		Namespaces: []Namespace{{Name: "user", Queries: 1}}}
+	if err := prod.ProduceSync(ctx, &kgo.Record{Topic: qcfg.MetricsTopic, Value: r.Append(nil)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := NewConsumer(qcfg, ConsumerConfig{Partitions: 1}, st, nil, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var active atomic.Bool
+	cons.FollowActive(active.Load)
+	cctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- cons.Run(cctx) }()
+	t.Cleanup(func() { stop(); <-done })
+
+	time.Sleep(3 * standbyPoll)
+	if n := testutil.ToFloat64(cons.records.WithLabelValues("merged")); n != 0 {
+		t.Fatalf("a consumer in standby merged %v records", n)
+	}
+	active.Store(true)
+	for testutil.ToFloat64(cons.records.WithLabelValues("merged")) < 1 {
+		if ctx.Err() != nil {
+			t.Fatal("the record was not merged once the consumer was switched on")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

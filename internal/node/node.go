@@ -452,6 +452,8 @@ func (p *process) addWriter(ctx context.Context, qcfg queue.Config, st Store, ch
 		if err != nil {
 			return err
 		}
+		// Standby writers' consumers stand by with them.
+		mc.FollowActive(w.StoreWritesActive)
 		p.component(Component{Name: "metrics consumer", Run: mc.Run})
 		p.log.Info("metrics consumer started", "group", cfg.Metrics.Consumer.Group, "topic", qcfg.MetricsTopic, "retention", cfg.Metrics.Consumer.Retention)
 	}
