@@ -164,6 +164,10 @@ type process struct {
 	// reloads run, in turn, on SIGHUP.
 	reloads []func()
 
+	// failover switches the Kafka clients between the primary and the
+	// secondary cluster; nil for a role without Kafka.
+	failover *queue.Failover
+
 	mu   sync.Mutex
 	errs []error
 }
@@ -242,6 +246,17 @@ func (p *process) build(ctx context.Context, o Options) error {
 		p.onClose("embedded broker", func() error { b.Close(); return nil })
 		qcfg.Brokers = b.Addrs()
 		p.log.Info("embedded broker started", "addrs", qcfg.Brokers, "dir", cfg.DataDir)
+	}
+	if cfg.Role.kafka() {
+		fcfg := cfg.Failover
+		fcfg.Primary = qcfg
+		fo, err := queue.NewFailover(fcfg, p.prom, p.log)
+		if err != nil {
+			return err
+		}
+		p.failover = fo
+		// Every client starts on the active cluster.
+		qcfg = fo.ActiveConfig()
 	}
 	if cfg.Role == Dev {
 		// Topics that exist are kept.
@@ -332,6 +347,7 @@ func (p *process) addQueryServer(qcfg queue.Config, st Store, checker *health.Ch
 			return err
 		}
 		p.onClose("producer", func() error { pr.Close(); return nil })
+		p.failover.Register("producer", pr.SwitchTo)
 		producer = pr
 		// Queries do not need Kafka: it is probed and reported, not
 		// critical. The probe shows settings the brokers refuse before
