@@ -455,6 +455,8 @@ func (p *process) addWriter(ctx context.Context, qcfg queue.Config, st Store, ch
 	if err != nil {
 		return err
 	}
+	w.SetRewind(cfg.Failover.Rewind)
+	p.failover.Register("writer", w.SwitchTo)
 	p.component(Component{Name: "writer", Run: w.Run})
 	p.onReload(func() { reloadFeatures(cfg.Features, w.SetRegistry, p.log) })
 	// A writer is of no use without its store or Kafka: both critical.
