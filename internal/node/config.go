@@ -365,6 +365,11 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 		c.Writer.EnsureDefaults()
 		add(c.Writer.Validate())
 	}
+	if role == Write {
+		// The writer's HTTP address serves the Kafka failover endpoint
+		// with the query servers' keys (admin scope).
+		add(c.loadAuth(env))
+	}
 
 	if role == Dev || role == Serve || role == Write {
 		if c.Addr == "" {
@@ -452,7 +457,8 @@ func (c *Config) loadFailover(env *config.Env) error {
 	return errors.Join(errs...)
 }
 
-// loadAuth reads the API's authentication knobs. `cairn serve` without a
+// loadAuth reads the API's authentication knobs (for `cairn write`, those
+// of its failover endpoint). `cairn serve` without a
 // keys file must say CAIRN_API_AUTH=none, so that an API open to anyone
 // who reaches it is a decision and not an omission; `cairn dev` without
 // one runs open (and says so).
@@ -466,6 +472,11 @@ func (c *Config) loadAuth(env *config.Env) error {
 	err := c.Auth.Validate()
 	if c.Role == Serve && c.Auth.Mode == auth.ModeKeys && c.Auth.KeysFile == "" {
 		err = errors.Join(err, errors.New("no API keys: set CAIRN_API_KEYS_FILE (see `cairn keys new`), or CAIRN_API_AUTH=none to serve the API without authentication"))
+	}
+	// A writer without a secondary cluster may run without keys: its
+	// failover endpoint is then not served.
+	if c.Role == Write && c.Failover.HasSecondary() && c.Auth.Mode == auth.ModeKeys && c.Auth.KeysFile == "" {
+		err = errors.Join(err, errors.New("no API keys for the writer's Kafka failover endpoint (CAIRN_KAFKA_SECONDARY_BROKERS is set): set CAIRN_API_KEYS_FILE (admin scope), or CAIRN_API_AUTH=none to serve it without authentication"))
 	}
 	return err
 }

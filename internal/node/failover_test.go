@@ -1,9 +1,20 @@
 package node
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/cairnfs/cairn/internal/config"
 	"github.com/cairnfs/cairn/internal/queue"
@@ -70,5 +81,99 @@ func TestFailoverConfigErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: got %v, want an error containing %q", tc.env, err, tc.want)
 		}
+	}
+}
+
+// runNode runs a process of role against the two clusters until the test
+// ends and returns its HTTP address.
+func runNode(t *testing.T, role Role, env map[string]string, primary string) string {
+	t.Helper()
+	f := flagsFor("embedded://" + t.TempDir())
+	f.Brokers = primary
+	cfg, err := Load(role, config.FromMap(env), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	addr := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, cfg, Options{Log: slog.New(slog.DiscardHandler), OnListen: func(a string) { addr <- a }})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("%s: %v", role, err)
+		}
+	})
+	select {
+	case a := <-addr:
+		return a
+	case err := <-done:
+		t.Fatalf("%s stopped: %v", role, err)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s did not listen", role)
+	}
+	return ""
+}
+
+// Every role with Kafka serves the failover endpoint on its HTTP address
+// with the admin scope, and a POST moves every Kafka client of the process.
+func TestFailoverEndpointOfEachRole(t *testing.T) {
+	var brokers [2]string
+	for i := range brokers {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		brokers[i] = c.ListenAddrs()[0]
+		qc := queue.Config{Brokers: c.ListenAddrs()}
+		qc.EnsureDefaults()
+		if _, err := queue.CreateTopics(context.Background(), qc, queue.TopicSpec{Partitions: 2, ReplicationFactor: 1, MinInsyncReplicas: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const token = "cairn_ops-token"
+	sum := sha256.Sum256([]byte(token))
+	keys := filepath.Join(t.TempDir(), "keys.yaml")
+	if err := os.WriteFile(keys, []byte("keys:\n  - {name: ops, sha256: "+hex.EncodeToString(sum[:])+", scopes: [admin]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"CAIRN_KAFKA_SECONDARY_BROKERS": brokers[1],
+		"CAIRN_API_KEYS_FILE":           keys,
+		"CAIRN_WRITER_INSTANCE_ID":      "",
+	}
+	for _, tc := range []struct {
+		role   Role
+		client string
+	}{{Serve, "producer"}, {Write, "writer"}} {
+		t.Run(tc.role.String(), func(t *testing.T) {
+			addr := runNode(t, tc.role, env, brokers[0])
+			url := "http://" + addr + "/v1/admin/kafka/active"
+			req, _ := http.NewRequest("POST", url, strings.NewReader(`{"cluster": "secondary"}`))
+			if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 401 {
+				t.Fatalf("without a key: %v %v", resp, err)
+			}
+			req, _ = http.NewRequest("POST", url, strings.NewReader(`{"cluster": "secondary"}`))
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var got struct {
+				Cluster string            `json:"cluster"`
+				Clients map[string]string `json:"clients"`
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if err := json.Unmarshal(body, &got); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("%d %v: %s", resp.StatusCode, err, body)
+			}
+			if got.Cluster != "secondary" || got.Clients[tc.client] != "secondary" {
+				t.Errorf("answer %+v: want the %s on the secondary", got, tc.client)
+			}
+		})
 	}
 }

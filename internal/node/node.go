@@ -366,6 +366,7 @@ func (p *process) addQueryServer(qcfg queue.Config, st Store, checker *health.Ch
 		p.component(Component{Name: "query metrics", Run: agg.Run})
 	}
 	acfg.Health = checker
+	acfg.Failover = p.failover
 	if cfg.Role != BenchServer {
 		sources, err := p.uiSources(qcfg, st)
 		if err != nil {
@@ -477,6 +478,9 @@ func (p *process) addWriter(ctx context.Context, qcfg queue.Config, st Store, ch
 	mux := http.NewServeMux()
 	checker.Register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(p.prom, promhttp.HandlerOpts{}))
+	if err := p.addWriterAdmin(mux); err != nil {
+		return err
+	}
 	ln, err := p.listen()
 	if err != nil {
 		return err
@@ -501,6 +505,33 @@ func (p *process) addWriter(ctx context.Context, qcfg queue.Config, st Store, ch
 		<-served
 		return nil
 	}})
+	return nil
+}
+
+// addWriterAdmin serves the Kafka failover endpoint on the writer's mux:
+// with the API keys file (admin scope), or openly with CAIRN_API_AUTH=none;
+// not at all without either (Load then requires one when a secondary
+// cluster is configured).
+func (p *process) addWriterAdmin(mux *http.ServeMux) error {
+	cfg := p.cfg
+	var keys *auth.Keys
+	switch {
+	case cfg.Auth.KeysFile != "":
+		k, err := auth.Open(cfg.Auth.KeysFile, p.log)
+		if err != nil {
+			return err
+		}
+		keys = k
+		p.onReload(func() { _ = keys.Reload() }) // it logs its outcome
+	case cfg.Auth.Mode == auth.ModeNone:
+		p.log.Warn("writer: no authentication: anyone who can reach the writer's address can switch its Kafka cluster", "CAIRN_API_AUTH", cfg.Auth.Mode)
+	default:
+		p.log.Info("writer: no CAIRN_API_KEYS_FILE: the Kafka failover endpoint is not served", "path", api.KafkaActivePath)
+		return nil
+	}
+	h := api.RequireScope(keys, auth.Admin, api.KafkaActiveHandler(p.failover, 1<<10))
+	mux.Handle("GET "+api.KafkaActivePath, h)
+	mux.Handle("POST "+api.KafkaActivePath, h)
 	return nil
 }
 

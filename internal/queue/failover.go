@@ -53,7 +53,7 @@ func (c *FailoverConfig) EnsureDefaults() {
 }
 
 // HasSecondary reports whether a secondary cluster is configured.
-func (c *FailoverConfig) HasSecondary() bool { return len(c.Secondary.Brokers) > 0 }
+func (c FailoverConfig) HasSecondary() bool { return len(c.Secondary.Brokers) > 0 }
 
 // Validate reports every problem with the failover settings (each cluster's
 // own settings are validated by its Config).

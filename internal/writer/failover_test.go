@@ -189,3 +189,30 @@ func TestSwitchToUnreachableKeepsConsuming(t *testing.T) {
 	e.produceTo(1, upload(t, "still", t0, "user.name", "here"))
 	eventually(t, "the primary still consumed", func() bool { return e.read("still")[1].Value == "here" })
 }
+
+// Regression: a secondary on which the writers' group never existed (the
+// replicator had copied no offsets) failed the switch with
+// GROUP_ID_NOT_FOUND instead of starting at the rewind.
+func TestSeedOffsetsWithoutGroup(t *testing.T) {
+	e := newEnv(t)
+	sec := e.secondary("")
+	now := time.Now()
+	replicate(t, sec, 0, now.Add(-time.Hour), upload(t, "a", t0, "user.name", "a"))
+	replicate(t, sec, 0, now, upload(t, "b", t0, "user.name", "b"))
+	parts, err := SeedOffsets(context.Background(), sec, now.Add(-5*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(parts) != 3 {
+		t.Errorf("seeded partitions %v: want all 3", parts)
+	}
+	sc := &env{t: t, qcfg: sec}
+	var err2 error
+	if sc.client, err2 = kgo.NewClient(sec.ClientOpts()...); err2 != nil {
+		t.Fatal(err2)
+	}
+	defer sc.client.Close()
+	if got := sc.committedAt(0); got != 1 {
+		t.Errorf("partition 0 seeded at %d: want 1, the first record after the rewind", got)
+	}
+}

@@ -748,6 +748,11 @@ func SeedOffsets(ctx context.Context, cfg queue.Config, from time.Time) ([]int32
 	if err == nil {
 		err = committed.Error()
 	}
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		// Nothing replicated for the group (some brokers say so instead
+		// of answering no offsets).
+		committed, err = nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("writer: seed offsets: committed offsets of group %s: %w", cfg.WriterGroup, err)
 	}
