@@ -122,6 +122,7 @@ var Knobs = []Knob{
 	{Name: "CAIRN_KAFKA_ACTIVE", Default: "primary", Doc: "Kafka cluster active at start: primary or secondary (needs CAIRN_KAFKA_SECONDARY_BROKERS). Switched at run time by POST /v1/admin/kafka/active or `cairn failover kafka`."},
 	{Name: "CAIRN_KAFKA_FAILOVER_REWIND", Default: "5m", Doc: "Writers switching cluster start each partition from the group's replicated committed offset, or, where it is missing or older than the failover time minus this, from the first record at or after that time: replays are harmless (newest-wins writes)."},
 	{Name: "CAIRN_KAFKA_AUTO_FAILOVER_AFTER", Default: "0", Doc: "Switch to the other cluster once the active one has been unreachable this long; 0 (off) leaves failover to an operator (docs/multi-region.md explains the trade-off)."},
+	{Name: "CAIRN_ADMIN_TOKEN", Doc: "`cairn failover kafka`: API token with the admin scope sent to each target; or --token-file.", Secret: true},
 	{Name: "CAIRN_METRICS_INTERVAL", Default: "10s", Doc: "Query servers send one metrics record per interval, with their query figures per namespace; a whole divisor of a minute (docs/metrics.md)."},
 	{Name: "CAIRN_METRICS_GROUP", Default: "cairn-metrics", Doc: "Consumer group of the metrics consumers (`cairn write`, unless --metrics=false)."},
 	{Name: "CAIRN_METRICS_RETENTION", Default: "24h", Doc: "How long the per-minute metrics rollups are kept in the online store (at least 1h)."},

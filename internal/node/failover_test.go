@@ -17,7 +17,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/cairnfs/cairn/internal/config"
+	"github.com/cairnfs/cairn/internal/feature"
 	"github.com/cairnfs/cairn/internal/queue"
+	"github.com/cairnfs/cairn/internal/store"
+	"github.com/cairnfs/cairn/internal/store/embedded"
 )
 
 // The secondary cluster inherits the primary's security settings it does
@@ -175,5 +178,51 @@ func TestFailoverEndpointOfEachRole(t *testing.T) {
 				t.Errorf("answer %+v: want the %s on the secondary", got, tc.client)
 			}
 		})
+	}
+}
+
+// After a switch of Kafka cluster, reads go past the Bloom filters to the
+// store: filters fed from the old cluster could miss keys the writers now
+// write from the new one.
+func TestFilterSwitchReadsStoreAfterSwitch(t *testing.T) {
+	reg, err := feature.Parse("t.yaml", []byte("namespaces:\n  - name: user\n    primary_key: id\n    features: {id: string, age: int}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, _ := reg.Namespace("user")
+	age, _ := reg.Lookup("user.age")
+	open := func(v int64) *embedded.Store {
+		st, err := embedded.Open(t.TempDir(), embedded.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		if err := st.Write(context.Background(), []store.EntityWrite{{Namespace: ns, Key: "u1",
+			Values: []store.Value{{Feature: age, Value: v, ObservedAt: time.Unix(1, 0)}}}}); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	fs := &filterSwitch{filtered: open(1), direct: open(2), log: slog.New(slog.DiscardHandler)}
+	read := func() any {
+		rows, err := fs.ReadInto(context.Background(), ns, []string{"u1"}, []*feature.Feature{age}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rows[0].Cells[0].Value
+	}
+	if v := read(); v != int64(1) {
+		t.Errorf("before the switch read %v from the wrong path", v)
+	}
+	f, err := queue.NewFailover(queue.FailoverConfig{Primary: queue.Config{Brokers: []string{"a:1"}}, Secondary: queue.Config{Brokers: []string{"b:1"}}}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Register("bloom filters", fs.Switch)
+	if err := f.Switch(context.Background(), queue.Secondary); err != nil {
+		t.Fatal(err)
+	}
+	if v := read(); v != int64(2) {
+		t.Errorf("after the switch read %v: want the store's", v)
 	}
 }

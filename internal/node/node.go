@@ -323,6 +323,9 @@ func (p *process) addQueryServer(qcfg queue.Config, st Store, checker *health.Ch
 			return err
 		}
 		reader = rp.reader
+		if rp.unfiltered != nil && p.failover != nil {
+			p.failover.Register("bloom filters", rp.unfiltered.Switch)
+		}
 		if tr := rp.tracker; tr != nil {
 			p.component(Component{Name: "bloom tracker", Run: tr.Run})
 			checker.AddReadiness("bloom filters", func() error {
