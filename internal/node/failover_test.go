@@ -151,7 +151,7 @@ func TestFailoverEndpointOfEachRole(t *testing.T) {
 	for _, tc := range []struct {
 		role   Role
 		client string
-	}{{Serve, "producer"}, {Write, "writer"}} {
+	}{{Serve, "producer"}, {Write, "writer"}, {Write, "metrics consumer"}} {
 		t.Run(tc.role.String(), func(t *testing.T) {
 			addr := runNode(t, tc.role, env, brokers[0])
 			url := "http://" + addr + "/v1/admin/kafka/active"

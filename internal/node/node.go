@@ -15,9 +15,14 @@
 //	writer              ●            ●
 //	query metrics       ●     ●
 //	metrics consumer    ●†           ●†
+//	kafka auto failover ●‡    ●‡     ●‡
 //	signals             ●     ●      ●       ●
 //
-// (* with CAIRN_BLOOM_NAMESPACES; † not with `cairn write --metrics=false`.)
+// (* with CAIRN_BLOOM_NAMESPACES; † not with `cairn write --metrics=false`;
+// ‡ with CAIRN_KAFKA_AUTO_FAILOVER_AFTER and a secondary cluster.) Every
+// Kafka client registers with one queue.Failover, which the failover
+// endpoint (`POST /v1/admin/kafka/active`, on the API and on the writer's
+// address) switches; see docs/multi-region.md.
 // The signals component ends the process on SIGINT or SIGTERM (through the context Run is given) and, on SIGHUP,
 // reloads in turn what the process reads from files: the feature file
 // (writers), the API keys (query servers with CAIRN_API_KEYS_FILE) and the
@@ -257,6 +262,10 @@ func (p *process) build(ctx context.Context, o Options) error {
 		p.failover = fo
 		// Every client starts on the active cluster.
 		qcfg = fo.ActiveConfig()
+		if fcfg.AutoAfter > 0 && fcfg.HasSecondary() {
+			p.component(Component{Name: "kafka auto failover", Run: fo.RunAuto})
+			p.log.Warn("kafka: automatic failover on: this process switches cluster alone after the active one is unreachable", "after", fcfg.AutoAfter)
+		}
 	}
 	if cfg.Role == Dev {
 		// Topics that exist are kept.
@@ -468,10 +477,16 @@ func (p *process) addWriter(ctx context.Context, qcfg queue.Config, st Store, ch
 	checker.AddReadiness("writer", w.Ready)
 	p.log.Info("persistence writer started", "group", qcfg.WriterGroup, "topic", qcfg.PersistTopic, "instance_id", cfg.Writer.InstanceID)
 	if cfg.Metrics.Consume {
-		mc, err := metrics.NewConsumer(qcfg, cfg.Metrics.Consumer, st, p.prom, p.log)
-		if err != nil {
-			return err
-		}
+		// The metrics consumer cannot switch cluster itself: it is made
+		// again at a switch (rollups tolerate replays).
+		mc := newRestarting(qcfg, p.prom, func(q queue.Config, reg prometheus.Registerer) (func(context.Context) error, error) {
+			c, err := metrics.NewConsumer(q, cfg.Metrics.Consumer, st, reg, p.log)
+			if err != nil {
+				return nil, err
+			}
+			return c.Run, nil
+		})
+		p.failover.Register("metrics consumer", mc.Switch)
 		p.component(Component{Name: "metrics consumer", Run: mc.Run})
 		p.log.Info("metrics consumer started", "group", cfg.Metrics.Consumer.Group, "topic", qcfg.MetricsTopic, "retention", cfg.Metrics.Consumer.Retention)
 	}

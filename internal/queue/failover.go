@@ -350,3 +350,55 @@ func (f *Failover) Switch(ctx context.Context, to string) error {
 	f.log.Warn("kafka: active cluster switched", "from", from, "to", to, "took", time.Since(at).Round(time.Millisecond))
 	return nil
 }
+
+// RunAuto switches to the other cluster once the active one has failed
+// every probe ([Probe]) for AutoAfter, probing every AutoAfter/5 (1s to
+// 10s); it returns when ctx ends. With AutoAfter 0 or no secondary it only
+// waits for ctx. A failed switch is retried at the next probe that finds
+// the active cluster still failing. See docs/multi-region.md for why this
+// is off by default.
+func (f *Failover) RunAuto(ctx context.Context) error {
+	after := f.cfg.AutoAfter
+	if after <= 0 || !f.cfg.HasSecondary() {
+		<-ctx.Done()
+		return nil
+	}
+	every := min(max(after/5, time.Second), 10*time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var since time.Time // first failed probe of the current run; zero when healthy
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		active := f.Active()
+		pctx, cancel := context.WithTimeout(ctx, every)
+		err := Probe(pctx, f.ActiveConfig())
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			since = time.Time{}
+			continue
+		}
+		now := time.Now()
+		if since.IsZero() {
+			since = now
+		}
+		if now.Sub(since) < after {
+			continue
+		}
+		to := Primary
+		if active == Primary {
+			to = Secondary
+		}
+		f.log.Error("kafka: active cluster unreachable; switching automatically (CAIRN_KAFKA_AUTO_FAILOVER_AFTER)",
+			"from", active, "to", to, "failing_since", since, "err", err)
+		if err := f.Switch(ctx, to); err == nil {
+			since = time.Time{}
+		}
+	}
+}

@@ -238,3 +238,48 @@ func TestProducerSwitchDuringUploads(t *testing.T) {
 		})
 	}
 }
+
+// With CAIRN_KAFKA_AUTO_FAILOVER_AFTER, a process whose active cluster
+// stops answering switches to the other after that long, and not while it
+// answers.
+func TestFailoverAuto(t *testing.T) {
+	t.Parallel()
+	fc := twoClusters(t)
+	var px *tcpProxy
+	fc.Primary, _, px = proxiedCluster(t)
+	fc.AutoAfter = 2 * time.Second
+	f, err := NewFailover(fc, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switched := make(chan time.Time, 1)
+	f.Register("probe", func(_ context.Context, c Config, at time.Time) error {
+		if c.Brokers[0] != fc.Secondary.Brokers[0] {
+			t.Errorf("switched to %v", c.Brokers)
+		}
+		switched <- at
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.RunAuto(ctx) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-switched:
+		t.Fatal("switched while the primary answered")
+	case <-time.After(3 * time.Second):
+	}
+	px.Cut()
+	cut := time.Now()
+	select {
+	case at := <-switched:
+		if d := at.Sub(cut); d < fc.AutoAfter {
+			t.Errorf("switched %v after the primary went away: want at least %v", d, fc.AutoAfter)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no automatic switch 15s after the primary went away")
+	}
+	if f.Active() != Secondary {
+		t.Errorf("active %q", f.Active())
+	}
+}
