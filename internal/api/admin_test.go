@@ -18,7 +18,7 @@ import (
 
 // failoverFor returns a failover of two clusters whose one participant
 // records the brokers it is switched to, and fails while fail is set.
-func failoverFor(t *testing.T, fail *atomic.Bool) (*queue.Failover, *atomic.Value) {
+func failoverFor(t testing.TB, fail *atomic.Bool) (*queue.Failover, *atomic.Value) {
 	t.Helper()
 	f, err := queue.NewFailover(queue.FailoverConfig{Primary: queue.Config{Brokers: []string{"primary:9096"}},
 		Secondary: queue.Config{Brokers: []string{"secondary:9096"}}}, nil, nil)
@@ -128,4 +128,43 @@ func TestRequireScope(t *testing.T) {
 			t.Errorf("%v: %d, want %d", tc.auth, code, tc.code)
 		}
 	}
+}
+
+// FuzzKafkaActiveBody: whatever the body, the endpoint answers 200 with
+// the active cluster, 400 or 503 with the usual error shape, and switches
+// only to a cluster it knows.
+func FuzzKafkaActiveBody(f *testing.F) {
+	for _, s := range []string{`{"cluster": "secondary"}`, `{"cluster": "primary"}`, `{}`, `{"cluster": null}`,
+		`{"cluster": "x"} {}`, `[`, `{"cluster": "secondary", "x": 1}`, ``} {
+		f.Add(s)
+	}
+	var fail atomic.Bool
+	fo, _ := failoverFor(f, &fail)
+	h := KafkaActiveHandler(fo, 1<<10)
+	f.Fuzz(func(t *testing.T, body string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("POST", KafkaActivePath, strings.NewReader(body)))
+		var out struct {
+			Cluster string            `json:"cluster"`
+			Errors  []json.RawMessage `json:"errors"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+			t.Fatalf("answer %q is not JSON: %v", rec.Body.String(), err)
+		}
+		switch rec.Code {
+		case 200:
+			if out.Cluster != queue.Primary && out.Cluster != queue.Secondary {
+				t.Fatalf("200 with cluster %q", out.Cluster)
+			}
+		case 400, 503:
+			if len(out.Errors) == 0 {
+				t.Fatalf("%d without errors: %s", rec.Code, rec.Body.String())
+			}
+		default:
+			t.Fatalf("status %d for %q", rec.Code, body)
+		}
+		if a := fo.Active(); a != queue.Primary && a != queue.Secondary {
+			t.Fatalf("active %q", a)
+		}
+	})
 }
