@@ -430,6 +430,7 @@ func (p *process) uiSources(qcfg queue.Config, st Store) ([]ui.Source, error) {
 			return nil, err
 		}
 		p.onClose("lag reader", func() error { lr.Close(); return nil })
+		p.failover.Register("lag reader", lr.SwitchTo)
 		sources = append(sources, ui.NewRollupSource(rd, lr.Lag, p.log))
 	}
 	if cfg.UISource != "fleet" {

@@ -283,3 +283,40 @@ func TestFailoverAuto(t *testing.T) {
 		t.Errorf("active %q", f.Active())
 	}
 }
+
+// The lag reader reads the cluster it was switched to.
+func TestLagReaderSwitch(t *testing.T) {
+	t.Parallel()
+	fc := twoClusters(t)
+	p := newProducer(t, fc.Secondary, nil, nil)
+	for i := range 3 {
+		if err := p.Persist(context.Background(), []byte(fmt.Sprint(i)), upload(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lr, err := NewLagReader(fc.Primary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lr.Close()
+	total := func() int64 {
+		lag, err := lr.Lag(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		for _, v := range lag {
+			n += v
+		}
+		return n
+	}
+	if n := total(); n != 0 {
+		t.Errorf("primary's lag %d: want 0", n)
+	}
+	if err := lr.SwitchTo(context.Background(), fc.Secondary, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if n := total(); n != 3 {
+		t.Errorf("secondary's lag %d: want its 3 records", n)
+	}
+}
