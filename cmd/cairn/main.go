@@ -36,6 +36,7 @@ Usage:
   cairn write          persistence writer (consumes Kafka, writes the online store)
   cairn topics create  create the Kafka topics, or bring them to the requested settings
   cairn status         writer group and lag, dead letters, topic settings, store reachability, last minute's rollup
+  cairn failover kafka switch the active Kafka cluster of running processes (--to secondary --targets HOST:PORT,...)
   cairn config         print every configuration knob with its effective value, and check them all
   cairn keys new       make an API key: print its token once and its line for CAIRN_API_KEYS_FILE
   cairn features lock  give new features their short ids in the committed lock file (features.lock)
@@ -76,6 +77,8 @@ func run(ctx context.Context, args []string, env *config.Env, stdout, stderr io.
 		return runTopicsCreate(ctx, rest[1:], env, stdout, stderr)
 	case "status":
 		return runStatus(ctx, rest, env, stdout, stderr)
+	case "failover":
+		return runFailover(ctx, rest, env, stdout, stderr)
 	case "config":
 		return runConfig(env, stdout)
 	case "keys":

@@ -106,6 +106,10 @@ type Config struct {
 	// it needs Keys. Default false (CAIRN_METRICS_REQUIRE_AUTH).
 	MetricsRequireAuth bool
 
+	// Failover, when set, serves KafkaActivePath (admin scope): the active
+	// Kafka cluster, read and switched. Default: not served.
+	Failover *queue.Failover
+
 	// UI, when set, serves the store-health page at /ui and its figures
 	// at /ui/data, which need the admin scope when MetricsRequireAuth.
 	// Default: no page.
@@ -286,6 +290,12 @@ func (s *Server) Handler() http.Handler {
 			metrics = s.instrument("metrics", s.authorize("metrics", auth.Admin, metrics.ServeHTTP))
 		}
 		handle(http.MethodGet, "/metrics", metrics)
+	}
+	if f := s.cfg.Failover; f != nil {
+		h := KafkaActiveHandler(f, s.cfg.MaxBodyBytes)
+		for _, m := range []string{http.MethodGet, http.MethodPost} {
+			handle(m, KafkaActivePath, s.instrument("admin", s.authorize("admin", auth.Admin, h.ServeHTTP)))
+		}
 	}
 	if s.cfg.UI != nil {
 		handle(http.MethodGet, "/ui", s.cfg.UI.Page())

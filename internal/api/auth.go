@@ -1,8 +1,6 @@
 package api
 
 import (
-	"errors"
-	"fmt"
 	"net/http"
 
 	"github.com/cairnfs/cairn/internal/auth"
@@ -29,22 +27,13 @@ func (s *Server) authorize(route string, scope auth.Scope, h http.HandlerFunc) h
 	}
 	unauthenticated := s.byKey.WithLabelValues("", route, outcomeUnauthenticated)
 	return func(w http.ResponseWriter, r *http.Request) {
-		key, err := keys.Authenticate(r.Header.Values("Authorization"))
-		if err != nil {
-			unauthenticated.Inc()
-			msg := err.Error()
-			if errors.Is(err, auth.ErrUnknownToken) {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="cairn", error="invalid_token"`)
+		key, ok := checkKey(keys, scope, w, r)
+		if !ok {
+			if key == nil {
+				unauthenticated.Inc()
 			} else {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="cairn"`)
+				s.byKey.WithLabelValues(key.Name, route, outcomeUnauthorized).Inc()
 			}
-			writeErrors(w, http.StatusUnauthorized, errorList{{Code: CodeUnauthenticated, Category: CategoryRequest, Message: msg}})
-			return
-		}
-		if !key.Allows(scope) {
-			s.byKey.WithLabelValues(key.Name, route, outcomeUnauthorized).Inc()
-			writeErrors(w, http.StatusForbidden, errorList{{Code: CodeUnauthorized, Category: CategoryRequest,
-				Message: fmt.Sprintf("API key %q does not have the %q scope this route needs", key.Name, scope)}})
 			return
 		}
 		h(w, r)

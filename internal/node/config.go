@@ -113,12 +113,16 @@ type Config struct {
 	// CAIRN_TLS_KEY_FILE); empty serves plain HTTP.
 	TLS tlscert.Config
 
-	Queue  queue.Config
-	Topics queue.TopicSpec
-	Health health.Config
-	Writer writer.Config
-	API    api.Config
-	Read   ReadConfig
+	Queue queue.Config
+	// Failover names the secondary Kafka cluster and the active one
+	// (CAIRN_KAFKA_SECONDARY_*, CAIRN_KAFKA_ACTIVE, ...); its Primary is
+	// Queue.
+	Failover queue.FailoverConfig
+	Topics   queue.TopicSpec
+	Health   health.Config
+	Writer   writer.Config
+	API      api.Config
+	Read     ReadConfig
 	// UI samples this process's metrics for the /ui page of a query
 	// server (not of bench-server).
 	UI ui.ProcessConfig
@@ -268,6 +272,7 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 			check.Brokers = []string{"embedded"} // known once the embedded broker listens
 		}
 		add(check.Validate())
+		add(c.loadFailover(env))
 	}
 	if role == Topics || role == Check || role == Dev {
 		if role != Topics {
@@ -372,6 +377,11 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 		c.Writer.EnsureDefaults()
 		add(c.Writer.Validate())
 	}
+	if role == Write {
+		// The writer's HTTP address serves the Kafka failover endpoint
+		// with the query servers' keys (admin scope).
+		add(c.loadAuth(env))
+	}
 
 	if role == Dev || role == Serve || role == Write {
 		if c.Addr == "" {
@@ -404,7 +414,63 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 	return c, errors.Join(append([]error{env.Err()}, errs...)...)
 }
 
-// loadAuth reads the API's authentication knobs. `cairn serve` without a
+// loadFailover reads the secondary Kafka cluster's knobs: unset security
+// knobs inherit the primary's values.
+func (c *Config) loadFailover(env *config.Env) error {
+	c.Failover = queue.FailoverConfig{
+		Primary:   c.Queue,
+		Active:    env.String("CAIRN_KAFKA_ACTIVE"),
+		Rewind:    env.Duration("CAIRN_KAFKA_FAILOVER_REWIND"),
+		AutoAfter: env.Duration("CAIRN_KAFKA_AUTO_FAILOVER_AFTER"),
+	}
+	var errs []error
+	if brokers := env.List("CAIRN_KAFKA_SECONDARY_BROKERS"); len(brokers) > 0 {
+		str := func(name string) *string {
+			if v, ok := env.Value(name); ok && v != "" {
+				return &v
+			}
+			return nil
+		}
+		boolean := func(name string) *bool {
+			if v, ok := env.Value(name); ok && v != "" {
+				b := env.Bool(name)
+				return &b
+			}
+			return nil
+		}
+		sec := queue.Security{
+			TLS:                 boolean("CAIRN_KAFKA_SECONDARY_TLS"),
+			TLSCAFile:           str("CAIRN_KAFKA_SECONDARY_TLS_CA_FILE"),
+			TLSCertFile:         str("CAIRN_KAFKA_SECONDARY_TLS_CERT_FILE"),
+			TLSKeyFile:          str("CAIRN_KAFKA_SECONDARY_TLS_KEY_FILE"),
+			SASLMechanism:       str("CAIRN_KAFKA_SECONDARY_SASL_MECHANISM"),
+			SASLUser:            str("CAIRN_KAFKA_SECONDARY_SASL_USERNAME"),
+			SASLPassword:        str("CAIRN_KAFKA_SECONDARY_SASL_PASSWORD"),
+			SASLPasswordFile:    str("CAIRN_KAFKA_SECONDARY_SASL_PASSWORD_FILE"),
+			SASLPlainWithoutTLS: boolean("CAIRN_KAFKA_SECONDARY_SASL_PLAIN_WITHOUT_TLS"),
+		}
+		if sec.SASLMechanism != nil {
+			m := strings.ToUpper(*sec.SASLMechanism)
+			sec.SASLMechanism = &m
+		}
+		s := queue.SecondaryConfig(c.Queue, brokers, sec, env.String("CAIRN_KAFKA_SECONDARY_TOPIC_PREFIX"))
+		// The secondary's problems name the primary's knobs: say whose.
+		const whose = "secondary Kafka cluster (CAIRN_KAFKA_SECONDARY_* knobs; those unset take the primary's value)"
+		if err := s.ReadFiles(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", whose, err))
+		}
+		if err := s.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", whose, err))
+		}
+		c.Failover.Secondary = s
+	}
+	c.Failover.EnsureDefaults()
+	errs = append(errs, c.Failover.Validate())
+	return errors.Join(errs...)
+}
+
+// loadAuth reads the API's authentication knobs (for `cairn write`, those
+// of its failover endpoint). `cairn serve` without a
 // keys file must say CAIRN_API_AUTH=none, so that an API open to anyone
 // who reaches it is a decision and not an omission; `cairn dev` without
 // one runs open (and says so).
@@ -418,6 +484,11 @@ func (c *Config) loadAuth(env *config.Env) error {
 	err := c.Auth.Validate()
 	if c.Role == Serve && c.Auth.Mode == auth.ModeKeys && c.Auth.KeysFile == "" {
 		err = errors.Join(err, errors.New("no API keys: set CAIRN_API_KEYS_FILE (see `cairn keys new`), or CAIRN_API_AUTH=none to serve the API without authentication"))
+	}
+	// A writer without a secondary cluster may run without keys: its
+	// failover endpoint is then not served.
+	if c.Role == Write && c.Failover.HasSecondary() && c.Auth.Mode == auth.ModeKeys && c.Auth.KeysFile == "" {
+		err = errors.Join(err, errors.New("no API keys for the writer's Kafka failover endpoint (CAIRN_KAFKA_SECONDARY_BROKERS is set): set CAIRN_API_KEYS_FILE (admin scope), or CAIRN_API_AUTH=none to serve it without authentication"))
 	}
 	return err
 }

@@ -15,9 +15,14 @@
 //	writer              ●            ●
 //	query metrics       ●     ●
 //	metrics consumer    ●†           ●†
+//	kafka auto failover ●‡    ●‡     ●‡
 //	signals             ●     ●      ●       ●
 //
-// (* with CAIRN_BLOOM_NAMESPACES; † not with `cairn write --metrics=false`.)
+// (* with CAIRN_BLOOM_NAMESPACES; † not with `cairn write --metrics=false`;
+// ‡ with CAIRN_KAFKA_AUTO_FAILOVER_AFTER and a secondary cluster.) Every
+// Kafka client registers with one queue.Failover, which the failover
+// endpoint (`POST /v1/admin/kafka/active`, on the API and on the writer's
+// address) switches; see docs/multi-region.md.
 // The signals component ends the process on SIGINT or SIGTERM (through the context Run is given) and, on SIGHUP,
 // reloads in turn what the process reads from files: the feature file
 // (writers), the API keys (query servers with CAIRN_API_KEYS_FILE) and the
@@ -164,6 +169,10 @@ type process struct {
 	// reloads run, in turn, on SIGHUP.
 	reloads []func()
 
+	// failover switches the Kafka clients between the primary and the
+	// secondary cluster; nil for a role without Kafka.
+	failover *queue.Failover
+
 	mu   sync.Mutex
 	errs []error
 }
@@ -243,6 +252,21 @@ func (p *process) build(ctx context.Context, o Options) error {
 		qcfg.Brokers = b.Addrs()
 		p.log.Info("embedded broker started", "addrs", qcfg.Brokers, "dir", cfg.DataDir)
 	}
+	if cfg.Role.kafka() {
+		fcfg := cfg.Failover
+		fcfg.Primary = qcfg
+		fo, err := queue.NewFailover(fcfg, p.prom, p.log)
+		if err != nil {
+			return err
+		}
+		p.failover = fo
+		// Every client starts on the active cluster.
+		qcfg = fo.ActiveConfig()
+		if fcfg.AutoAfter > 0 && fcfg.HasSecondary() {
+			p.component(Component{Name: "kafka auto failover", Run: fo.RunAuto})
+			p.log.Warn("kafka: automatic failover on: this process switches cluster alone after the active one is unreachable", "after", fcfg.AutoAfter)
+		}
+	}
 	if cfg.Role == Dev {
 		// Topics that exist are kept.
 		if _, err := queue.CreateTopics(ctx, qcfg, cfg.Topics); err != nil {
@@ -308,6 +332,9 @@ func (p *process) addQueryServer(qcfg queue.Config, st Store, checker *health.Ch
 			return err
 		}
 		reader = rp.reader
+		if rp.unfiltered != nil && p.failover != nil {
+			p.failover.Register("bloom filters", rp.unfiltered.Switch)
+		}
 		if tr := rp.tracker; tr != nil {
 			p.component(Component{Name: "bloom tracker", Run: tr.Run})
 			checker.AddReadiness("bloom filters", func() error {
@@ -332,6 +359,7 @@ func (p *process) addQueryServer(qcfg queue.Config, st Store, checker *health.Ch
 			return err
 		}
 		p.onClose("producer", func() error { pr.Close(); return nil })
+		p.failover.Register("producer", pr.SwitchTo)
 		producer = pr
 		// Queries do not need Kafka: it is probed and reported, not
 		// critical. The probe shows settings the brokers refuse before
@@ -350,6 +378,7 @@ func (p *process) addQueryServer(qcfg queue.Config, st Store, checker *health.Ch
 		p.component(Component{Name: "query metrics", Run: agg.Run})
 	}
 	acfg.Health = checker
+	acfg.Failover = p.failover
 	if cfg.Role != BenchServer {
 		sources, err := p.uiSources(qcfg, st)
 		if err != nil {
@@ -401,6 +430,7 @@ func (p *process) uiSources(qcfg queue.Config, st Store) ([]ui.Source, error) {
 			return nil, err
 		}
 		p.onClose("lag reader", func() error { lr.Close(); return nil })
+		p.failover.Register("lag reader", lr.SwitchTo)
 		sources = append(sources, ui.NewRollupSource(rd, lr.Lag, p.log))
 	}
 	if cfg.UISource != "fleet" {
@@ -439,6 +469,8 @@ func (p *process) addWriter(ctx context.Context, qcfg queue.Config, st Store, ch
 	if err != nil {
 		return err
 	}
+	w.SetRewind(cfg.Failover.Rewind)
+	p.failover.Register("writer", w.SwitchTo)
 	p.component(Component{Name: "writer", Run: w.Run})
 	p.onReload(func() { reloadFeatures(cfg.Features, cfg.featureIDsCheck(), w.SetRegistry, p.log) })
 	// A writer is of no use without its store or Kafka: both critical.
@@ -448,12 +480,18 @@ func (p *process) addWriter(ctx context.Context, qcfg queue.Config, st Store, ch
 	checker.AddReadiness("writer store writes", w.StoreWritesReady)
 	p.log.Info("persistence writer started", "group", qcfg.WriterGroup, "topic", qcfg.PersistTopic, "instance_id", cfg.Writer.InstanceID)
 	if cfg.Metrics.Consume {
-		mc, err := metrics.NewConsumer(qcfg, cfg.Metrics.Consumer, st, p.prom, p.log)
-		if err != nil {
-			return err
-		}
-		// Standby writers' consumers stand by with them.
-		mc.FollowActive(w.StoreWritesActive)
+		// The metrics consumer cannot switch cluster itself: it is made
+		// again at a switch (rollups tolerate replays).
+		mc := newRestarting(qcfg, p.prom, func(q queue.Config, reg prometheus.Registerer) (func(context.Context) error, error) {
+			c, err := metrics.NewConsumer(q, cfg.Metrics.Consumer, st, reg, p.log)
+			if err != nil {
+				return nil, err
+			}
+			// Standby writers' consumers stand by with them.
+			c.FollowActive(w.StoreWritesActive)
+			return c.Run, nil
+		})
+		p.failover.Register("metrics consumer", mc.Switch)
 		p.component(Component{Name: "metrics consumer", Run: mc.Run})
 		p.log.Info("metrics consumer started", "group", cfg.Metrics.Consumer.Group, "topic", qcfg.MetricsTopic, "retention", cfg.Metrics.Consumer.Retention)
 	}
@@ -463,6 +501,9 @@ func (p *process) addWriter(ctx context.Context, qcfg queue.Config, st Store, ch
 	mux := http.NewServeMux()
 	checker.Register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(p.prom, promhttp.HandlerOpts{}))
+	if err := p.addWriterAdmin(mux); err != nil {
+		return err
+	}
 	ln, err := p.listen()
 	if err != nil {
 		return err
@@ -487,6 +528,33 @@ func (p *process) addWriter(ctx context.Context, qcfg queue.Config, st Store, ch
 		<-served
 		return nil
 	}})
+	return nil
+}
+
+// addWriterAdmin serves the Kafka failover endpoint on the writer's mux:
+// with the API keys file (admin scope), or openly with CAIRN_API_AUTH=none;
+// not at all without either (Load then requires one when a secondary
+// cluster is configured).
+func (p *process) addWriterAdmin(mux *http.ServeMux) error {
+	cfg := p.cfg
+	var keys *auth.Keys
+	switch {
+	case cfg.Auth.KeysFile != "":
+		k, err := auth.Open(cfg.Auth.KeysFile, p.log)
+		if err != nil {
+			return err
+		}
+		keys = k
+		p.onReload(func() { _ = keys.Reload() }) // it logs its outcome
+	case cfg.Auth.Mode == auth.ModeNone:
+		p.log.Warn("writer: no authentication: anyone who can reach the writer's address can switch its Kafka cluster", "CAIRN_API_AUTH", cfg.Auth.Mode)
+	default:
+		p.log.Info("writer: no CAIRN_API_KEYS_FILE: the Kafka failover endpoint is not served", "path", api.KafkaActivePath)
+		return nil
+	}
+	h := api.RequireScope(keys, auth.Admin, api.KafkaActiveHandler(p.failover, 1<<10))
+	mux.Handle("GET "+api.KafkaActivePath, h)
+	mux.Handle("POST "+api.KafkaActivePath, h)
 	return nil
 }
 

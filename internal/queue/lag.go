@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -14,7 +17,17 @@ import (
 // partition, the records past the writers' group's committed offset. A
 // query server uses it to draw the lag on /ui, which no process of its own
 // measures.
+//
+// It is a [Participant] of [Failover] (SwitchTo): it reads the active
+// cluster.
 type LagReader struct {
+	cur atomic.Pointer[lagReader]
+	// mu serializes SwitchTo and Close.
+	mu sync.Mutex
+}
+
+// lagReader reads the lag on one cluster.
+type lagReader struct {
 	cfg Config
 	cl  *kgo.Client
 	adm *kadm.Client
@@ -27,13 +40,33 @@ func NewLagReader(cfg Config) (*LagReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue: new lag reader: %w", err)
 	}
-	return &LagReader{cfg: cfg, cl: cl, adm: kadm.NewClient(cl)}, nil
+	l := &LagReader{}
+	l.cur.Store(&lagReader{cfg: cfg, cl: cl, adm: kadm.NewClient(cl)})
+	return l, nil
 }
 
 // Lag returns the lag in records of each partition of the persistence
 // topic. A partition whose group has committed nothing counts from its
 // start. A group that does not exist yet has the lag of every record.
 func (l *LagReader) Lag(ctx context.Context) (map[int32]int64, error) {
+	return l.cur.Load().Lag(ctx)
+}
+
+// SwitchTo reads the lag on the cluster cfg names from now on.
+func (l *LagReader) SwitchTo(_ context.Context, cfg Config, _ time.Time) error {
+	cl, err := kgo.NewClient(cfg.ClientOpts()...)
+	if err != nil {
+		return fmt.Errorf("queue: new lag reader: %w", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	old := l.cur.Swap(&lagReader{cfg: cfg, cl: cl, adm: kadm.NewClient(cl)})
+	old.cl.Close()
+	return nil
+}
+
+// Lag is LagReader.Lag on one cluster.
+func (l *lagReader) Lag(ctx context.Context) (map[int32]int64, error) {
 	lags, err := l.adm.Lag(ctx, l.cfg.WriterGroup)
 	if err != nil {
 		return nil, fmt.Errorf("queue: lag of group %s: %w", l.cfg.WriterGroup, err)
@@ -64,7 +97,7 @@ func (l *LagReader) Lag(ctx context.Context) (map[int32]int64, error) {
 
 // unconsumed is the lag of a group that has never committed: every record
 // still in the persistence topic.
-func (l *LagReader) unconsumed(ctx context.Context) (map[int32]int64, error) {
+func (l *lagReader) unconsumed(ctx context.Context) (map[int32]int64, error) {
 	starts, err := l.adm.ListStartOffsets(ctx, l.cfg.PersistTopic)
 	if err != nil {
 		return nil, fmt.Errorf("queue: start offsets of %s: %w", l.cfg.PersistTopic, err)
@@ -86,4 +119,8 @@ func (l *LagReader) unconsumed(ctx context.Context) (map[int32]int64, error) {
 }
 
 // Close closes the reader's client.
-func (l *LagReader) Close() { l.cl.Close() }
+func (l *LagReader) Close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cur.Load().cl.Close()
+}

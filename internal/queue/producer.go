@@ -45,14 +45,9 @@ const probeLogInterval = time.Minute
 //
 // Its methods are safe for concurrent use.
 type Producer struct {
-	cfg     Config
-	persist *kgo.Client
-	metrics *kgo.Client
-	log     *slog.Logger
-	// watch keeps why the brokers last failed the persistence client
-	// (wrong credentials, untrusted certificate, ...): a timed-out
-	// upload's answer names it.
-	watch *BrokerWatch
+	// cur is the clients of the active cluster, replaced by SwitchTo.
+	cur atomic.Pointer[clients]
+	log *slog.Logger
 
 	produced *prometheus.CounterVec
 	latency  prometheus.Histogram
@@ -63,6 +58,20 @@ type Producer struct {
 	// replaced, never modified, under failMu.
 	failing atomic.Pointer[HealthError]
 	failMu  sync.Mutex
+
+	// switchMu serializes SwitchTo and Close.
+	switchMu sync.Mutex
+}
+
+// clients are a producer's two Kafka clients of one cluster.
+type clients struct {
+	cfg     Config
+	persist *kgo.Client
+	metrics *kgo.Client
+	// watch keeps why the brokers last failed the persistence client
+	// (wrong credentials, untrusted certificate, ...): a timed-out
+	// upload's answer names it.
+	watch *BrokerWatch
 }
 
 // NewProducer connects a producer: two Kafka clients, one for persistence
@@ -85,6 +94,43 @@ func NewProducer(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Prod
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	cs, err := newClients(cfg)
+	if err != nil {
+		return nil, err
+	}
+	p := &Producer{
+		log:        log,
+		persistLog: lograte.Limiter{Interval: logInterval},
+		metricsLog: lograte.Limiter{Interval: logInterval},
+		probeLog:   lograte.Limiter{Interval: probeLogInterval},
+		produced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_queue_produced_records_total",
+			Help: "Records produced, by topic role (persist, metrics) and outcome: ok (acknowledged), error (failed or not acknowledged in time), dropped (refused by a full producer buffer).",
+		}, []string{"role", "outcome"}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "cairn_queue_persist_ack_seconds",
+			Help:    "Time from producing a persistence record to its acknowledgement by all in-sync replicas.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+	}
+	p.cur.Store(cs)
+	for _, role := range []string{"persist", "metrics"} {
+		for _, outcome := range []string{"ok", "error", "dropped"} {
+			p.produced.WithLabelValues(role, outcome)
+		}
+	}
+	if reg != nil {
+		if err := errors.Join(reg.Register(p.produced), reg.Register(p.latency)); err != nil {
+			cs.persist.Close()
+			cs.metrics.Close()
+			return nil, fmt.Errorf("queue: register metrics: %w", err)
+		}
+	}
+	return p, nil
+}
+
+// newClients creates the two clients of a producer against cfg's cluster.
+func newClients(cfg Config) (*clients, error) {
 	watch := &BrokerWatch{}
 	persist, err := kgo.NewClient(append(cfg.ClientOpts(),
 		kgo.WithHooks(watch),
@@ -135,34 +181,7 @@ func NewProducer(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Prod
 		persist.Close()
 		return nil, fmt.Errorf("queue: new metrics producer: %w", err)
 	}
-	p := &Producer{
-		cfg: cfg, persist: persist, metrics: metrics, log: log, watch: watch,
-		persistLog: lograte.Limiter{Interval: logInterval},
-		metricsLog: lograte.Limiter{Interval: logInterval},
-		probeLog:   lograte.Limiter{Interval: probeLogInterval},
-		produced: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cairn_queue_produced_records_total",
-			Help: "Records produced, by topic role (persist, metrics) and outcome: ok (acknowledged), error (failed or not acknowledged in time), dropped (refused by a full producer buffer).",
-		}, []string{"role", "outcome"}),
-		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "cairn_queue_persist_ack_seconds",
-			Help:    "Time from producing a persistence record to its acknowledgement by all in-sync replicas.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
-		}),
-	}
-	for _, role := range []string{"persist", "metrics"} {
-		for _, outcome := range []string{"ok", "error", "dropped"} {
-			p.produced.WithLabelValues(role, outcome)
-		}
-	}
-	if reg != nil {
-		if err := errors.Join(reg.Register(p.produced), reg.Register(p.latency)); err != nil {
-			persist.Close()
-			metrics.Close()
-			return nil, fmt.Errorf("queue: register metrics: %w", err)
-		}
-	}
-	return p, nil
+	return &clients{cfg: cfg, persist: persist, metrics: metrics, watch: watch}, nil
 }
 
 // Persist produces r to the persistence topic and returns once every
@@ -173,12 +192,13 @@ func NewProducer(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Prod
 // harmless because writes are newest-wins. A full producer buffer (Kafka
 // slow or down for a while) fails the record at once.
 func (p *Producer) Persist(ctx context.Context, key []byte, r *Record) error {
+	c := p.cur.Load()
 	value, err := AppendRecord(nil, r)
 	if err != nil {
 		return err
 	}
-	if len(value) > p.cfg.MaxRecordBytes {
-		return fmt.Errorf("%w: %d bytes encoded, limit %d", ErrTooLarge, len(value), p.cfg.MaxRecordBytes)
+	if len(value) > c.cfg.MaxRecordBytes {
+		return fmt.Errorf("%w: %d bytes encoded, limit %d", ErrTooLarge, len(value), c.cfg.MaxRecordBytes)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -190,11 +210,11 @@ func (p *Producer) Persist(ctx context.Context, key []byte, r *Record) error {
 	// client went away would fail the uploads batched with it. The
 	// record's life in the client is bounded by RecordDeliveryTimeout
 	// instead; Persist's answer, by the timer below.
-	p.persist.TryProduce(context.Background(), &kgo.Record{Topic: p.cfg.PersistTopic, Key: key, Value: value},
+	c.persist.TryProduce(context.Background(), &kgo.Record{Topic: c.cfg.PersistTopic, Key: key, Value: value},
 		func(_ *kgo.Record, err error) { done <- err }) // buffered: never blocks kgo's promise loop
-	timer := time.NewTimer(p.cfg.ProduceTimeout)
+	timer := time.NewTimer(c.cfg.ProduceTimeout)
 	defer timer.Stop()
-	if cause := p.watch.Err(); cause != nil && cause.Cause.fatal() {
+	if cause := c.watch.Err(); cause != nil && cause.Cause.fatal() {
 		// Settings the brokers refuse (wrong credentials, an untrusted
 		// certificate) fail every upload alike: answer at once, not at
 		// the timeout. The record stays produced: it is the retry that
@@ -204,13 +224,13 @@ func (p *Producer) Persist(ctx context.Context, key []byte, r *Record) error {
 		select {
 		case err = <-done:
 		case <-timer.C:
-			err = fmt.Errorf("%w: %s did not acknowledge within %v", ErrTimeout, p.cfg.PersistTopic, p.cfg.ProduceTimeout)
-			if cause := p.watch.Err(); cause != nil {
+			err = fmt.Errorf("%w: %s did not acknowledge within %v", ErrTimeout, c.cfg.PersistTopic, c.cfg.ProduceTimeout)
+			if cause := c.watch.Err(); cause != nil {
 				err = fmt.Errorf("%w: %w", err, cause)
 			}
 		case <-ctx.Done():
 			p.produced.WithLabelValues("persist", "error").Inc()
-			return fmt.Errorf("queue: produce to %s: %w", p.cfg.PersistTopic, context.Cause(ctx))
+			return fmt.Errorf("queue: produce to %s: %w", c.cfg.PersistTopic, context.Cause(ctx))
 		}
 	}
 	if err != nil {
@@ -220,11 +240,11 @@ func (p *Producer) Persist(ctx context.Context, key []byte, r *Record) error {
 		}
 		p.produced.WithLabelValues("persist", outcome).Inc()
 		if !errors.Is(err, ErrTimeout) {
-			err = fmt.Errorf("queue: produce to %s: %w", p.cfg.PersistTopic, err)
+			err = fmt.Errorf("queue: produce to %s: %w", c.cfg.PersistTopic, err)
 		}
 		p.fail(err)
 		if ok, suppressed := p.persistLog.Allow(time.Now()); ok {
-			p.log.Warn("queue: persistence record not acknowledged", "topic", p.cfg.PersistTopic, "err", err,
+			p.log.Warn("queue: persistence record not acknowledged", "topic", c.cfg.PersistTopic, "err", err,
 				"suppressed", suppressed)
 		}
 		return err
@@ -241,12 +261,14 @@ func (p *Producer) Persist(ctx context.Context, key []byte, r *Record) error {
 // buffer is full (the metrics topic slow or gone) the metric is dropped and
 // counted: a query never waits on Kafka, and uploads never wait on metrics.
 func (p *Producer) Metric(value []byte) {
-	p.metrics.TryProduce(context.Background(), &kgo.Record{Topic: p.cfg.MetricsTopic, Value: value}, p.metricDone)
+	c := p.cur.Load()
+	c.metrics.TryProduce(context.Background(), &kgo.Record{Topic: c.cfg.MetricsTopic, Value: value}, p.metricDone)
 }
 
 // metricDone counts the outcome of a metric. It runs in kgo's promise loop
 // and must not block.
 func (p *Producer) metricDone(_ *kgo.Record, err error) {
+	c := p.cur.Load()
 	if err == nil {
 		p.produced.WithLabelValues("metrics", "ok").Inc()
 		return
@@ -257,7 +279,7 @@ func (p *Producer) metricDone(_ *kgo.Record, err error) {
 	}
 	p.produced.WithLabelValues("metrics", outcome).Inc()
 	if ok, suppressed := p.metricsLog.Allow(time.Now()); ok {
-		p.log.Warn("queue: query metric dropped", "topic", p.cfg.MetricsTopic, "err", err, "suppressed", suppressed)
+		p.log.Warn("queue: query metric dropped", "topic", c.cfg.MetricsTopic, "err", err, "suppressed", suppressed)
 	}
 }
 
@@ -284,13 +306,14 @@ func (p *Producer) Probe(ctx context.Context) error {
 }
 
 func (p *Producer) probe(ctx context.Context) error {
+	cs := p.cur.Load()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	answer := make(chan error, 1)
 	// kgo may hold a request on a connection until its read timeout
 	// whatever ctx says; the probe waits only as long as ctx.
 	go func() {
-		_, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, p.persist)
+		_, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, cs.persist)
 		answer <- err
 	}()
 	// kgo retries a connection the brokers close during SASL as it would
@@ -303,19 +326,19 @@ func (p *Producer) probe(ctx context.Context) error {
 			if err == nil {
 				return nil
 			}
-			if c := p.watch.Err(); c != nil {
-				return &ConnectError{Cause: c.Cause, Brokers: p.cfg.Brokers, Err: c.Err}
+			if c := cs.watch.Err(); c != nil {
+				return &ConnectError{Cause: c.Cause, Brokers: cs.cfg.Brokers, Err: c.Err}
 			}
-			return &ConnectError{Cause: Classify(err), Brokers: p.cfg.Brokers, Err: err}
+			return &ConnectError{Cause: Classify(err), Brokers: cs.cfg.Brokers, Err: err}
 		case <-tick.C:
-			if c := p.watch.Err(); c != nil && c.Cause.fatal() {
-				return &ConnectError{Cause: c.Cause, Brokers: p.cfg.Brokers, Err: c.Err}
+			if c := cs.watch.Err(); c != nil && c.Cause.fatal() {
+				return &ConnectError{Cause: c.Cause, Brokers: cs.cfg.Brokers, Err: c.Err}
 			}
 		case <-ctx.Done():
-			if c := p.watch.Err(); c != nil {
-				return &ConnectError{Cause: c.Cause, Brokers: p.cfg.Brokers, Err: c.Err}
+			if c := cs.watch.Err(); c != nil {
+				return &ConnectError{Cause: c.Cause, Brokers: cs.cfg.Brokers, Err: c.Err}
 			}
-			return &ConnectError{Cause: CauseUnreachable, Brokers: p.cfg.Brokers, Err: fmt.Errorf("no answer: %w", ctx.Err())}
+			return &ConnectError{Cause: CauseUnreachable, Brokers: cs.cfg.Brokers, Err: fmt.Errorf("no answer: %w", ctx.Err())}
 		}
 	}
 }
@@ -367,12 +390,42 @@ func (p *Producer) fail(err error) {
 
 // recovered records an acknowledged persistence record after failures.
 func (p *Producer) recovered() {
+	c := p.cur.Load()
 	p.failMu.Lock()
 	defer p.failMu.Unlock()
 	if h := p.failing.Swap(nil); h != nil {
-		p.log.Info("queue: Kafka acknowledges persistence records again", "topic", p.cfg.PersistTopic,
+		p.log.Info("queue: Kafka acknowledges persistence records again", "topic", c.cfg.PersistTopic,
 			"failing_since", h.Since, "failed", h.Failed)
 	}
+}
+
+// SwitchGrace is how long a producer switching cluster lets the old
+// cluster acknowledge the records it holds; those it has not acknowledged
+// by then are failed (their uploads answer 503), never answered as
+// accepted.
+const SwitchGrace = 2 * time.Second
+
+// SwitchTo moves the producer to the cluster cfg describes, as a
+// [Participant] of [Failover]: records produced from its start go to new
+// clients of that cluster; the old clients get at most SwitchGrace (less
+// when ctx ends first) to have their records acknowledged, then are closed,
+// failing the rest; closing a hung cluster's clients takes about 1s more
+// (see Close). An upload is answered 202 only with an acknowledgement, from
+// one cluster or the other. On error the producer stays where it was.
+func (p *Producer) SwitchTo(ctx context.Context, cfg Config, _ time.Time) error {
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	p.switchMu.Lock()
+	defer p.switchMu.Unlock()
+	cs, err := newClients(cfg)
+	if err != nil {
+		return err
+	}
+	old := p.cur.Swap(cs)
+	p.closeClients(ctx, old, min(SwitchGrace, old.cfg.ProduceTimeout))
+	return nil
 }
 
 // Close flushes buffered records for at most the produce timeout, then
@@ -381,13 +434,22 @@ func (p *Producer) recovered() {
 // grants its final client-telemetry push (KIP-714) to a broker that does
 // not answer.
 func (p *Producer) Close() {
-	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.ProduceTimeout)
+	p.switchMu.Lock()
+	defer p.switchMu.Unlock()
+	c := p.cur.Load()
+	p.closeClients(context.Background(), c, c.cfg.ProduceTimeout)
+}
+
+// closeClients flushes c's records for at most grace, then closes its
+// clients, failing what is left.
+func (p *Producer) closeClients(ctx context.Context, c *clients, grace time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, grace)
 	defer cancel()
 	var wg sync.WaitGroup
 	for _, c := range []struct {
 		role string
 		cl   *kgo.Client
-	}{{"persist", p.persist}, {"metrics", p.metrics}} {
+	}{{"persist", c.persist}, {"metrics", c.metrics}} {
 		wg.Go(func() {
 			if err := c.cl.Flush(ctx); err != nil {
 				p.log.Warn("queue: records left unflushed at close", "role", c.role,

@@ -108,16 +108,19 @@ func (w *Writer) refreshLag(ctx context.Context) {
 func (w *Writer) refreshLagOnce(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, w.cfg.LagInterval)
 	defer cancel()
-	topic := w.qcfg.PersistTopic
+	// A switch of cluster replaces the client, the admin and the topic.
+	w.mu.Lock()
+	cl, adm, topic := w.cl, w.adm, w.qcfg.PersistTopic
+	w.mu.Unlock()
 	err := func() error {
-		ends, err := w.adm.ListEndOffsets(rctx, topic)
+		ends, err := adm.ListEndOffsets(rctx, topic)
 		if err == nil {
 			err = ends.Error()
 		}
 		if err != nil {
 			return fmt.Errorf("list end offsets: %w", err)
 		}
-		starts, err := w.adm.ListStartOffsets(rctx, topic)
+		starts, err := adm.ListStartOffsets(rctx, topic)
 		if err == nil {
 			err = starts.Error()
 		}
@@ -127,7 +130,7 @@ func (w *Writer) refreshLagOnce(ctx context.Context) {
 		// The group's committed offsets as this member knows them: from
 		// joining the group and from its own commits, which are the only
 		// ones made to its partitions while it owns them.
-		commits := w.cl.CommittedOffsets()[topic]
+		commits := cl.CommittedOffsets()[topic]
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		// Under the lock: a partition revoked meanwhile keeps no series.

@@ -111,10 +111,11 @@ func (w *Writer) SetRegistry(reg *feature.Registry) {
 		w.cl.ResumeFetchPartitions(map[string][]int32{w.qcfg.PersistTopic: resumed})
 	}
 	w.m.paused.Set(float64(len(w.mu.paused)))
+	topic := w.qcfg.PersistTopic // under the lock: a switch of cluster changes it
 	w.mu.Unlock()
 	if len(resumed) > 0 {
 		slices.Sort(resumed)
-		w.log.Info("writer: registry reloaded; resuming partitions", "topic", w.qcfg.PersistTopic, "partitions", resumed)
+		w.log.Info("writer: registry reloaded; resuming partitions", "topic", topic, "partitions", resumed)
 	}
 }
 

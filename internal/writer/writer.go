@@ -33,12 +33,14 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/cairnfs/cairn/internal/bloom"
@@ -181,6 +183,14 @@ type Writer struct {
 	// gate holds consumption and store writes in standby.
 	gate gate
 
+	// switches hands Run the requests of SwitchTo; stopped is closed when
+	// Run returns.
+	switches chan switchRequest
+	stopped  chan struct{}
+	// rewind is how far before a switch's failover time the writer
+	// starts partitions without a usable replicated offset.
+	rewind time.Duration
+
 	// storeHealth, kafkaHealth and deadLetterHealth track runs of
 	// failures for Health.
 	storeHealth, kafkaHealth, deadLetterHealth failing
@@ -227,42 +237,14 @@ func New(qcfg queue.Config, cfg Config, reg *feature.Registry, st Store, promReg
 	w.mu.paused = map[int32]pausedAt{}
 	w.mu.owned = map[int32]bool{}
 	w.storeLog.Interval, w.kafkaLog.Interval, w.fetchLog.Interval = logEvery, logEvery, logEvery
-	opts := append(qcfg.ClientOpts(),
-		kgo.ConsumerGroup(qcfg.WriterGroup),
-		kgo.ConsumeTopics(qcfg.PersistTopic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.DisableAutoCommit(),
-		// Rebalances wait until the polled batch is written and committed,
-		// so a partition never moves while its records are half done.
-		// Hazard: Close waits for a rebalance that an un-allowed poll
-		// blocks forever, so Run always ends with AllowRebalance and
-		// CloseAllowingRebalance (see close).
-		kgo.BlockRebalanceOnPoll(),
-		kgo.SessionTimeout(cfg.SessionTimeout),
-		// The revoke and lost callbacks only forget per-partition state:
-		// with autocommit off, every batch is committed before the poll
-		// that follows it allows a rebalance, so there is nothing left to
-		// commit on revoke.
-		kgo.OnPartitionsAssigned(w.assigned),
-		kgo.OnPartitionsRevoked(w.revoked),
-		kgo.OnPartitionsLost(w.revoked),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		// The dead-letter topic is written by this client.
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerBatchMaxBytes(int32(qcfg.MaxRecordBytes)+4096),
-	)
-	if cfg.InstanceID != "" {
-		// A static member sends no LeaveGroup on Close: its partitions
-		// wait SessionTimeout for it (docs/queue.md, static membership).
-		opts = append(opts, kgo.InstanceID(cfg.InstanceID))
-	}
-	cl, err := kgo.NewClient(opts...)
+	cl, err := w.newClient(qcfg)
 	if err != nil {
-		return nil, fmt.Errorf("writer: new consumer: %w", err)
+		return nil, err
 	}
 	w.cl = cl
 	w.adm = kadm.NewClient(cl)
 	w.barrier = bloom.NewBarrier(w.adm, qcfg.PersistTopic, cfg.FilterGroupPrefix, cfg.FilterLease, promReg, log)
+	w.switches, w.stopped = make(chan switchRequest), make(chan struct{})
 	w.m = metrics{
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cairn_writer_records_total",
@@ -313,6 +295,45 @@ func New(qcfg queue.Config, cfg Config, reg *feature.Registry, st Store, promReg
 	return w, nil
 }
 
+// newClient returns the writer's consumer-group client of the cluster qcfg
+// names.
+func (w *Writer) newClient(qcfg queue.Config) (*kgo.Client, error) {
+	opts := append(qcfg.ClientOpts(),
+		kgo.ConsumerGroup(qcfg.WriterGroup),
+		kgo.ConsumeTopics(qcfg.PersistTopic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		// Rebalances wait until the polled batch is written and committed,
+		// so a partition never moves while its records are half done.
+		// Hazard: Close waits for a rebalance that an un-allowed poll
+		// blocks forever, so Run always ends with AllowRebalance and
+		// CloseAllowingRebalance (see close).
+		kgo.BlockRebalanceOnPoll(),
+		kgo.SessionTimeout(w.cfg.SessionTimeout),
+		// The revoke and lost callbacks only forget per-partition state:
+		// with autocommit off, every batch is committed before the poll
+		// that follows it allows a rebalance, so there is nothing left to
+		// commit on revoke.
+		kgo.OnPartitionsAssigned(w.assigned),
+		kgo.OnPartitionsRevoked(w.revoked),
+		kgo.OnPartitionsLost(w.revoked),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// The dead-letter topic is written by this client.
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerBatchMaxBytes(int32(qcfg.MaxRecordBytes)+4096),
+	)
+	if w.cfg.InstanceID != "" {
+		// A static member sends no LeaveGroup on Close: its partitions
+		// wait SessionTimeout for it (docs/queue.md, static membership).
+		opts = append(opts, kgo.InstanceID(w.cfg.InstanceID))
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("writer: new consumer: %w", err)
+	}
+	return cl, nil
+}
+
 // Run consumes until ctx is done, then finishes the batch in hand (for at
 // most DrainTimeout), commits it, leaves the group (a dynamic member) and
 // closes the client. It returns at most DrainTimeout plus 5s after ctx
@@ -323,6 +344,7 @@ func (w *Writer) Run(ctx context.Context) error {
 	// it; drainCtx ends DrainTimeout after ctx.
 	drainCtx, cancelDrain := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelDrain()
+	defer close(w.stopped)
 	stop := context.AfterFunc(ctx, func() {
 		t := time.AfterFunc(w.cfg.DrainTimeout, cancelDrain)
 		context.AfterFunc(drainCtx, func() { t.Stop() })
@@ -341,16 +363,36 @@ func (w *Writer) Run(ctx context.Context) error {
 	defer w.close(stopLag, lagDone)
 
 	for {
-		// A standby writer consumes nothing (see StoreWrites).
-		if w.gate.wait(ctx) != nil {
+		// A standby writer consumes nothing (see StoreWrites); it still
+		// switches cluster when asked.
+		if sreq, err := w.standby(ctx); err != nil {
 			return nil
+		} else if sreq.done != nil {
+			sreq.done <- w.switchCluster(sreq)
+			continue
 		}
-		fetches := w.cl.PollRecords(ctx, w.cfg.MaxBatchRecords)
+		// A switch of cluster interrupts the poll (and only the poll):
+		// a batch in hand is written and committed first.
+		pollCtx, cancelPoll := context.WithCancel(ctx)
+		polled, reqc := make(chan struct{}), make(chan switchRequest, 1)
+		go func() {
+			defer close(reqc)
+			select {
+			case r := <-w.switches:
+				reqc <- r
+				cancelPoll()
+			case <-polled:
+			}
+		}()
+		fetches := w.cl.PollRecords(pollCtx, w.cfg.MaxBatchRecords)
+		close(polled)
+		req := <-reqc // the zero request: none
+		cancelPoll()
 		if fetches.IsClientClosed() {
 			return nil
 		}
 		fetches.EachError(func(topic string, p int32, err error) {
-			if errors.Is(err, context.Canceled) {
+			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && pollCtx.Err() != nil {
 				return
 			}
 			w.kafkaHealth.fail(time.Now())
@@ -376,8 +418,36 @@ func (w *Writer) Run(ctx context.Context) error {
 		}
 		w.cl.AllowRebalance()
 		if ctx.Err() != nil {
+			if req.done != nil {
+				req.done <- ctx.Err()
+			}
 			return nil
 		}
+		if req.done != nil {
+			req.done <- w.switchCluster(req)
+		}
+	}
+}
+
+// standby returns at once while the writer is active. In standby it waits
+// for the writer to turn active, or for a switch of cluster, which it
+// returns to be made; an error when the writer stops.
+func (w *Writer) standby(ctx context.Context) (switchRequest, error) {
+	w.gate.mu.Lock()
+	opened := w.gate.opened
+	w.gate.mu.Unlock()
+	if opened == nil {
+		return switchRequest{}, nil
+	}
+	select {
+	case <-opened:
+		return switchRequest{}, nil
+	case r := <-w.switches:
+		return r, nil
+	case <-ctx.Done():
+		return switchRequest{}, ctx.Err()
+	case <-w.gate.stopping:
+		return switchRequest{}, errStandbyStop
 	}
 }
 
@@ -385,19 +455,24 @@ func (w *Writer) Run(ctx context.Context) error {
 func (w *Writer) close(stopLag func(), lagDone <-chan struct{}) {
 	stopLag()
 	<-lagDone
+	w.closeClient(w.cl)
+}
+
+// closeClient leaves the group and closes cl, bounded (see close).
+func (w *Writer) closeClient(cl *kgo.Client) {
 	// BlockRebalanceOnPoll: a poll not followed by AllowRebalance (an
 	// abandoned batch) would block the leave, and Close with it, forever.
-	w.cl.AllowRebalance()
+	cl.AllowRebalance()
 	// Close waits for the group to be left, which, for a dynamic member,
 	// takes a LeaveGroup answered by the coordinator: bounded here, as
 	// franz-go's Close documents, so that Kafka being down cannot hang
 	// the stop. A static member sends no LeaveGroup.
 	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
-	if err := w.cl.LeaveGroupContext(ctx); err != nil {
+	if err := cl.LeaveGroupContext(ctx); err != nil {
 		w.log.Warn("writer: leaving the consumer group failed; the group waits for the session timeout", "err", err)
 	}
 	cancel()
-	w.cl.CloseAllowingRebalance()
+	cl.CloseAllowingRebalance()
 }
 
 func (w *Writer) commit(ctx context.Context, records []*kgo.Record) {
@@ -622,4 +697,148 @@ func (w *Writer) deadLetter(ctx context.Context, r *kgo.Record, reason error) er
 		case <-time.After(d):
 		}
 	}
+}
+
+// switchRequest is a SwitchTo handed to Run.
+type switchRequest struct {
+	ctx  context.Context
+	cfg  queue.Config
+	at   time.Time
+	done chan error
+}
+
+// SetRewind sets how far before a switch's failover time the writer starts
+// a partition whose replicated committed offset is missing or older than
+// that (CAIRN_KAFKA_FAILOVER_REWIND); 0 keeps the default of 5m. Call it
+// before Run.
+func (w *Writer) SetRewind(d time.Duration) { w.rewind = d }
+
+// SwitchTo moves the writer to the cluster cfg describes, as a
+// [queue.Participant]: Run finishes and commits the batch in hand, makes
+// sure the group's committed offsets on the new cluster start no later than
+// at minus the rewind (see [SeedOffsets]), leaves the group on the old
+// cluster (bounded, as at a stop) and joins it on the new one. It returns
+// once Run has switched, or with why not (the writer then stays on the old
+// cluster), or with ctx's error.
+//
+// Records written again after a switch (the replicated offsets lag the
+// writes, and the rewind replays) change nothing: store writes are
+// newest-wins by observed-at.
+func (w *Writer) SwitchTo(ctx context.Context, cfg queue.Config, at time.Time) error {
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	req := switchRequest{ctx: ctx, cfg: cfg, at: at, done: make(chan error, 1)}
+	select {
+	case w.switches <- req:
+	case <-w.stopped:
+		return errors.New("writer: stopped")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-w.stopped:
+		return errors.New("writer: stopped before switching")
+	case <-ctx.Done():
+		// Run goes on with the switch; the next one sees where it ended.
+		return ctx.Err()
+	}
+}
+
+// switchCluster does a switch between two polls, the batch before it
+// committed: the new cluster's offsets are seeded and its client made
+// before the old client is closed, so that a failure leaves the writer
+// consuming the old cluster.
+func (w *Writer) switchCluster(req switchRequest) error {
+	rewind := w.rewind
+	if rewind <= 0 {
+		rewind = 5 * time.Minute
+	}
+	seeded, err := SeedOffsets(req.ctx, req.cfg, req.at.Add(-rewind))
+	if err != nil {
+		return err
+	}
+	// A group client joins its group as soon as it is made: after the
+	// seeding, whose commits an empty group only accepts.
+	cl, err := w.newClient(req.cfg)
+	if err != nil {
+		return err
+	}
+	w.log.Warn("writer: switching cluster", "brokers", req.cfg.Brokers, "topic", req.cfg.PersistTopic,
+		"group", req.cfg.WriterGroup, "rewound_partitions", seeded, "rewind_to", req.at.Add(-rewind))
+	// The old client's revoke callbacks run in its close and forget the
+	// old topic's partitions: before the swap.
+	w.closeClient(w.cl)
+	adm := kadm.NewClient(cl)
+	w.mu.Lock()
+	w.cl, w.adm, w.qcfg = cl, adm, req.cfg
+	w.mu.Unlock()
+	// The new barrier's metrics are not registered: the first barrier's
+	// are, and stay at what they counted.
+	w.barrier = bloom.NewBarrier(adm, req.cfg.PersistTopic, w.cfg.FilterGroupPrefix, w.cfg.FilterLease, nil, w.log)
+	return nil
+}
+
+// SeedOffsets prepares the writers' group on the cluster cfg names for a
+// switch to it: each partition of the persistence topic whose committed
+// offset is missing, or before the first record at or after from, gets
+// that record's offset committed (MSK Replicator copies the group's
+// offsets, translated, but they may lag or be missing). Offsets at or
+// after it are kept. It returns the partitions it committed. A group that
+// already has members (another writer switched first, and seeded) keeps
+// its offsets.
+func SeedOffsets(ctx context.Context, cfg queue.Config, from time.Time) ([]int32, error) {
+	cl, err := kgo.NewClient(cfg.ClientOpts()...)
+	if err != nil {
+		return nil, fmt.Errorf("writer: seed offsets: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	topic := cfg.PersistTopic
+	after, err := adm.ListOffsetsAfterMilli(ctx, from.UnixMilli(), topic)
+	if err == nil {
+		err = after.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("writer: seed offsets: list offsets of %s after %s: %w", topic, from.UTC().Format(time.RFC3339), err)
+	}
+	committed, err := adm.FetchOffsetsForTopics(ctx, cfg.WriterGroup, topic)
+	if err == nil {
+		err = committed.Error()
+	}
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		// Nothing replicated for the group (some brokers say so instead
+		// of answering no offsets).
+		committed, err = nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("writer: seed offsets: committed offsets of group %s: %w", cfg.WriterGroup, err)
+	}
+	set := kadm.Offsets{}
+	var parts []int32
+	after.Each(func(o kadm.ListedOffset) {
+		if c, ok := committed.Lookup(topic, o.Partition); ok && c.At >= o.Offset {
+			return
+		}
+		set.AddOffset(topic, o.Partition, o.Offset, -1)
+		parts = append(parts, o.Partition)
+	})
+	if len(parts) == 0 {
+		return nil, nil
+	}
+	resp, err := adm.CommitOffsets(ctx, cfg.WriterGroup, set)
+	if err != nil {
+		return nil, fmt.Errorf("writer: seed offsets: commit to group %s: %w", cfg.WriterGroup, err)
+	}
+	if err := resp.Error(); err != nil {
+		if errors.Is(err, kerr.UnknownMemberID) || errors.Is(err, kerr.IllegalGeneration) || errors.Is(err, kerr.RebalanceInProgress) {
+			return nil, nil // the group is live: its members seeded it
+		}
+		return nil, fmt.Errorf("writer: seed offsets: commit to group %s: %w", cfg.WriterGroup, err)
+	}
+	slices.Sort(parts)
+	return parts, nil
 }
