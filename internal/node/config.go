@@ -362,7 +362,7 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 			StoreWrites:     writer.StoreWrites(env.String("CAIRN_WRITER_STORE_WRITES")),
 		}
 		// Redis and the embedded store are per region: their writers are
-		// always active (docs/dynamodb.md, Global Tables).
+		// always active (docs/multi-region.md, DynamoDB Global Tables).
 		if c.Writer.StoreWrites == writer.StoreWritesStandby && (c.Store.Scheme != dynamo.URIScheme || len(c.Store.Dynamo.GlobalTableRegions) == 0) {
 			add(errors.New("CAIRN_WRITER_STORE_WRITES=standby: only the writers of a DynamoDB global table's passive region stand by " +
 				"(set DYNAMODB_GLOBAL_TABLE_REGIONS); with any other store each region's writers keep their own store warm"))

@@ -14,7 +14,7 @@ import (
 //
 // In a two-region deployment on DynamoDB Global Tables only the active
 // region's writers write the table: the standby region's writers would
-// double the write units and race replication (docs/dynamodb.md, Global
+// double the write units and race replication (docs/multi-region.md, DynamoDB Global
 // Tables). A standby writer consumes nothing and commits nothing, so the
 // consumer-group offsets MSK Replicator copies from the active region stay
 // as they are, and it takes over from them when switched to active. With

@@ -162,7 +162,7 @@ type Config struct {
 	// then checks that DescribeTable shows a replica in every other one
 	// and a stream of new and old images, naming what is missing, and
 	// requires FeatureIDs, since ids allocated at run time are not safe
-	// across regions (docs/dynamodb.md, Global Tables). Environment:
+	// across regions (docs/multi-region.md, DynamoDB Global Tables). Environment:
 	// DYNAMODB_GLOBAL_TABLE_REGIONS, comma-separated. Default: empty, a
 	// table in one region.
 	GlobalTableRegions []string

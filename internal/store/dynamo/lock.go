@@ -21,7 +21,7 @@ import (
 // A Store opened with a LockFile ([Config.FeatureIDs]) takes ids from it
 // and never allocates one at run time, so no two regions of a global table
 // can ever disagree on an id, whatever they do concurrently and whatever
-// order replication applies their writes in (docs/dynamodb.md, Global
+// order replication applies their writes in (docs/multi-region.md, DynamoDB Global
 // Tables). Its text form is
 //
 //	# comment
