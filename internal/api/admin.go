@@ -142,3 +142,72 @@ func checkKey(keys *auth.Keys, scope auth.Scope, w http.ResponseWriter, r *http.
 	}
 	return key, true
 }
+
+// StoreWritesPath is the admin route of `cairn write` that reads (GET) and
+// switches (POST) whether its writer writes the online store: "active", or
+// "standby" in the passive region of a DynamoDB global table
+// (CAIRN_WRITER_STORE_WRITES; docs/multi-region.md).
+const StoreWritesPath = "/v1/admin/writer/store-writes"
+
+// StoreWrites is the body of StoreWritesPath's answers and requests.
+type StoreWrites struct {
+	// StoreWrites is "active" or "standby".
+	StoreWrites string `json:"store_writes"`
+}
+
+// StoreWritesHandler serves StoreWritesPath without authentication (wrap
+// it with RequireScope): GET answers the state; POST with
+// {"store_writes": "active"|"standby"} switches it through set and
+// answers the state now. standbyAllowed says why standby may not be asked
+// for (a store other than a global table keeps its writers active), or is
+// nil. A body that does not parse answers 400 PARSE_FAILED; another value,
+// or standby where it is not allowed, 400 VALIDATION_FAILED naming the
+// field "store_writes".
+func StoreWritesHandler(active func() bool, set func(bool), standbyAllowed error, maxBody int64) http.Handler {
+	answer := func(w http.ResponseWriter) {
+		state := "active"
+		if !active() {
+			state = "standby"
+		}
+		writeJSON(w, http.StatusOK, StoreWrites{StoreWrites: state})
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			answer(w)
+			return
+		}
+		var req struct {
+			StoreWrites *string `json:"store_writes"`
+		}
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeErrors(w, http.StatusBadRequest, errorList{{Code: CodeParseFailed, Category: CategoryRequest,
+				Message: fmt.Sprintf(`body: want {"store_writes": "active" or "standby"}: %v`, err)}})
+			return
+		}
+		if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+			writeErrors(w, http.StatusBadRequest, errorList{{Code: CodeParseFailed, Category: CategoryRequest,
+				Message: "body: want one JSON object"}})
+			return
+		}
+		var msg string
+		switch {
+		case req.StoreWrites == nil:
+			msg = `field "store_writes" is missing: want "active" or "standby"`
+		case *req.StoreWrites == "active":
+			set(true)
+		case *req.StoreWrites == "standby" && standbyAllowed != nil:
+			msg = fmt.Sprintf(`field "store_writes": "standby": %v`, standbyAllowed)
+		case *req.StoreWrites == "standby":
+			set(false)
+		default:
+			msg = fmt.Sprintf(`field "store_writes": %q: want "active" or "standby"`, *req.StoreWrites)
+		}
+		if msg != "" {
+			writeErrors(w, http.StatusBadRequest, errorList{{Code: CodeValidationFailed, Category: CategoryField, Message: msg}})
+			return
+		}
+		answer(w)
+	})
+}

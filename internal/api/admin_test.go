@@ -168,3 +168,56 @@ func FuzzKafkaActiveBody(f *testing.F) {
 		}
 	})
 }
+
+// The store-writes route switches both ways where standby is allowed,
+// refuses it where it is not, and names the field of every bad body.
+func TestStoreWritesHandler(t *testing.T) {
+	var active atomic.Bool
+	active.Store(true)
+	h := StoreWritesHandler(active.Load, active.Store, nil, 1<<10)
+	post := func(h http.Handler, body string) (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("POST", StoreWritesPath, strings.NewReader(body)))
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := post(h, `{"store_writes": "standby"}`); code != 200 || active.Load() || !strings.Contains(body, `"standby"`) {
+		t.Errorf("standby: %d %s, active %v", code, body, active.Load())
+	}
+	if code, body := post(h, `{"store_writes": "active"}`); code != 200 || !active.Load() || !strings.Contains(body, `"active"`) {
+		t.Errorf("active: %d %s, active %v", code, body, active.Load())
+	}
+	for _, body := range []string{`{}`, `{"store_writes": "paused"}`, `{"store_writes": "active", "x": 1}`, `[`} {
+		if code, out := post(h, body); code != 400 || !strings.Contains(out, "store_writes") {
+			t.Errorf("%s: %d %s, want 400 naming store_writes", body, code, out)
+		}
+	}
+	refusing := StoreWritesHandler(active.Load, active.Store, errors.New("not a global table"), 1<<10)
+	if code, out := post(refusing, `{"store_writes": "standby"}`); code != 400 || !active.Load() || !strings.Contains(out, "not a global table") {
+		t.Errorf("standby refused: %d %s, active %v", code, out, active.Load())
+	}
+}
+
+func FuzzStoreWritesBody(f *testing.F) {
+	for _, s := range []string{`{"store_writes": "standby"}`, `{"store_writes": "active"}`, `{}`, `{"store_writes": null}`, `[`, ``} {
+		f.Add(s)
+	}
+	var active atomic.Bool
+	h := StoreWritesHandler(active.Load, active.Store, nil, 1<<10)
+	f.Fuzz(func(t *testing.T, body string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("POST", StoreWritesPath, strings.NewReader(body)))
+		var out struct {
+			StoreWrites string            `json:"store_writes"`
+			Errors      []json.RawMessage `json:"errors"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+			t.Fatalf("answer %q is not JSON: %v", rec.Body.String(), err)
+		}
+		switch {
+		case rec.Code == 200 && (out.StoreWrites == "active" || out.StoreWrites == "standby"):
+		case rec.Code == 400 && len(out.Errors) > 0:
+		default:
+			t.Fatalf("%d %s for %q", rec.Code, rec.Body.String(), body)
+		}
+	})
+}

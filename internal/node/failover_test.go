@@ -226,3 +226,51 @@ func TestFilterSwitchReadsStoreAfterSwitch(t *testing.T) {
 		t.Errorf("after the switch read %v: want the store's", v)
 	}
 }
+
+// cairn write serves the regional switch of its store writes on its own
+// address, behind the admin scope; a writer of a store other than a
+// DynamoDB global table refuses standby, naming the field.
+func TestStoreWritesEndpoint(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	qc := queue.Config{Brokers: c.ListenAddrs()}
+	qc.EnsureDefaults()
+	if _, err := queue.CreateTopics(context.Background(), qc, queue.TopicSpec{Partitions: 2, ReplicationFactor: 1, MinInsyncReplicas: 1}); err != nil {
+		t.Fatal(err)
+	}
+	const token = "cairn_ops-token"
+	sum := sha256.Sum256([]byte(token))
+	keys := filepath.Join(t.TempDir(), "keys.yaml")
+	if err := os.WriteFile(keys, []byte("keys:\n  - {name: ops, sha256: "+hex.EncodeToString(sum[:])+", scopes: [admin]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := runNode(t, Write, map[string]string{"CAIRN_API_KEYS_FILE": keys, "CAIRN_WRITER_INSTANCE_ID": ""}, c.ListenAddrs()[0])
+	call := func(method, body, tok string) (int, string) {
+		req, _ := http.NewRequest(method, "http://"+addr+"/v1/admin/writer/store-writes", strings.NewReader(body))
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := call("POST", `{"store_writes": "active"}`, ""); code != 401 {
+		t.Errorf("without a key: %d %s, want 401", code, body)
+	}
+	if code, body := call("POST", `{"store_writes": "standby"}`, token); code != 400 || !strings.Contains(body, `field \"store_writes\"`) || !strings.Contains(body, "global table") {
+		t.Errorf("standby on a store that is no global table: %d %s, want 400 naming the field", code, body)
+	}
+	if code, body := call("POST", `{"store_writes": "active"}`, token); code != 200 || !strings.Contains(body, `"store_writes":"active"`) {
+		t.Errorf("active: %d %s, want 200 active", code, body)
+	}
+	if code, body := call("GET", "", token); code != 200 || !strings.Contains(body, `"store_writes":"active"`) {
+		t.Errorf("GET: %d %s, want 200 active", code, body)
+	}
+}

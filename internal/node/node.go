@@ -72,6 +72,7 @@ import (
 	"github.com/cairnfs/cairn/internal/metrics"
 	"github.com/cairnfs/cairn/internal/query"
 	"github.com/cairnfs/cairn/internal/queue"
+	"github.com/cairnfs/cairn/internal/store/dynamo"
 	"github.com/cairnfs/cairn/internal/tlscert"
 	"github.com/cairnfs/cairn/internal/ui"
 	"github.com/cairnfs/cairn/internal/writer"
@@ -501,7 +502,7 @@ func (p *process) addWriter(ctx context.Context, qcfg queue.Config, st Store, ch
 	mux := http.NewServeMux()
 	checker.Register(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(p.prom, promhttp.HandlerOpts{}))
-	if err := p.addWriterAdmin(mux); err != nil {
+	if err := p.addWriterAdmin(mux, w); err != nil {
 		return err
 	}
 	ln, err := p.listen()
@@ -535,7 +536,7 @@ func (p *process) addWriter(ctx context.Context, qcfg queue.Config, st Store, ch
 // with the API keys file (admin scope), or openly with CAIRN_API_AUTH=none;
 // not at all without either (Load then requires one when a secondary
 // cluster is configured).
-func (p *process) addWriterAdmin(mux *http.ServeMux) error {
+func (p *process) addWriterAdmin(mux *http.ServeMux, w *writer.Writer) error {
 	cfg := p.cfg
 	var keys *auth.Keys
 	switch {
@@ -555,6 +556,14 @@ func (p *process) addWriterAdmin(mux *http.ServeMux) error {
 	h := api.RequireScope(keys, auth.Admin, api.KafkaActiveHandler(p.failover, 1<<10))
 	mux.Handle("GET "+api.KafkaActivePath, h)
 	mux.Handle("POST "+api.KafkaActivePath, h)
+	// The regional switch of a DynamoDB global table's writers.
+	var standby error
+	if cfg.Store.Scheme != dynamo.URIScheme || len(cfg.Store.Dynamo.GlobalTableRegions) == 0 {
+		standby = errors.New("only the writers of a DynamoDB global table's passive region stand by (DYNAMODB_GLOBAL_TABLE_REGIONS)")
+	}
+	sw := api.RequireScope(keys, auth.Admin, api.StoreWritesHandler(w.StoreWritesActive, w.SetStoreWrites, standby, 1<<10))
+	mux.Handle("GET "+api.StoreWritesPath, sw)
+	mux.Handle("POST "+api.StoreWritesPath, sw)
 	return nil
 }
 
