@@ -44,6 +44,8 @@ type Options struct {
 	// SyncEvery is the time between two copies of the groups' offsets.
 	// Default 500ms.
 	SyncEvery time.Duration
+	// Log, if set, receives the target's refusals.
+	Log func(format string, args ...any)
 }
 
 // Replicator copies one cluster to another.
@@ -105,7 +107,11 @@ func (r *Replicator) Run(ctx context.Context) error {
 	src, err := kgo.NewClient(kgo.SeedBrokers(r.from...),
 		kgo.ConsumeRegex(), kgo.ConsumeTopics("^[^_].*"),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.MetadataMinAge(250*time.Millisecond), kgo.MetadataMaxAge(time.Second))
+		kgo.MetadataMinAge(250*time.Millisecond), kgo.MetadataMaxAge(time.Second),
+		// With incremental fetch sessions the single-node test broker
+		// answered, under load, for a partition or two at a time, and the
+		// other partitions fell minutes behind.
+		kgo.DisableFetchSessions())
 	if err != nil {
 		return fmt.Errorf("kreplicator: source client: %w", err)
 	}
@@ -140,7 +146,18 @@ func (r *Replicator) Run(ctx context.Context) error {
 				created[rec.Topic] = true
 			}
 		}
-		// In order: each record no earlier than its due time.
+		// In order: each record no earlier than its due time, produced
+		// without waiting for the one before (the target acknowledges in
+		// order per partition), then the whole fetch flushed.
+		type copy struct {
+			out    *kgo.Record
+			topic  string
+			offset int64
+		}
+		var (
+			fmu    sync.Mutex
+			failed []copy
+		)
 		for _, rec := range recs {
 			if d := time.Until(rec.Timestamp.Add(r.opts.Lag)); d > 0 {
 				select {
@@ -151,25 +168,52 @@ func (r *Replicator) Run(ctx context.Context) error {
 			}
 			out := &kgo.Record{Topic: r.opts.TopicPrefix + rec.Topic, Partition: rec.Partition, Key: rec.Key, Value: rec.Value,
 				Headers: rec.Headers, Timestamp: rec.Timestamp}
+			topic, offset := rec.Topic, rec.Offset
+			dst.Produce(ctx, out, func(out *kgo.Record, err error) {
+				if err != nil {
+					fmu.Lock()
+					failed = append(failed, copy{out, topic, offset})
+					fmu.Unlock()
+					return
+				}
+				r.copied(topic, out.Partition, offset)
+			})
+		}
+		if err := dst.Flush(ctx); err != nil {
+			return nil // ctx ended
+		}
+		// A target that failed some records: each again, until it takes
+		// them (order within a partition may then differ from the
+		// source's; the drill never fails the target).
+		for i, c := range failed {
+			if r.opts.Log != nil && i == 0 {
+				r.opts.Log("kreplicator: %d records refused by the target, retried one by one", len(failed))
+			}
 			for {
-				err := dst.ProduceSync(ctx, out).FirstErr()
-				if err == nil {
+				if err := dst.ProduceSync(ctx, c.out).FirstErr(); err == nil {
+					r.copied(c.topic, c.out.Partition, c.offset)
 					break
 				}
-				if ctx.Err() != nil {
+				select {
+				case <-ctx.Done():
 					return nil
+				case <-time.After(100 * time.Millisecond):
 				}
-				time.Sleep(100 * time.Millisecond)
 			}
-			r.mu.Lock()
-			if r.mu.copied[rec.Topic] == nil {
-				r.mu.copied[rec.Topic] = map[int32]int64{}
-			}
-			r.mu.copied[rec.Topic][rec.Partition] = rec.Offset + 1
-			r.mu.Unlock()
 		}
 	}
 	return nil
+}
+
+// copied records that the record at offset of topic's partition is on
+// the target.
+func (r *Replicator) copied(topic string, partition int32, offset int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mu.copied[topic] == nil {
+		r.mu.copied[topic] = map[int32]int64{}
+	}
+	r.mu.copied[topic][partition] = max(r.mu.copied[topic][partition], offset+1)
 }
 
 // createTopic creates topic's copy on the target with the source's
@@ -179,8 +223,8 @@ func (r *Replicator) createTopic(ctx context.Context, srcAdm, dstAdm *kadm.Clien
 		details, err := srcAdm.ListTopics(ctx, topic)
 		if err == nil && details.Has(topic) && details[topic].Err == nil {
 			n := int32(len(details[topic].Partitions))
-			resp, err := dstAdm.CreateTopic(ctx, n, 1, nil, r.opts.TopicPrefix+topic)
-			if err == nil && (resp.Err == nil || errors.Is(resp.Err, kerr.TopicAlreadyExists)) {
+			// CreateTopic returns the topic's own error too.
+			if _, err := dstAdm.CreateTopic(ctx, n, 1, nil, r.opts.TopicPrefix+topic); err == nil || errors.Is(err, kerr.TopicAlreadyExists) {
 				return nil
 			}
 		}

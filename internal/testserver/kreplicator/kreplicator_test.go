@@ -11,6 +11,16 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+func mustClient(t *testing.T, brokers []string) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
 func cluster(t *testing.T) []string {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1))
@@ -29,6 +39,10 @@ func TestReplicator(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	from, to := cluster(t), cluster(t)
+	// A topic the target has already: the replicator copies into it.
+	if _, err := kadm.NewClient(mustClient(t, to)).CreateTopic(ctx, 2, 1, nil, "a.events"); err != nil {
+		t.Fatal(err)
+	}
 	src, err := kgo.NewClient(kgo.SeedBrokers(from...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)

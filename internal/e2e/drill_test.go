@@ -1,0 +1,279 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cairnfs/cairn/internal/testserver"
+	"github.com/cairnfs/cairn/internal/testserver/kreplicator"
+)
+
+// The regional failover drill on Redis (docs/multi-region.md). Two regions,
+// every part a process of its own but the replicator:
+//
+//	region A: broker A, redis-server A, `cairn write` and `cairn serve`
+//	region B: broker B, fed by a replicator from A that copies records
+//	          and group offsets replicatorLag after they were written;
+//	          redis-server B, kept warm by B's writer consuming B's
+//	          broker; B's query server, producing to A until the failover
+//
+// Uploads go to region A. A's broker and A's redis-server are killed
+// mid-stream; `cairn failover kafka --to secondary` switches B's query
+// server to B's broker, and uploads go on through it. Redis has no
+// replication of its own: what region B holds is what came through Kafka.
+//
+// It checks: every upload acknowledged after the failover is readable in
+// region B; an upload acknowledged by A before the kill is missing from B
+// only if it was acknowledged within the replicator's lag (plus slack)
+// before the kill, the recovery point the lag allows; no value region B
+// answered ever goes backwards; region B's query server answered every
+// query throughout. It reports the time from the failover command to the
+// first upload acknowledged in region B, and the recovery point measured.
+func TestRegionalFailoverRedis(t *testing.T) {
+	const (
+		replicatorLag = 2 * time.Second
+		clients       = 4
+		keysPerClient = 10
+		pause         = 20 * time.Millisecond
+	)
+	bin := testserver.BuildCairn(t)
+	features := filepath.Join(t.TempDir(), "features.yaml")
+	if err := os.WriteFile(features, []byte(featuresYAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kafkaA := testserver.StartKafka(t, testserver.KafkaOptions{Partitions: 4})
+	kafkaB := testserver.StartKafka(t, testserver.KafkaOptions{Partitions: 4})
+	createTopics(t, bin, kafkaA.Addr(), 4)
+	createTopics(t, bin, kafkaB.Addr(), 4)
+	redisA, redisB := testserver.StartRedisProcess(t), testserver.StartRedisProcess(t)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rep := kreplicator.New([]string{kafkaA.Addr()}, []string{kafkaB.Addr()}, kreplicator.Options{Lag: replicatorLag, Log: t.Logf})
+	repCtx, stopRep := context.WithCancel(ctx)
+	repDone := make(chan error, 1)
+	go func() { repDone <- rep.Run(repCtx) }()
+	defer func() { stopRep(); <-repDone }()
+
+	role := func(name, store string, env ...string) *testserver.Role {
+		t.Helper()
+		args := []string{"--store", store, "--brokers", kafkaA.Addr(), "--features", features}
+		return testserver.StartRole(t, bin, name, args, append(roleEnv(), env...))
+	}
+	secondary := []string{"CAIRN_KAFKA_SECONDARY_BROKERS=" + kafkaB.Addr()}
+	role("write", redisA.URI(0), "CAIRN_WRITER_INSTANCE_ID=writer-a")
+	serveA := role("serve", redisA.URI(0))
+	writerB := role("write", redisB.URI(0), append(secondary, "CAIRN_KAFKA_ACTIVE=secondary", "CAIRN_WRITER_INSTANCE_ID=writer-b",
+		// A group of its own: MSK Replicator copies the groups of A,
+		// whose offsets say what A's writer wrote to A's store.
+		"CAIRN_KAFKA_WRITER_GROUP=cairn-writer-b")...)
+	serveB := role("serve", redisB.URI(0), secondary...)
+
+	// Uploads: increasing values per key, each with its answer's time.
+	type ack struct {
+		v  int64
+		at time.Time
+	}
+	var (
+		target  atomic.Pointer[string]
+		mu      sync.Mutex
+		acks    = map[string][]ack{} // per key, in order
+		sent    = map[string]int64{}
+		firstB  atomic.Pointer[time.Time]
+		baseObs = time.Now().Add(-time.Hour).Truncate(time.Second)
+	)
+	urlA, urlB := serveA.URL(), serveB.URL()
+	target.Store(&urlA)
+	// Keys of region A's uploads and keys of region B's, so that a value
+	// region B lost is not hidden by a newer one uploaded after the
+	// failover.
+	var prefix atomic.Pointer[string]
+	pa, pb := "a-", "b-"
+	prefix.Store(&pa)
+	lctx, stopLoad := context.WithCancel(ctx)
+	var lwg sync.WaitGroup
+	for c := range clients {
+		lwg.Go(func() {
+			for n := 0; lctx.Err() == nil; n++ {
+				base, pre := *target.Load(), *prefix.Load()
+				key := fmt.Sprintf("%sc%d-k%d", pre, c, n%keysPerClient)
+				v := int64(n/keysPerClient + 1)
+				mu.Lock()
+				sent[key] = max(sent[key], v)
+				mu.Unlock()
+				rctx, rcancel := context.WithTimeout(lctx, produceTimeout+time.Second)
+				code, _, _ := uploadAge(rctx, base, key, v, baseObs.Add(time.Duration(v)*time.Millisecond))
+				rcancel()
+				if code == http.StatusAccepted {
+					now := time.Now()
+					mu.Lock()
+					acks[key] = append(acks[key], ack{v, now})
+					mu.Unlock()
+					if base == urlB {
+						firstB.CompareAndSwap(nil, &now)
+					}
+				}
+				select {
+				case <-lctx.Done():
+				case <-time.After(pause):
+				}
+			}
+		})
+	}
+
+	// Region B's query server, queried throughout: always 200, and no
+	// key's value ever goes backwards.
+	var (
+		queries, failedQueries, regressions atomic.Int64
+		qwg                                 sync.WaitGroup
+	)
+	qctx, stopQueries := context.WithCancel(ctx)
+	qwg.Go(func() {
+		seen := map[string]int64{}
+		keys := make([]string, 0, 2*clients*keysPerClient)
+		for _, pre := range []string{pa, pb} {
+			for c := range clients {
+				for k := range keysPerClient {
+					keys = append(keys, fmt.Sprintf("%sc%d-k%d", pre, c, k))
+				}
+			}
+		}
+		for qctx.Err() == nil {
+			rctx, rcancel := context.WithTimeout(qctx, patience)
+			code, _, ages, _, err := queryAges(rctx, urlB, keys)
+			rcancel()
+			if qctx.Err() != nil {
+				return
+			}
+			queries.Add(1)
+			if err != nil || code != http.StatusOK {
+				if failedQueries.Add(1) <= 3 {
+					t.Errorf("region B query: %d %v", code, err)
+				}
+			}
+			for k, v := range ages {
+				if v < seen[k] {
+					if regressions.Add(1) <= 3 {
+						t.Errorf("region B: %s went back from %d to %d", k, seen[k], v)
+					}
+				}
+				seen[k] = max(seen[k], v)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+
+	time.Sleep(4 * time.Second)
+	// The region goes, and with it what the replicator had read but not
+	// yet copied: the loss the replicator's lag allows.
+	kafkaA.Kill()
+	redisA.Kill()
+	killed := time.Now()
+	stopRep()
+	<-repDone
+	repDone <- nil
+	t.Logf("region A's broker and redis-server killed; the replicator had copied %v", rep.Copied())
+	target.Store(&urlB)
+	prefix.Store(&pb)
+
+	failover := testserver.StartProcess(t, testserver.Command{Name: "cairn-failover", Path: bin,
+		Args: []string{"failover", "kafka", "--to", "secondary", "--targets", serveB.Addr()}})
+	commanded := time.Now()
+	if code, err := failover.Wait(30 * time.Second); err != nil || code != 0 {
+		t.Fatalf("cairn failover kafka: exit %d, %v:\n%s", code, err, failover.Output())
+	}
+	t.Logf("cairn failover kafka: %s", lastLine(failover.Output()))
+	deadline := time.Now().Add(readableWithin)
+	for firstB.Load() == nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if firstB.Load() == nil {
+		t.Fatal("no upload acknowledged in region B after the failover")
+	}
+	toFirst := firstB.Load().Sub(commanded)
+	t.Logf("failover command to the first upload acknowledged in region B: %v", toFirst.Round(time.Millisecond))
+	if toFirst > 5*time.Second {
+		t.Errorf("the first upload acknowledged in region B came %v after the failover command, want within 5s", toFirst)
+	}
+	time.Sleep(3 * time.Second)
+	stopLoad()
+	lwg.Wait()
+
+	// Region B converges: every key reads its newest value acknowledged
+	// after the kill, and of the values acknowledged before it, at least
+	// the newest acknowledged lag + slack before the kill.
+	bound := killed.Add(-replicatorLag - 2*slack)
+	mu.Lock()
+	want := map[string]int64{} // the least value region B must hold
+	for k, as := range acks {
+		for _, a := range as {
+			if a.at.After(killed) || a.at.Before(bound) {
+				want[k] = max(want[k], a.v)
+			}
+		}
+	}
+	mu.Unlock()
+	var got map[string]int64
+	for {
+		keys := make([]string, 0, len(want))
+		for k := range want {
+			keys = append(keys, k)
+		}
+		qc, qcancel := context.WithTimeout(ctx, patience)
+		_, _, ages, _, err := queryAges(qc, urlB, keys)
+		qcancel()
+		missing := 0
+		for k, v := range want {
+			if err != nil || ages[k] < v {
+				missing++
+			}
+			if ages[k] > sent[k] {
+				t.Fatalf("%s reads %d in region B, newer than anything sent (%d)", k, ages[k], sent[k])
+			}
+		}
+		got = ages
+		if err == nil && missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Logf("region B's writer:\n%s", writerB.Process().Tail(30))
+			t.Fatalf("%d of %d keys in region B older than what they must hold (%v); got %v, want at least %v", missing, len(want), err, got, want)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	stopQueries()
+	qwg.Wait()
+
+	// The recovery point measured: the oldest acknowledgement region B
+	// lost, before the kill.
+	var lost int
+	var rpo time.Duration
+	mu.Lock()
+	for k, as := range acks {
+		for _, a := range as {
+			if !a.at.After(killed) && a.v > got[k] {
+				lost++
+				rpo = max(rpo, killed.Sub(a.at))
+			}
+		}
+	}
+	mu.Unlock()
+	t.Logf("replicator lag %v: %d acknowledged uploads lost, the oldest acknowledged %v before the kill; %d queries to region B, %d failed, %d regressions",
+		replicatorLag, lost, rpo.Round(time.Millisecond), queries.Load(), failedQueries.Load(), regressions.Load())
+	if rpo > replicatorLag+2*slack {
+		t.Errorf("an upload acknowledged %v before the kill is lost, more than the replicator's lag %v", rpo, replicatorLag)
+	}
+	if lost == 0 {
+		t.Error("no acknowledged upload was lost: the drill measured no recovery point")
+	}
+	if queries.Load() == 0 {
+		t.Error("region B was never queried")
+	}
+}
