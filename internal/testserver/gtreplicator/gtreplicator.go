@@ -14,10 +14,12 @@
 //     table with cairn's key schema (pk and sk, strings) and the stream,
 //     so that a test can call it before cairn starts: cairn then finds the
 //     table and uses it as it is (DYNAMODB_CREATE_TABLES_IF_NOT_EXISTS).
+//
 //   - Every record of a region's stream is applied whole to the other
 //     region, no earlier than Options.Lag after its
 //     ApproximateCreationDateTime, in stream order: a PutItem of its
 //     NewImage, or a DeleteItem of its keys for a REMOVE.
+//
 //   - Last writer wins per item. For each region and item the replicator
 //     keeps the version the region holds: the creation time of the record
 //     and the region it was first written in (the tie-break: the greater
@@ -25,22 +27,30 @@
 //     from the versions it applied there. A record is applied only if its
 //     version is newer than the one the target holds; otherwise it is
 //     dropped and counted ([Replicator.Dropped]).
+//
 //   - No echo. The replicator's own writes appear on the target's stream;
 //     it remembers, per item, the images it wrote and skips a record
 //     carrying one of them ([Replicator.Echoes]), so nothing ping-pongs.
+//
 //   - A region that does not answer (the drill pauses its moto) is retried
 //     every Options.Poll with a bounded wait per request, and the other
 //     direction carries on reading.
 //
-// Known differences from Global Tables: the decision to apply a version is
-// taken from the target's stream as read just before the write, so a local
-// write to the target landing between that read and the replicator's
-// PutItem is overwritten by an older version (Global Tables decide
-// atomically). The drill writes one region at a time, so the window only
-// matters at failover, and then only for an item written in both regions
-// within one poll. A local write identical to an image the replicator
-// wrote and has not yet seen back may be taken for the echo and not
-// copied: the other region holds that image already.
+//   - Every write is conditional on the target still holding what the
+//     replicator last saw there (attribute_not_exists of the key, or every
+//     attribute equal), so a local write to the target that landed after
+//     the replicator read the target's stream is never overwritten by an
+//     older version: the write fails, the stream is read again and the
+//     decision made again, as Global Tables decide atomically. An item
+//     that was in the table before its stream was on is read with GetItem
+//     and taken as older than any write.
+//
+// Known differences from Global Tables: a local write identical to an
+// image the replicator wrote and has not yet seen back may be taken for
+// the echo and not copied, which is harmless since the other region holds
+// that image already; and moto, unlike DynamoDB, puts a record on the
+// stream for a PutItem that changes nothing, which the echo count relies
+// on.
 //
 // Region.Name is the AWS region the requests are signed with: moto keeps
 // one set of tables per region, so it must be the region cairn's processes
@@ -51,6 +61,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -113,6 +125,13 @@ func (v version) newer(w version) bool {
 	return v.origin > w.origin
 }
 
+// holding is what the replicator knows a region holds of an item.
+type holding struct {
+	ver version
+	// image is the item, nil when the region does not hold it.
+	image map[string]ddb.AttributeValue
+}
+
 // change is one record of a stream, to be copied to the other region.
 type change struct {
 	key  string
@@ -133,9 +152,10 @@ type side struct {
 	iterators map[string]*string // by shard id; nil after the shard closed
 
 	// Guarded by Replicator.mu.
-	held    map[string]version // by item key: the version this region holds
-	echoes  map[string]int     // by item key and image: writes not yet seen back
-	queue   []change           // records to copy to the other region, in order
+	held    map[string]holding                       // by item key: the version this region holds
+	echoes  map[string]int                           // by item key and image: writes not yet seen back
+	keys    map[string]map[string]ddb.AttributeValue // by item key: its key attributes
+	queue   []change                                 // records to copy to the other region, in order
 	read    int64
 	newest  time.Time
 	applied int64
@@ -170,8 +190,9 @@ func New(a, b Region, opts Options) *Replicator {
 			stream: dynamodbstreams.New(dynamodbstreams.Options{Region: reg.Name, BaseEndpoint: aws.String(reg.Endpoint),
 				Credentials: creds, RetryMaxAttempts: 1}),
 			iterators: map[string]*string{},
-			held:      map[string]version{},
+			held:      map[string]holding{},
 			echoes:    map[string]int{},
+			keys:      map[string]map[string]ddb.AttributeValue{},
 		}
 	}
 	return r
@@ -411,6 +432,7 @@ func (r *Replicator) record(s *side, rec st.Record) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s.read++
+	s.keys[c.key] = keys
 	if c.ver.at.After(s.newest) {
 		s.newest = c.ver.at
 	}
@@ -422,7 +444,7 @@ func (r *Replicator) record(s *side, rec st.Record) {
 		s.skipped++
 		return
 	}
-	s.held[c.key] = c.ver
+	s.held[c.key] = holding{ver: c.ver, image: image}
 	s.queue = append(s.queue, c)
 }
 
@@ -440,8 +462,8 @@ func (r *Replicator) apply(ctx context.Context, from, to *side) {
 			r.mu.Unlock()
 			return
 		}
-		held, ok := to.held[c.key]
-		if ok && !c.ver.newer(held) {
+		held := to.held[c.key]
+		if !c.ver.newer(held.ver) {
 			from.queue = from.queue[1:]
 			from.dropped++
 			r.mu.Unlock()
@@ -451,11 +473,19 @@ func (r *Replicator) apply(ctx context.Context, from, to *side) {
 		// answer may be lost while the write lands.
 		echo := c.key + "\x00" + canonical(c.image)
 		to.echoes[echo]++
+		to.keys[c.key] = c.keys
 		r.mu.Unlock()
 
-		err := r.write(ctx, to, c)
+		err := r.write(ctx, to, c, held)
 
 		r.mu.Lock()
+		var changed *ddb.ConditionalCheckFailedException
+		if errors.As(err, &changed) {
+			// Not written: the target changed since it was read.
+			if to.echoes[echo]--; to.echoes[echo] <= 0 {
+				delete(to.echoes, echo)
+			}
+		}
 		if errors.Is(err, errNothingDeleted) {
 			// No REMOVE record will come back.
 			if to.echoes[echo]--; to.echoes[echo] <= 0 {
@@ -464,34 +494,75 @@ func (r *Replicator) apply(ctx context.Context, from, to *side) {
 			err = nil
 		}
 		if err == nil {
-			to.held[c.key] = c.ver
+			to.held[c.key] = holding{ver: c.ver, image: c.image}
 			from.queue = from.queue[1:]
 			from.applied++
 		}
 		r.mu.Unlock()
+		if changed != nil {
+			if err := r.changed(ctx, to, c.key, held.ver); err != nil {
+				r.down(to, err)
+				return
+			}
+			continue
+		}
 		if r.down(to, err) {
 			return
 		}
 	}
 }
 
+// changed learns what to holds of the item key after a conditional write
+// found it changed since the version held was read: the change is on
+// to's stream, unless the item was there before the stream was turned on,
+// in which case it is read and taken as older than any write.
+func (r *Replicator) changed(ctx context.Context, to *side, key string, held version) error {
+	r.read(ctx, to)
+	r.mu.Lock()
+	now := to.held[key]
+	r.mu.Unlock()
+	if now.ver != held {
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, r.opts.RequestTimeout)
+	defer cancel()
+	r.mu.Lock()
+	keys := to.keys[key]
+	r.mu.Unlock()
+	out, err := to.db.GetItem(rctx, &dynamodb.GetItemInput{TableName: aws.String(r.opts.Table), Key: keys, ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		return fmt.Errorf("gtreplicator: get item %s in %s: %w", key, to.Name, err)
+	}
+	r.mu.Lock()
+	if to.held[key].ver == held {
+		to.held[key] = holding{image: out.Item}
+	}
+	r.mu.Unlock()
+	return nil
+}
+
 // errNothingDeleted is returned by write for a REMOVE of an item the
 // target does not hold.
 var errNothingDeleted = errors.New("gtreplicator: nothing deleted")
 
-// write puts c's image to s, or deletes its item.
-func (r *Replicator) write(ctx context.Context, s *side, c change) error {
+// write puts c's image to s, or deletes its item, on condition that s
+// still holds the item as held; a *ddb.ConditionalCheckFailedException
+// says it does not.
+func (r *Replicator) write(ctx context.Context, s *side, c change, held holding) error {
 	ctx, cancel := context.WithTimeout(ctx, r.opts.RequestTimeout)
 	defer cancel()
+	cond, names, values := condition(c.keys, held.image)
 	if c.image != nil {
-		_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(r.opts.Table), Item: c.image})
+		_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(r.opts.Table), Item: c.image,
+			ConditionExpression: cond, ExpressionAttributeNames: names, ExpressionAttributeValues: values})
 		if err != nil {
 			return fmt.Errorf("gtreplicator: put item %s in %s: %w", c.key, s.Name, err)
 		}
 		return nil
 	}
 	out, err := s.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(r.opts.Table), Key: c.keys,
-		ReturnValues: ddb.ReturnValueAllOld})
+		ReturnValues:        ddb.ReturnValueAllOld,
+		ConditionExpression: cond, ExpressionAttributeNames: names, ExpressionAttributeValues: values})
 	if err != nil {
 		return fmt.Errorf("gtreplicator: delete item %s in %s: %w", c.key, s.Name, err)
 	}
@@ -499,4 +570,30 @@ func (r *Replicator) write(ctx context.Context, s *side, c change) error {
 		return errNothingDeleted
 	}
 	return nil
+}
+
+// condition returns the condition that an item with the given keys is
+// absent (image nil) or has every attribute of image with its value.
+func condition(keys, image map[string]ddb.AttributeValue) (*string, map[string]string, map[string]ddb.AttributeValue) {
+	names := map[string]string{}
+	if image == nil {
+		for k := range keys {
+			names["#k"] = k
+			break
+		}
+		return aws.String("attribute_not_exists(#k)"), names, nil
+	}
+	values := map[string]ddb.AttributeValue{}
+	attrs := make([]string, 0, len(image))
+	for a := range image {
+		attrs = append(attrs, a)
+	}
+	slices.Sort(attrs)
+	terms := make([]string, len(attrs))
+	for i, a := range attrs {
+		n, v := fmt.Sprintf("#a%d", i), fmt.Sprintf(":v%d", i)
+		names[n], values[v] = a, image[a]
+		terms[i] = n + " = " + v
+	}
+	return aws.String(strings.Join(terms, " AND ")), names, values
 }

@@ -2,6 +2,7 @@ package gtreplicator
 
 import (
 	"context"
+	"errors"
 	"os"
 	"testing"
 	"time"
@@ -16,27 +17,32 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(testserver.Run(m)) }
 
-const table = "features"
-
 type pair struct {
 	rep        *Replicator
+	table      string
 	a, b       *dynamodb.Client
 	motoA      *testserver.MotoProcess
 	stop       func()
 	regA, regB string
 }
 
-// start stands up two regions, each a moto_server of its own, and runs a
-// replicator between them.
-func start(t *testing.T, lag time.Duration) *pair {
+// regions stands up two regions, each a moto_server of its own.
+func regions(t *testing.T) (a, b *testserver.MotoProcess) {
+	return testserver.StartMotoProcess(t), testserver.StartMotoProcess(t)
+}
+
+// start runs a replicator of table between the regions served by ma and
+// mb, after creating the table in both when prepare is set.
+func start(t *testing.T, ma, mb *testserver.MotoProcess, table string, lag time.Duration, prepare bool) *pair {
 	t.Helper()
-	ma, mb := testserver.StartMotoProcess(t), testserver.StartMotoProcess(t)
-	p := &pair{motoA: ma, regA: "us-east-1", regB: "eu-west-1"}
+	p := &pair{motoA: ma, table: table, regA: "us-east-1", regB: "eu-west-1"}
 	p.rep = New(Region{Name: p.regA, Endpoint: ma.Endpoint()}, Region{Name: p.regB, Endpoint: mb.Endpoint()},
 		Options{Table: table, Lag: lag, Poll: 20 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	if err := p.rep.Prepare(ctx); err != nil {
-		t.Fatal(err)
+	if prepare {
+		if err := p.rep.Prepare(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 	p.a, p.b = client(ma.Endpoint(), p.regA), client(mb.Endpoint(), p.regB)
 	done := make(chan error, 1)
@@ -56,9 +62,9 @@ func client(endpoint, region string) *dynamodb.Client {
 		Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")})
 }
 
-func put(t *testing.T, c *dynamodb.Client, pk, value string) {
+func (p *pair) put(t *testing.T, c *dynamodb.Client, pk, value string) {
 	t.Helper()
-	_, err := c.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(table), Item: map[string]ddb.AttributeValue{
+	_, err := c.PutItem(context.Background(), &dynamodb.PutItemInput{TableName: aws.String(p.table), Item: map[string]ddb.AttributeValue{
 		"pk": &ddb.AttributeValueMemberS{Value: pk}, "sk": &ddb.AttributeValueMemberS{Value: "v"},
 		"value": &ddb.AttributeValueMemberS{Value: value},
 		"tags":  &ddb.AttributeValueMemberSS{Value: []string{"x", "y", value}},
@@ -70,9 +76,9 @@ func put(t *testing.T, c *dynamodb.Client, pk, value string) {
 }
 
 // get returns the item's value attribute, "" when the item is absent.
-func get(t *testing.T, c *dynamodb.Client, pk string) string {
+func (p *pair) get(t *testing.T, c *dynamodb.Client, pk string) string {
 	t.Helper()
-	out, err := c.GetItem(context.Background(), &dynamodb.GetItemInput{TableName: aws.String(table), ConsistentRead: aws.Bool(true),
+	out, err := c.GetItem(context.Background(), &dynamodb.GetItemInput{TableName: aws.String(p.table), ConsistentRead: aws.Bool(true),
 		Key: map[string]ddb.AttributeValue{"pk": &ddb.AttributeValueMemberS{Value: pk}, "sk": &ddb.AttributeValueMemberS{Value: "v"}}})
 	if err != nil {
 		t.Fatal(err)
@@ -105,29 +111,46 @@ func (p *pair) quiet(t *testing.T, reads int64) {
 	})
 }
 
+// TestReplicator runs, each with a table of its own, the tests that can
+// share a pair of regions.
+func TestReplicator(t *testing.T) {
+	t.Parallel()
+	ma, mb := regions(t)
+	for name, test := range map[string]func(*testing.T, *testserver.MotoProcess, *testserver.MotoProcess){
+		"BothWaysAfterLagWithoutEcho":  testBothWaysAfterLagWithoutEcho,
+		"ConcurrentWritesConverge":     testConcurrentWritesConvergeOnTheLater,
+		"StreamTurnedOnAndItemsBefore": testStreamTurnedOnAndItemsBefore,
+		"WriteDoesNotOverwriteUnseen":  testWriteDoesNotOverwriteUnseen,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			test(t, ma, mb)
+		})
+	}
+}
+
 // A write in A reaches B no earlier than the lag after it; a write in B
 // reaches A; a REMOVE replicates; and nothing is copied back to where it
 // came from.
-func TestReplicatesBothWaysAfterLagWithoutEcho(t *testing.T) {
-	t.Parallel()
+func testBothWaysAfterLagWithoutEcho(t *testing.T, ma, mb *testserver.MotoProcess) {
 	const lag = 600 * time.Millisecond
-	p := start(t, lag)
+	p := start(t, ma, mb, "both-ways", lag, true)
 
 	written := time.Now()
-	put(t, p.a, "f1", "from-a")
-	eventually(t, "f1 in B", func() bool { return get(t, p.b, "f1") == "from-a" })
+	p.put(t, p.a, "f1", "from-a")
+	eventually(t, "f1 in B", func() bool { return p.get(t, p.b, "f1") == "from-a" })
 	if d := time.Since(written); d < lag-20*time.Millisecond { // creation times are at millisecond precision
 		t.Errorf("f1 reached B %v after the write; want no earlier than the lag %v", d, lag)
 	}
 
-	put(t, p.b, "f2", "from-b")
-	eventually(t, "f2 in A", func() bool { return get(t, p.a, "f2") == "from-b" })
+	p.put(t, p.b, "f2", "from-b")
+	eventually(t, "f2 in A", func() bool { return p.get(t, p.a, "f2") == "from-b" })
 
-	if _, err := p.a.DeleteItem(context.Background(), &dynamodb.DeleteItemInput{TableName: aws.String(table),
+	if _, err := p.a.DeleteItem(context.Background(), &dynamodb.DeleteItemInput{TableName: aws.String(p.table),
 		Key: map[string]ddb.AttributeValue{"pk": &ddb.AttributeValueMemberS{Value: "f1"}, "sk": &ddb.AttributeValueMemberS{Value: "v"}}}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "f1 removed from B", func() bool { return get(t, p.b, "f1") == "" })
+	eventually(t, "f1 removed from B", func() bool { return p.get(t, p.b, "f1") == "" })
 
 	// 3 local writes, 3 echoes.
 	p.quiet(t, 6)
@@ -146,19 +169,18 @@ func TestReplicatesBothWaysAfterLagWithoutEcho(t *testing.T) {
 
 // One item written in both regions before either write is copied ends up
 // the same in both, holding the later write; the earlier is dropped.
-func TestConcurrentWritesConvergeOnTheLater(t *testing.T) {
-	t.Parallel()
-	p := start(t, 400*time.Millisecond)
-	put(t, p.a, "f", "first-in-a")
+func testConcurrentWritesConvergeOnTheLater(t *testing.T, ma, mb *testserver.MotoProcess) {
+	p := start(t, ma, mb, "concurrent", 400*time.Millisecond, true)
+	p.put(t, p.a, "f", "first-in-a")
 	time.Sleep(5 * time.Millisecond) // distinct creation times
-	put(t, p.b, "f", "second-in-b")
-	put(t, p.b, "g", "first-in-b")
+	p.put(t, p.b, "f", "second-in-b")
+	p.put(t, p.b, "g", "first-in-b")
 	time.Sleep(5 * time.Millisecond)
-	put(t, p.a, "g", "second-in-a")
+	p.put(t, p.a, "g", "second-in-a")
 
 	p.quiet(t, 6)
 	for _, c := range []struct{ pk, want string }{{"f", "second-in-b"}, {"g", "second-in-a"}} {
-		if a, b := get(t, p.a, c.pk), get(t, p.b, c.pk); a != c.want || b != c.want {
+		if a, b := p.get(t, p.a, c.pk), p.get(t, p.b, c.pk); a != c.want || b != c.want {
 			t.Errorf("%s: A holds %q, B %q; want %q in both", c.pk, a, b, c.want)
 		}
 	}
@@ -171,20 +193,106 @@ func TestConcurrentWritesConvergeOnTheLater(t *testing.T) {
 // the reads of the other; once resumed, both regions converge.
 func TestConvergesAfterARegionHangs(t *testing.T) {
 	t.Parallel()
-	p := start(t, 100*time.Millisecond)
-	put(t, p.a, "before", "1")
-	eventually(t, "before in B", func() bool { return get(t, p.b, "before") == "1" })
+	ma, mb := regions(t)
+	p := start(t, ma, mb, "hang", 100*time.Millisecond, true)
+	p.put(t, p.a, "before", "1")
+	eventually(t, "before in B", func() bool { return p.get(t, p.b, "before") == "1" })
 
 	p.motoA.Pause()
-	put(t, p.b, "during", "2")
+	p.put(t, p.b, "during", "2")
 	eventually(t, "B's write read", func() bool { return p.rep.Position(p.regB).Read >= 2 })
 	time.Sleep(300 * time.Millisecond)
 	if n := p.rep.Applied(p.regB); n != 0 {
 		t.Errorf("applied %d records to a paused region", n)
 	}
 	p.motoA.Resume()
-	eventually(t, "during in A", func() bool { return get(t, p.a, "during") == "2" })
-	put(t, p.a, "after", "3")
-	eventually(t, "after in B", func() bool { return get(t, p.b, "after") == "3" })
+	eventually(t, "during in A", func() bool { return p.get(t, p.a, "during") == "2" })
+	p.put(t, p.a, "after", "3")
+	eventually(t, "after in B", func() bool { return p.get(t, p.b, "after") == "3" })
 	p.quiet(t, 6)
+}
+
+// A table created without a stream, as cairn creates it, gets one from
+// Run; an item that was in a region before, and so is on no stream, is
+// overwritten by a newer write from the other region (the conditional
+// write finds it and reads it), and the regions converge.
+func testStreamTurnedOnAndItemsBefore(t *testing.T, ma, mb *testserver.MotoProcess) {
+	p := start(t, ma, mb, "no-stream", 0, false)
+	ctx := context.Background()
+	for _, c := range []*dynamodb.Client{p.a, p.b} {
+		if _, err := c.CreateTable(ctx, &dynamodb.CreateTableInput{
+			TableName: aws.String(p.table),
+			KeySchema: []ddb.KeySchemaElement{
+				{AttributeName: aws.String("pk"), KeyType: ddb.KeyTypeHash},
+				{AttributeName: aws.String("sk"), KeyType: ddb.KeyTypeRange},
+			},
+			AttributeDefinitions: []ddb.AttributeDefinition{
+				{AttributeName: aws.String("pk"), AttributeType: ddb.ScalarAttributeTypeS},
+				{AttributeName: aws.String("sk"), AttributeType: ddb.ScalarAttributeTypeS},
+			},
+			BillingMode: ddb.BillingModePayPerRequest,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.put(t, p.b, "old", "before-the-stream")
+	eventually(t, "streams on", func() bool {
+		for _, c := range []*dynamodb.Client{p.a, p.b} {
+			out, err := c.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(p.table)})
+			if err != nil || out.Table.StreamSpecification == nil || !aws.ToBool(out.Table.StreamSpecification.StreamEnabled) {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(100 * time.Millisecond) // the replicator has the streams' shards
+	p.put(t, p.a, "old", "newer-from-a")
+	eventually(t, "old overwritten in B", func() bool { return p.get(t, p.b, "old") == "newer-from-a" })
+	p.quiet(t, 2)
+	if n := p.rep.Applied(p.regB); n != 0 {
+		t.Errorf("applied %d records from B; want 0: the item B held before its stream is on no stream", n)
+	}
+}
+
+// The write of a version is conditional on the target holding what the
+// replicator last saw there: a local write it has not read yet (the
+// window between its read of the target and its write) is not
+// overwritten.
+func testWriteDoesNotOverwriteUnseen(t *testing.T, ma, mb *testserver.MotoProcess) {
+	p := start(t, ma, mb, "unseen", time.Hour, true)
+	p.put(t, p.b, "f", "seen")
+	eventually(t, "B's write read", func() bool { return p.rep.Position(p.regB).Read == 1 })
+	p.rep.mu.Lock()
+	b := p.rep.side(p.regB)
+	seen := b.held[`{"pk":S"f","sk":S"v",}`]
+	p.rep.mu.Unlock()
+	if seen.image == nil {
+		t.Fatalf("no version held for f in B")
+	}
+	p.put(t, p.b, "f", "unseen-local-write")
+	keys := map[string]ddb.AttributeValue{"pk": &ddb.AttributeValueMemberS{Value: "f"}, "sk": &ddb.AttributeValueMemberS{Value: "v"}}
+	older := change{key: canonical(keys), keys: keys, image: map[string]ddb.AttributeValue{
+		"pk": keys["pk"], "sk": keys["sk"], "value": &ddb.AttributeValueMemberS{Value: "replicated"}}}
+	var changed *ddb.ConditionalCheckFailedException
+	if err := p.rep.write(context.Background(), b, older, seen); !errors.As(err, &changed) {
+		t.Fatalf("write over an unseen local write: %v; want a conditional check failure", err)
+	}
+	if got := p.get(t, p.b, "f"); got != "unseen-local-write" {
+		t.Errorf("B holds %q; want the local write kept", got)
+	}
+	if err := p.rep.write(context.Background(), b, older, holding{image: older.image}); !errors.As(err, &changed) {
+		t.Fatalf("write expecting a wrong image: %v; want a conditional check failure", err)
+	}
+	now := holding{image: map[string]ddb.AttributeValue{}}
+	for k, v := range seen.image {
+		now.image[k] = v
+	}
+	now.image["value"] = &ddb.AttributeValueMemberS{Value: "unseen-local-write"}
+	now.image["tags"] = &ddb.AttributeValueMemberSS{Value: []string{"unseen-local-write", "y", "x"}} // a set, in another order
+	if err := p.rep.write(context.Background(), b, older, now); err != nil {
+		t.Fatalf("write expecting what B holds: %v", err)
+	}
+	if got := p.get(t, p.b, "f"); got != "replicated" {
+		t.Errorf("B holds %q; want the replicated version", got)
+	}
 }
