@@ -121,6 +121,7 @@ func TestReplicator(t *testing.T) {
 		"ConcurrentWritesConverge":     testConcurrentWritesConvergeOnTheLater,
 		"StreamTurnedOnAndItemsBefore": testStreamTurnedOnAndItemsBefore,
 		"WriteDoesNotOverwriteUnseen":  testWriteDoesNotOverwriteUnseen,
+		"UpdateAndTransactWrites":      testUpdateAndTransactWrites,
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -294,5 +295,40 @@ func testWriteDoesNotOverwriteUnseen(t *testing.T, ma, mb *testserver.MotoProces
 	}
 	if got := p.get(t, p.b, "f"); got != "replicated" {
 		t.Errorf("B holds %q; want the replicated version", got)
+	}
+}
+
+// cairn writes with UpdateItem and TransactWriteItems as well as PutItem:
+// moto puts those on the stream too, and the replicator copies the whole
+// item they leave.
+func testUpdateAndTransactWrites(t *testing.T, ma, mb *testserver.MotoProcess) {
+	p := start(t, ma, mb, "update-transact", 0, true)
+	ctx := context.Background()
+	key := func(pk string) map[string]ddb.AttributeValue {
+		return map[string]ddb.AttributeValue{"pk": &ddb.AttributeValueMemberS{Value: pk}, "sk": &ddb.AttributeValueMemberS{Value: "v"}}
+	}
+	p.put(t, p.a, "u", "put")
+	if _, err := p.a.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: aws.String(p.table), Key: key("u"),
+		UpdateExpression:          aws.String("SET #v = :v"),
+		ExpressionAttributeNames:  map[string]string{"#v": "value"},
+		ExpressionAttributeValues: map[string]ddb.AttributeValue{":v": &ddb.AttributeValueMemberS{Value: "updated"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	item := key("x")
+	item["value"] = &ddb.AttributeValueMemberS{Value: "transacted"}
+	if _, err := p.b.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []ddb.TransactWriteItem{
+		{Put: &ddb.Put{TableName: aws.String(p.table), Item: item}},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the update in B", func() bool { return p.get(t, p.b, "u") == "updated" })
+	eventually(t, "the transaction in A", func() bool { return p.get(t, p.a, "x") == "transacted" })
+	out, err := p.b.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(p.table), Key: key("u"), ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := out.Item["tags"]; !ok {
+		t.Errorf("B holds %v; want the whole item, tags included", out.Item)
 	}
 }
