@@ -109,6 +109,10 @@ type Position struct {
 	// Pending is the number of records read whose copy to the other
 	// region is neither applied nor dropped yet.
 	Pending int
+	// Copied is the creation time of the newest record applied or
+	// dropped: every earlier local write of the region is in the other
+	// region, or lost to a newer version there. Zero before the first.
+	Copied time.Time
 }
 
 // version is the version of an item a region holds.
@@ -162,6 +166,7 @@ type side struct {
 	dropped int64
 	skipped int64
 	retryAt time.Time
+	copied  time.Time
 }
 
 // Replicator copies a table between two regions both ways.
@@ -257,7 +262,7 @@ func (r *Replicator) Position(region string) Position {
 	if s == nil {
 		return Position{}
 	}
-	return Position{Read: s.read, Newest: s.newest, Pending: len(s.queue)}
+	return Position{Read: s.read, Newest: s.newest, Pending: len(s.queue), Copied: s.copied}
 }
 
 // Prepare creates the table in both regions with cairn's key schema (pk
@@ -373,12 +378,14 @@ func (r *Replicator) read(ctx context.Context, s *side) {
 		s.arn = arn
 	}
 	if err := r.discoverShards(rctx, s); r.down(s, err) {
+		r.lost(s, err)
 		return
 	}
 	for shard, it := range s.iterators {
 		for it != nil {
 			out, err := s.stream.GetRecords(rctx, &dynamodbstreams.GetRecordsInput{ShardIterator: it})
 			if r.down(s, err) {
+				r.lost(s, err)
 				return
 			}
 			for _, rec := range out.Records {
@@ -391,6 +398,24 @@ func (r *Replicator) read(ctx context.Context, s *side) {
 			it = out.NextShardIterator
 		}
 	}
+}
+
+// lost forgets s's stream, and what s was known to hold, when err says
+// the stream is gone (a moto restarted without its tables, a table
+// deleted): the next read looks the table's stream up again, from its
+// first record, and what s holds is learnt again through conditional
+// writes and the new stream.
+func (r *Replicator) lost(s *side, err error) {
+	var gone *st.ResourceNotFoundException
+	if !errors.As(err, &gone) {
+		return
+	}
+	s.arn = ""
+	s.iterators = map[string]*string{}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s.held = map[string]holding{}
+	s.echoes = map[string]int{}
 }
 
 // discoverShards starts reading, from their first record, the shards of
@@ -466,6 +491,7 @@ func (r *Replicator) apply(ctx context.Context, from, to *side) {
 		if !c.ver.newer(held.ver) {
 			from.queue = from.queue[1:]
 			from.dropped++
+			from.copied = c.ver.at
 			r.mu.Unlock()
 			continue
 		}
@@ -497,6 +523,7 @@ func (r *Replicator) apply(ctx context.Context, from, to *side) {
 			to.held[c.key] = holding{ver: c.ver, image: c.image}
 			from.queue = from.queue[1:]
 			from.applied++
+			from.copied = c.ver.at
 		}
 		r.mu.Unlock()
 		if changed != nil {

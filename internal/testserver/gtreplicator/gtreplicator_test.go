@@ -22,6 +22,7 @@ type pair struct {
 	table      string
 	a, b       *dynamodb.Client
 	motoA      *testserver.MotoProcess
+	motoB      *testserver.MotoProcess
 	stop       func()
 	regA, regB string
 }
@@ -146,6 +147,9 @@ func testBothWaysAfterLagWithoutEcho(t *testing.T, ma, mb *testserver.MotoProces
 
 	p.put(t, p.b, "f2", "from-b")
 	eventually(t, "f2 in A", func() bool { return p.get(t, p.a, "f2") == "from-b" })
+	if c := p.rep.Position(p.regA).Copied; c.Before(written.Truncate(time.Millisecond)) || c.After(time.Now()) {
+		t.Errorf("A copied up to %v; want the creation time of f1, written at %v", c, written)
+	}
 
 	if _, err := p.a.DeleteItem(context.Background(), &dynamodb.DeleteItemInput{TableName: aws.String(p.table),
 		Key: map[string]ddb.AttributeValue{"pk": &ddb.AttributeValueMemberS{Value: "f1"}, "sk": &ddb.AttributeValueMemberS{Value: "v"}}}); err != nil {
@@ -191,11 +195,13 @@ func testConcurrentWritesConvergeOnTheLater(t *testing.T, ma, mb *testserver.Mot
 }
 
 // A region that hangs (its moto paused) holds replication to it up, not
-// the reads of the other; once resumed, both regions converge.
-func TestConvergesAfterARegionHangs(t *testing.T) {
+// the reads of the other; once resumed, both regions converge. A region
+// lost whole and made again is found again.
+func TestConvergesAfterARegionHangsOrIsLost(t *testing.T) {
 	t.Parallel()
 	ma, mb := regions(t)
 	p := start(t, ma, mb, "hang", 100*time.Millisecond, true)
+	p.motoB = mb
 	p.put(t, p.a, "before", "1")
 	eventually(t, "before in B", func() bool { return p.get(t, p.b, "before") == "1" })
 
@@ -211,6 +217,17 @@ func TestConvergesAfterARegionHangs(t *testing.T) {
 	p.put(t, p.a, "after", "3")
 	eventually(t, "after in B", func() bool { return p.get(t, p.b, "after") == "3" })
 	p.quiet(t, 6)
+
+	// A region lost whole (moto restarted without its tables, its table
+	// made again): replication finds the new stream and goes on.
+	p.motoB.Restart()
+	if err := p.rep.Prepare(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p.put(t, p.a, "after", "4")
+	eventually(t, "a write after B's loss in B", func() bool { return p.get(t, p.b, "after") == "4" })
+	p.put(t, p.b, "reborn", "5")
+	eventually(t, "a write in the new B in A", func() bool { return p.get(t, p.a, "reborn") == "5" })
 }
 
 // A table created without a stream, as cairn creates it, gets one from
