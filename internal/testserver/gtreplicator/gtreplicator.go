@@ -7,7 +7,7 @@
 //
 // What it does, and how:
 //
-//   - Each region's table must have a stream of NEW_AND_OLD_IMAGES. [Run]
+//   - Each region's table must have a stream of NEW_AND_OLD_IMAGES. [Replicator.Run]
 //     waits for the table to exist and turns its stream on with
 //     UpdateTable when it is off; records written before that are not on
 //     the stream and are never copied. [Replicator.Prepare] creates the
@@ -34,7 +34,10 @@
 //
 //   - A region that does not answer (the drill pauses its moto) is retried
 //     every Options.Poll with a bounded wait per request, and the other
-//     direction carries on reading.
+//     direction carries on reading. A region whose stream is gone (its
+//     moto restarted, losing every table) is looked up again once its
+//     table exists again ([Replicator.Prepare] or cairn makes it), and
+//     copied to from the records read after that.
 //
 //   - Every write is conditional on the target still holding what the
 //     replicator last saw there (attribute_not_exists of the key, or every
@@ -44,6 +47,11 @@
 //     decision made again, as Global Tables decide atomically. An item
 //     that was in the table before its stream was on is read with GetItem
 //     and taken as older than any write.
+//
+// For a test: [Replicator.Lagging] is zero when every record read is
+// copied or dropped; [Replicator.Position] says how many records of a
+// region were read and up to which creation time its writes are copied
+// (Position.Copied), which bounds what a failover at that moment loses.
 //
 // Known differences from Global Tables: a local write identical to an
 // image the replicator wrote and has not yet seen back may be taken for
