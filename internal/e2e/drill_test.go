@@ -36,16 +36,7 @@ import (
 // answered ever goes backwards; region B's query server answered every
 // query throughout. It reports the time from the failover command to the
 // first upload acknowledged in region B, and the recovery point measured.
-//
-// It runs only with CAIRN_DRILL=1: the test replicator, a single consumer
-// of the whole source cluster, still falls behind on some partitions of the
-// single-node test broker in some runs, and then the drill counts as lost
-// what the replicator never copied. It stays out of CI until the replicator
-// keeps up in every run.
 func TestRegionalFailoverRedis(t *testing.T) {
-	if os.Getenv("CAIRN_DRILL") == "" {
-		t.Skip("the regional failover drill runs with CAIRN_DRILL=1 (see its doc comment)")
-	}
 	const (
 		replicatorLag = 2 * time.Second
 		clients       = 4

@@ -128,81 +128,90 @@ func (r *Replicator) Run(ctx context.Context) error {
 	defer wg.Wait()
 	wg.Go(func() { r.syncGroups(ctx, srcAdm, dstAdm) })
 
+	// The poll loop hands records over to the copier, which holds each
+	// until it is due: polling never waits for a lag, so a record is
+	// fetched as soon as it is written and copied at its due time.
+	queue := make(chan *kgo.Record, 1<<16)
+	wg.Go(func() { r.copy(ctx, dst, queue) })
+	defer close(queue)
+
 	created := map[string]bool{}
 	for ctx.Err() == nil {
 		fetches := src.PollFetches(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		recs := fetches.Records()
-		if len(recs) == 0 {
-			continue
-		}
-		for _, rec := range recs {
+		for _, rec := range fetches.Records() {
 			if !created[rec.Topic] {
 				if err := r.createTopic(ctx, srcAdm, dstAdm, rec.Topic); err != nil {
 					return nil // ctx ended
 				}
 				created[rec.Topic] = true
 			}
-		}
-		// In order: each record no earlier than its due time, produced
-		// without waiting for the one before (the target acknowledges in
-		// order per partition), then the whole fetch flushed.
-		type copy struct {
-			out    *kgo.Record
-			topic  string
-			offset int64
-		}
-		var (
-			fmu    sync.Mutex
-			failed []copy
-		)
-		for _, rec := range recs {
-			if d := time.Until(rec.Timestamp.Add(r.opts.Lag)); d > 0 {
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-time.After(d):
-				}
-			}
-			out := &kgo.Record{Topic: r.opts.TopicPrefix + rec.Topic, Partition: rec.Partition, Key: rec.Key, Value: rec.Value,
-				Headers: rec.Headers, Timestamp: rec.Timestamp}
-			topic, offset := rec.Topic, rec.Offset
-			dst.Produce(ctx, out, func(out *kgo.Record, err error) {
-				if err != nil {
-					fmu.Lock()
-					failed = append(failed, copy{out, topic, offset})
-					fmu.Unlock()
-					return
-				}
-				r.copied(topic, out.Partition, offset)
-			})
-		}
-		if err := dst.Flush(ctx); err != nil {
-			return nil // ctx ended
-		}
-		// A target that failed some records: each again, until it takes
-		// them (order within a partition may then differ from the
-		// source's; the drill never fails the target).
-		for i, c := range failed {
-			if r.opts.Log != nil && i == 0 {
-				r.opts.Log("kreplicator: %d records refused by the target, retried one by one", len(failed))
-			}
-			for {
-				if err := dst.ProduceSync(ctx, c.out).FirstErr(); err == nil {
-					r.copied(c.topic, c.out.Partition, c.offset)
-					break
-				}
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-time.After(100 * time.Millisecond):
-				}
+			select {
+			case queue <- rec:
+			case <-ctx.Done():
+				return nil
 			}
 		}
 	}
 	return nil
+}
+
+// copy produces the records of queue to the target, in order, each no
+// earlier than its due time and without waiting for the one before (the
+// target acknowledges in order per partition). A record the target
+// refuses is produced again, alone, until it takes it.
+func (r *Replicator) copy(ctx context.Context, dst *kgo.Client, queue <-chan *kgo.Record) {
+	type refused struct {
+		out    *kgo.Record
+		topic  string
+		offset int64
+	}
+	retry := make(chan refused, 1<<16)
+	for {
+		var rec *kgo.Record
+		select {
+		case c := <-retry:
+			if r.opts.Log != nil {
+				r.opts.Log("kreplicator: %s/%d refused by the target, produced again", c.topic, c.out.Partition)
+			}
+			for dst.ProduceSync(ctx, c.out).FirstErr() != nil {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+			r.copied(c.topic, c.out.Partition, c.offset)
+			continue
+		case rec = <-queue:
+		case <-ctx.Done():
+			return
+		}
+		if rec == nil {
+			return
+		}
+		if d := time.Until(rec.Timestamp.Add(r.opts.Lag)); d > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(d):
+			}
+		}
+		out := &kgo.Record{Topic: r.opts.TopicPrefix + rec.Topic, Partition: rec.Partition, Key: rec.Key, Value: rec.Value,
+			Headers: rec.Headers, Timestamp: rec.Timestamp}
+		topic, offset := rec.Topic, rec.Offset
+		dst.Produce(ctx, out, func(out *kgo.Record, err error) {
+			if err != nil {
+				if ctx.Err() == nil {
+					retry <- refused{out, topic, offset}
+				}
+				return
+			}
+			r.copied(topic, out.Partition, offset)
+		})
+	}
 }
 
 // copied records that the record at offset of topic's partition is on
