@@ -221,13 +221,22 @@ func (p *Producer) Persist(ctx context.Context, key []byte, r *Record) error {
 		// clears the cause once the brokers accept the settings again.
 		err = cause
 	} else {
-		select {
-		case err = <-done:
-		case <-timer.C:
-			err = fmt.Errorf("%w: %s did not acknowledge within %v", ErrTimeout, c.cfg.PersistTopic, c.cfg.ProduceTimeout)
+		timedOut := func() error {
+			err := fmt.Errorf("%w: %s did not acknowledge within %v", ErrTimeout, c.cfg.PersistTopic, c.cfg.ProduceTimeout)
 			if cause := c.watch.Err(); cause != nil {
 				err = fmt.Errorf("%w: %w", err, cause)
 			}
+			return err
+		}
+		select {
+		case err = <-done:
+			// kgo's delivery timeout is the produce timeout too: whichever
+			// of it and the timer fires first, the answer is the same.
+			if errors.Is(err, kgo.ErrRecordTimeout) {
+				err = timedOut()
+			}
+		case <-timer.C:
+			err = timedOut()
 		case <-ctx.Done():
 			p.produced.WithLabelValues("persist", "error").Inc()
 			return fmt.Errorf("queue: produce to %s: %w", c.cfg.PersistTopic, context.Cause(ctx))
