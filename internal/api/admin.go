@@ -55,16 +55,7 @@ func KafkaActiveHandler(f *queue.Failover, maxBody int64) http.Handler {
 		var req struct {
 			Cluster *string `json:"cluster"`
 		}
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			writeErrors(w, http.StatusBadRequest, errorList{{Code: CodeParseFailed, Category: CategoryRequest,
-				Message: fmt.Sprintf(`body: want {"cluster": "primary" or "secondary"}: %v`, err)}})
-			return
-		}
-		if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-			writeErrors(w, http.StatusBadRequest, errorList{{Code: CodeParseFailed, Category: CategoryRequest,
-				Message: "body: want one JSON object"}})
+		if !decodeAdminBody(w, r, maxBody, `{"cluster": "primary" or "secondary"}`, &req) {
 			return
 		}
 		if req.Cluster == nil {
@@ -105,6 +96,25 @@ func KafkaActiveHandler(f *queue.Failover, maxBody int64) http.Handler {
 		}
 		answer(w)
 	})
+}
+
+// decodeAdminBody decodes the body of an admin request, one JSON object of
+// the fields of dst and no others, at most maxBody bytes; when it cannot,
+// it answers 400 PARSE_FAILED saying what it wants and returns false.
+func decodeAdminBody(w http.ResponseWriter, r *http.Request, maxBody int64, want string, dst any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		writeErrors(w, http.StatusBadRequest, errorList{{Code: CodeParseFailed, Category: CategoryRequest,
+			Message: fmt.Sprintf("body: want %s: %v", want, err)}})
+		return false
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		writeErrors(w, http.StatusBadRequest, errorList{{Code: CodeParseFailed, Category: CategoryRequest,
+			Message: "body: want one JSON object"}})
+		return false
+	}
+	return true
 }
 
 // RequireScope answers requests that do not present an API key of keys
@@ -179,16 +189,7 @@ func StoreWritesHandler(active func() bool, set func(bool), standbyAllowed error
 		var req struct {
 			StoreWrites *string `json:"store_writes"`
 		}
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			writeErrors(w, http.StatusBadRequest, errorList{{Code: CodeParseFailed, Category: CategoryRequest,
-				Message: fmt.Sprintf(`body: want {"store_writes": "active" or "standby"}: %v`, err)}})
-			return
-		}
-		if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-			writeErrors(w, http.StatusBadRequest, errorList{{Code: CodeParseFailed, Category: CategoryRequest,
-				Message: "body: want one JSON object"}})
+		if !decodeAdminBody(w, r, maxBody, `{"store_writes": "active" or "standby"}`, &req) {
 			return
 		}
 		var msg string

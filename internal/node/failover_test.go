@@ -137,12 +137,7 @@ func TestFailoverEndpointOfEachRole(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	const token = "cairn_ops-token"
-	sum := sha256.Sum256([]byte(token))
-	keys := filepath.Join(t.TempDir(), "keys.yaml")
-	if err := os.WriteFile(keys, []byte("keys:\n  - {name: ops, sha256: "+hex.EncodeToString(sum[:])+", scopes: [admin]}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keys := adminKeysFile(t)
 	env := map[string]string{
 		"CAIRN_KAFKA_SECONDARY_BROKERS": brokers[1],
 		"CAIRN_API_KEYS_FILE":           keys,
@@ -241,12 +236,7 @@ func TestStoreWritesEndpoint(t *testing.T) {
 	if _, err := queue.CreateTopics(context.Background(), qc, queue.TopicSpec{Partitions: 2, ReplicationFactor: 1, MinInsyncReplicas: 1}); err != nil {
 		t.Fatal(err)
 	}
-	const token = "cairn_ops-token"
-	sum := sha256.Sum256([]byte(token))
-	keys := filepath.Join(t.TempDir(), "keys.yaml")
-	if err := os.WriteFile(keys, []byte("keys:\n  - {name: ops, sha256: "+hex.EncodeToString(sum[:])+", scopes: [admin]}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	keys := adminKeysFile(t)
 	addr := runNode(t, Write, map[string]string{"CAIRN_API_KEYS_FILE": keys, "CAIRN_WRITER_INSTANCE_ID": ""}, c.ListenAddrs()[0])
 	call := func(method, body, tok string) (int, string) {
 		req, _ := http.NewRequest(method, "http://"+addr+"/v1/admin/writer/store-writes", strings.NewReader(body))
@@ -273,4 +263,19 @@ func TestStoreWritesEndpoint(t *testing.T) {
 	if code, body := call("GET", "", token); code != 200 || !strings.Contains(body, `"store_writes":"active"`) {
 		t.Errorf("GET: %d %s, want 200 active", code, body)
 	}
+}
+
+// token is the admin token of adminKeysFile.
+const token = "cairn_ops-token"
+
+// adminKeysFile writes a keys file of one key, token's, with the admin
+// scope, and returns its path.
+func adminKeysFile(t *testing.T) string {
+	t.Helper()
+	sum := sha256.Sum256([]byte(token))
+	keys := filepath.Join(t.TempDir(), "keys.yaml")
+	if err := os.WriteFile(keys, []byte("keys:\n  - {name: ops, sha256: "+hex.EncodeToString(sum[:])+", scopes: [admin]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return keys
 }
