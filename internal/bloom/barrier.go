@@ -51,6 +51,15 @@ type Barrier struct {
 	ignored prometheus.Counter
 }
 
+// SwitchTo makes the barrier read the trackers' positions of topic through
+// adm from now on: the writer switched Kafka cluster. What it knew of the
+// old cluster's trackers is forgotten; its metrics go on counting. Like
+// Wait, it must not be called concurrently.
+func (b *Barrier) SwitchTo(adm *kadm.Client, topic string) {
+	b.adm, b.topic = adm, topic
+	b.trackers = map[string]*trackerView{}
+}
+
 // trackerView is what a writer knows of one tracker.
 type trackerView struct {
 	heartbeat string

@@ -118,3 +118,55 @@ func TestTrackerStopsAnsweringWhenItCannotRecordItsPosition(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// After a switch of Kafka cluster the barrier reads the trackers of the
+// new cluster, forgets the old ones, and its metrics go on counting (a
+// second barrier made at the switch counted nowhere).
+func TestBarrierSwitchTo(t *testing.T) {
+	_, oldCfg, _, _ := setup(t)
+	_, newCfg, _, _ := setup(t)
+	ctx := context.Background()
+	client := func(cfg queue.Config) *kadm.Client {
+		cl, err := kgo.NewClient(cfg.ClientOpts()...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cl.Close)
+		return kadm.NewClient(cl)
+	}
+	oldAdm, newAdm := client(oldCfg), client(newCfg)
+	// A live-looking tracker on the old cluster, behind the batch.
+	var os kadm.Offsets
+	os.Add(kadm.Offset{Topic: oldCfg.PersistTopic, Partition: 0, At: 0, LeaderEpoch: -1, Metadata: "1"})
+	if err := oldAdm.CommitAllOffsets(ctx, bloom.DefaultGroupPrefix+"old", os); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	const lease = 10 * time.Second
+	b := bloom.NewBarrier(oldAdm, oldCfg.PersistTopic, "", lease, reg, quiet())
+	b.SwitchTo(newAdm, newCfg.PersistTopic)
+	// The new cluster has no tracker: the batch passes at once, where the
+	// old cluster's tracker would have held it for a lease.
+	start := time.Now()
+	if err := b.Wait(ctx, map[int32]int64{0: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > lease/4 {
+		t.Errorf("waited %v after the switch: the old cluster's tracker still counts", took)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var waits uint64
+	for _, mf := range mfs {
+		if mf.GetName() == "cairn_bloom_barrier_wait_seconds" {
+			for _, m := range mf.GetMetric() {
+				waits += m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	if waits != 1 {
+		t.Errorf("%d waits counted in the barrier's metrics, want the one after the switch", waits)
+	}
+}

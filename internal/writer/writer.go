@@ -776,9 +776,7 @@ func (w *Writer) switchCluster(req switchRequest) error {
 	w.mu.Lock()
 	w.cl, w.adm, w.qcfg = cl, adm, req.cfg
 	w.mu.Unlock()
-	// The new barrier's metrics are not registered: the first barrier's
-	// are, and stay at what they counted.
-	w.barrier = bloom.NewBarrier(adm, req.cfg.PersistTopic, w.cfg.FilterGroupPrefix, w.cfg.FilterLease, nil, w.log)
+	w.barrier.SwitchTo(adm, req.cfg.PersistTopic)
 	return nil
 }
 
