@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cairnfs/cairn/internal/testserver"
+	"github.com/cairnfs/cairn/internal/testserver/gtreplicator"
 	"github.com/cairnfs/cairn/internal/testserver/kreplicator"
 )
 
@@ -37,6 +38,107 @@ import (
 // query throughout. It reports the time from the failover command to the
 // first upload acknowledged in region B, and the recovery point measured.
 func TestRegionalFailoverRedis(t *testing.T) {
+	regionalFailover(t, func(t *testing.T, ctx context.Context, bin, features string) drillStores {
+		redisA, redisB := testserver.StartRedisProcess(t), testserver.StartRedisProcess(t)
+		return drillStores{
+			a: drillStore{uri: redisA.URI(0)},
+			// A group of its own: MSK Replicator copies the groups of A,
+			// whose offsets say what A's writer wrote to A's store.
+			b:            drillStore{uri: redisB.URI(0), writerEnv: []string{"CAIRN_KAFKA_WRITER_GROUP=cairn-writer-b"}},
+			writerBEarly: true,
+			killA:        redisA.Kill,
+		}
+	})
+}
+
+// The same drill on DynamoDB: a moto_server per region, the table copied
+// between them by a Global Tables replicator (streams, last writer wins
+// per item) a second after each write, feature ids from one lock file.
+// Region B's writer is not running until the failover (the standby region
+// of a global table does not write it); it then starts on B's cluster from
+// the group offsets the Kafka replicator copied. A's moto is paused: an
+// outage, its data kept, as DynamoDB's would be.
+func TestRegionalFailoverDynamoDB(t *testing.T) {
+	regionalFailover(t, func(t *testing.T, ctx context.Context, bin, features string) drillStores {
+		const table = "cairn-drill"
+		motoA, motoB := testserver.StartMotoProcess(t), testserver.StartMotoProcess(t)
+		gt := gtreplicator.New(gtreplicator.Region{Name: "us-east-1", Endpoint: motoA.Endpoint()},
+			gtreplicator.Region{Name: "us-west-2", Endpoint: motoB.Endpoint()}, gtreplicator.Options{Table: table, Lag: time.Second})
+		if err := gt.Prepare(ctx); err != nil {
+			t.Fatal(err)
+		}
+		gctx, stopGT := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- gt.Run(gctx) }()
+		var once sync.Once
+		stop := func() { once.Do(func() { stopGT(); <-done }) }
+		t.Cleanup(stop)
+		lock := filepath.Join(t.TempDir(), "features.lock")
+		p := testserver.StartProcess(t, testserver.Command{Name: "cairn-features-lock", Path: bin,
+			Args: []string{"features", "lock", "--features", features, "--lock", lock}})
+		if code, err := p.Wait(30 * time.Second); err != nil || code != 0 {
+			t.Fatalf("cairn features lock: exit %d, %v:\n%s", code, err, p.Output())
+		}
+		store := func(m *testserver.MotoProcess, region string) drillStore {
+			return drillStore{uri: "dynamodb:///" + table + "?region=" + region + "&endpoint=" + m.Endpoint(),
+				env: []string{"CAIRN_FEATURES_LOCK=" + lock, "DYNAMODB_CREATE_TABLES_IF_NOT_EXISTS=true", "AWS_REGION=" + region,
+					"AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing", "AWS_EC2_METADATA_DISABLED=true"}}
+		}
+		b := store(motoB, "us-west-2")
+		return drillStores{
+			a: store(motoA, "us-east-1"), b: b,
+			killA:    func() { motoA.Pause(); stop() },
+			storeLag: time.Second,
+			// Region B's table maps every feature to the lock file's id:
+			// the ids its own start wrote and those replicated from A
+			// agree.
+			checkB: func(t *testing.T) {
+				want, err := os.ReadFile(lock)
+				if err != nil {
+					t.Fatal(err)
+				}
+				merged := filepath.Join(t.TempDir(), "features.lock")
+				if err := os.WriteFile(merged, want, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				p := testserver.StartProcess(t, testserver.Command{Name: "cairn-features-lock", Path: bin,
+					Args: []string{"features", "lock", "--features", features, "--lock", merged, "--from-store", "--store", b.uri},
+					Env:  append(os.Environ(), b.env...)})
+				if code, err := p.Wait(30 * time.Second); err != nil || code != 0 {
+					t.Fatalf("cairn features lock --from-store on region B: exit %d, %v:\n%s", code, err, p.Output())
+				}
+				if got, _ := os.ReadFile(merged); string(got) != string(want) {
+					t.Errorf("region B's table maps features otherwise than the lock file:\n%s\nwant\n%s", got, want)
+				}
+			},
+		}
+	})
+}
+
+// drillStore is one region's online store in the drill.
+type drillStore struct {
+	uri string
+	// env is every process's of the region; writerEnv the writer's too.
+	env, writerEnv []string
+}
+
+// drillStores is what differs between stores in the drill.
+type drillStores struct {
+	a, b drillStore
+	// writerBEarly runs region B's writer from the start (a store of its
+	// own to keep warm); else it starts at the failover.
+	writerBEarly bool
+	// killA is region A's store outage, and the end of the store's own
+	// replication out of A.
+	killA func()
+	// storeLag is the store's own replication lag (0: none).
+	storeLag time.Duration
+	// checkB, if set, checks region B's store once the drill is over.
+	checkB func(t *testing.T)
+}
+
+// regionalFailover runs the drill on the stores stores makes.
+func regionalFailover(t *testing.T, stores func(t *testing.T, ctx context.Context, bin, features string) drillStores) {
 	const (
 		replicatorLag = 2 * time.Second
 		clients       = 4
@@ -52,29 +154,36 @@ func TestRegionalFailoverRedis(t *testing.T) {
 	kafkaB := testserver.StartKafka(t, testserver.KafkaOptions{Partitions: 4})
 	createTopics(t, bin, kafkaA.Addr(), 4)
 	createTopics(t, bin, kafkaB.Addr(), 4)
-	redisA, redisB := testserver.StartRedisProcess(t), testserver.StartRedisProcess(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	st := stores(t, ctx, bin, features)
 	rep := kreplicator.New([]string{kafkaA.Addr()}, []string{kafkaB.Addr()}, kreplicator.Options{Lag: replicatorLag, Log: t.Logf})
 	repCtx, stopRep := context.WithCancel(ctx)
 	repDone := make(chan error, 1)
 	go func() { repDone <- rep.Run(repCtx) }()
 	defer func() { stopRep(); <-repDone }()
 
-	role := func(name, store string, env ...string) *testserver.Role {
+	role := func(name string, s drillStore, env ...string) *testserver.Role {
 		t.Helper()
-		args := []string{"--store", store, "--brokers", kafkaA.Addr(), "--features", features}
-		return testserver.StartRole(t, bin, name, args, append(roleEnv(), env...))
+		args := []string{"--store", s.uri, "--brokers", kafkaA.Addr(), "--features", features}
+		env = append(append(roleEnv(), s.env...), env...)
+		if name == "write" {
+			env = append(env, s.writerEnv...)
+		}
+		return testserver.StartRole(t, bin, name, args, env)
 	}
 	secondary := []string{"CAIRN_KAFKA_SECONDARY_BROKERS=" + kafkaB.Addr()}
-	role("write", redisA.URI(0), "CAIRN_WRITER_INSTANCE_ID=writer-a")
-	serveA := role("serve", redisA.URI(0))
-	writerB := role("write", redisB.URI(0), append(secondary, "CAIRN_KAFKA_ACTIVE=secondary", "CAIRN_WRITER_INSTANCE_ID=writer-b",
-		// A group of its own: MSK Replicator copies the groups of A,
-		// whose offsets say what A's writer wrote to A's store.
-		"CAIRN_KAFKA_WRITER_GROUP=cairn-writer-b")...)
-	serveB := role("serve", redisB.URI(0), secondary...)
+	role("write", st.a, "CAIRN_WRITER_INSTANCE_ID=writer-a")
+	serveA := role("serve", st.a)
+	startWriterB := func() *testserver.Role {
+		return role("write", st.b, append(secondary, "CAIRN_KAFKA_ACTIVE=secondary", "CAIRN_WRITER_INSTANCE_ID=writer-b")...)
+	}
+	var writerB *testserver.Role
+	if st.writerBEarly {
+		writerB = startWriterB()
+	}
+	serveB := role("serve", st.b, secondary...)
 
 	// Uploads: increasing values per key, each with its answer's time.
 	type ack struct {
@@ -174,12 +283,12 @@ func TestRegionalFailoverRedis(t *testing.T) {
 	// The region goes, and with it what the replicator had read but not
 	// yet copied: the loss the replicator's lag allows.
 	kafkaA.Kill()
-	redisA.Kill()
+	st.killA()
 	killed := time.Now()
 	stopRep()
 	<-repDone
 	repDone <- nil
-	t.Logf("region A's broker and redis-server killed; the replicator had copied %v", rep.Copied())
+	t.Logf("region A's broker and store killed; the Kafka replicator had copied %v", rep.Copied())
 	target.Store(&urlB)
 	prefix.Store(&pb)
 
@@ -190,6 +299,9 @@ func TestRegionalFailoverRedis(t *testing.T) {
 		t.Fatalf("cairn failover kafka: exit %d, %v:\n%s", code, err, failover.Output())
 	}
 	t.Logf("cairn failover kafka: %s", lastLine(failover.Output()))
+	if writerB == nil {
+		writerB = startWriterB()
+	}
 	deadline := time.Now().Add(readableWithin)
 	for firstB.Load() == nil && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
@@ -209,7 +321,7 @@ func TestRegionalFailoverRedis(t *testing.T) {
 	// Region B converges: every key reads its newest value acknowledged
 	// after the kill, and of the values acknowledged before it, at least
 	// the newest acknowledged lag + slack before the kill.
-	bound := killed.Add(-replicatorLag - 2*slack)
+	bound := killed.Add(-max(replicatorLag, st.storeLag) - 2*slack)
 	mu.Lock()
 	want := map[string]int64{} // the least value region B must hold
 	for k, as := range acks {
@@ -243,7 +355,9 @@ func TestRegionalFailoverRedis(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Logf("region B's writer:\n%s", writerB.Process().Tail(30))
+			if writerB != nil {
+				t.Logf("region B's writer:\n%s", writerB.Process().Tail(30))
+			}
 			t.Fatalf("%d of %d keys in region B older than what they must hold (%v); got %v, want at least %v", missing, len(want), err, got, want)
 		}
 		time.Sleep(250 * time.Millisecond)
@@ -267,13 +381,16 @@ func TestRegionalFailoverRedis(t *testing.T) {
 	mu.Unlock()
 	t.Logf("replicator lag %v: %d acknowledged uploads lost, the oldest acknowledged %v before the kill; %d queries to region B, %d failed, %d regressions",
 		replicatorLag, lost, rpo.Round(time.Millisecond), queries.Load(), failedQueries.Load(), regressions.Load())
-	if rpo > replicatorLag+2*slack {
-		t.Errorf("an upload acknowledged %v before the kill is lost, more than the replicator's lag %v", rpo, replicatorLag)
+	if lagBound := max(replicatorLag, st.storeLag); rpo > lagBound+2*slack {
+		t.Errorf("an upload acknowledged %v before the kill is lost, more than the replicators' lag %v", rpo, lagBound)
 	}
 	if lost == 0 {
 		t.Error("no acknowledged upload was lost: the drill measured no recovery point")
 	}
 	if queries.Load() == 0 {
 		t.Error("region B was never queried")
+	}
+	if st.checkB != nil {
+		st.checkB(t)
 	}
 }
