@@ -84,31 +84,33 @@ func TestRegionalFailoverDynamoDB(t *testing.T) {
 				env: []string{"CAIRN_FEATURES_LOCK=" + lock, "DYNAMODB_CREATE_TABLES_IF_NOT_EXISTS=true", "AWS_REGION=" + region,
 					"AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing", "AWS_EC2_METADATA_DISABLED=true"}}
 		}
-		b := store(motoB, "us-west-2")
+		a, b := store(motoA, "us-east-1"), store(motoB, "us-west-2")
 		return drillStores{
-			a: store(motoA, "us-east-1"), b: b,
+			a: a, b: b,
 			killA:    func() { motoA.Pause(); stop() },
 			storeLag: time.Second,
-			// Region B's table maps every feature to the lock file's id:
-			// the ids its own start wrote and those replicated from A
-			// agree.
+			// Both regions' tables map every feature to the lock file's
+			// id: the ids each start wrote and those replicated agree.
 			checkB: func(t *testing.T) {
+				motoA.Resume()
 				want, err := os.ReadFile(lock)
 				if err != nil {
 					t.Fatal(err)
 				}
-				merged := filepath.Join(t.TempDir(), "features.lock")
-				if err := os.WriteFile(merged, want, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				p := testserver.StartProcess(t, testserver.Command{Name: "cairn-features-lock", Path: bin,
-					Args: []string{"features", "lock", "--features", features, "--lock", merged, "--from-store", "--store", b.uri},
-					Env:  append(os.Environ(), b.env...)})
-				if code, err := p.Wait(30 * time.Second); err != nil || code != 0 {
-					t.Fatalf("cairn features lock --from-store on region B: exit %d, %v:\n%s", code, err, p.Output())
-				}
-				if got, _ := os.ReadFile(merged); string(got) != string(want) {
-					t.Errorf("region B's table maps features otherwise than the lock file:\n%s\nwant\n%s", got, want)
+				for _, s := range []drillStore{a, b} {
+					merged := filepath.Join(t.TempDir(), "features.lock")
+					if err := os.WriteFile(merged, want, 0o644); err != nil {
+						t.Fatal(err)
+					}
+					p := testserver.StartProcess(t, testserver.Command{Name: "cairn-features-lock", Path: bin,
+						Args: []string{"features", "lock", "--features", features, "--lock", merged, "--from-store", "--store", s.uri},
+						Env:  append(os.Environ(), s.env...)})
+					if code, err := p.Wait(30 * time.Second); err != nil || code != 0 {
+						t.Fatalf("cairn features lock --from-store on %s: exit %d, %v:\n%s", s.uri, code, err, p.Output())
+					}
+					if got, _ := os.ReadFile(merged); string(got) != string(want) {
+						t.Errorf("the table of %s maps features otherwise than the lock file:\n%s\nwant\n%s", s.uri, got, want)
+					}
 				}
 			},
 		}
@@ -133,7 +135,7 @@ type drillStores struct {
 	killA func()
 	// storeLag is the store's own replication lag (0: none).
 	storeLag time.Duration
-	// checkB, if set, checks region B's store once the drill is over.
+	// checkB, if set, checks the stores once the drill is over.
 	checkB func(t *testing.T)
 }
 
