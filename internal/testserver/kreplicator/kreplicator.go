@@ -107,11 +107,7 @@ func (r *Replicator) Run(ctx context.Context) error {
 	src, err := kgo.NewClient(kgo.SeedBrokers(r.from...),
 		kgo.ConsumeRegex(), kgo.ConsumeTopics("^[^_].*"),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.MetadataMinAge(250*time.Millisecond), kgo.MetadataMaxAge(time.Second),
-		// With incremental fetch sessions the single-node test broker
-		// answered, under load, for a partition or two at a time, and the
-		// other partitions fell minutes behind.
-		kgo.DisableFetchSessions())
+		kgo.MetadataMinAge(250*time.Millisecond), kgo.MetadataMaxAge(time.Second))
 	if err != nil {
 		return fmt.Errorf("kreplicator: source client: %w", err)
 	}
