@@ -58,6 +58,16 @@ func (c *ConsumerConfig) EnsureDefaults() {
 	}
 }
 
+// prepare fills c's defaults, checks it, and returns the rollups' key
+// space for its retention: what a consumer and a reader both start from.
+func (c *ConsumerConfig) prepare() (rollupSpace, error) {
+	c.EnsureDefaults()
+	if err := c.Validate(); err != nil {
+		return rollupSpace{}, err
+	}
+	return newRollupSpace(c.Retention)
+}
+
 // Validate reports every problem with c.
 func (c *ConsumerConfig) Validate() error {
 	var errs []error
@@ -102,11 +112,7 @@ type Consumer struct {
 
 // NewConsumer returns a consumer of qcfg's metrics topic writing st.
 func NewConsumer(qcfg queue.Config, cfg ConsumerConfig, st Store, reg prometheus.Registerer, log *slog.Logger) (*Consumer, error) {
-	cfg.EnsureDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	space, err := newRollupSpace(cfg.Retention)
+	space, err := cfg.prepare()
 	if err != nil {
 		return nil, err
 	}

@@ -83,11 +83,7 @@ type ReadStore interface {
 // NewReader returns a reader of the rollups kept in st by consumers
 // configured as cfg (its Retention and Partitions).
 func NewReader(st ReadStore, cfg ConsumerConfig) (*Reader, error) {
-	cfg.EnsureDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	space, err := newRollupSpace(cfg.Retention)
+	space, err := cfg.prepare()
 	if err != nil {
 		return nil, err
 	}

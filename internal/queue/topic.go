@@ -87,18 +87,12 @@ type TopicResult struct {
 // ends): brokers that cannot be reached or do not answer make it fail with
 // the last connection or request error seen.
 func CreateTopics(ctx context.Context, cfg Config, spec TopicSpec) ([]TopicResult, error) {
-	cfg.EnsureDefaults()
-	spec.EnsureDefaults()
-	if err := errors.Join(cfg.Validate(), spec.Validate()); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, spec.Timeout)
-	defer cancel()
-	a, err := dialTopicAdmin(ctx, cfg, spec, "create")
+	ctx, a, err := dialTopicAdmin(ctx, cfg, spec, "create")
 	if err != nil {
 		return nil, err
 	}
 	defer a.close()
+	spec = a.spec
 	retention := strconv.FormatInt(spec.Retention.Milliseconds(), 10)
 	minISR := strconv.Itoa(spec.MinInsyncReplicas)
 	configs := map[string]*string{"retention.ms": &retention, "min.insync.replicas": &minISR}
@@ -262,18 +256,12 @@ func specConfigs(spec TopicSpec) map[string]string {
 // anything is changed, and nothing is then changed on any topic. With opts.DryRun nothing is changed either.
 // It returns within spec.Timeout (or when ctx ends).
 func ReconcileTopics(ctx context.Context, cfg Config, spec TopicSpec, opts ReconcileOptions) ([]TopicChange, error) {
-	cfg.EnsureDefaults()
-	spec.EnsureDefaults()
-	if err := errors.Join(cfg.Validate(), spec.Validate()); err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, spec.Timeout)
-	defer cancel()
-	a, err := dialTopicAdmin(ctx, cfg, spec, "reconcile")
+	ctx, a, err := dialTopicAdmin(ctx, cfg, spec, "reconcile")
 	if err != nil {
 		return nil, err
 	}
 	defer a.close()
+	spec = a.spec
 	adm, topics := a.adm, a.topics
 	fail := func(what string, err error) error { return a.fail(ctx, what, err) }
 
@@ -297,42 +285,56 @@ func ReconcileTopics(ctx context.Context, cfg Config, spec TopicSpec, opts Recon
 // topicAdmin is an admin client of the brokers for the topics commands,
 // and what they need to say why the brokers failed them.
 type topicAdmin struct {
-	cfg     Config
-	timeout time.Duration
-	topics  []string
-	cl      *kgo.Client
-	adm     *kadm.Client
-	last    *lastBrokerError
+	cfg    Config
+	spec   TopicSpec
+	topics []string
+	cl     *kgo.Client
+	adm    *kadm.Client
+	last   *lastBrokerError
+	cancel context.CancelFunc
 }
 
-// dialTopicAdmin makes one round trip first, so that wrong credentials or
-// TLS settings end the command at once with their cause rather than at
-// the timeout, then returns the admin client; what names the command.
-func dialTopicAdmin(ctx context.Context, cfg Config, spec TopicSpec, what string) (*topicAdmin, error) {
+// dialTopicAdmin fills cfg's and spec's defaults and checks them, bounds
+// ctx by spec.Timeout, makes one round trip first, so that wrong
+// credentials or TLS settings end the command at once with their cause
+// rather than at the timeout, and returns the bounded context and the
+// admin client; what names the command. Close the admin when done.
+func dialTopicAdmin(ctx context.Context, cfg Config, spec TopicSpec, what string) (context.Context, *topicAdmin, error) {
+	cfg.EnsureDefaults()
+	spec.EnsureDefaults()
+	if err := errors.Join(cfg.Validate(), spec.Validate()); err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, spec.Timeout)
 	topics := []string{cfg.PersistTopic, cfg.MetricsTopic, cfg.DeadLetterTopic}
 	if err := probe(ctx, cfg, min(spec.Timeout, ProbeTimeout)); err != nil {
-		return nil, fmt.Errorf("topics: %s %v: %w", what, topics, err)
+		cancel()
+		return nil, nil, fmt.Errorf("topics: %s %v: %w", what, topics, err)
 	}
 	last := &lastBrokerError{}
 	cl, err := kgo.NewClient(append(cfg.ClientOpts(), kgo.WithHooks(last))...)
 	if err != nil {
-		return nil, fmt.Errorf("topics: connect: %w", err)
+		cancel()
+		return nil, nil, fmt.Errorf("topics: connect: %w", err)
 	}
-	return &topicAdmin{cfg: cfg, timeout: spec.Timeout, topics: topics, cl: cl, adm: kadm.NewClient(cl), last: last}, nil
+	return ctx, &topicAdmin{cfg: cfg, spec: spec, topics: topics, cl: cl, adm: kadm.NewClient(cl), last: last, cancel: cancel}, nil
 }
 
-// close closes the client. It cannot hang: the client neither produces
-// nor joins a group, and Close only shuts its connections.
-func (a *topicAdmin) close() { a.cl.Close() }
+// close closes the client, which cannot hang: it neither produces nor
+// joins a group, and Close only shuts its connections.
+func (a *topicAdmin) close() {
+	a.cl.Close()
+	a.cancel()
+}
 
 // fail names the brokers' failure of a request of the command what: when
 // ctx ended, the last connection or request error seen.
 func (a *topicAdmin) fail(ctx context.Context, what string, err error) error {
 	if ctx.Err() != nil {
 		if _, cause := a.last.get(); cause != nil {
-			return fmt.Errorf("topics: %s %v: brokers %v gave no answer within %v: %w (last error: %w)", what, a.topics, a.cfg.Brokers, a.timeout, err, cause)
+			return fmt.Errorf("topics: %s %v: brokers %v gave no answer within %v: %w (last error: %w)", what, a.topics, a.cfg.Brokers, a.spec.Timeout, err, cause)
 		}
-		return fmt.Errorf("topics: %s %v: brokers %v gave no answer within %v: %w", what, a.topics, a.cfg.Brokers, a.timeout, err)
+		return fmt.Errorf("topics: %s %v: brokers %v gave no answer within %v: %w", what, a.topics, a.cfg.Brokers, a.spec.Timeout, err)
 	}
 	return fmt.Errorf("topics: %s %v at brokers %v: %w", what, a.topics, a.cfg.Brokers, err)
 }
