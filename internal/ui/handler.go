@@ -101,6 +101,21 @@ func parseSince(s string) (time.Time, error) {
 	return time.UnixMilli(ms), nil
 }
 
+// afterMilli keeps the points whose "at", in Unix milliseconds as the
+// wire carries it, is after since's. A point taken within the millisecond
+// that since names is the caller's last one: a source comparing at full
+// precision would answer it again, and the page would count it twice.
+func afterMilli(ps []Point, since time.Time) []Point {
+	ms := since.UnixMilli()
+	out := ps[:0:0]
+	for _, p := range ps {
+		if p.At.UnixMilli() > ms {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 func (h *Handler) points(ctx context.Context, since time.Time, shown string) (string, []Point) {
 	for _, s := range h.sources {
 		name := s.Name()
@@ -116,6 +131,9 @@ func (h *Handler) points(ctx context.Context, since time.Time, shown string) (st
 				h.log.Warn("ui: source failed; trying the next", "source", name, "err", err, "suppressed", suppressed)
 			}
 			continue
+		}
+		if !from.IsZero() {
+			ps = afterMilli(ps, from)
 		}
 		if len(ps) > 0 || name == shown {
 			return name, ps

@@ -88,6 +88,42 @@ func TestDataPrefersFirstSourceWithPoints(t *testing.T) {
 	}
 }
 
+// TestDataSinceIsTheWiresMillisecond: the page asks for the points after
+// the last one it holds, by that point's "at" in milliseconds; a point
+// taken within that millisecond is the one it holds, never a new one.
+func TestDataSinceIsTheWiresMillisecond(t *testing.T) {
+	t.Parallel()
+	t0 := time.UnixMilli(1_700_000_000_000).Add(345 * time.Microsecond)
+	proc := fixed{name: "this process", points: []Point{
+		{At: t0, Span: time.Second, StoreThrottlesPerSec: 7},
+		{At: t0.Add(time.Second), Span: time.Second, StoreThrottlesPerSec: 3},
+	}}
+	h, _ := NewHandler(nil, proc)
+	_, d := getData(t, h, "")
+	if len(d.Points) != 2 {
+		t.Fatalf("all points: %+v", d)
+	}
+	seen := 0.0
+	for _, p := range d.Points {
+		seen += p.StoreThrottles * p.Span
+	}
+	// Poll again from the last point held, as the page does, twice.
+	last := d.Points[len(d.Points)-1].At
+	for range 2 {
+		_, d = getData(t, h, "?source=this+process&since="+strconv.FormatInt(last, 10))
+		for _, p := range d.Points {
+			seen += p.StoreThrottles * p.Span
+		}
+		if len(d.Points) != 0 {
+			t.Errorf("since the last point held: %d points answered again, want none", len(d.Points))
+			break
+		}
+	}
+	if seen != 10 {
+		t.Errorf("throttles totalled over the polls: %v, want 10", seen)
+	}
+}
+
 func TestDataRejectsBadSince(t *testing.T) {
 	t.Parallel()
 	h, _ := NewHandler(nil, fixed{name: "x"})
