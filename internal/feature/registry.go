@@ -25,14 +25,23 @@ type Feature struct {
 	Type Type
 	// MaxStaleness overrides the namespace's when non-zero.
 	MaxStaleness Staleness
+	// Resolver computes the feature when no fresh value is stored; nil
+	// when the feature is only ever uploaded.
+	Resolver *Resolver
 }
 
 // Staleness is how old a stored value may be and still be served.
-// The zero value means "use the default"; [Infinite] means no bound.
+// The zero value means "use the default"; [Infinite] means no bound;
+// [Recompute] (declared 0s) means a stored value is never served.
 type Staleness time.Duration
 
-// Infinite is a Staleness with no bound.
-const Infinite Staleness = -1
+const (
+	// Infinite is a Staleness with no bound.
+	Infinite Staleness = -1
+	// Recompute is a maximum staleness of 0s: every query computes the
+	// feature with its resolver, and its results are not persisted.
+	Recompute Staleness = -2
+)
 
 // Namespace is a feature class such as user or merchant.
 type Namespace struct {
@@ -46,8 +55,13 @@ type Namespace struct {
 	// Features lists every feature in declaration order, primary key
 	// included.
 	Features []*Feature
+	// Resolvers lists the namespace's resolvers in declaration order.
+	Resolvers []*Resolver
 
 	byName map[string]*Feature
+	// maxStalenessDeclared tells a declared namespace bound from the
+	// default, which a feature with a resolver does not inherit.
+	maxStalenessDeclared bool
 }
 
 // Feature returns the namespace's feature called name.
@@ -56,17 +70,39 @@ func (ns *Namespace) Feature(name string) (*Feature, bool) {
 	return f, ok
 }
 
-// Staleness returns the maximum age of a served value of f: its own bound,
-// else its namespace's. It returns 0 when values never go stale.
-func (f *Feature) Staleness() time.Duration {
+// MaxAge returns how old a stored value of f may be and still be served:
+// its own bound, else its namespace's declared one, else the default. The
+// default is no bound for a feature without a resolver, and 0 for one with
+// a resolver (computed on every query unless it declares a bound, as
+// Chalk's features are). bounded is false when any age is served; a
+// bound of 0 serves no stored value.
+func (f *Feature) MaxAge() (d time.Duration, bounded bool) {
 	s := f.MaxStaleness
-	if s == 0 {
+	if s == 0 && (f.Resolver == nil || f.Namespace.maxStalenessDeclared) {
 		s = f.Namespace.MaxStaleness
 	}
-	if s <= 0 {
-		return 0
+	switch {
+	case s == 0 || s == Recompute:
+		return 0, true
+	case s < 0:
+		return 0, false
 	}
-	return time.Duration(s)
+	return time.Duration(s), true
+}
+
+// Staleness returns the age after which a stored value of f is never
+// served, for the stores' expiry: 0 when values never go stale. A feature
+// whose stored values are never served (a bound of 0) gives the least
+// positive age the stores keep, a millisecond.
+func (f *Feature) Staleness() time.Duration {
+	d, bounded := f.MaxAge()
+	switch {
+	case !bounded:
+		return 0
+	case d == 0:
+		return time.Millisecond
+	}
+	return d
 }
 
 // Registry is the set of declared namespaces and features.
@@ -108,10 +144,11 @@ type fileDoc struct {
 }
 
 type nsDoc struct {
-	Name         string    `yaml:"name"`
-	PrimaryKey   string    `yaml:"primary_key"`
-	MaxStaleness string    `yaml:"max_staleness"`
-	Features     yaml.Node `yaml:"features"`
+	Name         string        `yaml:"name"`
+	PrimaryKey   string        `yaml:"primary_key"`
+	MaxStaleness string        `yaml:"max_staleness"`
+	Features     yaml.Node     `yaml:"features"`
+	Resolvers    []resolverDoc `yaml:"resolvers"`
 }
 
 type featureDoc struct {
@@ -150,7 +187,7 @@ func Parse(file string, data []byte) (*Registry, error) {
 			if err != nil {
 				fail("namespace %q: max_staleness: %v", nd.Name, err)
 			} else {
-				ns.MaxStaleness = s
+				ns.MaxStaleness, ns.maxStalenessDeclared = s, true
 			}
 		}
 		for _, f := range parseFeatures(ns, &nd.Features, func(feat, format string, args ...any) {
@@ -174,6 +211,9 @@ func Parse(file string, data []byte) (*Registry, error) {
 		default:
 			ns.PrimaryKey = pk
 		}
+		parseResolvers(ns, nd.Resolvers, func(format string, args ...any) {
+			fail("namespace %q: "+format, append([]any{nd.Name}, args...)...)
+		})
 		r.namespaces = append(r.namespaces, ns)
 		r.byName[ns.Name] = ns
 	}
@@ -242,15 +282,22 @@ func parseFeatures(ns *Namespace, node *yaml.Node, fail func(feat, format string
 	return out
 }
 
-// ParseStaleness parses "infinity" or a positive duration such as 90s, 10m,
-// 1h or 1d (days are accepted in addition to Go's units).
+// ParseStaleness parses "infinity", 0 (or 0s: never serve a stored value,
+// [Recompute]) or a positive duration such as 90s, 10m, 1h or 1d (days are
+// accepted in addition to Go's units).
 func ParseStaleness(s string) (Staleness, error) {
 	s = strings.TrimSpace(s)
 	if s == "infinity" || s == "inf" {
 		return Infinite, nil
 	}
+	if d, err := time.ParseDuration(s); s == "0" || err == nil && d == 0 && !strings.HasPrefix(s, "-") {
+		return Recompute, nil
+	}
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.ParseFloat(days, 64)
+		if err == nil && n == 0 && !strings.HasPrefix(days, "-") {
+			return Recompute, nil
+		}
 		if err != nil || n <= 0 || n > 106751 {
 			return 0, fmt.Errorf("invalid duration %q", s)
 		}
@@ -258,7 +305,7 @@ func ParseStaleness(s string) (Staleness, error) {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("invalid duration %q (want infinity or a positive duration like 90s, 10m, 1h, 1d)", s)
+		return 0, fmt.Errorf("invalid duration %q (want infinity, 0s or a positive duration like 90s, 10m, 1h, 1d)", s)
 	}
 	return Staleness(d), nil
 }

@@ -126,13 +126,14 @@ func TestParseStaleness(t *testing.T) {
 	for s, want := range map[string]Staleness{
 		"infinity": Infinite, "90s": Staleness(90 * time.Second), "10m": Staleness(10 * time.Minute),
 		"1h": Staleness(time.Hour), "1d": Staleness(24 * time.Hour), "1.5d": Staleness(36 * time.Hour),
+		"0s": Recompute, "0": Recompute, "0ms": Recompute, "0d": Recompute,
 	} {
 		got, err := ParseStaleness(s)
 		if err != nil || got != want {
 			t.Errorf("ParseStaleness(%q) = %v, %v; want %v", s, got, err, want)
 		}
 	}
-	for _, s := range []string{"", "0s", "-1h", "1y", "xd"} {
+	for _, s := range []string{"", "-0s", "-1h", "1y", "xd", "-0d"} {
 		if _, err := ParseStaleness(s); err == nil {
 			t.Errorf("ParseStaleness(%q) succeeded", s)
 		}
