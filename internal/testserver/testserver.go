@@ -102,6 +102,9 @@ func Run(m *testing.M) int {
 			fmt.Fprintf(os.Stderr, "testserver: %v\n", err)
 		}
 	}
+	if err := pgServer.stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "testserver: PostgreSQL: %v\n", err)
+	}
 	if err := removeBuilds(); err != nil {
 		fmt.Fprintf(os.Stderr, "testserver: %v\n", err)
 	}
