@@ -121,6 +121,9 @@ func TestExpressionEveryType(t *testing.T) {
 		{"o_string", "prefs.color", []string{"prefs"}, "red"},
 		{"o_float", "prefs.n * 1.5", []string{"prefs"}, 3.0},
 		{"o_bool", "prefs.deep[0].k", []string{"prefs"}, true},
+		{"o_bool", "age > 1.5 && prefs.n == 2", []string{"age", "prefs"}, true},
+		{"o_string", "name.reverse() + ' ' + 'a,b'.split(',').join('-') + '%d'.format([age])", []string{"age", "name"}, "ada a-b21"},
+		{"o_int", "math.greatest(age, 30) + int(math.ceil(score))", []string{"age", "score"}, int64(32)},
 		{"o_json", "{'c': prefs.color, 'n': prefs.n + 1.0, 'i': age, 't': tags, 'z': null, 'at': seen, 'b': blob}",
 			[]string{"age", "blob", "seen", "tags", "prefs"},
 			map[string]any{"c": "red", "n": json.Number("3"), "i": json.Number("21"), "t": []any{"a", "b"},
@@ -179,6 +182,7 @@ func TestExpressionStartErrors(t *testing.T) {
 		{"o_int", "agee + 1", []string{"resolver user.r", "undeclared reference to 'agee'"}},
 		{"o_int", "age +", []string{"resolver user.r", "Syntax error"}},
 		{"o_int", "size(age)", []string{"resolver user.r", "no matching overload"}},
+		{"o_float", "age + 1.5", []string{"resolver user.r", "no matching overload"}},
 		{"o_int", "o_int + 1", []string{"resolvers: cycle: user.o_int (expression r) → user.o_int"}},
 		{"o_string", strings.Repeat("(", 100) + "name" + strings.Repeat(")", 100), []string{"resolver user.r", "recursion"}},
 	}

@@ -1,6 +1,8 @@
 package resolver
 
 import (
+	"context"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -162,5 +164,48 @@ func TestCheckGraphEmpty(t *testing.T) {
 	order, err := checkGraph(nil)
 	if err != nil || len(order) != 0 {
 		t.Fatalf("order %v, err %v", order, err)
+	}
+}
+
+// TestExpressionDocExample keeps docs/expressions.md's example true: it
+// parses, every expression compiles, and the resolvers order with the
+// ones vip reads first.
+func TestExpressionDocExample(t *testing.T) {
+	t.Parallel()
+	text, err := os.ReadFile("../../docs/expressions.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(text), "```yaml\n")
+	if !ok {
+		t.Fatal("docs/expressions.md has no yaml example")
+	}
+	block, _, _ = strings.Cut(block, "```")
+	kinds := buildGraph(t, block)
+	if len(kinds) != 5 {
+		t.Fatalf("%d expression resolvers in the example, want 5", len(kinds))
+	}
+	order, err := checkGraph(kinds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos := map[string]int{}
+	for i, r := range order {
+		pos[r.Name] = i
+	}
+	if pos["vip"] < pos["age_bucket"] || pos["vip"] < pos["refund_rate"] {
+		t.Fatalf("order %v: vip before what it reads", pos)
+	}
+	for r, k := range kinds {
+		if r.Name != "refund_rate" {
+			continue
+		}
+		rows, err := k.call(context.Background(), []string{"u1", "u2"}, [][]any{{int64(4), int64(1)}, {int64(0), int64(0)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rows[0].Values[0] != 0.25 || rows[1].Values[0] != 0.0 {
+			t.Fatalf("refund_rate rows %+v", rows)
+		}
 	}
 }
