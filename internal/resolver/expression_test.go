@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -353,4 +355,33 @@ func FuzzExpressionCompile(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestExpressionConcurrentCalls runs one compiled expression from many
+// goroutines, as a Set's concurrent batches do (go test -race checks it).
+func TestExpressionConcurrentCalls(t *testing.T) {
+	t.Parallel()
+	k, err := newExpression(exprRegistry(t, "o_tags", "tags.map(t, t + name)"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			name := strconv.Itoa(g)
+			for range 50 {
+				rows, err := k.call(context.Background(), []string{"a", "b"},
+					[][]any{{name, []any{"x"}}, {nil, []any{"y"}}})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if got := rows[0].Values[0].([]any)[0]; got != "x"+name || rows[1].Values != nil {
+					t.Errorf("goroutine %d: rows %+v", g, rows)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
