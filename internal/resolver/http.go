@@ -229,10 +229,15 @@ func newAnswerDecoder(d *feature.Resolver) *answerDecoder {
 
 // httpAnswer is the shape of an answer.
 type httpAnswer struct {
-	Rows *[]struct {
-		Key    json.RawMessage            `json:"key"`
-		Values map[string]json.RawMessage `json:"values"`
-	} `json:"rows"`
+	// Rows is kept raw to tell a missing "rows" (a service answering
+	// something else: an error) from "rows": null (a service in a
+	// language that encodes an empty list so: no rows).
+	Rows json.RawMessage `json:"rows"`
+}
+
+type httpRow struct {
+	Key    json.RawMessage            `json:"key"`
+	Values map[string]json.RawMessage `json:"values"`
 }
 
 // decode reads body, the answer to a call for keys (canonical, distinct),
@@ -254,6 +259,10 @@ func (a *answerDecoder) decode(body []byte, keys []string) ([]Row, error) {
 	if ans.Rows == nil {
 		return nil, errors.New(`malformed answer: no "rows"`)
 	}
+	var rows []httpRow
+	if err := json.Unmarshal(ans.Rows, &rows); err != nil {
+		return nil, fmt.Errorf("malformed answer: want \"rows\": [{\"key\": ..., \"values\": {...}}, ...]: %v", err)
+	}
 	pos := make(map[string]int, len(keys))
 	for i, k := range keys {
 		if _, dup := pos[k]; !dup {
@@ -262,7 +271,7 @@ func (a *answerDecoder) decode(body []byte, keys []string) ([]Row, error) {
 	}
 	out := make([]Row, len(keys))
 	seen := make([]bool, len(keys))
-	for r, row := range *ans.Rows {
+	for r, row := range rows {
 		if len(bytes.TrimSpace(row.Key)) == 0 || string(bytes.TrimSpace(row.Key)) == "null" {
 			return nil, fmt.Errorf("row %d: no key", r)
 		}

@@ -2,10 +2,12 @@ package resolver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
@@ -87,6 +89,14 @@ func newSQL(ctx context.Context, d *feature.Resolver, env func(string) string) (
 		return nil, fmt.Errorf("resolver %s: %v", d.FQN, err)
 	}
 	k, err := describe(ctx, pool, d)
+	if errors.Is(err, errUnreachable) {
+		// A query server starts while the resolver's database is down:
+		// the store answers most features, and an outage of one
+		// resolver's database must not keep servers from starting (or
+		// scaling out). The query is checked at the first call that
+		// reaches the database; until then its calls fail.
+		return &lateSQL{d: d, pool: pool, startErr: err}, nil
+	}
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("resolver %s: %w", d.FQN, err)
@@ -94,12 +104,62 @@ func newSQL(ctx context.Context, d *feature.Resolver, env func(string) string) (
 	return k, nil
 }
 
+// errUnreachable is a describe that could not reach the database: nothing
+// is known yet about the query.
+var errUnreachable = errors.New("PostgreSQL not reached")
+
+// lateSQL is a sql resolver whose database was not reached at start. Each
+// call first tries to check the query as newSQL would; once it is checked
+// the resolver runs as any other, and a query found not to fit its
+// features fails every call with the problem, as it would have failed the
+// start.
+type lateSQL struct {
+	d        *feature.Resolver
+	pool     *pgxpool.Pool
+	startErr error
+	mu       struct {
+		sync.Mutex
+		k   *sqlKind
+		err error // the query's problem, once the database answered
+	}
+}
+
+// Deferred reports why the resolver was not checked at start.
+func (l *lateSQL) deferred() error { return l.startErr }
+
+func (l *lateSQL) inputs() []*feature.Feature { return nil }
+
+func (l *lateSQL) close() { l.pool.Close() }
+
+func (l *lateSQL) call(ctx context.Context, keys []string, inputs [][]any) ([]Row, error) {
+	l.mu.Lock()
+	k, err := l.mu.k, l.mu.err
+	if k == nil && err == nil {
+		k, err = describe(ctx, l.pool, l.d)
+		switch {
+		case errors.Is(err, errUnreachable):
+			l.mu.Unlock()
+			return nil, fmt.Errorf("not checked yet: %w", err)
+		case err != nil:
+			l.mu.err = fmt.Errorf("query checked once PostgreSQL was reached: %w", err)
+			err = l.mu.err
+		default:
+			l.mu.k = k
+		}
+	}
+	l.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return k.call(ctx, keys, inputs)
+}
+
 // describe prepares the query on one of pool's connections and plans the
 // reading of each of its columns.
 func describe(ctx context.Context, pool *pgxpool.Pool, d *feature.Resolver) (*sqlKind, error) {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
+		return nil, fmt.Errorf("%w: %w", errUnreachable, err)
 	}
 	defer conn.Release()
 	sd, err := conn.Conn().PgConn().Prepare(ctx, "", d.Query, nil)

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"strings"
@@ -227,5 +230,78 @@ func TestSQLDeadline(t *testing.T) {
 	}
 	if el := time.Since(start); el > 2*time.Second {
 		t.Fatalf("returned after %v", el)
+	}
+}
+
+// A query server starts while the resolver's database is down: the
+// resolver's calls fail, saying so, until the database answers; then the
+// query is checked and runs. A query that does not fit, found then, fails
+// every call as it would have failed the start.
+func TestSQLUnreachableAtStart(t *testing.T) {
+	pg := testserver.Postgres(t)
+	pg.Exec(t, "CREATE TABLE late (id text PRIMARY KEY, score bigint)", "INSERT INTO late VALUES ('u1', 7)")
+	u, err := url.Parse(pg.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := u.Host
+	// A port nothing listens on yet.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Host = ln.Addr().String()
+	ln.Close()
+	env := func(string) string { return u.String() }
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	good := sqlResolver(t, "string", "\n        score: int", "[score]", "SELECT id, score FROM late WHERE id = ANY($1)")
+	bad := sqlResolver(t, "string", "\n        score: int", "[score]", "SELECT id, 'x'::text AS score FROM late WHERE id = ANY($1)")
+	kinds := map[string]kind{}
+	for name, d := range map[string]*feature.Resolver{"good": good, "bad": bad} {
+		k, err := newSQL(ctx, d, env)
+		if err != nil {
+			t.Fatalf("%s: start with the database down: %v, want a resolver checked later", name, err)
+		}
+		t.Cleanup(k.close)
+		kinds[name] = k
+		if _, err := k.call(ctx, []string{"u1"}, nil); err == nil || !strings.Contains(err.Error(), "not checked yet") {
+			t.Errorf("%s: call with the database down: %v, want one saying it is not checked yet", name, err)
+		}
+	}
+
+	// The database comes up at that address.
+	ln, err = net.Listen("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				s, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer s.Close()
+				go io.Copy(s, c)
+				_, _ = io.Copy(c, s)
+			}()
+		}
+	}()
+	rows, err := kinds["good"].call(ctx, []string{"u1"}, nil)
+	if err != nil || len(rows) != 1 || len(rows[0].Values) != 1 || rows[0].Values[0] != int64(7) {
+		t.Errorf("good query once the database is up: %+v, %v; want score 7", rows, err)
+	}
+	for range 2 {
+		if _, err := kinds["bad"].call(ctx, []string{"u1"}, nil); err == nil || !strings.Contains(err.Error(), "cannot become feature") {
+			t.Errorf("bad query once the database is up: %v, want the column problem", err)
+		}
 	}
 }
