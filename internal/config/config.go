@@ -107,6 +107,7 @@ var Knobs = []Knob{
 	{Name: "CAIRN_KAFKA_PRODUCE_TIMEOUT", Default: "10s", Doc: "How long an upload waits for Kafka to acknowledge its record before answering 503."},
 	{Name: "CAIRN_KAFKA_PERSIST_BUFFER_RECORDS", Default: "10000", Doc: "Persistence records a query server holds waiting for Kafka's acknowledgement; an upload finding the buffer full answers 503 at once."},
 	{Name: "CAIRN_KAFKA_PERSIST_BUFFER_BYTES", Default: "67108864", Doc: "Bytes of those records (64 MiB); at least CAIRN_KAFKA_MAX_RECORD_BYTES."},
+	{Name: "CAIRN_KAFKA_RESULTS_BUFFER_RECORDS", Default: "10000", Doc: "Query-result records (values resolvers computed, one per entity) a query server holds for Kafka, in a producer of their own so that results never take the uploads' room; a result finding the buffer full is dropped and counted, and computed again at the next query."},
 	{Name: "CAIRN_KAFKA_METRICS_BUFFER_RECORDS", Default: "1000", Doc: "Query metrics a query server holds for Kafka, in a producer of their own so that a slow metrics topic never delays uploads; a metric finding the buffer full is dropped and counted."},
 	{Name: "CAIRN_KAFKA_METRICS_DELIVERY_TIMEOUT", Default: "5s", Doc: "How long a query metric may wait for Kafka before it is dropped and counted."},
 	{Name: "CAIRN_KAFKA_SECONDARY_BROKERS", Doc: "Comma-separated bootstrap servers of the secondary Kafka cluster (MSK Replicator's target, docs/multi-region.md). Unset: no secondary, no failover."},
@@ -203,6 +204,14 @@ type Env struct {
 	// bad records the knobs already in errs: a knob read twice (by two
 	// components) is reported once.
 	bad map[string]bool
+}
+
+// Raw returns the variable name as the environment holds it, "" when it is
+// unset: for the values the feature file names as ${NAME} (a resolver's
+// URL, headers, DSN), which are the user's, not knobs.
+func (e *Env) Raw(name string) string {
+	v, _ := e.lookup(name)
+	return v
 }
 
 // FromOS reads the process environment.

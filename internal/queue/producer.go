@@ -52,7 +52,7 @@ type Producer struct {
 	produced *prometheus.CounterVec
 	latency  prometheus.Histogram
 
-	persistLog, metricsLog, probeLog lograte.Limiter
+	persistLog, metricsLog, resultsLog, probeLog lograte.Limiter
 
 	// failing is nil while persistence records are acknowledged; it is
 	// replaced, never modified, under failMu.
@@ -63,11 +63,12 @@ type Producer struct {
 	switchMu sync.Mutex
 }
 
-// clients are a producer's two Kafka clients of one cluster.
+// clients are a producer's three Kafka clients of one cluster.
 type clients struct {
 	cfg     Config
 	persist *kgo.Client
 	metrics *kgo.Client
+	results *kgo.Client
 	// watch keeps why the brokers last failed the persistence client
 	// (wrong credentials, untrusted certificate, ...): a timed-out
 	// upload's answer names it.
@@ -102,10 +103,11 @@ func NewProducer(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Prod
 		log:        log,
 		persistLog: lograte.Limiter{Interval: logInterval},
 		metricsLog: lograte.Limiter{Interval: logInterval},
+		resultsLog: lograte.Limiter{Interval: logInterval},
 		probeLog:   lograte.Limiter{Interval: probeLogInterval},
 		produced: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cairn_queue_produced_records_total",
-			Help: "Records produced, by topic role (persist, metrics) and outcome: ok (acknowledged), error (failed or not acknowledged in time), dropped (refused by a full producer buffer).",
+			Help: "Records produced, by role (persist: uploads; results: query results, to the persistence topic; metrics) and outcome: ok (acknowledged), error (failed or not acknowledged in time), dropped (refused by a full producer buffer).",
 		}, []string{"role", "outcome"}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "cairn_queue_persist_ack_seconds",
@@ -114,7 +116,7 @@ func NewProducer(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Prod
 		}),
 	}
 	p.cur.Store(cs)
-	for _, role := range []string{"persist", "metrics"} {
+	for _, role := range []string{"persist", "metrics", "results"} {
 		for _, outcome := range []string{"ok", "error", "dropped"} {
 			p.produced.WithLabelValues(role, outcome)
 		}
@@ -123,6 +125,7 @@ func NewProducer(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Prod
 		if err := errors.Join(reg.Register(p.produced), reg.Register(p.latency)); err != nil {
 			cs.persist.Close()
 			cs.metrics.Close()
+			cs.results.Close()
 			return nil, fmt.Errorf("queue: register metrics: %w", err)
 		}
 	}
@@ -181,7 +184,27 @@ func newClients(cfg Config) (*clients, error) {
 		persist.Close()
 		return nil, fmt.Errorf("queue: new metrics producer: %w", err)
 	}
-	return &clients{cfg: cfg, persist: persist, metrics: metrics, watch: watch}, nil
+	results, err := kgo.NewClient(append(cfg.ClientOpts(),
+		// Query results go to the persistence topic, acknowledged like
+		// uploads; nobody waits for them, and one lost is computed
+		// again at the next query. Idempotence is off for the reasons
+		// given for the persistence client.
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.DisableIdempotentWrite(),
+		kgo.MaxProduceRequestsInflightPerBroker(5),
+		kgo.ProducerBatchMaxBytes(int32(cfg.MaxRecordBytes)+512),
+		kgo.RecordDeliveryTimeout(cfg.ProduceTimeout),
+		kgo.ProduceRequestTimeout(cfg.ProduceTimeout),
+		// PersistResult uses TryProduce: a full buffer drops the result
+		// instead of blocking the query that computed it.
+		kgo.MaxBufferedRecords(cfg.ResultsBufferRecords),
+	)...)
+	if err != nil {
+		persist.Close()
+		metrics.Close()
+		return nil, fmt.Errorf("queue: new query-result producer: %w", err)
+	}
+	return &clients{cfg: cfg, persist: persist, metrics: metrics, results: results, watch: watch}, nil
 }
 
 // Persist produces r to the persistence topic and returns once every
@@ -264,6 +287,44 @@ func (p *Producer) Persist(ctx context.Context, key []byte, r *Record) error {
 		p.recovered()
 	}
 	return nil
+}
+
+// PersistResult hands a query-result record (values resolvers computed) to
+// the persistence topic without waiting. When the results buffer is full
+// (Kafka slow or down) or the record is too large, it is dropped and
+// counted: a query never waits on Kafka, and results never take the
+// uploads' buffer.
+func (p *Producer) PersistResult(key []byte, r *Record) {
+	c := p.cur.Load()
+	value, err := AppendRecord(nil, r)
+	if err == nil && len(value) > c.cfg.MaxRecordBytes {
+		err = fmt.Errorf("%w: %d bytes encoded, limit %d", ErrTooLarge, len(value), c.cfg.MaxRecordBytes)
+	}
+	if err != nil {
+		p.produced.WithLabelValues("results", "dropped").Inc()
+		if ok, suppressed := p.resultsLog.Allow(time.Now()); ok {
+			p.log.Warn("queue: query result dropped", "err", err, "suppressed", suppressed)
+		}
+		return
+	}
+	c.results.TryProduce(context.Background(), &kgo.Record{Topic: c.cfg.PersistTopic, Key: key, Value: value}, p.resultDone)
+}
+
+// resultDone counts the outcome of a query result. It runs in kgo's
+// promise loop and must not block.
+func (p *Producer) resultDone(_ *kgo.Record, err error) {
+	if err == nil {
+		p.produced.WithLabelValues("results", "ok").Inc()
+		return
+	}
+	outcome := "error"
+	if errors.Is(err, kgo.ErrMaxBuffered) {
+		outcome = "dropped"
+	}
+	p.produced.WithLabelValues("results", outcome).Inc()
+	if ok, suppressed := p.resultsLog.Allow(time.Now()); ok {
+		p.log.Warn("queue: query result not persisted", "topic", p.cur.Load().cfg.PersistTopic, "err", err, "suppressed", suppressed)
+	}
 }
 
 // Metric hands a query metric to Kafka without waiting. When the metrics
@@ -458,7 +519,7 @@ func (p *Producer) closeClients(ctx context.Context, c *clients, grace time.Dura
 	for _, c := range []struct {
 		role string
 		cl   *kgo.Client
-	}{{"persist", c.persist}, {"metrics", c.metrics}} {
+	}{{"persist", c.persist}, {"metrics", c.metrics}, {"results", c.results}} {
 		wg.Go(func() {
 			if err := c.cl.Flush(ctx); err != nil {
 				p.log.Warn("queue: records left unflushed at close", "role", c.role,

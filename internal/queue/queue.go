@@ -84,6 +84,12 @@ type Config struct {
 	// MetricsDeliveryTimeout is how long a query metric may wait for Kafka
 	// before it is dropped and counted. Default 5s.
 	MetricsDeliveryTimeout time.Duration
+	// ResultsBufferRecords bounds the query-result records (values
+	// resolvers computed) waiting in the results producer, which has a
+	// client and buffer of its own so that results never take the
+	// uploads' room; a result that finds the buffer full is dropped and
+	// counted. Default 10,000.
+	ResultsBufferRecords int
 }
 
 // EnsureDefaults fills zero fields with their defaults.
@@ -114,6 +120,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.PersistBufferBytes == 0 {
 		c.PersistBufferBytes = 64 << 20
+	}
+	if c.ResultsBufferRecords == 0 {
+		c.ResultsBufferRecords = 10_000
 	}
 	if c.MetricsBufferRecords == 0 {
 		c.MetricsBufferRecords = 1_000
@@ -146,6 +155,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PersistBufferBytes < c.MaxRecordBytes {
 		errs = append(errs, fmt.Errorf("queue: persist buffer bytes %d: want at least the max record bytes %d", c.PersistBufferBytes, c.MaxRecordBytes))
+	}
+	if c.ResultsBufferRecords < 1 {
+		errs = append(errs, fmt.Errorf("queue: results buffer records %d: want at least 1", c.ResultsBufferRecords))
 	}
 	if c.MetricsBufferRecords < 1 {
 		errs = append(errs, fmt.Errorf("queue: metrics buffer records %d: want at least 1", c.MetricsBufferRecords))
