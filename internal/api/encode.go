@@ -117,6 +117,10 @@ func appendAnswer(b []byte, a *answer) ([]byte, error) {
 		if a.includeMeta {
 			b = append(b, `,"meta":{"cache_hit":`...)
 			b = strconv.AppendBool(b, f.CacheHit)
+			if f.Resolver != nil {
+				b = append(b, `,"chosen_resolver_fqn":`...)
+				b = appendString(b, f.Resolver.FQN)
+			}
 			b = append(b, '}')
 		}
 		b = append(b, '}')
@@ -135,6 +139,10 @@ func appendAnswer(b []byte, a *answer) ([]byte, error) {
 		if e.Feature != "" {
 			b = append(b, `,"feature":`...)
 			b = appendString(b, e.Feature)
+		}
+		if e.Resolver != "" {
+			b = append(b, `,"resolver":`...)
+			b = appendString(b, e.Resolver)
 		}
 		b = append(b, '}')
 	}

@@ -48,6 +48,13 @@ const (
 	// CodeUnauthorized: the request's API key lacks the route's scope.
 	// Chalk's code.
 	CodeUnauthorized = "UNAUTHORIZED"
+	// CodeResolverFailed: the feature's resolver could not compute it
+	// (its service failed or answered what it should not, or an input
+	// failed). Chalk's code.
+	CodeResolverFailed = "RESOLVER_FAILED"
+	// CodeResolverTimedOut: the feature's resolver did not answer within
+	// its timeout or the query's deadline. Chalk's code.
+	CodeResolverTimedOut = "RESOLVER_TIMED_OUT"
 	// CodeInternal: a bug.
 	CodeInternal = "INTERNAL_SERVER_ERROR"
 )
@@ -66,6 +73,9 @@ type ChalkError struct {
 	Message  string `json:"message"`
 	// Feature is the fully-qualified name at fault, when there is one.
 	Feature string `json:"feature,omitempty"`
+	// Resolver is the resolver at fault (namespace.name), when there is
+	// one.
+	Resolver string `json:"resolver,omitempty"`
 }
 
 type errorList []ChalkError

@@ -14,6 +14,7 @@ import (
 	"github.com/cairnfs/cairn/internal/feature"
 	"github.com/cairnfs/cairn/internal/metrics"
 	"github.com/cairnfs/cairn/internal/query"
+	"github.com/cairnfs/cairn/internal/resolver"
 )
 
 // queryRequest is an online query. Fields of Chalk's request that cairn does
@@ -48,6 +49,7 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 
 	ans := &answer{fields: fields, includeMeta: req.IncludeMeta, errors: errorList{}}
 	var failed map[*feature.Feature]bool
+	storeFailed := false
 	for i := range fields {
 		f := &fields[i]
 		if f.Err == nil || failed[f.Feature] {
@@ -57,6 +59,11 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 			failed = map[*feature.Feature]bool{}
 		}
 		failed[f.Feature] = true
+		if re, ok := errors.AsType[*resolver.Error](f.Err); ok {
+			ans.errors = append(ans.errors, resolverError(f.Feature, re))
+			continue
+		}
+		storeFailed = true
 		if _, ok := errors.AsType[*query.DeadlineError](f.Err); ok {
 			ans.errors = append(ans.errors, ChalkError{Code: CodeDeadlineExceeded, Category: CategoryField, Feature: f.Feature.FQN,
 				Message: fmt.Sprintf("not read within the query deadline of %v (CAIRN_QUERY_TIMEOUT): %v", s.cfg.QueryTimeout, f.Err)})
@@ -65,7 +72,7 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 				Feature: f.Feature.FQN, Message: "the online store could not be read: " + f.Err.Error()})
 		}
 	}
-	if len(failed) > 0 {
+	if storeFailed {
 		markDegraded(w)
 		s.logFailedReads(fields, failed)
 	}
@@ -73,6 +80,9 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 	took := time.Since(start)
 	ans.queryID, ans.took = id, took
 	s.writeAnswer(w, ans)
+	// What resolvers computed goes to persistence and the cache once the
+	// answer is written; handing it over never waits for Kafka.
+	s.engine.Publish(qr)
 
 	if m := s.cfg.QueryMetrics; m != nil {
 		observe(m, qr, fields, took)
@@ -92,11 +102,27 @@ func observe(m *metrics.Aggregator, qr *query.Request, fields []query.Field, too
 			code = CodeUpstreamFailed
 			if _, ok := errors.AsType[*query.DeadlineError](f.Err); ok {
 				code = CodeDeadlineExceeded
+			} else if re, ok := errors.AsType[*resolver.Error](f.Err); ok {
+				code = resolverCode(re)
 			}
 			break
 		}
 		m.Observe(ns.Name, took, code)
 	}
+}
+
+// resolverError is the answer's error for a feature its resolver did not
+// compute: Chalk's code, naming the feature and the resolver.
+func resolverError(f *feature.Feature, re *resolver.Error) ChalkError {
+	return ChalkError{Code: resolverCode(re), Category: CategoryField, Feature: f.FQN, Resolver: re.Resolver.FQN,
+		Message: fmt.Sprintf("%s not computed: %v", f.FQN, re)}
+}
+
+func resolverCode(re *resolver.Error) string {
+	if re.TimedOut {
+		return CodeResolverTimedOut
+	}
+	return CodeResolverFailed
 }
 
 // logFailedReads logs the failed reads of a query: one line per namespace,
@@ -109,6 +135,9 @@ func (s *Server) logFailedReads(fields []query.Field, failed map[*feature.Featur
 		if f.Err == nil || !failed[f.Feature] {
 			continue
 		}
+		if _, ok := errors.AsType[*resolver.Error](f.Err); ok {
+			continue // the resolvers log their own failures
+		}
 		ns := f.Feature.Namespace.Name
 		if logged[ns] {
 			continue
@@ -117,6 +146,9 @@ func (s *Server) logFailedReads(fields []query.Field, failed map[*feature.Featur
 			logged = map[string]bool{}
 		}
 		logged[ns] = true
+		if _, ok := errors.AsType[*resolver.Error](f.Err); ok {
+			continue // the resolvers log their own failures
+		}
 		ok, suppressed := s.storeLog.Allow(ns, time.Now()) // namespaces come from the registry: a bounded set
 		if !ok {
 			continue
@@ -151,7 +183,7 @@ func putFields(p *[]query.Field, fields []query.Field) {
 
 func (s *Server) parseQuery(req *queryRequest) (*query.Request, errorList) {
 	var errs errorList
-	qr := &query.Request{Keys: map[*feature.Namespace][]string{}, Staleness: map[*feature.Feature]time.Duration{},
+	qr := &query.Request{Keys: map[*feature.Namespace][]string{}, Staleness: map[*feature.Feature]feature.Staleness{},
 		Outputs: make([]*feature.Feature, 0, len(req.Outputs))}
 	if len(req.Inputs) == 0 {
 		errs.add(CodeValidationFailed, "", "inputs is required: the primary key of each namespace queried")
@@ -213,10 +245,7 @@ func (s *Server) parseQuery(req *queryRequest) (*query.Request, errorList) {
 			errs.add(CodeValidationFailed, fqn, "staleness: %v", err)
 			continue
 		}
-		qr.Staleness[ref.f] = 0
-		if st != feature.Infinite {
-			qr.Staleness[ref.f] = time.Duration(st)
-		}
+		qr.Staleness[ref.f] = st
 	}
 	return qr, errs
 }

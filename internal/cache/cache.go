@@ -263,6 +263,23 @@ func (c *Cache) ReadInto(ctx context.Context, ns *feature.Namespace, keys []stri
 	return rows, nil
 }
 
+// Put keeps values a query computed for one entity (its resolvers' answer,
+// observed at at) as if the store had just answered them, so that the
+// server serves them until they are persisted instead of computing them
+// again. A namespace not cached keeps nothing. A store read issued
+// earlier and answered later does not replace them.
+func (c *Cache) Put(ns *feature.Namespace, key string, feats []*feature.Feature, values []any, at time.Time) {
+	sp := c.spaces[ns.Name]
+	if sp == nil || len(feats) == 0 {
+		return
+	}
+	cells := make([]store.Cell, len(feats))
+	for i, v := range values {
+		cells[i] = store.Cell{Found: true, Value: v, ObservedAt: at}
+	}
+	sp.record([]string{key}, feats, []store.Row{{Found: true, Cells: cells}}, c.ticks())
+}
+
 // lookup answers from the cache what it can of rows at now, and returns
 // how many cells are left unanswered (CacheHit false).
 func (sp *space) lookup(keys []string, feats []*feature.Feature, rows []store.Row, now int64) (missing int) {

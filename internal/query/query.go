@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cairnfs/cairn/internal/feature"
+	"github.com/cairnfs/cairn/internal/resolver"
 	"github.com/cairnfs/cairn/internal/store"
 )
 
@@ -40,8 +41,12 @@ type Request struct {
 	// Outputs are the features to answer, in the order asked.
 	Outputs []*feature.Feature
 	// Staleness replaces a feature's declared maximum staleness for this
-	// query; 0 means no bound.
-	Staleness map[*feature.Feature]time.Duration
+	// query: feature.Infinite (no bound), feature.Recompute (serve no
+	// stored value) or a positive duration.
+	Staleness map[*feature.Feature]feature.Staleness
+
+	// computed holds what the query's resolvers computed, for Publish.
+	computed []computedEntity
 }
 
 // Field is the answer for one output of one entity.
@@ -57,6 +62,9 @@ type Field struct {
 	Err error
 	// CacheHit reports that the answer came from the query server's cache.
 	CacheHit bool
+	// Resolver is the resolver that computed Value (or failed to, with
+	// Err a *resolver.Error); nil when the answer is the store's.
+	Resolver *feature.Resolver
 }
 
 // DeadlineError is a read cut short because the query's context ended (its
@@ -79,6 +87,11 @@ func (e *DeadlineError) Unwrap() error { return e.Err }
 type Engine struct {
 	store Store
 	now   func() time.Time
+
+	// resolvers compute what the store cannot answer; nil without any.
+	resolvers *resolver.Set
+	sink      Sink
+	rm        *resolveMetrics
 
 	reads   *prometheus.CounterVec
 	latency *prometheus.HistogramVec
@@ -107,8 +120,10 @@ func NewEngine(st Store, reg prometheus.Registerer, now func() time.Time) *Engin
 			Help: "Stored values not served because they were older than their maximum staleness.",
 		}),
 	}
+	e.rm = newResolveMetrics()
 	if reg != nil {
 		reg.MustRegister(e.reads, e.latency, e.stale)
+		e.rm.register(reg)
 	}
 	return e
 }
@@ -155,6 +170,13 @@ func (e *Engine) QueryInto(ctx context.Context, req *Request, out []Field) []Fie
 		g.outs = append(g.outs, f)
 		if f != f.Namespace.PrimaryKey {
 			g.feats = append(g.feats, f)
+		}
+	}
+	if e.resolvers != nil {
+		for _, g := range groups {
+			// The inputs of the expressions computing outputs are read
+			// too, after the outputs (which keep their indexes).
+			g.feats = e.withInputs(g.feats)
 		}
 	}
 	read := func(g *group) {
@@ -205,11 +227,24 @@ func (e *Engine) QueryInto(ctx context.Context, req *Request, out []Field) []Fie
 	wg.Wait()
 
 	now := e.now()
+	var res []*resolution
+	if e.resolvers != nil {
+		res = make([]*resolution, len(groups))
+		for i, g := range groups {
+			if g.err == nil && len(req.Keys[g.ns]) > 0 {
+				res[i] = e.resolve(ctx, req, g.ns, g.feats, g.rows, now)
+			}
+		}
+	}
 	if cap(out) < nout {
 		out = make([]Field, 0, nout)
 	}
 	out = out[:0]
-	for _, g := range groups {
+	for gi, g := range groups {
+		var rs *resolution
+		if res != nil {
+			rs = res[gi]
+		}
 		for i, key := range req.Keys[g.ns] {
 			j := 0 // index into g.feats, which follows g.outs minus the key
 			for _, f := range g.outs {
@@ -217,6 +252,8 @@ func (e *Engine) QueryInto(ctx context.Context, req *Request, out []Field) []Fie
 				switch {
 				case f == g.ns.PrimaryKey:
 					fld.Value = pkValue(f, key)
+				case rs != nil && rs.fill(&fld, i):
+					j++
 				case g.err != nil:
 					fld.Err = g.err
 					j++
@@ -227,7 +264,7 @@ func (e *Engine) QueryInto(ctx context.Context, req *Request, out []Field) []Fie
 					if !c.Found || c.Value == nil {
 						break
 					}
-					if maxAge := e.staleness(req, f); maxAge > 0 && now.Sub(c.ObservedAt) > maxAge {
+					if !e.fresh(req, f, c, now) {
 						e.stale.Inc()
 						break
 					}
@@ -261,11 +298,26 @@ func putRows(p *[]store.Row, rows []store.Row) {
 	rowsPool.Put(p)
 }
 
-func (e *Engine) staleness(req *Request, f *feature.Feature) time.Duration {
-	if d, ok := req.Staleness[f]; ok {
-		return d
+// maxAge returns how old a stored value of f may be in this query: the
+// query's own bound, else the feature's (feature.Feature.MaxAge).
+func maxAge(req *Request, f *feature.Feature) (time.Duration, bool) {
+	if s, ok := req.Staleness[f]; ok {
+		switch {
+		case s == feature.Infinite:
+			return 0, false
+		case s == feature.Recompute:
+			return 0, true
+		}
+		return time.Duration(s), true
 	}
-	return f.Staleness()
+	return f.MaxAge()
+}
+
+// fresh reports whether cell c of f, stored or cached, may be served at
+// now.
+func (e *Engine) fresh(req *Request, f *feature.Feature, c store.Cell, now time.Time) bool {
+	d, bounded := maxAge(req, f)
+	return !bounded || d > 0 && now.Sub(c.ObservedAt) <= d
 }
 
 func pkValue(f *feature.Feature, key string) any {

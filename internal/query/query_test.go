@@ -58,7 +58,7 @@ func TestQuery(t *testing.T) {
 		t.Fatal(err)
 	}
 	eng := query.NewEngine(st, nil, func() time.Time { return now })
-	run := func(staleness map[*feature.Feature]time.Duration) string {
+	run := func(staleness map[*feature.Feature]feature.Staleness) string {
 		fields := eng.Query(context.Background(), &query.Request{
 			Keys:      map[*feature.Namespace][]string{user: {"u1", "u2", "nobody"}, merchant: {"7"}},
 			Outputs:   []*feature.Feature{f("user.name"), f("merchant.city"), f("user.age"), f("user.id"), f("merchant.id")},
@@ -83,7 +83,7 @@ func TestQuery(t *testing.T) {
 		t.Errorf("answer:\n%s\nwant:\n%s", got, want)
 	}
 	// 3h lets the old age through; 10m hides the never-stale name.
-	got := run(map[*feature.Feature]time.Duration{f("user.age"): 3 * time.Hour, f("user.name"): 10 * time.Minute})
+	got := run(map[*feature.Feature]feature.Staleness{f("user.age"): feature.Staleness(3 * time.Hour), f("user.name"): feature.Staleness(10 * time.Minute)})
 	for _, line := range []string{"u1 user.age=30", "u1 user.name=<nil>"} {
 		if !strings.Contains(got, line) {
 			t.Errorf("with staleness overrides, answer lacks %q:\n%s", line, got)
