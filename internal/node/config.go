@@ -97,6 +97,9 @@ type Config struct {
 	// contents.
 	Features string
 	Registry *feature.Registry
+	// Getenv reads the environment variables the feature file names as
+	// ${NAME} (resolvers' URLs, headers and DSNs).
+	Getenv func(string) string
 	// StoreURI names the online store; Store holds its typed settings.
 	StoreURI string
 	Store    StoreConfig
@@ -191,7 +194,8 @@ type ReadConfig struct {
 // one error returned, once: a knob that does not parse is reported by the
 // environment reader, and its default is what the checks of values see.
 func Load(role Role, env *config.Env, f Flags) (*Config, error) {
-	c := &Config{Role: role, Features: f.Features, StoreURI: f.Store, Addr: f.Addr, DataDir: f.DataDir, Topics: f.Topics}
+	c := &Config{Role: role, Features: f.Features, StoreURI: f.Store, Addr: f.Addr, DataDir: f.DataDir, Topics: f.Topics,
+		Getenv: env.Raw}
 	var errs []error
 	add := func(err error) {
 		if err != nil {
@@ -256,6 +260,7 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 			PersistBufferRecords:   env.Int("CAIRN_KAFKA_PERSIST_BUFFER_RECORDS"),
 			PersistBufferBytes:     env.Int("CAIRN_KAFKA_PERSIST_BUFFER_BYTES"),
 			MetricsBufferRecords:   env.Int("CAIRN_KAFKA_METRICS_BUFFER_RECORDS"),
+			ResultsBufferRecords:   env.Int("CAIRN_KAFKA_RESULTS_BUFFER_RECORDS"),
 			MetricsDeliveryTimeout: env.Duration("CAIRN_KAFKA_METRICS_DELIVERY_TIMEOUT"),
 
 			TLSCAFile:           env.String("CAIRN_KAFKA_TLS_CA_FILE"),

@@ -72,6 +72,7 @@ import (
 	"github.com/cairnfs/cairn/internal/metrics"
 	"github.com/cairnfs/cairn/internal/query"
 	"github.com/cairnfs/cairn/internal/queue"
+	"github.com/cairnfs/cairn/internal/resolver"
 	"github.com/cairnfs/cairn/internal/store/dynamo"
 	"github.com/cairnfs/cairn/internal/tlscert"
 	"github.com/cairnfs/cairn/internal/ui"
@@ -354,6 +355,7 @@ func (p *process) addQueryServer(qcfg queue.Config, st Store, checker *health.Ch
 		}
 	}
 	var producer api.Producer
+	var results query.Sink
 	if cfg.Role.kafka() {
 		pr, err := queue.NewProducer(qcfg, p.prom, p.log)
 		if err != nil {
@@ -361,7 +363,7 @@ func (p *process) addQueryServer(qcfg queue.Config, st Store, checker *health.Ch
 		}
 		p.onClose("producer", func() error { pr.Close(); return nil })
 		p.failover.Register("producer", pr.SwitchTo)
-		producer = pr
+		producer, results = pr, resultSink{pr}
 		// Queries do not need Kafka: it is probed and reported, not
 		// critical. The probe shows settings the brokers refuse before
 		// the first upload meets them.
@@ -400,7 +402,17 @@ func (p *process) addQueryServer(qcfg queue.Config, st Store, checker *health.Ch
 	} else if cfg.Role != BenchServer {
 		p.log.Warn("api: no authentication: anyone who can reach the API can query and upload", "CAIRN_API_AUTH", cfg.Auth.Mode)
 	}
-	server, err := api.New(acfg, cfg.Registry, query.NewEngine(reader, p.prom, nil), producer, p.prom, p.prom, p.log)
+	engine := query.NewEngine(reader, p.prom, nil)
+	resolvers, err := resolver.New(context.Background(), cfg.Registry, resolver.Config{Getenv: cfg.Getenv, Lenient: cfg.Role == Dev}, p.prom, p.log)
+	if err != nil {
+		return err
+	}
+	if resolvers != nil {
+		p.onClose("resolvers", func() error { resolvers.Close(); return nil })
+		engine.UseResolvers(resolvers, results)
+		p.log.Info("resolvers ready", "resolvers", len(resolvers.Order()), "persist_results", results != nil)
+	}
+	server, err := api.New(acfg, cfg.Registry, engine, producer, p.prom, p.prom, p.log)
 	if err != nil {
 		return err
 	}
@@ -413,6 +425,19 @@ func (p *process) addQueryServer(qcfg queue.Config, st Store, checker *health.Ch
 		return server.Run(ctx, ln)
 	}})
 	return nil
+}
+
+// resultSink hands what queries computed to the persistence topic as
+// query-result records, one per entity, keyed like uploads so that an
+// entity's records share a partition.
+type resultSink struct{ p *queue.Producer }
+
+func (s resultSink) Computed(ns *feature.Namespace, key string, feats []*feature.Feature, values []any, at time.Time) {
+	e := queue.Entity{Namespace: ns.Name, Key: key, Values: make([]queue.Value, len(feats))}
+	for i, f := range feats {
+		e.Values[i] = queue.Value{FQN: f.FQN, ObservedAt: at, Value: values[i]}
+	}
+	s.p.PersistResult(queue.EntityKey(ns.Name, key), &queue.Record{Kind: queue.KindQueryResult, Entities: []queue.Entity{e}})
 }
 
 // uiSources returns what /ui draws, in preference order (CAIRN_UI_SOURCE):
