@@ -87,9 +87,9 @@ type Set struct {
 	// why.
 	missing map[*feature.Resolver]error
 	order   []*feature.Resolver
-	m      *metrics
-	log    *slog.Logger
-	errLog lograte.Limiter
+	m       *metrics
+	log     *slog.Logger
+	errLog  lograte.Limiter
 }
 
 // runner runs one resolver.
