@@ -348,7 +348,7 @@ func TestSizeDocItemTable(t *testing.T) {
 	if total != sum {
 		t.Errorf("item table: rows add up to %d, the total says %d", sum, total)
 	}
-	out, err := runSizeArgs(t, nil, "--json", "--features", filepath.Join(repoRoot, "examples", "features.yaml"), "--qps", "1", "--namespace", "user")
+	out, err := runSizeArgs(t, nil, "--json", "--features", filepath.Join(repoRoot, "examples", "sizing.yaml"), "--qps", "1", "--namespace", "user")
 	if err != nil {
 		t.Fatal(err)
 	}
