@@ -352,7 +352,7 @@ func readable(client *http.Client, base string, keys []string) (map[string]time.
 }
 
 // metricValue reads one unlabelled metric from a process's /metrics.
-func metricValue(b *testing.B, base, name string) float64 {
+func metricValue(b testing.TB, base, name string) float64 {
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
 		b.Fatal(err)

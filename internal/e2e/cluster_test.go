@@ -146,6 +146,13 @@ type cluster struct {
 // writers and nServe query servers against a store of the given kind.
 func startCluster(t *testing.T, kind string, nServe, nWrite int) *cluster {
 	t.Helper()
+	return startClusterWith(t, kind, featuresYAML, nServe, nWrite)
+}
+
+// startClusterWith is startCluster with a feature file of the caller's and
+// env added to every role's environment.
+func startClusterWith(t *testing.T, kind, features string, nServe, nWrite int, env ...string) *cluster {
+	t.Helper()
 	c := &cluster{
 		t:     t,
 		bin:   testserver.BuildCairn(t),
@@ -153,15 +160,15 @@ func startCluster(t *testing.T, kind string, nServe, nWrite int) *cluster {
 		kafka: testserver.StartKafka(t, testserver.KafkaOptions{Partitions: 4}),
 	}
 	c.features = filepath.Join(t.TempDir(), "features.yaml")
-	if err := os.WriteFile(c.features, []byte(featuresYAML), 0o644); err != nil {
+	if err := os.WriteFile(c.features, []byte(features), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	createTopics(t, c.bin, c.kafka.Addr(), 4)
 	for i := range nWrite {
-		c.writers = append(c.writers, c.startRole("write", fmt.Sprintf("CAIRN_WRITER_INSTANCE_ID=e2e-writer-%d", i)))
+		c.writers = append(c.writers, c.startRole("write", append(env, fmt.Sprintf("CAIRN_WRITER_INSTANCE_ID=e2e-writer-%d", i))...))
 	}
 	for range nServe {
-		c.serves = append(c.serves, c.startRole("serve"))
+		c.serves = append(c.serves, c.startRole("serve", env...))
 	}
 	return c
 }
