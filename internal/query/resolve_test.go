@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cairnfs/cairn/internal/cache"
 	"github.com/cairnfs/cairn/internal/config"
 	"github.com/cairnfs/cairn/internal/feature"
 	"github.com/cairnfs/cairn/internal/node"
@@ -402,4 +403,35 @@ func TestExpressionOnEveryStore(t *testing.T) {
 			t.Errorf("decade of 37: %+v, want 3", d)
 		}
 	})
+}
+
+// Computed values enter the namespace cache at once: the same server
+// serves them, as cache hits, instead of computing them again before the
+// writer has stored them.
+func TestResolvedValuesEnterTheCache(t *testing.T) {
+	st, err := embedded.Open(t.TempDir(), embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	cfg := cache.DefaultConfig()
+	cfg.Namespaces = []cache.NamespaceConfig{{Namespace: "user", TTL: time.Minute}}
+	c, err := cache.New(st, cfg, prometheus.NewRegistry(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx := newFixture(t, c)
+	got := fx.query(t, []string{"hal"}, nil, "user.credit_score", "user.fresh_score")
+	if cs := got["hal user.credit_score"]; cs.Resolver == nil || cs.Value != int64(650) {
+		t.Fatalf("first query: %+v, want computed", cs)
+	}
+	calls := fx.svc.calls.Load()
+	got = fx.query(t, []string{"hal"}, nil, "user.credit_score")
+	if cs := got["hal user.credit_score"]; cs.Resolver != nil || !cs.CacheHit || cs.Value != int64(650) || fx.svc.calls.Load() != calls {
+		t.Errorf("second query: %+v after %d more calls; want a cache hit of 650 and no call", cs, fx.svc.calls.Load()-calls)
+	}
+	// fresh_score (0s) is never served from anywhere but its resolver.
+	if fs := fx.query(t, []string{"hal"}, nil, "user.fresh_score")["hal user.fresh_score"]; fs.Resolver == nil {
+		t.Errorf("fresh_score: %+v, want computed again", fs)
+	}
 }
