@@ -28,6 +28,19 @@ type Feature struct {
 	// Resolver computes the feature when no fresh value is stored; nil
 	// when the feature is only ever uploaded.
 	Resolver *Resolver
+	// Window declares a windowed feature: an aggregation of another
+	// feature's events over sliding windows (windowed.go). nil for a
+	// plain feature. A windowed feature is stored in buckets, never as a
+	// plain value, and queried through the features of Window.Derived.
+	Window *Windowed
+
+	// WindowOf is, for a feature derived for one window of a windowed
+	// feature (wire name ns.name__<seconds>__), that windowed feature;
+	// nil otherwise. Derived features are found by [Registry.Lookup] but
+	// are not in their namespace's Features: no store holds them.
+	WindowOf *Feature
+	// WindowLength is a derived feature's window; 0 otherwise.
+	WindowLength time.Duration
 }
 
 // Staleness is how old a stored value may be and still be served.
@@ -110,6 +123,10 @@ type Registry struct {
 	namespaces []*Namespace
 	byName     map[string]*Namespace
 	byFQN      map[string]*Feature
+	// derived holds the features of windowed features' windows, by FQN.
+	derived map[string]*Feature
+	// windowedOver maps a feature to the windowed features aggregating it.
+	windowedOver map[*Feature][]*Feature
 }
 
 // Namespaces returns the namespaces in declaration order.
@@ -121,11 +138,20 @@ func (r *Registry) Namespace(name string) (*Namespace, bool) {
 	return ns, ok
 }
 
-// Lookup returns the feature with the given fully-qualified name.
+// Lookup returns the feature with the given fully-qualified name: a
+// declared feature, or the feature derived for one window of a windowed
+// feature, by its wire name (ns.name__<seconds>__).
 func (r *Registry) Lookup(fqn string) (*Feature, bool) {
-	f, ok := r.byFQN[fqn]
+	if f, ok := r.byFQN[fqn]; ok {
+		return f, true
+	}
+	f, ok := r.derived[fqn]
 	return f, ok
 }
+
+// WindowedOver returns the windowed features aggregating of, in
+// declaration order: each uploaded value of of is one event of each.
+func (r *Registry) WindowedOver(of *Feature) []*Feature { return r.windowedOver[of] }
 
 // Load reads a registry from a YAML file. Every problem is reported, each
 // prefixed with the file, the namespace and the feature it concerns.
@@ -152,8 +178,12 @@ type nsDoc struct {
 }
 
 type featureDoc struct {
-	Type         string `yaml:"type"`
-	MaxStaleness string `yaml:"max_staleness"`
+	Type         string   `yaml:"type"`
+	MaxStaleness string   `yaml:"max_staleness"`
+	Aggregate    string   `yaml:"aggregate"`
+	Of           string   `yaml:"of"`
+	Windows      []string `yaml:"windows"`
+	Bucket       string   `yaml:"bucket"`
 }
 
 // Parse builds a registry from YAML text; file names the source in errors.
@@ -164,7 +194,12 @@ func Parse(file string, data []byte) (*Registry, error) {
 	if err := dec.Decode(&doc); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
-	r := &Registry{byName: map[string]*Namespace{}, byFQN: map[string]*Feature{}}
+	r := &Registry{
+		byName:       map[string]*Namespace{},
+		byFQN:        map[string]*Feature{},
+		derived:      map[string]*Feature{},
+		windowedOver: map[*Feature][]*Feature{},
+	}
 	var errs []error
 	fail := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{file}, args...)...))
@@ -190,22 +225,34 @@ func Parse(file string, data []byte) (*Registry, error) {
 				ns.MaxStaleness, ns.maxStalenessDeclared = s, true
 			}
 		}
-		for _, f := range parseFeatures(ns, &nd.Features, func(feat, format string, args ...any) {
+		failFeature := func(feat, format string, args ...any) {
 			if feat == "" {
 				fail("namespace %q: "+format, append([]any{nd.Name}, args...)...)
 				return
 			}
 			fail("namespace %q: feature %q: "+format, append([]any{nd.Name, feat}, args...)...)
-		}) {
+		}
+		features, windows := parseFeatures(ns, &nd.Features, failFeature)
+		for _, f := range features {
 			ns.Features = append(ns.Features, f)
 			ns.byName[f.Name] = f
 			r.byFQN[f.FQN] = f
+		}
+		for _, df := range resolveWindows(ns, windows, nd.PrimaryKey, failFeature) {
+			r.derived[df.FQN] = df
+		}
+		for _, f := range ns.Features {
+			if f.Window != nil {
+				r.windowedOver[f.Window.Of] = append(r.windowedOver[f.Window.Of], f)
+			}
 		}
 		switch pk, ok := ns.byName[nd.PrimaryKey]; {
 		case nd.PrimaryKey == "":
 			fail("namespace %q: primary_key is required", nd.Name)
 		case !ok:
 			fail("namespace %q: primary_key %q is not one of its features", nd.Name, nd.PrimaryKey)
+		case pk.Window != nil || isWindowDoc(windows, pk):
+			fail("namespace %q: primary_key %q is a windowed feature, want a plain one", nd.Name, nd.PrimaryKey)
 		case pk.Type.Kind != KindString && pk.Type.Kind != KindInt:
 			fail("namespace %q: primary_key %q has type %s, want string or int", nd.Name, nd.PrimaryKey, pk.Type)
 		default:
@@ -214,6 +261,11 @@ func Parse(file string, data []byte) (*Registry, error) {
 		parseResolvers(ns, nd.Resolvers, func(format string, args ...any) {
 			fail("namespace %q: "+format, append([]any{nd.Name}, args...)...)
 		})
+		for _, d := range windows {
+			if d.feature.Resolver != nil {
+				failFeature(d.feature.Name, "a windowed feature is aggregated from events, it cannot be the output of resolver %q", d.feature.Resolver.Name)
+			}
+		}
 		r.namespaces = append(r.namespaces, ns)
 		r.byName[ns.Name] = ns
 	}
@@ -224,17 +276,21 @@ func Parse(file string, data []byte) (*Registry, error) {
 }
 
 // parseFeatures reads the features mapping, keeping its order. A feature is
-// either "name: type" or "name: {type: T, max_staleness: D}".
-func parseFeatures(ns *Namespace, node *yaml.Node, fail func(feat, format string, args ...any)) []*Feature {
+// either "name: type", "name: {type: T, max_staleness: D}" or a windowed
+// feature "name: {aggregate: A, of: F, windows: [W...], bucket: B}", whose
+// declaration is returned for resolveWindows to check once every feature
+// of the namespace is known.
+func parseFeatures(ns *Namespace, node *yaml.Node, fail func(feat, format string, args ...any)) ([]*Feature, []windowDoc) {
 	if node.Kind == 0 {
 		fail("", "features: at least one feature is required")
-		return nil
+		return nil, nil
 	}
 	if node.Kind != yaml.MappingNode {
 		fail("", "features: want a mapping of name to type (line %d)", node.Line)
-		return nil
+		return nil, nil
 	}
 	var out []*Feature
+	var windows []windowDoc
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(node.Content); i += 2 {
 		name, val := node.Content[i].Value, node.Content[i+1]
@@ -260,6 +316,27 @@ func parseFeatures(ns *Namespace, node *yaml.Node, fail func(feat, format string
 			fail(name, "want a type or {type, max_staleness} (line %d)", val.Line)
 			continue
 		}
+		if fd.Aggregate != "" {
+			f := &Feature{FQN: ns.Name + "." + name, Name: name, Namespace: ns}
+			bad := false
+			if fd.Type != "" {
+				fail(name, "type is not allowed with aggregate (a windowed feature's type follows from its aggregation)")
+				bad = true
+			}
+			if fd.MaxStaleness != "" {
+				fail(name, "max_staleness is not allowed with aggregate (a window is always current)")
+				bad = true
+			}
+			if !bad {
+				out = append(out, f)
+				windows = append(windows, windowDoc{feature: f, aggregate: fd.Aggregate, of: fd.Of, windows: fd.Windows, bucket: fd.Bucket})
+			}
+			continue
+		}
+		if fd.Of != "" || fd.Windows != nil || fd.Bucket != "" {
+			fail(name, "of, windows and bucket declare a windowed feature and need aggregate")
+			continue
+		}
 		t, err := ParseType(fd.Type)
 		if err != nil {
 			fail(name, "%v", err)
@@ -279,7 +356,7 @@ func parseFeatures(ns *Namespace, node *yaml.Node, fail func(feat, format string
 	if len(out) == 0 && len(node.Content) == 0 {
 		fail("", "features: at least one feature is required")
 	}
-	return out
+	return out, windows
 }
 
 // ParseStaleness parses "infinity", 0 (or 0s: never serve a stored value,

@@ -138,6 +138,7 @@ func FuzzParse(f *testing.F) {
 		"namespaces:\n  - name: m\n    primary_key: id\n    max_staleness: 0s\n    features: {id: int, e: float, v: vector[3]}\n    resolvers:\n      - {name: e, kind: expression, expression: \"double(id)\", outputs: [e]}\n",
 		"namespaces: []",
 		"namespaces:\n  - name: u\n    primary_key: id\n    features: {id: string, a: {type: int, max_staleness: 1d}}\n",
+		"namespaces:\n  - name: u\n    primary_key: id\n    features: {id: string, a: float, n: {aggregate: sum, of: a, windows: [1h, 1d], bucket: 5m}}\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -160,6 +161,19 @@ func FuzzParse(f *testing.F) {
 			for _, fe := range ns.Features {
 				fe.MaxAge()
 				_ = fe.Staleness()
+				if w := fe.Window; w != nil {
+					if w.Of.Window != nil || w.Of == ns.PrimaryKey || w.Bucket < MinBucket || len(w.Derived) != len(w.Windows) {
+						t.Fatalf("windowed %s accepted with %+v", fe.FQN, w)
+					}
+					for i, d := range w.Derived {
+						if w.Windows[i]%w.Bucket != 0 || d.WindowOf != fe || d.WindowLength != w.Windows[i] {
+							t.Fatalf("windowed %s: window %v badly derived", fe.FQN, w.Windows[i])
+						}
+						if got, ok := r.Lookup(d.FQN); !ok || got != d {
+							t.Fatalf("derived %s not found", d.FQN)
+						}
+					}
+				}
 			}
 		}
 	})
