@@ -241,7 +241,8 @@ func (s *State) Value() any {
 	case feature.AggCount:
 		return s.count
 	case feature.AggApproxCountDistinct:
-		return int64(math.Round(s.hll.estimate()))
+		// Capped: a sketch with every register saturated estimates +Inf.
+		return int64(min(math.Round(s.hll.estimate()), math.MaxInt64/2))
 	case feature.AggSum:
 		if s.float {
 			return s.sumF
