@@ -157,7 +157,7 @@ func (s *suite) testBucketVersions(t *testing.T) {
 // writer got there first; no increment may be lost, and every successful
 // put must have given the bucket one more version.
 func (s *suite) testBucketConcurrent(t *testing.T) {
-	const writers, increments = 8, 15
+	const writers, increments = 8, 6
 	name := s.newName(t)
 	ns, f := s.ns(t, "user"), s.feat(t, "user.score")
 	k := store.BucketKey{Namespace: ns, Key: "hot", Feature: f, Start: hour(0)}
