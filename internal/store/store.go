@@ -219,3 +219,21 @@ func (k BucketKey) Check() error {
 	}
 	return nil
 }
+
+// BucketRange returns the whole-second bucket starts that [from, to] holds,
+// within [MinBucketStart, MaxBucketStart]: lo is from rounded up, hi is to
+// rounded down. ok is false when the range holds no start.
+func BucketRange(from, to time.Time) (lo, hi time.Time, ok bool) {
+	lo, hi = from.UTC(), to.UTC()
+	if lo.Before(MinBucketStart) {
+		lo = MinBucketStart
+	}
+	if hi.After(MaxBucketStart) {
+		hi = MaxBucketStart
+	}
+	if t := lo.Truncate(time.Second); t.Before(lo) {
+		lo = t.Add(time.Second)
+	}
+	hi = hi.Truncate(time.Second)
+	return lo, hi, !hi.Before(lo)
+}

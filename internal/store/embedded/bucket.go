@@ -198,8 +198,8 @@ func (s *Store) ReadBuckets(ctx context.Context, ns *feature.Namespace, key stri
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("embedded: read buckets: %w", err)
 	}
-	from, to = clampStart(from, true), clampStart(to, false)
-	if to.Before(from) {
+	from, to, ok := store.BucketRange(from, to)
+	if !ok {
 		return nil, nil
 	}
 	id, ok := s.db.ids.lookup(f.FQN)
@@ -231,22 +231,4 @@ func (s *Store) ReadBuckets(ctx context.Context, ns *feature.Namespace, key stri
 		return nil, fmt.Errorf("embedded: read buckets %s %q %s: %w", ns.Name, key, f.FQN, err)
 	}
 	return out, nil
-}
-
-// clampStart returns t as a whole-second bucket start within the range
-// stores accept, rounding up a lower bound (lower true) and down an upper
-// one, so that the buckets in [from, to] are those in the result's range.
-func clampStart(t time.Time, lower bool) time.Time {
-	t = t.UTC()
-	if lower && t.Before(store.MinBucketStart) {
-		return store.MinBucketStart
-	}
-	if !lower && t.After(store.MaxBucketStart) {
-		return store.MaxBucketStart
-	}
-	s := t.Truncate(time.Second)
-	if lower && s.Before(t) {
-		s = s.Add(time.Second)
-	}
-	return s
 }
