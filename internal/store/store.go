@@ -15,6 +15,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -148,4 +149,91 @@ func Coalesce(writes []EntityWrite) []EntityWrite {
 		}
 	}
 	return out
+}
+
+// BucketKey names one bucket of one entity's windowed feature: the feature
+// is the windowed feature itself (feature.Feature with Window set; for your
+// tests any non-key feature of the namespace will do), Start the bucket's
+// start (UTC, whole seconds).
+type BucketKey struct {
+	Namespace *feature.Namespace
+	Key       string
+	Feature   *feature.Feature
+	Start     time.Time
+}
+
+// Bucket is a stored bucket: its state, opaque to the store, and its
+// version, 0 when the bucket is not stored.
+type Bucket struct {
+	Start   time.Time
+	State   []byte
+	Version int64
+}
+
+// BucketStore keeps the buckets of windowed features.
+type BucketStore interface {
+	// GetBucket reads one bucket (Version 0 and nil State when absent).
+	GetBucket(ctx context.Context, k BucketKey) (Bucket, error)
+	// PutBucket stores state in bucket k if its stored version is expect
+	// (0: the bucket must not exist), giving it version expect+1, with
+	// the bucket expiring at expireAt (the store's TTL mechanism). ok is
+	// false, with no error, when the stored version is not expect (another
+	// writer got there first); nothing is written then.
+	PutBucket(ctx context.Context, k BucketKey, state []byte, expect int64, expireAt time.Time) (ok bool, err error)
+	// ReadBuckets returns the stored buckets of one entity's windowed
+	// feature whose starts are in [from, to], ordered by start. Expired
+	// buckets may or may not be returned (DynamoDB's TTL deletes late):
+	// callers filter by start.
+	ReadBuckets(ctx context.Context, ns *feature.Namespace, key string, f *feature.Feature, from, to time.Time) ([]Bucket, error)
+}
+
+// Bucket starts the stores accept: whole seconds from the Unix epoch to the
+// end of the year 9999, so that every store can keep a start as a
+// fixed-width count of seconds whose order is the order of time.
+var (
+	MinBucketStart = time.Unix(0, 0).UTC()
+	MaxBucketStart = time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC)
+)
+
+// Check reports why k cannot name a stored bucket, if it cannot: no
+// namespace, a key empty or over feature.MaxKeyLen, no feature or one of
+// another namespace, or a start that is not whole seconds within
+// [MinBucketStart, MaxBucketStart]. Backends reject such a key (wrapping
+// ErrRejected) before reading or writing anything.
+func (k BucketKey) Check() error {
+	if k.Namespace == nil {
+		return fmt.Errorf("bucket of entity %q has no namespace", k.Key)
+	}
+	if k.Key == "" || len(k.Key) > feature.MaxKeyLen {
+		return fmt.Errorf("bucket of %s key of %d bytes, want 1 to %d", k.Namespace.Name, len(k.Key), feature.MaxKeyLen)
+	}
+	if k.Feature == nil {
+		return fmt.Errorf("bucket of %s %q has no feature", k.Namespace.Name, k.Key)
+	}
+	if k.Feature.Namespace == nil || k.Feature.Namespace.Name != k.Namespace.Name {
+		return fmt.Errorf("bucket of %s %q: feature %s belongs to another namespace", k.Namespace.Name, k.Key, k.Feature.FQN)
+	}
+	if k.Start.Nanosecond() != 0 || k.Start.Before(MinBucketStart) || k.Start.After(MaxBucketStart) {
+		return fmt.Errorf("bucket of %s %q %s: start %s, want whole seconds from %s to %s", k.Namespace.Name, k.Key, k.Feature.FQN,
+			k.Start.UTC().Format(time.RFC3339Nano), MinBucketStart.Format(time.RFC3339), MaxBucketStart.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// BucketRange returns the whole-second bucket starts that [from, to] holds,
+// within [MinBucketStart, MaxBucketStart]: lo is from rounded up, hi is to
+// rounded down. ok is false when the range holds no start.
+func BucketRange(from, to time.Time) (lo, hi time.Time, ok bool) {
+	lo, hi = from.UTC(), to.UTC()
+	if lo.Before(MinBucketStart) {
+		lo = MinBucketStart
+	}
+	if hi.After(MaxBucketStart) {
+		hi = MaxBucketStart
+	}
+	if t := lo.Truncate(time.Second); t.Before(lo) {
+		lo = t.Add(time.Second)
+	}
+	hi = hi.Truncate(time.Second)
+	return lo, hi, !hi.Before(lo)
 }

@@ -11,6 +11,8 @@
 //
 //	cairn:ids           the feature-id mapping, a hash
 //	cairn:{user:u1}     the entity with key u1 in namespace user, a hash
+//	cairn:{user:u1}:b:f   the buckets of its windowed feature f, a hash
+//	cairn:{user:u1}:be:f  their expiry index, a sorted set
 //
 // An entity key is the namespace and the primary key, separated by a colon
 // and wrapped in braces. Namespace names have no colon, so user "_xk" and
@@ -99,6 +101,18 @@
 // than a hash (not written by cairn) reads as absent, and rejects writes.
 // ScanKeys lists a namespace's entities with SCAN, for the Bloom filter of
 // present keys.
+//
+// # Buckets
+//
+// The buckets of an entity's windowed feature (store.BucketStore) are a
+// hash, field <start> (Unix seconds) the state and v<start> the version,
+// and a sorted set of the starts scored by expiry, both under the entity's
+// hash tag and named by the feature's name, expiring with their latest
+// bucket. A put is one call of bucket_put.lua, which deletes the expired
+// buckets, checks the version and writes atomically; a range read is one
+// call of bucket_read.lua. Expired buckets (by the server's clock) read as
+// absent. Entity reads and ScanKeys never meet these keys (no bucket key
+// ends in "}"). See bucket.go and docs/redis.md for why this layout.
 //
 // # Failures
 //

@@ -259,7 +259,7 @@ func TestACL(t *testing.T) {
 	ctx := context.Background()
 	admin := goredis.NewClient(&goredis.Options{Addr: srv.addr()})
 	defer admin.Close()
-	acl := strings.Fields("ACL SETUSER cairn on >pw ~cairn:* +@connection +hget +hmget +hgetall +hset +hincrby +del +pttl +pexpire +persist +time +scan +evalsha +script|load")
+	acl := strings.Fields("ACL SETUSER cairn on >pw ~cairn:* +@connection +hget +hmget +hgetall +hset +hdel +hincrby +del +pttl +pexpire +expireat +persist +zadd +zscore +zrange +zrangebyscore +zremrangebyscore +time +scan +evalsha +script|load")
 	args := make([]any, len(acl))
 	for i, a := range acl {
 		args[i] = a
@@ -285,6 +285,21 @@ func TestACL(t *testing.T) {
 	}
 	if err := s.ScanKeys(ctx, ns, func(string) error { return nil }); err != nil {
 		t.Fatal(err)
+	}
+	// Buckets: puts (the third trims the second, expired when put),
+	// reads.
+	bk := store.BucketKey{Namespace: ns, Key: "1", Feature: age, Start: time.Unix(3600, 0)}
+	for i, expireAt := range []time.Time{time.Now().Add(time.Hour), time.Now().Add(-time.Minute), time.Now().Add(time.Hour)} {
+		bk.Start = bk.Start.Add(time.Hour)
+		if ok, err := s.PutBucket(ctx, bk, []byte("s"), 0, expireAt); !ok || err != nil {
+			t.Fatalf("put bucket %d: %v %v", i, ok, err)
+		}
+	}
+	if b, err := s.GetBucket(ctx, bk); err != nil || b.Version != 1 {
+		t.Fatalf("get bucket: %+v %v", b, err)
+	}
+	if bs, err := s.ReadBuckets(ctx, ns, "1", age, time.Unix(0, 0), bk.Start); err != nil || len(bs) != 2 {
+		t.Fatalf("read buckets: %+v %v", bs, err)
 	}
 	if err := admin.ScriptFlush(ctx).Err(); err != nil { // NOSCRIPT path
 		t.Fatal(err)

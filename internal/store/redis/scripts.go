@@ -14,6 +14,10 @@ var (
 	writeLua string
 	//go:embed ids.lua
 	idsLua string
+	//go:embed bucket_put.lua
+	bucketPutLua string
+	//go:embed bucket_read.lua
+	bucketReadLua string
 )
 
 // scripts are the store's Lua scripts. They are loaded at Open and called
@@ -22,14 +26,25 @@ var (
 type scripts struct {
 	write *goredis.Script
 	ids   *goredis.Script
+	// bucketPut and bucketRead keep the buckets of windowed features
+	// (bucket.go).
+	bucketPut  *goredis.Script
+	bucketRead *goredis.Script
 }
 
 func newScripts() scripts {
-	return scripts{write: goredis.NewScript(writeLua), ids: goredis.NewScript(idsLua)}
+	return scripts{
+		write:      goredis.NewScript(writeLua),
+		ids:        goredis.NewScript(idsLua),
+		bucketPut:  goredis.NewScript(bucketPutLua),
+		bucketRead: goredis.NewScript(bucketReadLua),
+	}
 }
 
 // all returns every script.
-func (sc scripts) all() []*goredis.Script { return []*goredis.Script{sc.write, sc.ids} }
+func (sc scripts) all() []*goredis.Script {
+	return []*goredis.Script{sc.write, sc.ids, sc.bucketPut, sc.bucketRead}
+}
 
 // loadScripts loads every script into the server (every primary of a
 // cluster).

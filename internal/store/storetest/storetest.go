@@ -6,7 +6,11 @@
 // store by name. The suite covers round trips of every feature type and
 // their edge values, explicit nulls, missing entities and features,
 // newest-wins per feature (including concurrent writers, each with its own
-// client), large batches, awkward keys, and durability across reopening.
+// client), large batches, awkward keys, and durability across reopening;
+// and, for backends that keep the buckets of windowed features
+// (store.BucketStore), their versions, concurrent read-modify-write, range
+// reads, isolation, and that they leave entity reads and the key scan
+// alone.
 //
 // Observed-at times span the whole range the API accepts, the years 1000
 // to 2999, in namespaces with and without a maximum staleness. A store
@@ -162,6 +166,11 @@ func Run(t *testing.T, open func(t *testing.T, name string) Store) {
 		{"RejectsWrongType", s.testRejectsWrongType},
 		{"ScanKeys", s.testScanKeys},
 		{"ObservedAtYearRange", s.testObservedAtYearRange},
+		{"BucketVersions", s.testBucketVersions},
+		{"BucketConcurrent", s.testBucketConcurrent},
+		{"BucketRange", s.testBucketRange},
+		{"BucketIsolation", s.testBucketIsolation},
+		{"BucketsBesideEntities", s.testBucketsBesideEntities},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, tc.fn)
