@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -231,6 +232,14 @@ func (s *Server) parseQuery(req *queryRequest) (*query.Request, errorList) {
 		}
 		if _, ok := req.Inputs[ref.ns.PrimaryKey.FQN]; !ok {
 			errs.add(CodeMissingPrimaryKey, fqn, "output %q needs the primary key %q in inputs", fqn, ref.ns.PrimaryKey.FQN)
+			continue
+		}
+		if ref.f.Windowed() {
+			names := make([]string, len(ref.f.Window.Derived))
+			for i, d := range ref.f.Window.Derived {
+				names[i] = d.FQN
+			}
+			errs.add(CodeValidationFailed, fqn, "%s is a windowed aggregation: ask for one of its windows: %s", fqn, strings.Join(names, ", "))
 			continue
 		}
 		qr.Outputs = append(qr.Outputs, ref.f)

@@ -29,6 +29,18 @@ type uploadRequest struct {
 	ObservedAt *string                    `json:"observed_at"`
 }
 
+// windowedBase returns the windowed feature f is or is derived from (a
+// window's wire name), nil for any other feature.
+func windowedBase(f *feature.Feature) *feature.Feature {
+	switch {
+	case f.Windowed():
+		return f
+	case f.WindowOf != nil:
+		return f.WindowOf
+	}
+	return nil
+}
+
 // upload validates the whole request, turns it into one persistence record
 // and answers 202 only once Kafka has acknowledged that record: an upload is
 // accepted whole or not at all.
@@ -96,6 +108,11 @@ func (s *Server) parseUpload(req *uploadRequest, now time.Time) (*queue.Record, 
 	for _, fqn := range fqns {
 		ref, ok := s.splitFQN(fqn, &errs)
 		if !ok {
+			continue
+		}
+		if base := windowedBase(ref.f); base != nil {
+			errs.add(CodeValidationFailed, fqn, "%s is a windowed aggregation of %s, computed by the writers from its uploaded values: upload %s instead",
+				fqn, base.Window.Of.FQN, base.Window.Of.FQN)
 			continue
 		}
 		if _, seen := cols[ref.ns]; !seen {

@@ -185,7 +185,7 @@ var Knobs = []Knob{
 	{Name: "DYNAMODB_TRANSACTION_WRITE_CONFLICT_MAX_RETRIES", Default: "5",
 		Doc: "Retries of a write meeting transaction conflicts before the error is returned."},
 	{Name: "DYNAMODB_AGGREGATE_UPDATE_CACHE_SIZE", Default: "256",
-		Doc: "Reserved: entries of the cache of materialized aggregation buckets. No effect until windowed features are materialized; validated (0 or more)."},
+		Doc: "Buckets of windowed features each writer keeps as it last wrote them (least recently updated evicted first), so that updating a hot bucket needs no read first; a bucket another writer updated since is caught by the bucket's version check and read again. Applies to every store; 0 turns the cache off. Metrics: cairn_dynamo_num_update_cache_{hits,misses,evictions}_total."},
 	{Name: "DYNAMODB_MAX_RETRIES", Default: "12",
 		Doc: "Retries of a DynamoDB request that was throttled, answered 5xx, timed out or lost its connection (and rounds of unprocessed keys without progress)."},
 	{Name: "DYNAMODB_RETRY_SCALE_FACTOR", Default: "10",

@@ -365,6 +365,9 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 			SessionTimeout:  env.Duration("CAIRN_WRITER_SESSION_TIMEOUT"),
 			HealthWindow:    env.Duration("CAIRN_WRITER_HEALTH_WINDOW"),
 			StoreWrites:     writer.StoreWrites(env.String("CAIRN_WRITER_STORE_WRITES")),
+			// The seed's name, for every store: the writers' cache of
+			// windowed features' buckets.
+			UpdateCacheSize: env.Int("DYNAMODB_AGGREGATE_UPDATE_CACHE_SIZE"),
 		}
 		// Redis and the embedded store are per region: their writers are
 		// always active (docs/multi-region.md, DynamoDB Global Tables).

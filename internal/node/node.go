@@ -73,6 +73,7 @@ import (
 	"github.com/cairnfs/cairn/internal/query"
 	"github.com/cairnfs/cairn/internal/queue"
 	"github.com/cairnfs/cairn/internal/resolver"
+	"github.com/cairnfs/cairn/internal/store"
 	"github.com/cairnfs/cairn/internal/store/dynamo"
 	"github.com/cairnfs/cairn/internal/tlscert"
 	"github.com/cairnfs/cairn/internal/ui"
@@ -403,6 +404,11 @@ func (p *process) addQueryServer(qcfg queue.Config, st Store, checker *health.Ch
 		p.log.Warn("api: no authentication: anyone who can reach the API can query and upload", "CAIRN_API_AUTH", cfg.Auth.Mode)
 	}
 	engine := query.NewEngine(reader, p.prom, nil)
+	if bs, ok := st.(store.BucketStore); ok {
+		// Windowed features are read from their buckets, past the cache
+		// and the Bloom filters, which know entities only.
+		engine.UseBuckets(bs)
+	}
 	resolvers, err := resolver.New(context.Background(), cfg.Registry, resolver.Config{Getenv: cfg.Getenv, Lenient: cfg.Role == Dev}, p.prom, p.log)
 	if err != nil {
 		return err

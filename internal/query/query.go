@@ -90,8 +90,10 @@ type Engine struct {
 
 	// resolvers compute what the store cannot answer; nil without any.
 	resolvers *resolver.Set
-	sink      Sink
-	rm        *resolveMetrics
+	// buckets serves windowed features; nil without.
+	buckets store.BucketStore
+	sink    Sink
+	rm      *resolveMetrics
 
 	reads   *prometheus.CounterVec
 	latency *prometheus.HistogramVec
@@ -168,7 +170,7 @@ func (e *Engine) QueryInto(ctx context.Context, req *Request, out []Field) []Fie
 			groups = append(groups, g)
 		}
 		g.outs = append(g.outs, f)
-		if f != f.Namespace.PrimaryKey {
+		if f != f.Namespace.PrimaryKey && f.WindowOf == nil {
 			g.feats = append(g.feats, f)
 		}
 	}
@@ -227,6 +229,16 @@ func (e *Engine) QueryInto(ctx context.Context, req *Request, out []Field) []Fie
 	wg.Wait()
 
 	now := e.now()
+	// Windowed outputs are answered from their buckets.
+	var wins [][]map[*feature.Feature]windowAnswer
+	for i, g := range groups {
+		if len(req.Keys[g.ns]) > 0 && hasWindowed(g.outs) {
+			if wins == nil {
+				wins = make([][]map[*feature.Feature]windowAnswer, len(groups))
+			}
+			wins[i] = e.readWindows(ctx, g.ns, req.Keys[g.ns], g.outs, now)
+		}
+	}
 	var res []*resolution
 	if e.resolvers != nil {
 		res = make([]*resolution, len(groups))
@@ -252,6 +264,9 @@ func (e *Engine) QueryInto(ctx context.Context, req *Request, out []Field) []Fie
 				switch {
 				case f == g.ns.PrimaryKey:
 					fld.Value = pkValue(f, key)
+				case f.WindowOf != nil:
+					a := wins[gi][i][f]
+					fld.Value, fld.Err = a.value, a.err
 				case rs != nil && rs.fill(&fld, i):
 					j++
 				case g.err != nil:
@@ -318,6 +333,15 @@ func maxAge(req *Request, f *feature.Feature) (time.Duration, bool) {
 func (e *Engine) fresh(req *Request, f *feature.Feature, c store.Cell, now time.Time) bool {
 	d, bounded := maxAge(req, f)
 	return !bounded || d > 0 && now.Sub(c.ObservedAt) <= d
+}
+
+func hasWindowed(fs []*feature.Feature) bool {
+	for _, f := range fs {
+		if f.WindowOf != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func pkValue(f *feature.Feature, key string) any {

@@ -112,6 +112,15 @@ type Config struct {
 	// passive region of DynamoDB Global Tables (see [StoreWrites]). The
 	// process sets it from CAIRN_WRITER_STORE_WRITES. Default active.
 	StoreWrites StoreWrites
+	// UpdateCacheSize is how many buckets of windowed features the writer
+	// keeps, as it last wrote them, so that updating a hot bucket needs no
+	// read first (see docs/aggregations.md). The process sets it from
+	// DYNAMODB_AGGREGATE_UPDATE_CACHE_SIZE, whose default is 256. Default
+	// 0: every update reads its bucket.
+	UpdateCacheSize int
+	// Now is the clock that tells events too old for any window. Default
+	// time.Now.
+	Now func() time.Time
 }
 
 // EnsureDefaults fills zero fields with their defaults.
@@ -166,6 +175,9 @@ func (c *Config) Validate() error {
 	if _, err := ParseStoreWrites(string(c.StoreWrites)); err != nil {
 		errs = append(errs, err)
 	}
+	if c.UpdateCacheSize < 0 || c.UpdateCacheSize > 1<<24 {
+		errs = append(errs, fmt.Errorf("writer: aggregate update cache size %d (DYNAMODB_AGGREGATE_UPDATE_CACHE_SIZE): want 0 (off) to %d", c.UpdateCacheSize, 1<<24))
+	}
 	return errors.Join(errs...)
 }
 
@@ -174,10 +186,13 @@ type Writer struct {
 	cfg   Config
 	qcfg  queue.Config
 	store Store
-	cl    *kgo.Client
-	adm   *kadm.Client
-	log   *slog.Logger
-	m     metrics
+	// agg folds events of windowed features into their buckets; nil when
+	// the feature file declares none.
+	agg *aggregator
+	cl  *kgo.Client
+	adm *kadm.Client
+	log *slog.Logger
+	m   metrics
 
 	barrier *bloom.Barrier
 	// gate holds consumption and store writes in standby.
@@ -292,7 +307,34 @@ func New(qcfg queue.Config, cfg Config, reg *feature.Registry, st Store, promReg
 		promReg.MustRegister(w.m.records, w.m.entities, w.m.storeErrors, w.m.batch, w.m.commits,
 			w.m.paused, w.m.lagRecords, w.m.lagSeconds, w.m.storeWrites)
 	}
+	if hasWindowed(reg) {
+		bs, ok := st.(store.BucketStore)
+		if !ok {
+			cl.Close()
+			return nil, errors.New("writer: the feature file declares windowed features, and this online store cannot keep their buckets")
+		}
+		now := cfg.Now
+		if now == nil {
+			now = time.Now
+		}
+		if w.agg, err = newAggregator(bs, cfg.UpdateCacheSize, now, promReg, log); err != nil {
+			cl.Close()
+			return nil, err
+		}
+	}
 	return w, nil
+}
+
+// hasWindowed reports whether reg declares a windowed feature.
+func hasWindowed(reg *feature.Registry) bool {
+	for _, ns := range reg.Namespaces() {
+		for _, f := range ns.Features {
+			if f.Windowed() {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // newClient returns the writer's consumer-group client of the cluster qcfg
@@ -492,6 +534,9 @@ func (w *Writer) commit(ctx context.Context, records []*kgo.Record) {
 type decoded struct {
 	rec    *kgo.Record
 	writes []store.EntityWrite
+	// upload is set for uploaded values, whose values of aggregated
+	// features are events of windowed features.
+	upload bool
 }
 
 // process writes a batch: dead-letters what cannot be decoded, pauses the
@@ -518,7 +563,7 @@ func (w *Writer) process(ctx context.Context, records []*kgo.Record) ([]*kgo.Rec
 		if stopped[r.Partition] {
 			continue
 		}
-		writes, err := decode(reg, r.Value)
+		writes, kind, err := decode(reg, r.Value)
 		var unknown *UnknownFeatureError
 		switch {
 		case errors.As(err, &unknown):
@@ -530,7 +575,7 @@ func (w *Writer) process(ctx context.Context, records []*kgo.Record) ([]*kgo.Rec
 				return nil, err
 			}
 		default:
-			good = append(good, decoded{rec: r, writes: writes})
+			good = append(good, decoded{rec: r, writes: writes, upload: kind == queue.KindUpload})
 		}
 		done = append(done, r)
 	}
@@ -551,6 +596,16 @@ func (w *Writer) process(ctx context.Context, records []*kgo.Record) ([]*kgo.Rec
 	var all []store.EntityWrite
 	for _, d := range good {
 		all = append(all, d.writes...)
+	}
+	// Events of windowed features go to their buckets first: a batch
+	// whose buckets fail is retried whole, and the buckets already
+	// updated skip the records they hold (aggregate.State.Seen).
+	if w.agg != nil {
+		if ups := w.agg.collect(reg, good); len(ups) > 0 {
+			if err := w.aggregate(ctx, ups); err != nil {
+				return nil, err
+			}
+		}
 	}
 	err := w.write(ctx, store.Coalesce(all))
 	if err == nil {
@@ -577,6 +632,39 @@ func (w *Writer) process(ctx context.Context, records []*kgo.Record) ([]*kgo.Rec
 	}
 	return done, nil
 }
+
+// aggregate folds a batch's events into their buckets, retrying with
+// backoff until every bucket is written or ctx ends.
+func (w *Writer) aggregate(ctx context.Context, ups []*bucketUpdate) error {
+	for attempt := 0; ; attempt++ {
+		if err := w.gate.wait(ctx); err != nil {
+			return err
+		}
+		err := w.agg.apply(ctx, ups, aggregateParallelism)
+		if err == nil {
+			w.storeHealth.ok()
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		w.storeHealth.fail(time.Now())
+		w.m.storeErrors.Inc()
+		d := Backoff(attempt, w.cfg.MinBackoff, w.cfg.MaxBackoff)
+		if ok, n := w.storeLog.Allow(time.Now()); ok {
+			w.log.Warn("writer: bucket update failed; pausing", "buckets", len(ups), "attempt", attempt+1, "retry_in", d, "err", err, "suppressed", n)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d):
+		}
+	}
+}
+
+// aggregateParallelism bounds the bucket updates of a batch in flight at
+// once.
+const aggregateParallelism = 16
 
 // write retries a store write until it succeeds, is rejected, or ctx ends.
 func (w *Writer) write(ctx context.Context, writes []store.EntityWrite) error {
@@ -629,11 +717,18 @@ func Backoff(attempt int, min, max time.Duration) time.Duration {
 
 // decode turns a record into store writes, checking every value against
 // reg. A name reg does not know is reported as an *UnknownFeatureError.
-func decode(reg *feature.Registry, value []byte) ([]store.EntityWrite, error) {
+func decode(reg *feature.Registry, value []byte) ([]store.EntityWrite, queue.Kind, error) {
 	rec, err := queue.DecodeRecord(value)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
+	writes, err := decodeEntities(reg, rec)
+	return writes, rec.Kind, err
+}
+
+// decodeEntities checks every value of rec against reg. Values of windowed
+// features are refused: the writers compute those.
+func decodeEntities(reg *feature.Registry, rec *queue.Record) ([]store.EntityWrite, error) {
 	out := make([]store.EntityWrite, 0, len(rec.Entities))
 	for _, e := range rec.Entities {
 		ns, ok := reg.Namespace(e.Namespace)
@@ -648,6 +743,9 @@ func decode(reg *feature.Registry, value []byte) ([]store.EntityWrite, error) {
 			}
 			if f.Namespace != ns {
 				return nil, fmt.Errorf("feature %q is not in namespace %q", v.FQN, e.Namespace)
+			}
+			if f.Windowed() || f.WindowOf != nil {
+				return nil, fmt.Errorf("feature %q is a windowed aggregation, computed by the writers: its values cannot be written", v.FQN)
 			}
 			if err := feature.Check(f.Type, v.Value); err != nil {
 				return nil, fmt.Errorf("feature %q: %w", v.FQN, err)
