@@ -42,6 +42,14 @@ or in this one with --in-process); the load generator and the floor's
 client run in this one, on the same CPUs. The report (Markdown) goes to standard output, progress to
 standard error.
 
+With --security, two more query servers are measured beside (a): (c)
+requiring an API key, (d) serving HTTPS. With --resolvers, two more whose
+last 10 features are computed on every query (max_staleness 0s) instead of
+read from the store: (e) by an http resolver calling a service the bench
+serves on 127.0.0.1, (f) by a sql resolver querying table
+cairn_bench_resolved, which the bench creates (or replaces) in the
+PostgreSQL --pg-dsn names, one row per entity of the pool.
+
 A Redis URI without a prefix parameter gets a fresh prefix, whose keys are
 deleted afterwards; with one, the keys are left. Embedded and DynamoDB
 stores keep what was written.
@@ -70,6 +78,8 @@ func registerBenchFlags(fs *flag.FlagSet, o *bench.Options, env *config.Env) {
 	fs.StringVar(&o.MemProfile, "memprofile", o.MemProfile, "write a heap profile (allocations and memory in use) to this file when the runs end")
 	fs.BoolVar(&o.InProcess, "in-process", o.InProcess, "run the query server in this process, beside the load generator, instead of in a process of its own")
 	fs.BoolVar(&o.Security, "security", o.Security, "also measure, side by side, a query server requiring an API key (c) and one serving HTTPS (d), each in a process of its own")
+	fs.BoolVar(&o.Resolvers, "resolvers", o.Resolvers, "also measure, side by side, the last 10 features computed on every query by an http resolver (e) and by a sql resolver (f), each in a query server process of its own; needs --pg-dsn")
+	fs.StringVar(&o.PGDSN, "pg-dsn", o.PGDSN, "with --resolvers, the PostgreSQL the sql resolver queries (postgres://user:pass@host:port/db); the bench creates or replaces table "+bench.ResolvedTable+" in it")
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "log level: debug, info, warn, error")
 }
 
@@ -116,7 +126,7 @@ func runBench(ctx context.Context, args []string, env *config.Env, stdout, stder
 		}
 	}
 	// Flags and knobs are checked before anything is opened.
-	cfg, err := loadBenchServer(env, o.Store, o.Features)
+	cfg, err := loadBenchServer(env, o.Store, o.Features, bench.NoResolver)
 	if err := errors.Join(o.Validate(), err); err != nil {
 		return err
 	}
@@ -128,9 +138,10 @@ func runBench(ctx context.Context, args []string, env *config.Env, stdout, stder
 }
 
 // loadBenchServer reads and checks the configuration of the benchmark's
-// query server.
-func loadBenchServer(env *config.Env, storeURI string, features int) (*node.Config, error) {
-	reg, err := bench.Registry(features)
+// query server, whose registry computes the last features with a
+// resolver of kind resolver (bench.RegistryWith), or none.
+func loadBenchServer(env *config.Env, storeURI string, features int, resolver string) (*node.Config, error) {
+	reg, err := bench.RegistryWith(features, resolver)
 	if err != nil {
 		return nil, err
 	}

@@ -19,7 +19,7 @@ import (
 
 // benchRow matches a row of the report's tables: path, achieved rate,
 // errors.
-var benchRow = regexp.MustCompile(`(?m)^\| (\([abcd]\)[^|]*) \| (\d+) \| (\d+) \|`)
+var benchRow = regexp.MustCompile(`(?m)^\| (\([a-f]\)[^|]*) \| (\d+) \| (\d+) \|`)
 
 // foundRate matches the rate search's result in the report.
 var foundRate = regexp.MustCompile(`Highest rate with p99 ≤ 1s: \*\*(\d+) q/s\*\*`)
@@ -142,6 +142,82 @@ func TestBenchRedis(t *testing.T) {
 	}
 	if len(left) > 0 {
 		t.Errorf("keys left behind: %q", left)
+	}
+}
+
+// --resolvers: beside (a) and (b), a server computing the last 10
+// features with an http resolver and one with a sql resolver answer
+// every query, every value present (the first query checks it), and the
+// resolvers were called: by their servers' own count and by the http
+// service's.
+func TestBenchResolvers(t *testing.T) {
+	addr := testserver.Redis(t)
+	pg := testserver.Postgres(t)
+	report, _ := runBenchT(t, "--store", fmt.Sprintf("redis://%s/0", addr), "--resolvers", "--pg-dsn", pg.DSN)
+	checkRows(t, report, "(a)", "(b)", "(e)", "(f)")
+	for _, want := range []string{"(a), (b), (e), (f) in turn", "Each query server against the plain one", "| (e) 10 of 12 from an http resolver |",
+		"| (f) 10 of 12 from a sql resolver |", "query servers (a) ", " (e) ", " (f) ", "features f002 to f011",
+		"SELECT id, f002, f003, f004, f005, f006, f007, f008, f009, f010, f011 FROM cairn_bench_resolved WHERE id = ANY($1)"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	for _, p := range []string{"(e)", "(f)"} {
+		m := regexp.MustCompile(`- ` + regexp.QuoteMeta(p) + `: resolver calls [^:]*: ok (\d+), error (\d+), timeout (\d+); (\d+) queries measured`).FindStringSubmatch(report)
+		if m == nil {
+			t.Errorf("no resolver calls for %s:\n%s", p, report)
+			continue
+		}
+		// Each query asks for 3 entities: at least one call per query.
+		if ok, _ := strconv.Atoi(m[1]); ok == 0 || m[2] != "0" || m[3] != "0" {
+			t.Errorf("%s: resolver calls ok %s, error %s, timeout %s: want some, all ok", p, m[1], m[2], m[3])
+		}
+		if q, _ := strconv.Atoi(m[4]); q == 0 {
+			t.Errorf("%s: no queries measured", p)
+		}
+	}
+	if m := regexp.MustCompile(`the http resolver service answered (\d+) calls`).FindStringSubmatch(report); m == nil || m[1] == "0" {
+		t.Errorf("the http resolver service was not called:\n%s", report)
+	}
+	if m := regexp.MustCompile(`\| \(f\) 10 of 12[^|]*\|( [^|]* \|){5} (\d+) \|`).FindStringSubmatch(report); m == nil {
+		t.Errorf("no CPU per query for (f):\n%s", report)
+	}
+}
+
+// --resolvers needs a PostgreSQL that answers; nothing is started or
+// written before it is reached.
+func TestBenchResolversErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--store", "redis://127.0.0.1:1/0", "--resolvers"}, []string{"--resolvers needs --pg-dsn"}},
+		{[]string{"--store", "redis://127.0.0.1:1/0", "--pg-dsn", "postgres://u@127.0.0.1:1/db"}, []string{"--pg-dsn without --resolvers"}},
+		{[]string{"--store", "redis://127.0.0.1:1/0", "--resolvers", "--pg-dsn", "postgres://u@h/db", "--features", "9", "--ask", "3", "--in-process"},
+			[]string{"--features 9 with --resolvers: want at least 10", "--ask 3 with --resolvers", "--resolvers with --in-process"}},
+	} {
+		_, err := runBenchE(c.args...)
+		for _, want := range c.want {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("bench %q: %v, want an error with %q", c.args, err, want)
+			}
+		}
+	}
+	// A DSN nobody answers, with its password: the error names the flag
+	// and hides the password, before the store is even opened.
+	_, err := runBenchE("--store", "redis://127.0.0.1:1/0", "--resolvers", "--pg-dsn", "postgres://u:secret@127.0.0.1:1/db",
+		"--rate", "10", "--duration", "100ms", "--slice", "100ms")
+	if err == nil || !strings.Contains(err.Error(), "--pg-dsn postgres://u:xxxxx@127.0.0.1:1/db: connect") || strings.Contains(err.Error(), "secret") {
+		t.Errorf("bench with an unreachable --pg-dsn: %v, want an error naming it, password hidden", err)
+	}
+}
+
+// bench-server refuses a resolver kind it does not know, naming the flag.
+func TestBenchServerResolverFlag(t *testing.T) {
+	err := run(context.Background(), []string{"bench-server", "--store", "redis://127.0.0.1:1/0", "--features", "12", "--resolver", "grpc"},
+		config.FromMap(nil), io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `--resolver "grpc": want "http" or "sql"`) {
+		t.Errorf("bench-server --resolver grpc: %v, want an error naming the flag", err)
 	}
 }
 

@@ -29,11 +29,12 @@ const benchServerChild = bench.ServerChildEnv
 // stops when its standard input closes.
 func runBenchServer(ctx context.Context, args []string, env *config.Env, stdout, stderr io.Writer) error {
 	fs := newFlagSet(bench.ServerCommand, stderr)
-	var store, logLevel, cpuProfile, memProfile string
+	var store, logLevel, cpuProfile, memProfile, resolver string
 	var features int
 	fs.StringVar(&store, "store", "", "online store URI")
 	fs.IntVar(&features, "features", 50, "features of namespace bench")
 	fs.StringVar(&logLevel, "log-level", "warn", "log level")
+	fs.StringVar(&resolver, "resolver", "", "compute the last 10 features on every query with a resolver of this kind: http (calling $"+bench.ResolverURLEnv+") or sql (on the PostgreSQL $"+bench.ResolverDSNEnv+" names); none by default")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the server to this file")
 	fs.StringVar(&memProfile, "memprofile", "", "write a heap profile of the server to this file when it stops")
 	if err := fs.Parse(args); err != nil {
@@ -43,7 +44,7 @@ func runBenchServer(ctx context.Context, args []string, env *config.Env, stdout,
 	if err != nil {
 		return err
 	}
-	cfg, err := loadBenchServer(env, store, features)
+	cfg, err := loadBenchServer(env, store, features, resolver)
 	if err != nil {
 		return err
 	}

@@ -23,7 +23,9 @@
 // through the server's HTTP API and, for a Redis or Valkey store, (b) the
 // store's bare round trip, a go-redis client sending the commands the
 // store sends to the keys the store writes. It reports both side by side
-// in Markdown, with the CPU each process used (cpu.go). The package builds
+// in Markdown, with the CPU each process used (cpu.go). Options.Security
+// (security.go) and Options.Resolvers (resolvers.go) add query server
+// processes of other kinds, measured in the same rounds. The package builds
 // no query server itself: the command supplies how to open the store and
 // how to start a server.
 package bench

@@ -19,11 +19,11 @@ import (
 //
 //   - the parent runs Options.Executable with the arguments
 //     bench-server --store URI --features N --log-level L
-//     [--cpuprofile FILE] [--memprofile FILE], its own environment, then
-//     Options.ServerEnv, then the knobs of its variant (security.go),
-//     then ServerChildEnv=1;
-//   - the child serves namespace [Namespace] of [Registry](N) from the
-//     store on a loopback address, and once it serves writes
+//     [--cpuprofile FILE] [--memprofile FILE] [--resolver http|sql], its
+//     own environment, then Options.ServerEnv, then the knobs of its
+//     variant (security.go, resolvers.go), then ServerChildEnv=1;
+//   - the child serves namespace [Namespace] of [RegistryWith](N, kind)
+//     from the store on a loopback address, and once it serves writes
 //     "listening ADDR" and a newline on its standard output ([Announce]);
 //   - the child stops when its standard input closes ([WaitForParent]);
 //     the parent closes it to stop the child and kills the child if it
@@ -81,10 +81,11 @@ type serverProcess struct {
 	done  chan error
 }
 
-// startServerProcess starts a query server of o's measurement on uri in a
-// process of its own, with env after o.ServerEnv, and waits for its
+// startServerProcess starts the query server of variant v of o's
+// measurement on uri in a process of its own, with v's environment after
+// o.ServerEnv and v's arguments after the common ones, and waits for its
 // address.
-func startServerProcess(ctx context.Context, o Options, uri string, env []string) (*serverProcess, error) {
+func startServerProcess(ctx context.Context, o Options, uri string, v serverVariant) (*serverProcess, error) {
 	exe := o.Executable
 	if exe == "" {
 		var err error
@@ -99,8 +100,9 @@ func startServerProcess(ctx context.Context, o Options, uri string, env []string
 	if o.MemProfile != "" {
 		args = append(args, "--memprofile", o.MemProfile)
 	}
+	args = append(args, v.args...)
 	cmd := exec.Command(exe, args...)
-	cmd.Env = append(append(append(os.Environ(), o.ServerEnv...), env...), ServerChildEnv+"=1")
+	cmd.Env = append(append(append(os.Environ(), o.ServerEnv...), v.env...), ServerChildEnv+"=1")
 	cmd.Stderr = o.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

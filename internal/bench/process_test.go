@@ -23,13 +23,24 @@ func TestServerProcess(t *testing.T) {
 	o.Features, o.CPUProfile, o.Executable = 12, "cpu.prof", exe
 	o.ServerEnv = []string{"CAIRN_BENCH_TEST_KNOB=set"}
 	o.Stderr = io.Discard
-	p, err := startServerProcess(context.Background(), o, "redis://127.0.0.1:1/0", nil)
+	p, err := startServerProcess(context.Background(), o, "redis://127.0.0.1:1/0", serverVariant{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := "bench-server --store redis://127.0.0.1:1/0 --features 12 --log-level warn --cpuprofile cpu.prof env=set"
 	if p.addr != want {
 		t.Errorf("the child received %q\nwant %q", p.addr, want)
+	}
+	// A variant's arguments follow the common ones, and its knobs win
+	// over the measurement's.
+	q, err := startServerProcess(context.Background(), o, "redis://127.0.0.1:1/0",
+		serverVariant{args: []string{"--resolver", SQLResolver}, env: []string{"CAIRN_BENCH_TEST_KNOB=variant"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.stop()
+	if want := "bench-server --store redis://127.0.0.1:1/0 --features 12 --log-level warn --cpuprofile cpu.prof --resolver sql env=variant"; q.addr != want {
+		t.Errorf("the variant's child received %q\nwant %q", q.addr, want)
 	}
 	start := time.Now()
 	p.stop()
@@ -49,7 +60,7 @@ func TestServerProcessThatDoesNotServe(t *testing.T) {
 		t.Skip("no /bin/false")
 	}
 	start := time.Now()
-	_, err := startServerProcess(context.Background(), o, "embedded:///nowhere", nil)
+	_, err := startServerProcess(context.Background(), o, "embedded:///nowhere", serverVariant{})
 	if err == nil || !strings.Contains(err.Error(), "did not start listening") {
 		t.Errorf("startServerProcess of a child that exits: %v", err)
 	}

@@ -105,6 +105,17 @@ type Options struct {
 	// with it (--security; see security.go). Not with InProcess. Default:
 	// false.
 	Security bool
+	// Resolvers adds two query server processes beside the plain one,
+	// computing the last 10 features of each query with an http resolver
+	// (e) and with a sql resolver (f), measured side by side with it
+	// (--resolvers; see resolvers.go). Needs PGDSN and at least 10
+	// Features; not with InProcess nor Ask. Default: false.
+	Resolvers bool
+	// PGDSN is the PostgreSQL the sql resolver of Resolvers queries, in
+	// which the measurement creates (or replaces) table
+	// cairn_bench_resolved (--pg-dsn). Required with Resolvers. Default:
+	// none.
+	PGDSN string
 
 	// GCHeapFloor is the floor under the collector's heap goal, in bytes,
 	// kept in this process during the run as a query server keeps it (see
@@ -206,6 +217,22 @@ func (o *Options) Validate() error {
 	if o.Security && o.InProcess {
 		errs = append(errs, errors.New("--security with --in-process: the query servers of --security run in processes of their own"))
 	}
+	if o.Resolvers {
+		if o.PGDSN == "" {
+			errs = append(errs, errors.New("--resolvers needs --pg-dsn: the PostgreSQL (postgres://user@host:port/db) that the sql resolver of (f) queries"))
+		}
+		if o.InProcess {
+			errs = append(errs, errors.New("--resolvers with --in-process: the query servers of --resolvers run in processes of their own"))
+		}
+		if o.Features < ResolvedFeatures {
+			errs = append(errs, fmt.Errorf("--features %d with --resolvers: want at least %d, the features the resolvers compute", o.Features, ResolvedFeatures))
+		}
+		if o.Ask != 0 && o.Ask != o.Features {
+			errs = append(errs, fmt.Errorf("--ask %d with --resolvers: want 0 (all), so that each query asks for the features the resolvers compute", o.Ask))
+		}
+	} else if o.PGDSN != "" {
+		errs = append(errs, errors.New("--pg-dsn without --resolvers: it is only used by the sql resolver of --resolvers"))
+	}
 	if o.InProcess && o.StartServer == nil {
 		errs = append(errs, errors.New("bench: --in-process without StartServer"))
 	}
@@ -224,6 +251,12 @@ type path struct {
 	// server is the query server process the path queries, if it has
 	// one of its own.
 	server *serverProcess
+	// resolver is set for a path whose server computes features with a
+	// resolver; calls are its cairn_resolver_calls_total by outcome,
+	// read when the rounds end, or callsErr.
+	resolver bool
+	calls    map[string]float64
+	callsErr error
 }
 
 // setup is what a measurement measures, ready to be driven.
@@ -241,6 +274,10 @@ type setup struct {
 	server *serverProcess
 	// closeStore closes the store this process opened, once.
 	closeStore func()
+	// service is the http resolver's service of Resolvers, and
+	// serviceCalls the calls it had answered when the rounds ended.
+	service      *resolverService
+	serviceCalls int64
 }
 
 func (b *setup) close() {
@@ -344,6 +381,7 @@ func MeasureQueries(ctx context.Context, o Options) error {
 		}
 	}
 	b.cpuEnd = b.sampleCPU(ctx)
+	b.readResolverCalls(ctx)
 	printReport(o.Stdout, o, b, rate)
 	return nil
 }
@@ -367,6 +405,20 @@ func setUp(ctx context.Context, o Options, progress func(string, ...any)) (*setu
 	if b.uri, b.ownPrefix, err = storeURI(o.Store); err != nil {
 		return nil, err
 	}
+	keys := make([]string, o.Pool)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("e%07d", i)
+	}
+	if o.Resolvers {
+		// First, so that a PostgreSQL out of reach stops the run before
+		// anything else is written or started.
+		start := time.Now()
+		first := len(feats) - ResolvedFeatures
+		if err := seedResolvedTable(ctx, o.PGDSN, keys, feats[first:], first); err != nil {
+			return b, err
+		}
+		progress("wrote %d rows × %d columns into %s in %v", len(keys), ResolvedFeatures, ResolvedTable, time.Since(start).Round(time.Millisecond))
+	}
 	prom := prometheus.NewRegistry()
 	// The collector is set up as serve's: this process runs the load
 	// generator (and with InProcess the query server), whose collections
@@ -380,10 +432,6 @@ func setUp(ctx context.Context, o Options, progress func(string, ...any)) (*setu
 	b.closeStore = func() { closeStore.Do(func() { st.Close() }) }
 	b.closers = append(b.closers, b.closeStore)
 
-	keys := make([]string, o.Pool)
-	for i := range keys {
-		keys[i] = fmt.Sprintf("e%07d", i)
-	}
 	start := time.Now()
 	if err := seed(ctx, st, ns, feats, keys, progress); err != nil {
 		return b, err
@@ -447,7 +495,7 @@ func setUp(ctx context.Context, o Options, progress func(string, ...any)) (*setu
 		vo.CPUProfile, vo.MemProfile = "", "" // the plain server's only
 		for _, v := range variants {
 			progress("starting the query server of %s", v.label)
-			p, err := startServerProcess(ctx, vo, b.uri, v.env)
+			p, err := startServerProcess(ctx, vo, b.uri, v)
 			if err != nil {
 				return b, err
 			}
@@ -460,7 +508,55 @@ func setUp(ctx context.Context, o Options, progress func(string, ...any)) (*setu
 			b.paths = append(b.paths, &path{name: v.name, label: v.label, target: h.call, server: p})
 		}
 	}
+	if o.Resolvers {
+		if err := b.startResolvers(ctx, o, feats, sets, progress); err != nil {
+			return b, err
+		}
+	}
 	return b, nil
+}
+
+// startResolvers starts the http resolver's service and the query
+// servers of (e) and (f), and adds their paths; the sql resolver's table
+// is filled already.
+func (b *setup) startResolvers(ctx context.Context, o Options, feats []*feature.Feature, sets []requestSet, progress func(string, ...any)) error {
+	first := len(feats) - ResolvedFeatures
+	svc, err := startResolverService(feats[first:], first)
+	if err != nil {
+		return err
+	}
+	b.service = svc
+	b.closers = append(b.closers, svc.close)
+	vo := o
+	vo.CPUProfile, vo.MemProfile = "", "" // the plain server's only
+	for _, v := range resolverVariants(o, svc.url) {
+		progress("starting the query server of %s", v.label)
+		p, err := startServerProcess(ctx, vo, b.uri, v)
+		if err != nil {
+			return fmt.Errorf("%s: %w", v.name, err)
+		}
+		b.closers = append(b.closers, p.stop)
+		h := newHTTPPath(p.addr, v, sets, o.MaxInFlight)
+		b.closers = append(b.closers, h.close)
+		if err := h.check(ctx, len(feats)); err != nil {
+			return fmt.Errorf("%s: %w", v.name, err)
+		}
+		b.paths = append(b.paths, &path{name: v.name, label: v.label, target: h.call, server: p, resolver: true})
+	}
+	return nil
+}
+
+// readResolverCalls reads, from each resolver path's query server, the
+// calls its resolver made, for the report.
+func (b *setup) readResolverCalls(ctx context.Context) {
+	for _, p := range b.paths {
+		if p.resolver {
+			p.calls, p.callsErr = resolverCalls(ctx, p.server.addr)
+		}
+	}
+	if b.service != nil {
+		b.serviceCalls = b.service.calls.Load()
+	}
 }
 
 // startServer starts the query server, in a process of its own unless
@@ -470,7 +566,7 @@ func (b *setup) startServer(ctx context.Context, o Options, reg *feature.Registr
 		// The store was opened here to write the entities; the server
 		// opens its own (an embedded store admits one process at a time).
 		b.closeStore()
-		p, err := startServerProcess(ctx, o, b.uri, plainVariant().env)
+		p, err := startServerProcess(ctx, o, b.uri, plainVariant())
 		if err != nil {
 			return "", err
 		}

@@ -103,7 +103,7 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 		// The counters are sampled at clock ticks: the machine's total
 		// can come out a little under its parts.
 		rest := use.machine - use.self
-		if o.Security {
+		if o.Security || o.Resolvers {
 			fmt.Fprintf(w, "- CPU used during the rounds, in CPUs of the %d: query servers", use.cpus)
 			for i, p := range paths {
 				if i < len(use.paths) && !math.IsNaN(use.paths[i]) {
@@ -112,7 +112,11 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 					rest -= cpus
 				}
 			}
-			fmt.Fprintf(w, ", load generator and floor client %.2f", use.self)
+			if o.Resolvers {
+				fmt.Fprintf(w, ", load generator, floor client and http resolver service %.2f", use.self)
+			} else {
+				fmt.Fprintf(w, ", load generator and floor client %.2f", use.self)
+			}
 		} else if use.serverOK {
 			fmt.Fprintf(w, "- CPU used during the rounds, in CPUs of the %d: query server %.2f, load generator and floor client %.2f", use.cpus, use.server, use.self)
 			rest -= use.server
@@ -123,7 +127,11 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 			fmt.Fprintf(w, ", redis-server %.2f", use.store)
 			rest -= use.store
 		}
-		fmt.Fprintf(w, ", other processes %.2f\n", max(rest, 0))
+		if o.Resolvers {
+			fmt.Fprintf(w, ", other processes (PostgreSQL among them) %.2f\n", max(rest, 0))
+		} else {
+			fmt.Fprintf(w, ", other processes %.2f\n", max(rest, 0))
+		}
 	}
 	fmt.Fprintf(w, "- %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 
@@ -151,8 +159,11 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 		fmt.Fprintf(w, "\n(a)/(b): p50 **%.2f×**, p99 **%.2f×**; the server adds %s ms at p50 and %s ms at p99 over the bare round trip.\n\n",
 			ratio(a.P50, b.P50), ratio(a.P99, b.P99), fmtMS(a.P50-b.P50), fmtMS(a.P99-b.P99))
 	}
-	if o.Security {
-		printSecurity(w, b, meds)
+	if o.Security || o.Resolvers {
+		printServers(w, b, meds)
+	}
+	if o.Resolvers {
+		printResolvers(w, o, b)
 	}
 
 	fmt.Fprintf(w, "All rounds pooled:\n\n%s\n", header)
@@ -181,10 +192,10 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 	fmt.Fprintln(w)
 }
 
-// printSecurity compares the query servers of --security with the plain
-// one, (a): the medians over the rounds of what each adds to the latency,
-// and the CPU each uses per query.
-func printSecurity(w io.Writer, b *setup, meds []Summary) {
+// printServers compares the query servers of --security and --resolvers
+// with the plain one, (a): the medians over the rounds of what each adds
+// to the latency, and the CPU each uses per query.
+func printServers(w io.Writer, b *setup, meds []Summary) {
 	use, cpuOK := b.cpuEnd.since(b.cpuStart)
 	fmt.Fprint(w, "Each query server against the plain one, (a), medians over the rounds:\n\n")
 	fmt.Fprint(w, "| path | p50 (ms) | p99 (ms) | added at p50 (µs) | added at p99 (µs) | p99 ratio to (a) | server CPU per query (µs) |\n|---|--:|--:|--:|--:|--:|--:|\n")
@@ -208,6 +219,32 @@ func printSecurity(w io.Writer, b *setup, meds []Summary) {
 			float64(m.P50-a.P50)/float64(time.Microsecond), float64(m.P99-a.P99)/float64(time.Microsecond), ratio(m.P99, a.P99), perQuery)
 	}
 	fmt.Fprintln(w)
+}
+
+// printResolvers says how (e) and (f) computed their features, and how
+// many calls each resolver made, as its query server counted them.
+func printResolvers(w io.Writer, o Options, b *setup) {
+	first := o.Features - ResolvedFeatures
+	fmt.Fprintf(w, "(e) and (f) serve features %s to %s from a resolver declared with `max_staleness: 0s`: their stored values are never served, so every query computes them (the cost measured here); the other %d come from the store as in (a). ",
+		featureName(first), featureName(o.Features-1), first)
+	fmt.Fprintf(w, "(e)'s http resolver calls a service in the load generator's process on 127.0.0.1, which answers at once; (f)'s sql resolver runs `%s` on PostgreSQL (`%s`). ", resolvedQuery(o.Features), redactDSN(o.PGDSN))
+	fmt.Fprint(w, "The query servers have no Kafka: nothing computed is persisted.\n\n")
+	for _, p := range b.paths {
+		if !p.resolver {
+			continue
+		}
+		queries := 0
+		for _, r := range p.rounds {
+			queries += r.Count
+		}
+		if p.callsErr != nil {
+			fmt.Fprintf(w, "- %s: resolver calls unknown (%v)\n", p.name, p.callsErr)
+			continue
+		}
+		fmt.Fprintf(w, "- %s: resolver calls (`cairn_resolver_calls_total`, warm-up and first query included): ok %.0f, error %.0f, timeout %.0f; %d queries measured\n",
+			p.name, p.calls["ok"], p.calls["error"], p.calls["timeout"], queries)
+	}
+	fmt.Fprintf(w, "- the http resolver service answered %d calls\n\n", b.serviceCalls)
 }
 
 // medianSummary returns, figure by figure, the median over rs.

@@ -43,6 +43,8 @@ type serverVariant struct {
 	token string
 	// tls, if set, makes the path speak HTTPS with it.
 	tls *tls.Config
+	// args are added to the server process's arguments.
+	args []string
 }
 
 // plainEnv clears the knobs that change how a query server accepts

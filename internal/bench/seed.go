@@ -25,15 +25,40 @@ const requestSets = 1024
 // Registry declares namespace [Namespace]: a string primary key, id, and n
 // features, f000 to f(n-1), cycling through the plain types. The query
 // server of a measurement serves it.
-func Registry(n int) (*feature.Registry, error) {
+func Registry(n int) (*feature.Registry, error) { return RegistryWith(n, NoResolver) }
+
+// RegistryWith declares the namespace of [Registry], and with a resolver
+// kind ([HTTPResolver], [SQLResolver]) a resolver of that kind computing
+// its last [ResolvedFeatures] features, which then have a maximum
+// staleness of 0s (computed on every query). The http resolver calls the
+// URL in environment variable [ResolverURLEnv], the sql resolver connects
+// to the DSN in [ResolverDSNEnv] and queries table [ResolvedTable].
+func RegistryWith(n int, resolver string) (*feature.Registry, error) {
+	if resolver != NoResolver && n < ResolvedFeatures {
+		return nil, fmt.Errorf("bench: %d features: a resolver computes the last %d, want at least as many", n, ResolvedFeatures)
+	}
 	types := []string{"int", "float", "string", "bool", "datetime", "float", "int", "string", "bytes", "int"}
 	var y strings.Builder
 	fmt.Fprintf(&y, "namespaces:\n- name: %s\n  primary_key: id\n  features:\n    id: string\n", Namespace)
 	for i := range n {
-		fmt.Fprintf(&y, "    f%03d: %s\n", i, types[i%len(types)])
+		if resolver != NoResolver && i >= n-ResolvedFeatures {
+			fmt.Fprintf(&y, "    %s: {type: %s, max_staleness: 0s}\n", featureName(i), types[i%len(types)])
+			continue
+		}
+		fmt.Fprintf(&y, "    %s: %s\n", featureName(i), types[i%len(types)])
+	}
+	if resolver != NoResolver {
+		decl, err := resolverYAML(resolver, n)
+		if err != nil {
+			return nil, err
+		}
+		y.WriteString(decl)
 	}
 	return feature.Parse("bench", []byte(y.String()))
 }
+
+// featureName is the name of feature i of namespace [Namespace].
+func featureName(i int) string { return fmt.Sprintf("f%03d", i) }
 
 // value is the value of feature j of entity i, canonical for t.
 func value(t feature.Type, i, j int) any {
