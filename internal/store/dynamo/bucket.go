@@ -19,6 +19,9 @@ import (
 	"github.com/cairnfs/cairn/internal/store"
 )
 
+// Store keeps the buckets of windowed features.
+var _ store.BucketStore = (*Store)(nil)
+
 // Buckets of windowed features are items of their own under the entity's
 // partition key (entityPK), beside the entity's item (sort key entitySK):
 //

@@ -14,6 +14,9 @@ import (
 	"github.com/cairnfs/cairn/internal/store"
 )
 
+// Store keeps the buckets of windowed features.
+var _ store.BucketStore = (*Store)(nil)
+
 // Operations on buckets, for metric labels: one round trip each.
 const (
 	opGetBucket   = "get_bucket"
