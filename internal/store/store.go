@@ -1,6 +1,7 @@
 // Package store holds the types shared by every online store backend and by
 // the components that use them. The interfaces themselves are declared where
-// they are consumed (internal/query reads, internal/writer writes);
+// they are consumed (internal/query reads, internal/writer writes), except
+// BucketStore, which both use for the buckets of windowed features;
 // storetest holds the conformance suite every backend passes.
 //
 // Semantics every backend provides:

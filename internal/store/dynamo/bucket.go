@@ -1,9 +1,12 @@
 package dynamo
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +19,9 @@ import (
 	"github.com/cairnfs/cairn/internal/store"
 )
 
+// Store keeps the buckets of windowed features.
+var _ store.BucketStore = (*Store)(nil)
+
 // Buckets of windowed features are items of their own under the entity's
 // partition key (entityPK), beside the entity's item (sort key entitySK):
 //
@@ -23,6 +29,7 @@ import (
 //	sk    b#<feature short id>#<start>
 //	st    the state (B), opaque to the store
 //	ver   the version (N), 1 for a new bucket, one more on every put
+//	tok   the token of the put that wrote it (B, 8 random bytes)
 //	_ttl  the expiry (N, Unix seconds), read by the table's Time to Live
 //
 // The start is in seconds since the Unix epoch, zero-padded to
@@ -36,6 +43,7 @@ const (
 	bucketStartDigits = 12
 	bucketStateAttr   = "st"
 	bucketVerAttr     = "ver"
+	bucketTokenAttr   = "tok"
 )
 
 // bucketSK returns the sort key of the bucket starting at start of the
@@ -139,9 +147,11 @@ func (s *Store) GetBucket(ctx context.Context, k store.BucketKey) (store.Bucket,
 	return b, nil
 }
 
-// bucketItem returns the item of bucket k of the feature with short id id.
-func bucketItem(k store.BucketKey, id string, state []byte, version int64, expireAt time.Time) map[string]types.AttributeValue {
+// bucketItem returns the item of bucket k of the feature with short id id,
+// written by the put with token tok.
+func bucketItem(k store.BucketKey, id string, state []byte, version int64, expireAt time.Time, tok []byte) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{
+		bucketTokenAttr: &types.AttributeValueMemberB{Value: tok},
 		"pk":            &types.AttributeValueMemberS{Value: entityPK(k.Namespace.Name, k.Key)},
 		"sk":            &types.AttributeValueMemberS{Value: bucketSK(id, k.Start)},
 		bucketStateAttr: &types.AttributeValueMemberB{Value: state},
@@ -154,12 +164,40 @@ func bucketItem(k store.BucketKey, id string, state []byte, version int64, expir
 // bucket k holding state, with feature short id id: what a GetItem or
 // PutItem of it is charged for.
 func BucketItemSize(k store.BucketKey, id string, state []byte, version int64, expireAt time.Time) int {
-	return ItemSize(bucketItem(k, id, state, version, expireAt))
+	return ItemSize(bucketItem(k, id, state, version, expireAt, make([]byte, bucketTokenLen)))
+}
+
+// bucketTokenLen is the length of a put's token.
+const bucketTokenLen = 8
+
+// newBucketToken returns a token for one PutBucket call: random, so that
+// two puts (of any writers) have the same one with a chance of 2^-64.
+func newBucketToken() []byte {
+	return binary.BigEndian.AppendUint64(nil, rand.Uint64())
+}
+
+// ownWrite reports whether old, the item a put's failed condition met, is
+// that put's own write: the version it would give and its token. It is when
+// DynamoDB applied an attempt whose answer was lost and the SDK sent the
+// put again.
+func ownWrite(old map[string]types.AttributeValue, expect int64, tok []byte) bool {
+	ver, _ := old[bucketVerAttr].(*types.AttributeValueMemberN)
+	got, _ := old[bucketTokenAttr].(*types.AttributeValueMemberB)
+	return ver != nil && got != nil && ver.Value == strconv.FormatInt(expect+1, 10) && bytes.Equal(got.Value, tok)
 }
 
 // PutBucket writes bucket k with one PutItem on condition that its stored
 // version is expect (that no item exists, for expect 0). A failed condition
 // is ok false, not retried; DynamoDB charges the write all the same.
+//
+// Each put carries a random token (attribute tok) and asks for the stored
+// item when its condition fails (ReturnValuesOnConditionCheckFailure, free).
+// When the SDK sends a put again after an attempt whose answer was lost
+// (a timeout, a dropped connection), the first attempt may have been
+// applied, and the retry's condition then fails against it: finding its own
+// token at version expect+1, the put is answered ok, as it succeeded. Were
+// it answered ok false, the writer would fold its events into the bucket a
+// second time.
 func (s *Store) PutBucket(ctx context.Context, k store.BucketKey, state []byte, expect int64, expireAt time.Time) (bool, error) {
 	if err := k.Check(); err != nil {
 		return false, fmt.Errorf("dynamo: put bucket: %w: %w", store.ErrRejected, err)
@@ -174,11 +212,16 @@ func (s *Store) PutBucket(ctx context.Context, k store.BucketKey, state []byte, 
 	if err != nil {
 		return false, err
 	}
-	item := bucketItem(k, id, state, expect+1, expireAt)
+	tok := newBucketToken()
+	item := bucketItem(k, id, state, expect+1, expireAt, tok)
 	if size := ItemSize(item); size > MaxItemSize {
 		return false, fmt.Errorf("dynamo: put bucket %s %q %s: %w: item of %d bytes, over DynamoDB's %d", k.Namespace.Name, k.Key, k.Feature.FQN, store.ErrRejected, size, MaxItemSize)
 	}
-	in := &dynamodb.PutItemInput{TableName: aws.String(s.tbl.name), Item: item}
+	in := &dynamodb.PutItemInput{
+		TableName:                           aws.String(s.tbl.name),
+		Item:                                item,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}
 	if expect == 0 {
 		in.ConditionExpression = aws.String("attribute_not_exists(pk)")
 	} else {
@@ -189,9 +232,10 @@ func (s *Store) PutBucket(ctx context.Context, k store.BucketKey, state []byte, 
 	_, err = s.tbl.client.PutItem(ctx, in)
 	s.tbl.m.request(opPutItem, err)
 	s.tbl.m.writeItem(item, false)
+	var failed *types.ConditionalCheckFailedException
 	switch {
-	case isConditionFailed(err):
-		return false, nil
+	case errors.As(err, &failed):
+		return ownWrite(failed.Item, expect, tok), nil
 	case err != nil:
 		return false, fmt.Errorf("dynamo: put bucket %s %q %s %s: %w", k.Namespace.Name, k.Key, k.Feature.FQN, k.Start.Format(time.RFC3339), err)
 	}

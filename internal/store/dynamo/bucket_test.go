@@ -15,6 +15,7 @@ import (
 
 	"github.com/cairnfs/cairn/internal/store"
 	"github.com/cairnfs/cairn/internal/store/storetest"
+	"github.com/cairnfs/cairn/internal/testserver/faultproxy"
 )
 
 // TestBucketItems checks a bucket item as docs/dynamodb.md describes it
@@ -55,6 +56,10 @@ func TestBucketItems(t *testing.T) {
 		"ver":  &types.AttributeValueMemberN{Value: "1"},
 		"_ttl": &types.AttributeValueMemberN{Value: "1800000000"},
 	}
+	if tok, _ := raw.Item["tok"].(*types.AttributeValueMemberB); tok == nil || len(tok.Value) != 8 {
+		t.Errorf("attribute tok = %v, want 8 bytes", raw.Item["tok"])
+	}
+	delete(raw.Item, "tok")
 	if len(raw.Item) != len(want) {
 		t.Errorf("bucket item has %d attributes, want %d: %v", len(raw.Item), len(want), raw.Item)
 	}
@@ -64,8 +69,8 @@ func TestBucketItems(t *testing.T) {
 		}
 	}
 	size := BucketItemSize(k, id, state, 1, expire)
-	if size != ItemSize(raw.Item) {
-		t.Errorf("BucketItemSize = %d, the stored item's size %d", size, ItemSize(raw.Item))
+	if size != ItemSize(raw.Item)+len("tok")+8 {
+		t.Errorf("BucketItemSize = %d, the stored item's size %d", size, ItemSize(raw.Item)+len("tok")+8)
 	}
 
 	puts, refused, w0 := requests(opPutItem, "ok"), requests(opPutItem, "condition_failed"), testutil.ToFloat64(s.m.writeUnitsC)
@@ -182,4 +187,40 @@ func FuzzParseBucketItem(f *testing.F) {
 			t.Fatalf("version %d, state %x from %q, %x", b.Version, b.State, ver, state)
 		}
 	})
+}
+
+// TestBucketPutAnswerLost: a put whose answer is lost after DynamoDB
+// applied it is sent again by the retries, and its condition then fails
+// against its own write. Regression: that was answered ok false, so the
+// writer read the bucket back, found its events in it, and folded them in
+// a second time. The put must be answered ok, and a put that truly lost
+// (another writer's version) still not.
+func TestBucketPutAnswerLost(t *testing.T) {
+	p := openProxied(t, "bucketlost", 3)
+	ctx := context.Background()
+	reg := storetest.Registry()
+	ns, _ := reg.Namespace("user")
+	f, _ := reg.Lookup("user.score")
+	k := store.BucketKey{Namespace: ns, Key: "u1", Feature: f, Start: time.Date(2024, 5, 6, 0, 0, 0, 0, time.UTC)}
+	expire := time.Now().Add(time.Hour)
+	if ok, err := p.PutBucket(ctx, k, []byte("one"), 0, expire); !ok || err != nil {
+		t.Fatalf("first put: %v %v", ok, err)
+	}
+	for expect, state := range []string{"two", "three"} {
+		lost := p.rule(t, faultproxy.Rule{Operations: []string{"PutItem"}, Fault: faultproxy.DropResponse, Count: 1})
+		ok, err := p.PutBucket(ctx, k, []byte(state), int64(expect+1), expire)
+		if p.proxy.Fired(lost) != 1 {
+			t.Fatal("the answer was not dropped")
+		}
+		if !ok || err != nil {
+			t.Errorf("put expecting %d, whose answer was lost: ok %v, %v; want ok", expect+1, ok, err)
+		}
+		b, err := p.GetBucket(ctx, k)
+		if err != nil || b.Version != int64(expect+2) || string(b.State) != state {
+			t.Errorf("bucket after the put: %+v %v", b, err)
+		}
+	}
+	if ok, err := p.PutBucket(ctx, k, []byte("stale"), 2, expire); ok || err != nil {
+		t.Errorf("put expecting a stale version: ok %v, %v; want refused", ok, err)
+	}
 }

@@ -106,9 +106,11 @@
 // Windowed features keep their buckets (store.BucketStore) as items of
 // their own under the entity's partition key, with sort key
 // b#<feature short id>#<start, Unix seconds, 12 digits>, the state (st),
-// a version (ver) and _ttl. GetBucket is a strongly consistent GetItem,
-// PutBucket a PutItem conditioned on the version (a failed condition is
-// ok false, not an error), ReadBuckets one eventually consistent Query of
+// a version (ver), the writing put's token (tok) and _ttl. GetBucket is a
+// strongly consistent GetItem, PutBucket a PutItem conditioned on the
+// version (a failed condition is ok false, not an error, unless the item
+// holds the put's own token: a retry of an applied attempt),
+// ReadBuckets one eventually consistent Query of
 // a sort-key range. Entity reads and ScanKeys ask for sort key "e" only, so
 // they never meet bucket items. See bucket.go and docs/dynamodb.md.
 //

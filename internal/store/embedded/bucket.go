@@ -14,6 +14,9 @@ import (
 	"github.com/cairnfs/cairn/internal/store"
 )
 
+// Store keeps the buckets of windowed features.
+var _ store.BucketStore = (*Store)(nil)
+
 // Buckets of windowed features are stored under bucketPrefix, one Pebble
 // key per bucket:
 //

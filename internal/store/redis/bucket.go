@@ -2,7 +2,9 @@ package redis
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -11,6 +13,9 @@ import (
 	"github.com/cairnfs/cairn/internal/feature"
 	"github.com/cairnfs/cairn/internal/store"
 )
+
+// Store keeps the buckets of windowed features.
+var _ store.BucketStore = (*Store)(nil)
 
 // Operations on buckets, for metric labels: one round trip each.
 const (
@@ -22,8 +27,9 @@ const (
 // BucketKeys returns the keys holding the buckets of feature name (the
 // feature's name inside namespace ns, not its id) of entity key, in a store
 // whose keys start with prefix: a hash with, for each bucket, field
-// <start> (seconds since the Unix epoch, decimal) holding its state and
-// field v<start> its version; and a sorted set of the starts scored by
+// <start> (seconds since the Unix epoch, decimal) holding its state, field
+// v<start> its version and field t<start> the token of the put that wrote
+// it; and a sorted set of the starts scored by
 // their expiry. Both share the entity's hash tag, so they live in the
 // entity's slot. Feature names have no colon or brace, so the keys of
 // different entities and features never meet, and no bucket key ends in
@@ -64,6 +70,12 @@ func (s *Store) GetBucket(ctx context.Context, k store.BucketKey) (store.Bucket,
 // bucket_put.lua, which checks and writes atomically in the server, deletes
 // the feature's expired buckets of the entity, and sets both of its keys to
 // expire with their latest bucket. An expired bucket counts as absent.
+//
+// Each put carries a random token, stored with the bucket. go-redis sends a
+// script again after a network error, and the first attempt may have run:
+// the script then finds the put's own token at version expect+1 and
+// answers ok, as the put succeeded. Were it answered ok false, the writer
+// would fold its events into the bucket a second time.
 func (s *Store) PutBucket(ctx context.Context, k store.BucketKey, state []byte, expect int64, expireAt time.Time) (bool, error) {
 	if err := k.Check(); err != nil {
 		return false, fmt.Errorf("redis: put bucket: %w: %w", store.ErrRejected, err)
@@ -76,7 +88,8 @@ func (s *Store) PutBucket(ctx context.Context, k store.BucketKey, state []byte, 
 		return false, errClosed
 	}
 	start := time.Now()
-	args := []any{strconv.FormatInt(k.Start.Unix(), 10), strconv.FormatInt(expect, 10), strconv.FormatInt(expireAt.Unix(), 10), state}
+	tok := binary.BigEndian.AppendUint64(nil, rand.Uint64())
+	args := []any{strconv.FormatInt(k.Start.Unix(), 10), strconv.FormatInt(expect, 10), strconv.FormatInt(expireAt.Unix(), 10), state, tok}
 	cmd, err := s.runScript(ctx, s.scripts.bucketPut, s.bucketKeys(k.Namespace, k.Key, k.Feature), args)
 	var put int64
 	if err == nil {

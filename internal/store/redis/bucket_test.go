@@ -1,8 +1,11 @@
 package redis
 
 import (
+	"bytes"
 	"context"
+	"net"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,6 +13,7 @@ import (
 
 	"github.com/cairnfs/cairn/internal/store"
 	"github.com/cairnfs/cairn/internal/store/storetest"
+	"github.com/cairnfs/cairn/internal/testserver"
 )
 
 // TestBucketExpiry checks the layout of docs/redis.md and its expiry: both
@@ -50,7 +54,7 @@ func TestBucketExpiry(t *testing.T) {
 		}
 	}
 	fields, err := raw.HGetAll(ctx, hash).Result()
-	if err != nil || fields[start(0)] != "zero" || fields["v"+start(0)] != "1" || len(fields) != 4 {
+	if err != nil || fields[start(0)] != "zero" || fields["v"+start(0)] != "1" || len(fields[("t"+start(0))]) != 8 || len(fields) != 6 {
 		t.Errorf("bucket hash: %q, %v", fields, err)
 	}
 
@@ -68,7 +72,7 @@ func TestBucketExpiry(t *testing.T) {
 	}
 	put(2, "two", 0, late) // trims bucket 0
 	fields, _ = raw.HGetAll(ctx, hash).Result()
-	if _, ok := fields[start(0)]; ok || len(fields) != 4 {
+	if _, ok := fields[start(0)]; ok || len(fields) != 6 {
 		t.Errorf("after a put, the expired bucket's fields remain: %q", fields)
 	}
 	for _, key := range []string{hash, index} {
@@ -108,4 +112,122 @@ func FuzzParseBuckets(f *testing.F) {
 			t.Fatalf("parsed %+v from %q %q %q", bs, start, ver, state)
 		}
 	})
+}
+
+// dropAnswerProxy forwards TCP connections to a Redis server; armed, it
+// forwards the next client chunk holding the mark, lets the server run it,
+// and closes the connection instead of relaying the answer.
+type dropAnswerProxy struct {
+	ln    net.Listener
+	mark  []byte
+	armed atomic.Bool
+	fired atomic.Int64
+}
+
+func startDropAnswerProxy(t *testing.T, target string, mark []byte) *dropAnswerProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &dropAnswerProxy{ln: ln, mark: mark}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			var swallow atomic.Bool // the answers are dropped
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := s.Read(buf)
+					if n > 0 && !swallow.Load() {
+						if _, werr := c.Write(buf[:n]); werr != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+			go func() {
+				defer s.Close()
+				defer c.Close()
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := c.Read(buf)
+					if n > 0 {
+						drop := bytes.Contains(buf[:n], p.mark) && p.armed.CompareAndSwap(true, false)
+						if drop {
+							swallow.Store(true)
+						}
+						if _, werr := s.Write(buf[:n]); werr != nil {
+							return
+						}
+						if drop {
+							time.Sleep(100 * time.Millisecond) // the server runs it
+							p.fired.Add(1)
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return p
+}
+
+// TestBucketPutAnswerLost: a put whose answer is lost after the script ran
+// is sent again by go-redis, and the script then meets the put's own
+// write. Regression: that was answered ok false, so the writer read the
+// bucket back and folded its events in a second time. It must be answered
+// ok, and a put that truly lost still not.
+func TestBucketPutAnswerLost(t *testing.T) {
+	p := startDropAnswerProxy(t, testserver.Redis(t), []byte(newScripts().bucketPut.Hash()))
+	cfg := testConfig(t, uniquePrefix(t))
+	cfg.Addr = p.ln.Addr().String()
+	cfg.MaxRetries = 3
+	s, err := Open(context.Background(), cfg, nil, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	reg := storetest.Registry()
+	ns, _ := reg.Namespace("user")
+	f, _ := reg.Lookup("user.score")
+	k := store.BucketKey{Namespace: ns, Key: "u1", Feature: f, Start: time.Date(2024, 5, 6, 0, 0, 0, 0, time.UTC)}
+	expire := time.Now().Add(time.Hour)
+	for expect, state := range []string{"one", "two"} {
+		p.armed.Store(true)
+		ok, err := s.PutBucket(ctx, k, []byte(state), int64(expect), expire)
+		if p.armed.Load() {
+			t.Fatal("the answer was not dropped")
+		}
+		if !ok || err != nil {
+			t.Errorf("put expecting %d, whose answer was lost: ok %v, %v; want ok", expect, ok, err)
+		}
+		b, err := s.GetBucket(ctx, k)
+		if err != nil || b.Version != int64(expect+1) || string(b.State) != state {
+			t.Errorf("bucket after the put: %+v %v", b, err)
+		}
+	}
+	if ok, err := s.PutBucket(ctx, k, []byte("stale"), 1, expire); ok || err != nil {
+		t.Errorf("put expecting a stale version: ok %v, %v; want refused", ok, err)
+	}
+	if n := p.fired.Load(); n != 2 {
+		t.Errorf("answers dropped: %d, want 2", n)
+	}
 }

@@ -375,3 +375,29 @@ func (s *suite) testBucketsBesideEntities(t *testing.T) {
 		t.Errorf("key scan listed %v; want only the entity with values, once", got)
 	}
 }
+
+// testBucketExpired puts a bucket already past its expiry. Stores differ on
+// when an expired bucket disappears (DynamoDB's Time to Live deletes
+// within days; Redis and the embedded store hide it at once), but each must
+// be consistent: the version GetBucket answers is the one PutBucket
+// accepts next, and a range read either has the bucket or not, without
+// error.
+func (s *suite) testBucketExpired(t *testing.T) {
+	bs := bucketStore(t, s.connect(t, s.newName(t)))
+	ns, f := s.ns(t, "user"), s.feat(t, "user.age")
+	k := store.BucketKey{Namespace: ns, Key: "gone", Feature: f, Start: hour(0)}
+	ok, err := bs.PutBucket(context.Background(), k, counter(1, "expired"), 0, time.Now().Add(-time.Minute).Truncate(time.Second))
+	if !ok || err != nil {
+		t.Fatalf("put of an expired bucket: ok %v, %v", ok, err)
+	}
+	got := readBuckets(t, bs, ns, "gone", f, hour(0), hour(1))
+	b := getBucket(t, bs, k)
+	t.Logf("expired bucket: version %d, %d in a range read", b.Version, len(got))
+	if b.Version != 0 && b.Version != 1 {
+		t.Fatalf("expired bucket at version %d, want 0 (gone) or 1 (not yet)", b.Version)
+	}
+	if !putBucket(t, bs, k, counter(2, "again"), b.Version) {
+		t.Fatalf("put expecting the version GetBucket answered (%d) refused", b.Version)
+	}
+	checkBucket(t, "after the put", getBucket(t, bs, k), k.Start, counter(2, "again"), b.Version+1)
+}

@@ -171,6 +171,7 @@ func Run(t *testing.T, open func(t *testing.T, name string) Store) {
 		{"BucketRange", s.testBucketRange},
 		{"BucketIsolation", s.testBucketIsolation},
 		{"BucketsBesideEntities", s.testBucketsBesideEntities},
+		{"BucketExpired", s.testBucketExpired},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, tc.fn)
