@@ -40,9 +40,9 @@ namespaces:
 var aggSeq atomic.Int64
 
 // bucketStores opens each store for t: embedded, redis-server, moto.
-func bucketStores(t *testing.T) map[string]func(t *testing.T) Store {
-	return map[string]func(t *testing.T) Store{
-		"embedded": func(t *testing.T) Store {
+func bucketStores() map[string]func(t testing.TB) Store {
+	return map[string]func(t testing.TB) Store{
+		"embedded": func(t testing.TB) Store {
 			st, err := embedded.Open(t.TempDir(), embedded.Options{Logger: quiet()})
 			if err != nil {
 				t.Fatal(err)
@@ -50,7 +50,7 @@ func bucketStores(t *testing.T) map[string]func(t *testing.T) Store {
 			t.Cleanup(func() { st.Close() })
 			return st
 		},
-		"redis": func(t *testing.T) Store {
+		"redis": func(t testing.TB) Store {
 			cfg := redis.DefaultConfig()
 			cfg.Addr = testserver.Redis(t)
 			cfg.KeyPrefix = fmt.Sprintf("cairn-agg-test:%d:%d:", time.Now().UnixNano(), aggSeq.Add(1))
@@ -61,7 +61,7 @@ func bucketStores(t *testing.T) map[string]func(t *testing.T) Store {
 			t.Cleanup(func() { st.Close() })
 			return st
 		},
-		"dynamo": func(t *testing.T) Store {
+		"dynamo": func(t testing.TB) Store {
 			cfg := dynamo.DefaultConfig()
 			cfg.Table = fmt.Sprintf("cairn-agg-%d-%d", time.Now().UnixNano(), aggSeq.Add(1))
 			cfg.Region = "us-east-1"
@@ -186,7 +186,7 @@ func (e *aggEnv) windows(now time.Time, fqns ...string) map[string]any {
 // every row of a columnar upload counts, sums are exact, and replaying
 // the topic from its start changes nothing.
 func TestAggregateHotBucketAcrossStores(t *testing.T) {
-	for name, open := range bucketStores(t) {
+	for name, open := range bucketStores() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			e := newAggEnv(t, open(t))
@@ -281,7 +281,7 @@ func TestAggregateWindowsSlide(t *testing.T) {
 	// The next whole hour: the stores expire buckets by the real clock,
 	// so the events must be recent enough to be kept.
 	base := time.Now().UTC().Truncate(time.Hour).Add(time.Hour)
-	for name, open := range bucketStores(t) {
+	for name, open := range bucketStores() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			e := newAggEnv(t, open(t))
@@ -339,7 +339,7 @@ func TestAggregateWindowsSlide(t *testing.T) {
 // cache's back (another writer) is caught by the version check, read
 // again, and nothing is lost.
 func TestUpdateCache(t *testing.T) {
-	for name, open := range bucketStores(t) {
+	for name, open := range bucketStores() {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			st := open(t)
