@@ -327,6 +327,9 @@ func New(qcfg queue.Config, cfg Config, reg *feature.Registry, st Store, promReg
 
 // hasWindowed reports whether reg declares a windowed feature.
 func hasWindowed(reg *feature.Registry) bool {
+	if reg == nil {
+		return false
+	}
 	for _, ns := range reg.Namespaces() {
 		for _, f := range ns.Features {
 			if f.Windowed() {
