@@ -146,4 +146,3 @@ func TestWindowedAggregations(t *testing.T) {
 	}
 	c.requireAllRunning()
 }
-

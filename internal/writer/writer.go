@@ -639,30 +639,9 @@ func (w *Writer) process(ctx context.Context, records []*kgo.Record) ([]*kgo.Rec
 // aggregate folds a batch's events into their buckets, retrying with
 // backoff until every bucket is written or ctx ends.
 func (w *Writer) aggregate(ctx context.Context, ups []*bucketUpdate) error {
-	for attempt := 0; ; attempt++ {
-		if err := w.gate.wait(ctx); err != nil {
-			return err
-		}
-		err := w.agg.apply(ctx, ups, aggregateParallelism)
-		if err == nil {
-			w.storeHealth.ok()
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		w.storeHealth.fail(time.Now())
-		w.m.storeErrors.Inc()
-		d := Backoff(attempt, w.cfg.MinBackoff, w.cfg.MaxBackoff)
-		if ok, n := w.storeLog.Allow(time.Now()); ok {
-			w.log.Warn("writer: bucket update failed; pausing", "buckets", len(ups), "attempt", attempt+1, "retry_in", d, "err", err, "suppressed", n)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(d):
-		}
-	}
+	return w.untilStored(ctx, "bucket update", "buckets", len(ups), func() error {
+		return w.agg.apply(ctx, ups, aggregateParallelism)
+	})
 }
 
 // aggregateParallelism bounds the bucket updates of a batch in flight at
@@ -671,22 +650,29 @@ const aggregateParallelism = 16
 
 // write retries a store write until it succeeds, is rejected, or ctx ends.
 func (w *Writer) write(ctx context.Context, writes []store.EntityWrite) error {
+	return w.untilStored(ctx, "store write", "entities", len(writes), func() error {
+		err := w.store.Write(ctx, writes)
+		if err == nil {
+			w.m.entities.Add(float64(len(writes)))
+		}
+		return err
+	})
+}
+
+// untilStored runs op, a store operation on n things (unit names them, what
+// names the operation in the log), until it succeeds, is rejected
+// (store.ErrRejected, returned), or ctx ends, pausing with Backoff between
+// attempts. A batch in hand when the writer turned standby is held, not
+// written: the region is no longer the one writing the store.
+func (w *Writer) untilStored(ctx context.Context, what, unit string, n int, op func() error) error {
 	for attempt := 0; ; attempt++ {
-		// A batch in hand when the writer turned standby is held, not
-		// written: the region is no longer the one writing the store.
 		if err := w.gate.wait(ctx); err != nil {
 			return err
 		}
-		err := w.store.Write(ctx, writes)
+		err := op()
 		if err == nil || errors.Is(err, store.ErrRejected) {
 			// A rejection is an answer: the store is up.
 			w.storeHealth.ok()
-		}
-		if err == nil {
-			w.m.entities.Add(float64(len(writes)))
-			return nil
-		}
-		if errors.Is(err, store.ErrRejected) {
 			return err
 		}
 		if ctx.Err() != nil {
@@ -695,8 +681,8 @@ func (w *Writer) write(ctx context.Context, writes []store.EntityWrite) error {
 		w.storeHealth.fail(time.Now())
 		w.m.storeErrors.Inc()
 		d := Backoff(attempt, w.cfg.MinBackoff, w.cfg.MaxBackoff)
-		if ok, n := w.storeLog.Allow(time.Now()); ok {
-			w.log.Warn("writer: store write failed; pausing", "entities", len(writes), "attempt", attempt+1, "retry_in", d, "err", err, "suppressed", n)
+		if ok, suppressed := w.storeLog.Allow(time.Now()); ok {
+			w.log.Warn("writer: "+what+" failed; pausing", unit, n, "attempt", attempt+1, "retry_in", d, "err", err, "suppressed", suppressed)
 		}
 		select {
 		case <-ctx.Done():
