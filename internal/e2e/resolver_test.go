@@ -4,15 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cairnfs/cairn/internal/testserver/resolversvc"
 )
 
 // resolverFeatures declares an http resolver of two features (one kept for
@@ -40,81 +40,6 @@ const resolverFeatures = `namespaces:
         outputs: [tier]
         expression: 'credit_score > 600 ? "gold" : "basic"'
 `
-
-// creditService is the http resolver's service, in the test's process: it
-// counts calls per key, and can be made to hang or misbehave.
-type creditService struct {
-	srv   *httptest.Server
-	calls atomic.Int64
-	delay atomic.Int64
-	mode  atomic.Value // "", "hang", "500", "malformed", "wrong-type", "unknown-key"
-	mu    sync.Mutex
-	keys  map[string]int
-}
-
-func startCreditService(t *testing.T) *creditService {
-	t.Helper()
-	s := &creditService{keys: map[string]int{}}
-	s.mode.Store("")
-	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.srv.Listener = ln
-	s.srv.Start()
-	t.Cleanup(s.srv.Close)
-	return s
-}
-
-func (s *creditService) serve(w http.ResponseWriter, r *http.Request) {
-	if r.Header.Get("Authorization") != "Bearer s3cret" {
-		http.Error(w, "no token", http.StatusUnauthorized)
-		return
-	}
-	var req struct {
-		Keys []string `json:"keys"`
-	}
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	n := s.calls.Add(1)
-	s.mu.Lock()
-	for _, k := range req.Keys {
-		s.keys[k]++
-	}
-	s.mu.Unlock()
-	time.Sleep(time.Duration(s.delay.Load()))
-	switch s.mode.Load().(string) {
-	case "hang":
-		<-r.Context().Done()
-		return
-	case "500":
-		http.Error(w, "database on fire", http.StatusInternalServerError)
-		return
-	case "malformed":
-		fmt.Fprint(w, `{"rows": [`)
-		return
-	case "wrong-type":
-		fmt.Fprintf(w, `{"rows": [{"key": %q, "values": {"credit_score": "high"}}]}`, req.Keys[0])
-		return
-	case "unknown-key":
-		fmt.Fprint(w, `{"rows": [{"key": "stranger", "values": {"credit_score": 1}}]}`)
-		return
-	}
-	rows := make([]map[string]any, 0, len(req.Keys))
-	for _, k := range req.Keys {
-		rows = append(rows, map[string]any{"key": k, "values": map[string]any{"credit_score": 500 + 50*len(k), "fresh_score": n}})
-	}
-	_ = json.NewEncoder(w).Encode(map[string]any{"rows": rows})
-}
-
-func (s *creditService) callsFor(key string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.keys[key]
-}
 
 // resolvedField is one field of an answer with its meta.
 type resolvedField struct {
@@ -177,9 +102,9 @@ func ask(t *testing.T, base string, keys []string, outputs ...string) (*resolved
 // write; and with the broker killed, queries that resolve are answered as
 // fast while their results are dropped and counted.
 func TestResolvers(t *testing.T) {
-	svc := startCreditService(t)
+	svc := resolversvc.Start(t)
 	c := startClusterWith(t, "redis", resolverFeatures, 1, 1,
-		"CREDIT_URL=http://"+svc.srv.Listener.Addr().String(), "CREDIT_TOKEN=s3cret")
+		"CREDIT_URL="+svc.URL(), "CREDIT_TOKEN="+resolversvc.Token)
 	serve, writer := c.serves[0].URL(), c.writers[0].URL()
 	ctx := context.Background()
 
@@ -196,25 +121,25 @@ func TestResolvers(t *testing.T) {
 		a, _ := ask(t, serve, []string{"ada"}, "user.credit_score", "user.tier")
 		return a.field("ada", "user.credit_score").Meta.Resolver == "" && a.field("ada", "user.tier").Meta.Resolver == ""
 	})
-	calls := svc.calls.Load()
+	calls := svc.Calls.Load()
 	for range 3 {
 		a, _ := ask(t, serve, []string{"ada"}, "user.credit_score", "user.tier")
 		if f := a.field("ada", "user.credit_score"); string(f.Value) != "650" || f.Meta.Resolver != "" {
 			t.Errorf("persisted score: %+v, want 650 from the store", f)
 		}
 	}
-	if n := svc.calls.Load() - calls; n != 0 {
+	if n := svc.Calls.Load() - calls; n != 0 {
 		t.Errorf("%d resolver calls for a persisted, fresh value; want 0", n)
 	}
 	// max_staleness 0s: every query calls.
-	calls = svc.calls.Load()
+	calls = svc.Calls.Load()
 	for range 3 {
 		a, _ := ask(t, serve, []string{"ada"}, "user.fresh_score")
 		if f := a.field("ada", "user.fresh_score"); f.Meta.Resolver != "user.credit" {
 			t.Errorf("fresh_score: %+v, want computed", f)
 		}
 	}
-	if n := svc.calls.Load() - calls; n != 3 {
+	if n := svc.Calls.Load() - calls; n != 3 {
 		t.Errorf("fresh_score (0s) asked 3 times: %d calls, want 3", n)
 	}
 
@@ -241,7 +166,7 @@ func TestResolvers(t *testing.T) {
 	}
 
 	// Fifty concurrent queries for one missing entity make one call.
-	svc.delay.Store(int64(400 * time.Millisecond))
+	svc.Delay.Store(int64(400 * time.Millisecond))
 	var wg sync.WaitGroup
 	var wrong atomic.Int64
 	for range 50 {
@@ -253,14 +178,14 @@ func TestResolvers(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	svc.delay.Store(0)
-	if n := svc.callsFor("gustav"); n != 1 || wrong.Load() != 0 {
+	svc.Delay.Store(0)
+	if n := svc.CallsFor("gustav"); n != 1 || wrong.Load() != 0 {
 		t.Errorf("50 concurrent queries of a missing entity: %d calls, %d wrong answers; want 1 and 0", n, wrong.Load())
 	}
 
 	// Failures answer 200 with the resolver's code, and the store's
 	// features beside them.
-	svc.mode.Store("hang")
+	svc.SetMode("hang")
 	a, took := ask(t, serve, []string{"ada"}, "user.fresh_score", "user.age")
 	if len(a.Errors) != 1 || a.Errors[0].Code != "RESOLVER_TIMED_OUT" || a.Errors[0].Resolver != "user.credit" || a.Errors[0].Feature != "user.fresh_score" {
 		t.Errorf("hanging resolver: errors %+v, want one RESOLVER_TIMED_OUT of user.fresh_score by user.credit", a.Errors)
@@ -272,7 +197,7 @@ func TestResolvers(t *testing.T) {
 		t.Errorf("age beside a hanging resolver: %+v", a.field("ada", "user.age"))
 	}
 	for mode, reason := range map[string]string{"500": "500", "malformed": "malformed", "wrong-type": "credit_score", "unknown-key": "stranger"} {
-		svc.mode.Store(mode)
+		svc.SetMode(mode)
 		// A key of its own: a call in flight for another key (the hung
 		// one above, which outlives its query until the resolver's
 		// timeout) would be joined instead of made.
@@ -281,7 +206,7 @@ func TestResolvers(t *testing.T) {
 			t.Errorf("%s: errors %+v, want one RESOLVER_FAILED naming %q", mode, a.Errors, reason)
 		}
 	}
-	svc.mode.Store("")
+	svc.SetMode("")
 
 	// One store write per resolved entity, however many of its features
 	// were computed: twenty entities, two features each, one query.
@@ -327,7 +252,7 @@ func TestResolvers(t *testing.T) {
 	}
 	before := lost()
 	c.kafka.Kill()
-	calls = svc.calls.Load()
+	calls = svc.Calls.Load()
 	var down time.Duration
 	for range 3 {
 		// Results computed now cannot be persisted: every query of a
@@ -343,8 +268,8 @@ func TestResolvers(t *testing.T) {
 	if downMedian > 3*up+50*time.Millisecond || down > queryTimeout {
 		t.Errorf("with the broker down, queries that resolve took %v (median; slowest of fresh keys %v), against %v with it up", downMedian, down, up)
 	}
-	if svc.calls.Load()-calls < 18 {
-		t.Errorf("%d calls for 18 queries that resolve", svc.calls.Load()-calls)
+	if svc.Calls.Load()-calls < 18 {
+		t.Errorf("%d calls for 18 queries that resolve", svc.Calls.Load()-calls)
 	}
 	waitFor(t, 3*produceTimeout, "results counted as lost", func() bool { return lost() > before })
 	c.requireAllRunning()

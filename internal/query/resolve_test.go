@@ -2,11 +2,8 @@ package query_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -25,6 +22,7 @@ import (
 	"github.com/cairnfs/cairn/internal/store"
 	"github.com/cairnfs/cairn/internal/store/embedded"
 	"github.com/cairnfs/cairn/internal/testserver"
+	"github.com/cairnfs/cairn/internal/testserver/resolversvc"
 )
 
 func TestMain(m *testing.M) { os.Exit(testserver.Run(m)) }
@@ -62,84 +60,6 @@ namespaces:
         expression: 'age / 10'
 `
 
-// creditService is an http resolver service: it answers each key's score
-// from scores, counts calls and keys, and misbehaves for chosen keys.
-type creditService struct {
-	*httptest.Server
-	calls atomic.Int64
-	mu    sync.Mutex
-	keys  map[string]int // calls naming each key
-	// delay holds every answer this long.
-	delay atomic.Int64
-	// mode, when set, replaces the answer: "hang", "500", "malformed",
-	// "wrong-type", "unknown-key".
-	mode atomic.Value
-}
-
-func startCreditService(t *testing.T) *creditService {
-	s := &creditService{keys: map[string]int{}}
-	s.mode.Store("")
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer s3cret" {
-			http.Error(w, "no token", http.StatusUnauthorized)
-			return
-		}
-		var req struct {
-			Namespace string   `json:"namespace"`
-			Keys      []string `json:"keys"`
-			Features  []string `json:"features"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		s.calls.Add(1)
-		s.mu.Lock()
-		for _, k := range req.Keys {
-			s.keys[k]++
-		}
-		s.mu.Unlock()
-		time.Sleep(time.Duration(s.delay.Load()))
-		switch s.mode.Load().(string) {
-		case "hang":
-			<-r.Context().Done()
-			return
-		case "500":
-			http.Error(w, "database on fire", http.StatusInternalServerError)
-			return
-		case "malformed":
-			fmt.Fprint(w, `{"rows": [`)
-			return
-		case "wrong-type":
-			fmt.Fprintf(w, `{"rows": [{"key": %q, "values": {"credit_score": "high"}}]}`, req.Keys[0])
-			return
-		case "unknown-key":
-			fmt.Fprint(w, `{"rows": [{"key": "stranger", "values": {"credit_score": 1}}]}`)
-			return
-		}
-		type row struct {
-			Key    string         `json:"key"`
-			Values map[string]any `json:"values"`
-		}
-		var rows []row
-		for _, k := range req.Keys {
-			if k == "unknown" {
-				continue // resolves to null
-			}
-			rows = append(rows, row{Key: k, Values: map[string]any{"credit_score": 500 + 50*len(k), "fresh_score": s.calls.Load()}})
-		}
-		_ = json.NewEncoder(w).Encode(map[string]any{"rows": rows})
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
-func (s *creditService) callsFor(key string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.keys[key]
-}
-
 // sink keeps what the engine hands to persistence.
 type sink struct {
 	mu       sync.Mutex
@@ -163,7 +83,7 @@ type fixture struct {
 	reg     *feature.Registry
 	st      query.Store
 	eng     *query.Engine
-	svc     *creditService
+	svc     *resolversvc.Service
 	sink    *sink
 	f       func(string) *feature.Feature
 	user    *feature.Namespace
@@ -176,8 +96,8 @@ func newFixture(t *testing.T, st query.Store) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := startCreditService(t)
-	env := map[string]string{"CREDIT_URL": svc.URL, "CREDIT_TOKEN": "s3cret"}
+	svc := resolversvc.Start(t)
+	env := map[string]string{"CREDIT_URL": svc.URL(), "CREDIT_TOKEN": resolversvc.Token}
 	set, err := resolver.New(context.Background(), reg, resolver.Config{Getenv: func(k string) string { return env[k] }}, prometheus.NewRegistry(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -251,8 +171,8 @@ func TestResolveByStaleness(t *testing.T) {
 	if tier := got["ada user.tier"]; tier.Value != "gold" || tier.Resolver == nil || tier.Resolver.FQN != "user.tier_of" {
 		t.Errorf("tier from the computed score: %+v, want gold by user.tier_of", tier)
 	}
-	if fx.svc.calls.Load() != 1 {
-		t.Errorf("%d calls, want 1", fx.svc.calls.Load())
+	if fx.svc.Calls.Load() != 1 {
+		t.Errorf("%d calls, want 1", fx.svc.Calls.Load())
 	}
 	persisted := fx.sink.entities["ada"]
 	if persisted["user.credit_score"] != int64(650) || persisted["user.tier"] != "gold" {
@@ -265,14 +185,14 @@ func TestResolveByStaleness(t *testing.T) {
 	// The writer stores it: served from the store from then on.
 	now := time.Now()
 	fx.write(t, "ada", now, map[string]any{"user.credit_score": int64(650), "user.tier": "gold"})
-	calls := fx.svc.calls.Load()
+	calls := fx.svc.Calls.Load()
 	got = fx.query(t, []string{"ada"}, nil, "user.credit_score", "user.tier")
-	if cs := got["ada user.credit_score"]; cs.Value != int64(650) || cs.Resolver != nil || fx.svc.calls.Load() != calls {
-		t.Errorf("stored and fresh: %+v after %d calls (had %d), want the store's value and no call", cs, fx.svc.calls.Load(), calls)
+	if cs := got["ada user.credit_score"]; cs.Value != int64(650) || cs.Resolver != nil || fx.svc.Calls.Load() != calls {
+		t.Errorf("stored and fresh: %+v after %d calls (had %d), want the store's value and no call", cs, fx.svc.Calls.Load(), calls)
 	}
 	// A query asking for 0s computes it again.
 	got = fx.query(t, []string{"ada"}, map[string]feature.Staleness{"user.credit_score": feature.Recompute}, "user.credit_score")
-	if cs := got["ada user.credit_score"]; cs.Resolver == nil || fx.svc.calls.Load() != calls+1 {
+	if cs := got["ada user.credit_score"]; cs.Resolver == nil || fx.svc.Calls.Load() != calls+1 {
 		t.Errorf("staleness 0s in the query: %+v, want computed", cs)
 	}
 	// Older than its hour: computed again.
@@ -287,11 +207,11 @@ func TestResolveByStaleness(t *testing.T) {
 		t.Errorf("stale value with staleness infinity in the query: %+v, want the stored 1", cs)
 	}
 	// fresh_score: computed on every query.
-	calls = fx.svc.calls.Load()
+	calls = fx.svc.Calls.Load()
 	for range 3 {
 		fx.query(t, []string{"ada"}, nil, "user.fresh_score")
 	}
-	if n := fx.svc.calls.Load() - calls; n != 3 {
+	if n := fx.svc.Calls.Load() - calls; n != 3 {
 		t.Errorf("fresh_score (0s) asked 3 times: %d calls, want 3", n)
 	}
 	// A key the service does not answer resolves to null, no error.
@@ -307,7 +227,7 @@ func TestResolveByStaleness(t *testing.T) {
 // Fifty concurrent queries for one missing entity make one call.
 func TestResolveSharesCalls(t *testing.T) {
 	fx := newFixture(t, nil)
-	fx.svc.delay.Store(int64(300 * time.Millisecond))
+	fx.svc.Delay.Store(int64(300 * time.Millisecond))
 	var wg sync.WaitGroup
 	var wrong atomic.Int64
 	for range 50 {
@@ -319,7 +239,7 @@ func TestResolveSharesCalls(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := fx.svc.callsFor("carol"); n != 1 || wrong.Load() != 0 {
+	if n := fx.svc.CallsFor("carol"); n != 1 || wrong.Load() != 0 {
 		t.Errorf("50 concurrent queries: %d calls for the key, %d wrong answers; want 1 and 0", n, wrong.Load())
 	}
 }
@@ -330,7 +250,7 @@ func TestResolveSharesCalls(t *testing.T) {
 func TestResolveFailures(t *testing.T) {
 	fx := newFixture(t, nil)
 	fx.write(t, "dan", time.Now(), map[string]any{"user.age": int64(42)})
-	fx.svc.mode.Store("hang")
+	fx.svc.SetMode("hang")
 	fx.timeout = 300 * time.Millisecond
 	start := time.Now()
 	got := fx.query(t, []string{"dan"}, nil, "user.credit_score", "user.age", "user.decade")
@@ -355,7 +275,7 @@ func TestResolveFailures(t *testing.T) {
 		"wrong-type":  "credit_score",
 		"unknown-key": "stranger",
 	} {
-		fx.svc.mode.Store(mode)
+		fx.svc.SetMode(mode)
 		got := fx.query(t, []string{"erin"}, nil, "user.credit_score", "user.tier")
 		cs := got["erin user.credit_score"]
 		if !errors.As(cs.Err, &re) || re.TimedOut || !strings.Contains(cs.Err.Error(), reason) {
@@ -425,10 +345,10 @@ func TestResolvedValuesEnterTheCache(t *testing.T) {
 	if cs := got["hal user.credit_score"]; cs.Resolver == nil || cs.Value != int64(650) {
 		t.Fatalf("first query: %+v, want computed", cs)
 	}
-	calls := fx.svc.calls.Load()
+	calls := fx.svc.Calls.Load()
 	got = fx.query(t, []string{"hal"}, nil, "user.credit_score")
-	if cs := got["hal user.credit_score"]; cs.Resolver != nil || !cs.CacheHit || cs.Value != int64(650) || fx.svc.calls.Load() != calls {
-		t.Errorf("second query: %+v after %d more calls; want a cache hit of 650 and no call", cs, fx.svc.calls.Load()-calls)
+	if cs := got["hal user.credit_score"]; cs.Resolver != nil || !cs.CacheHit || cs.Value != int64(650) || fx.svc.Calls.Load() != calls {
+		t.Errorf("second query: %+v after %d more calls; want a cache hit of 650 and no call", cs, fx.svc.Calls.Load()-calls)
 	}
 	// fresh_score (0s) is never served from anywhere but its resolver.
 	if fs := fx.query(t, []string{"hal"}, nil, "user.fresh_score")["hal user.fresh_score"]; fs.Resolver == nil {
