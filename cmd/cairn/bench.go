@@ -48,7 +48,12 @@ last 10 features are computed on every query (max_staleness 0s) instead of
 read from the store: (e) by an http resolver calling a service the bench
 serves on 127.0.0.1, (f) by a sql resolver querying table
 cairn_bench_resolved, which the bench creates (or replaces) in the
-PostgreSQL --pg-dsn names, one row per entity of the pool.
+PostgreSQL --pg-dsn names, one row per entity of the pool. With --formats,
+two more paths ask (a)'s server for the same queries in other answer forms:
+(g) columnar JSON ("format": "columnar"), (h) Arrow (Accept:
+application/vnd.apache.arrow.stream); the report adds, per form, the
+server's CPU per query over that form's own slices, the answers' median
+size and the Content-Type the server answered with.
 
 A Redis URI without a prefix parameter gets a fresh prefix, whose keys are
 deleted afterwards; with one, the keys are left. Embedded and DynamoDB
@@ -79,6 +84,7 @@ func registerBenchFlags(fs *flag.FlagSet, o *bench.Options, env *config.Env) {
 	fs.BoolVar(&o.InProcess, "in-process", o.InProcess, "run the query server in this process, beside the load generator, instead of in a process of its own")
 	fs.BoolVar(&o.Security, "security", o.Security, "also measure, side by side, a query server requiring an API key (c) and one serving HTTPS (d), each in a process of its own")
 	fs.BoolVar(&o.Resolvers, "resolvers", o.Resolvers, "also measure, side by side, the last 10 features computed on every query by an http resolver (e) and by a sql resolver (f), each in a query server process of its own; needs --pg-dsn")
+	fs.BoolVar(&o.Formats, "formats", o.Formats, "also measure, side by side on the same query server, the columnar JSON (g) and Arrow (h) answers of the same queries, with the server CPU per query and the size of each form; not with --security or --resolvers")
 	fs.StringVar(&o.PGDSN, "pg-dsn", o.PGDSN, "with --resolvers, the PostgreSQL the sql resolver queries (postgres://user:pass@host:port/db); the bench creates or replaces table "+bench.ResolvedTable+" in it")
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "log level: debug, info, warn, error")
 }

@@ -19,7 +19,7 @@ import (
 
 // benchRow matches a row of the report's tables: path, achieved rate,
 // errors.
-var benchRow = regexp.MustCompile(`(?m)^\| (\([a-f]\)[^|]*) \| (\d+) \| (\d+) \|`)
+var benchRow = regexp.MustCompile(`(?m)^\| (\([a-h]\)[^|]*) \| (\d+) \| (\d+) \|`)
 
 // foundRate matches the rate search's result in the report.
 var foundRate = regexp.MustCompile(`Highest rate with p99 ≤ 1s: \*\*(\d+) q/s\*\*`)
@@ -78,6 +78,45 @@ func TestBenchSecurity(t *testing.T) {
 	if _, err := runBenchE("--store", fmt.Sprintf("redis://%s/0", addr), "--security", "--in-process"); err == nil ||
 		!strings.Contains(err.Error(), "--security with --in-process") {
 		t.Errorf("--security --in-process: %v, want an error naming both", err)
+	}
+}
+
+// formatRow matches a row of the answer forms' table: path, queries,
+// p50, p99, server CPU in all, per query, answer size, Content-Types.
+var formatRow = regexp.MustCompile(`(?m)^\| (\([agh]\)[^|]*) \| (\d+) \| ([\d.]+) \| ([\d.]+) \| (?:\d+|n/a) \| (\d+|n/a) \| (\d+) \| ([^|]+) \|$`)
+
+// --formats: beside (a) and (b), the same queries asking for the
+// columnar JSON (g) and Arrow (h) answers of the same server answer
+// without error, each answer well-formed for its Content-Type, and the
+// report gives each form its queries, server CPU per query and size.
+// Until the server knows the forms, all three answer row JSON.
+func TestBenchFormats(t *testing.T) {
+	addr := testserver.Redis(t)
+	report, _ := runBenchT(t, "--store", fmt.Sprintf("redis://%s/0", addr), "--formats")
+	checkRows(t, report, "(a)", "(b)", "(g)", "(h)")
+	for _, want := range []string{"(a), (b), (g), (h) in turn", "Answer forms, one query server",
+		`| (g) columnar JSON: "format": "columnar" |`, "| (h) Arrow: Accept: application/vnd.apache.arrow.stream |"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	rows := formatRow.FindAllStringSubmatch(report, -1)
+	if len(rows) != 3 {
+		t.Fatalf("%d rows in the answer forms' table, want 3 ((a), (g), (h)):\n%s", len(rows), report)
+	}
+	for _, r := range rows {
+		if q, _ := strconv.Atoi(r[2]); q == 0 {
+			t.Errorf("%s: no queries", r[1])
+		}
+		if r[5] == "n/a" {
+			t.Errorf("%s: no server CPU per query, with the server in a process of its own", r[1])
+		}
+		if size, _ := strconv.Atoi(r[6]); size == 0 {
+			t.Errorf("%s: answer size 0", r[1])
+		}
+		if !strings.Contains(r[7], "`") {
+			t.Errorf("%s: no Content-Type seen: %q", r[1], r[7])
+		}
 	}
 }
 
@@ -193,6 +232,9 @@ func TestBenchResolversErrors(t *testing.T) {
 	}{
 		{[]string{"--store", "redis://127.0.0.1:1/0", "--resolvers"}, []string{"--resolvers needs --pg-dsn"}},
 		{[]string{"--store", "redis://127.0.0.1:1/0", "--pg-dsn", "postgres://u@127.0.0.1:1/db"}, []string{"--pg-dsn without --resolvers"}},
+		{[]string{"--store", "redis://127.0.0.1:1/0", "--formats", "--security", "--resolvers", "--pg-dsn", "postgres://u@h/db"},
+			[]string{"--formats with --security", "--formats with --resolvers"}},
+		{[]string{"--store", "redis://127.0.0.1:1/0", "--formats=maybe"}, []string{`invalid boolean value "maybe" for -formats`}},
 		{[]string{"--store", "redis://127.0.0.1:1/0", "--resolvers", "--pg-dsn", "postgres://u@h/db", "--features", "9", "--ask", "3", "--in-process"},
 			[]string{"--features 9 with --resolvers: want at least 10", "--ask 3 with --resolvers", "--resolvers with --in-process"}},
 	} {

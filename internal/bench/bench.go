@@ -25,7 +25,9 @@
 // store sends to the keys the store writes. It reports both side by side
 // in Markdown, with the CPU each process used (cpu.go). Options.Security
 // (security.go) and Options.Resolvers (resolvers.go) add query server
-// processes of other kinds, measured in the same rounds. The package builds
+// processes of other kinds, measured in the same rounds; Options.Formats
+// (formats.go) adds the columnar JSON and Arrow answers of the same
+// server. The package builds
 // no query server itself: the command supplies how to open the store and
 // how to start a server.
 package bench

@@ -20,14 +20,18 @@ import (
 // as little as it can to what it measures.
 type httpPath struct {
 	addr string
-	// auth is the request's Authorization header line, or empty.
-	auth string
+	// headers are the request's Authorization and Accept header lines,
+	// or empty.
+	headers string
 	// tls, if set, makes the connections TLS clients with it.
 	tls  *tls.Config
 	sets []requestSet
 	next atomic.Uint64
 	// idle holds the open connections not carrying a request.
 	idle chan *httpConn
+	// answers, if set, records every answer's size and Content-Type,
+	// and call checks each against its Content-Type (checkAnswer).
+	answers *answerStats
 }
 
 // httpConn is one connection of an httpPath.
@@ -36,17 +40,21 @@ type httpConn struct {
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	body bytes.Buffer
-	// statusCode is the status of the last answer.
-	statusCode int
+	// statusCode and contentType are those of the last answer.
+	statusCode  int
+	contentType string
 }
 
 // httpTimeout bounds one request of path (a).
 const httpTimeout = 10 * time.Second
 
 func newHTTPPath(addr string, v serverVariant, sets []requestSet, maxInFlight int) *httpPath {
-	h := &httpPath{addr: addr, tls: v.tls, sets: sets, idle: make(chan *httpConn, maxInFlight)}
+	h := &httpPath{addr: addr, tls: v.tls, sets: withFormat(sets, v.format), idle: make(chan *httpConn, maxInFlight)}
 	if v.token != "" {
-		h.auth = "Authorization: Bearer " + v.token + "\r\n"
+		h.headers = "Authorization: Bearer " + v.token + "\r\n"
+	}
+	if v.accept != "" {
+		h.headers += "Accept: " + v.accept + "\r\n"
 	}
 	return h
 }
@@ -64,9 +72,9 @@ func (h *httpPath) close() {
 }
 
 // post sends the body of the next query on an idle connection (or a new
-// one) and hands the answer's status and body to check, whose error it
-// returns.
-func (h *httpPath) post(ctx context.Context, check func(status int, body []byte) error) error {
+// one) and hands the answer's status, Content-Type and body to check,
+// whose error it returns.
+func (h *httpPath) post(ctx context.Context, check func(status int, contentType string, body []byte) error) error {
 	var c *httpConn
 	select {
 	case c = <-h.idle:
@@ -88,11 +96,11 @@ func (h *httpPath) post(ctx context.Context, check func(status int, body []byte)
 		}
 		c = &httpConn{conn: conn, br: bufio.NewReaderSize(conn, 64<<10), bw: bufio.NewWriterSize(conn, 16<<10)}
 	}
-	keep, err := c.roundTrip(ctx, h.addr, h.auth, h.sets[h.next.Add(1)%uint64(len(h.sets))].body)
+	keep, err := c.roundTrip(ctx, h.addr, h.headers, h.sets[h.next.Add(1)%uint64(len(h.sets))].body)
 	if err != nil {
 		err = fmt.Errorf("POST /v1/query/online: %w", err)
 	} else {
-		err = check(c.statusCode, c.body.Bytes())
+		err = check(c.statusCode, c.contentType, c.body.Bytes())
 	}
 	if !keep {
 		c.conn.Close()
@@ -108,7 +116,7 @@ func (h *httpPath) post(ctx context.Context, check func(status int, body []byte)
 
 // roundTrip sends one query and reads its answer into c.body, reporting
 // whether the connection can carry another.
-func (c *httpConn) roundTrip(ctx context.Context, host, auth string, body []byte) (keep bool, _ error) {
+func (c *httpConn) roundTrip(ctx context.Context, host, headers string, body []byte) (keep bool, _ error) {
 	deadline := time.Now().Add(httpTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -118,7 +126,7 @@ func (c *httpConn) roundTrip(ctx context.Context, host, auth string, body []byte
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	fmt.Fprintf(c.bw, "POST /v1/query/online HTTP/1.1\r\nHost: %s\r\n%sContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", host, auth, len(body))
+	fmt.Fprintf(c.bw, "POST /v1/query/online HTTP/1.1\r\nHost: %s\r\n%sContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", host, headers, len(body))
 	c.bw.Write(body) // an error sticks, and Flush returns it
 	if err := c.bw.Flush(); err != nil {
 		return false, err
@@ -133,7 +141,7 @@ func (c *httpConn) roundTrip(ctx context.Context, host, auth string, body []byte
 	if err != nil {
 		return false, fmt.Errorf("read the answer: %w", err)
 	}
-	c.statusCode = resp.StatusCode
+	c.statusCode, c.contentType = resp.StatusCode, resp.Header.Get("Content-Type")
 	return !resp.Close, nil
 }
 
@@ -142,8 +150,16 @@ var errorsNone = []byte(`"errors":[]`)
 
 // call is one request of path (a): a query whose answer must carry no
 // errors. The values are not decoded: the client's work stays small.
+// With answers set, the answer is checked against its Content-Type
+// instead (checkAnswer), and recorded.
 func (h *httpPath) call(ctx context.Context) error {
-	return h.post(ctx, func(status int, body []byte) error {
+	if h.answers != nil {
+		return h.post(ctx, func(status int, contentType string, body []byte) error {
+			h.answers.add(contentType, len(body))
+			return checkAnswer(status, contentType, body)
+		})
+	}
+	return h.post(ctx, func(status int, _ string, body []byte) error {
 		if status != http.StatusOK {
 			return fmt.Errorf("HTTP %d: %.300s", status, body)
 		}
@@ -157,7 +173,7 @@ func (h *httpPath) call(ctx context.Context) error {
 // check makes one query and checks that every value asked for came back,
 // so that the benchmark measures reads of stored data.
 func (h *httpPath) check(ctx context.Context, nfeats int) error {
-	err := h.post(ctx, func(status int, body []byte) error {
+	err := h.post(ctx, func(status int, _ string, body []byte) error {
 		if status != http.StatusOK {
 			return fmt.Errorf("HTTP %d: %.300s", status, body)
 		}

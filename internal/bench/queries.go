@@ -116,6 +116,12 @@ type Options struct {
 	// cairn_bench_resolved (--pg-dsn). Required with Resolvers. Default:
 	// none.
 	PGDSN string
+	// Formats adds paths (g) and (h) on the plain query server: the same
+	// queries asking for the columnar JSON answer and for the Arrow
+	// answer, measured side by side with (a), with each path's server
+	// CPU per query and answer size (--formats; see formats.go). Not with
+	// Security nor Resolvers. Default: false.
+	Formats bool
 
 	// GCHeapFloor is the floor under the collector's heap goal, in bytes,
 	// kept in this process during the run as a query server keeps it (see
@@ -233,6 +239,12 @@ func (o *Options) Validate() error {
 	} else if o.PGDSN != "" {
 		errs = append(errs, errors.New("--pg-dsn without --resolvers: it is only used by the sql resolver of --resolvers"))
 	}
+	if o.Formats && o.Security {
+		errs = append(errs, errors.New("--formats with --security: with --formats, (a), (g) and (h) share one query server, whose CPU is attributed to them slice by slice; measure them in a run of their own"))
+	}
+	if o.Formats && o.Resolvers {
+		errs = append(errs, errors.New("--formats with --resolvers: with --formats, (a), (g) and (h) share one query server, whose CPU is attributed to them slice by slice; measure them in a run of their own"))
+	}
 	if o.InProcess && o.StartServer == nil {
 		errs = append(errs, errors.New("bench: --in-process without StartServer"))
 	}
@@ -257,6 +269,10 @@ type path struct {
 	resolver bool
 	calls    map[string]float64
 	callsErr error
+	// answers, with Formats, records the path's answers; cpu is the
+	// query server's CPU over the path's own slices (formats.go).
+	answers *answerStats
+	cpu     sliceCPU
 }
 
 // setup is what a measurement measures, ready to be driven.
@@ -370,9 +386,18 @@ func MeasureQueries(ctx context.Context, o Options) error {
 			slices.Reverse(order) // neither path always goes first
 		}
 		for _, p := range order {
+			var before, after float64
+			var okBefore, okAfter bool
+			if p.answers != nil && b.server != nil {
+				before, okBefore = processTicks(fmt.Sprintf("/proc/%d/stat", b.server.pid()))
+			}
 			res, err := Run(ctx, load(rate, o.Slice), p.target)
 			if err != nil {
 				return err
+			}
+			if p.answers != nil && b.server != nil {
+				after, okAfter = processTicks(fmt.Sprintf("/proc/%d/stat", b.server.pid()))
+				p.cpu.add(before, after, okBefore, okAfter, res.Count)
 			}
 			p.rounds = append(p.rounds, res)
 			s := res.Latency.Summary()
@@ -474,12 +499,28 @@ func setUp(ctx context.Context, o Options, progress func(string, ...any)) (*setu
 		return b, err
 	}
 	b.paths = []*path{{name: plain.name, label: plain.label, target: b.http.call, server: b.server}}
+	if o.Formats {
+		b.http.answers = &answerStats{}
+		b.paths[0].answers = b.http.answers
+	}
 	if b.floor != nil {
 		b.floor.sets = sets
 		if err := b.floor.call(ctx); err != nil {
 			return b, fmt.Errorf("bench: floor: %w", err)
 		}
 		b.paths = append(b.paths, &path{name: "(b)", label: "(b) floor: bare go-redis " + b.floor.describe(o.Entities), target: b.floor.call})
+	}
+	if o.Formats {
+		// On (a)'s server: the answer form is chosen per request.
+		for _, v := range formatVariants() {
+			h := newHTTPPath(addr, v, sets, o.MaxInFlight)
+			b.closers = append(b.closers, h.close)
+			if err := h.post(ctx, checkAnswer); err != nil {
+				return b, fmt.Errorf("bench: first query of %s: %w", v.name, err)
+			}
+			h.answers = &answerStats{}
+			b.paths = append(b.paths, &path{name: v.name, label: v.label, target: h.call, answers: h.answers})
+		}
 	}
 	if o.Security {
 		dir, err := os.MkdirTemp("", "cairn-bench-")

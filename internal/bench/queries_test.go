@@ -31,6 +31,9 @@ func TestOptionsValidate(t *testing.T) {
 		{"search bounds", func(o *Options) { o.FindMaxP99, o.SearchStep, o.MaxRate = time.Millisecond, 0, 10 },
 			[]string{"--search-step 0s", "--max-rate 10"}},
 		{"in process without a server", func(o *Options) { o.InProcess = true }, []string{"without StartServer"}},
+		{"formats", func(o *Options) { o.Formats = true }, nil},
+		{"formats with the other servers", func(o *Options) { o.Formats, o.Security, o.Resolvers, o.PGDSN = true, true, true, "postgres://u@h/db" },
+			[]string{"--formats with --security", "--formats with --resolvers"}},
 		{"redis without its configuration", func(o *Options) { o.Store = "redis://127.0.0.1:6379/0" }, []string{"without RedisConfig"}},
 		{"no store opener", func(o *Options) { o.OpenStore = nil }, []string{"no OpenStore"}},
 	} {

@@ -159,6 +159,9 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 		fmt.Fprintf(w, "\n(a)/(b): p50 **%.2f×**, p99 **%.2f×**; the server adds %s ms at p50 and %s ms at p99 over the bare round trip.\n\n",
 			ratio(a.P50, b.P50), ratio(a.P99, b.P99), fmtMS(a.P50-b.P50), fmtMS(a.P99-b.P99))
 	}
+	if o.Formats {
+		printFormats(w, b, meds)
+	}
 	if o.Security || o.Resolvers {
 		printServers(w, b, meds)
 	}
@@ -219,6 +222,35 @@ func printServers(w io.Writer, b *setup, meds []Summary) {
 			float64(m.P50-a.P50)/float64(time.Microsecond), float64(m.P99-a.P99)/float64(time.Microsecond), ratio(m.P99, a.P99), perQuery)
 	}
 	fmt.Fprintln(w)
+}
+
+// printFormats compares the answer forms of --formats, (a), (g) and (h),
+// all answered by one query server: latency (medians over the rounds),
+// the server's CPU per query over each path's own slices, and the
+// answers' sizes and Content-Types.
+func printFormats(w io.Writer, b *setup, meds []Summary) {
+	fmt.Fprint(w, "Answer forms, one query server, medians over the rounds; server CPU over each path's own slices (read from /proc/PID/stat before and after each slice) per query; size and Content-Type of every answer, warm-up included:\n\n")
+	fmt.Fprint(w, "| path | queries | p50 (ms) | p99 (ms) | server CPU over the slices (ms) | server CPU per query (µs) | answer size, median (bytes) | Content-Type seen |\n|---|--:|--:|--:|--:|--:|--:|---|\n")
+	for i, p := range b.paths {
+		if p.answers == nil {
+			continue
+		}
+		queries := 0
+		for _, r := range p.rounds {
+			queries += r.Count
+		}
+		total, perQuery := "n/a", "n/a"
+		if secs, ok := p.cpu.perQuery(); ok {
+			total, perQuery = fmt.Sprintf("%.0f", p.cpu.ticks/userHZ*1e3), fmt.Sprintf("%.0f", secs*1e6)
+		}
+		size, _ := p.answers.medianSize()
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %d | %s |\n", p.label, queries, fmtMS(meds[i].P50), fmtMS(meds[i].P99), total, perQuery, size, p.answers.typesText())
+	}
+	fmt.Fprintf(w, "\nThe server's CPU time is counted in clock ticks of %d ms: each path's total is within a tick or two per slice of the truth, so the figure per query is only as good as the path's total is large.\n", 1000/userHZ)
+	if b.server == nil {
+		fmt.Fprint(w, "\nServer CPU per query n/a: with --in-process the query server shares this process's CPU time with the load generator.\n")
+	}
+	fmt.Fprint(w, "\nA server that does not know a form answers row JSON (`application/json`), so that the sizes are then alike.\n\n")
 }
 
 // printResolvers says how (e) and (f) computed their features, and how

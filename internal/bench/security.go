@@ -45,6 +45,9 @@ type serverVariant struct {
 	tls *tls.Config
 	// args are added to the server process's arguments.
 	args []string
+	// format, if set, is sent as the request body's "format"; accept, if
+	// set, as the request's Accept header (formats.go).
+	format, accept string
 }
 
 // plainEnv clears the knobs that change how a query server accepts
