@@ -3,10 +3,13 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"mime"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cairnfs/cairn/internal/feature"
 )
@@ -151,5 +154,85 @@ func TestSliceCPU(t *testing.T) {
 	}
 	if want := 20.0 / userHZ / 200; secs != want {
 		t.Errorf("per query %v s, want %v", secs, want)
+	}
+}
+
+// formServer answers as a query server that knows the forms would: Arrow
+// for the Accept header, columnar JSON for the body's format, row JSON
+// otherwise; with badArrow, an Arrow answer without its marker.
+func formServer(t *testing.T, badArrow bool) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Format string `json:"format"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		switch {
+		case r.Header.Get("Accept") == ArrowStreamType:
+			w.Header().Set("Content-Type", ArrowStreamType)
+			if badArrow {
+				w.Write([]byte{0x10, 0, 0, 0, 0, 0, 0, 0})
+				return
+			}
+			w.Write([]byte{0xff, 0xff, 0xff, 0xff, 0x10, 0, 0, 0, 0, 0, 0, 0})
+		case req.Format == "columnar":
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"columns":{"bench.id":["e0"]},"errors":[]}`))
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"data":[{"key":"e0","value":1}],"errors":[]}`))
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// Each form's path asks for its form (the body's format, the Accept
+// header), and records the size and Content-Type of what came back.
+func TestFormatPathsAskForTheirForm(t *testing.T) {
+	addr := formServer(t, false)
+	sets := requests([]string{"e0", "e1"}, 1, []*feature.Feature{{FQN: "bench.f000"}})
+	want := map[string]struct {
+		size int
+		typ  string
+	}{
+		"(a)": {len(`{"data":[{"key":"e0","value":1}],"errors":[]}`), "`application/json`"},
+		"(g)": {len(`{"columns":{"bench.id":["e0"]},"errors":[]}`), "`application/json`"},
+		"(h)": {12, "`" + ArrowStreamType + "`"},
+	}
+	for _, v := range append([]serverVariant{plainVariant()}, formatVariants()...) {
+		h := newHTTPPath(addr, v, sets, 4)
+		h.answers = &answerStats{}
+		res, err := Run(t.Context(), Load{Rate: 400, Duration: 50 * time.Millisecond}, h.call)
+		h.close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Errors != 0 {
+			t.Errorf("%s: %d errors, the first: %v", v.name, res.Errors, res.FirstError)
+		}
+		size, n := h.answers.medianSize()
+		if n != res.Count || size != want[v.name].size || h.answers.typesText() != want[v.name].typ {
+			t.Errorf("%s: %d answers of median size %d, %s; want %d of %d, %s", v.name, n, size, h.answers.typesText(), res.Count, want[v.name].size, want[v.name].typ)
+		}
+	}
+}
+
+// An Arrow answer without its marker counts as an error, every one.
+func TestFormatPathCountsMalformedAnswers(t *testing.T) {
+	addr := formServer(t, true)
+	sets := requests([]string{"e0"}, 1, []*feature.Feature{{FQN: "bench.f000"}})
+	h := newHTTPPath(addr, formatVariants()[1], sets, 4)
+	defer h.close()
+	h.answers = &answerStats{}
+	res, err := Run(t.Context(), Load{Rate: 400, Duration: 50 * time.Millisecond}, h.call)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Count == 0 || res.Errors != res.Count || !strings.Contains(fmt.Sprint(res.FirstError), "continuation marker") {
+		t.Errorf("%d errors of %d, the first: %v; want all, for the missing marker", res.Errors, res.Count, res.FirstError)
 	}
 }
