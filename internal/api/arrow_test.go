@@ -186,24 +186,21 @@ func arrowGrid(t testing.TB, body []byte, typeOf func(string) feature.Type) (val
 	return values, ts, schema
 }
 
-// arrowCellText returns row i of col as the row answer's JSON text.
+// arrowCellText returns row i of col, of a feature of type ft, as the row
+// answer's JSON text.
 func arrowCellText(t testing.TB, col arrow.Array, i int, ft feature.Type) string {
 	t.Helper()
-	if col.IsNull(i) {
-		return "null"
-	}
-	if ft.Kind == feature.KindJSON {
-		return col.(*array.String).Value(i)
-	}
-	b, err := appendValue(nil, arrowCell(t, col, i))
+	b, err := appendValue(nil, arrowCell(t, col, i, ft))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return string(b)
 }
 
-// arrowCell returns row i of col as a canonical feature value.
-func arrowCell(t testing.TB, col arrow.Array, i int) any {
+// arrowCell returns row i of col as a canonical value of type ft, but a
+// JSON value's text as a json.RawMessage.
+func arrowCell(t testing.TB, col arrow.Array, i int, ft feature.Type) any {
+	t.Helper()
 	if col.IsNull(i) {
 		return nil
 	}
@@ -213,18 +210,25 @@ func arrowCell(t testing.TB, col arrow.Array, i int) any {
 	case *array.Float64:
 		return c.Value(i)
 	case *array.String:
+		if ft.Kind == feature.KindJSON {
+			return json.RawMessage(c.Value(i))
+		}
 		return c.Value(i)
 	case *array.Boolean:
 		return c.Value(i)
 	case *array.Binary:
-		return bytes.Clone(c.Value(i))
+		return append([]byte{}, c.Value(i)...) // empty, not nil, as written
 	case *array.Timestamp:
 		return c.Value(i).ToTime(arrow.Microsecond)
 	case *array.List:
 		from, to := c.ValueOffsets(i)
 		l := []any{}
 		for j := from; j < to; j++ {
-			l = append(l, arrowCell(t, c.ListValues(), int(j)))
+			var elem feature.Type
+			if ft.Elem != nil {
+				elem = *ft.Elem
+			}
+			l = append(l, arrowCell(t, c.ListValues(), int(j), elem))
 		}
 		return l
 	case *array.FixedSizeList:

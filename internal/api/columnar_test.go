@@ -2,11 +2,17 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
+	"math"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cairnfs/cairn/internal/feature"
+	"github.com/cairnfs/cairn/internal/query"
 	"github.com/cairnfs/cairn/internal/store/dynamo/dynamotest"
 	"github.com/cairnfs/cairn/internal/testserver/faultproxy"
 )
@@ -94,4 +100,237 @@ func TestColumnFormsCarryFieldErrors(t *testing.T) {
 	if got := strings.Join(avals["user.name"], ","); got != "null,null" || strings.Join(avals["user.id"], ",") != `"u1","u2"` {
 		t.Errorf("arrow columns %v, want the keys and null values", avals)
 	}
+}
+
+// fuzzTypes are the feature types FuzzAnswerFormsAgree draws from.
+var fuzzTypes = []string{"int", "float", "string", "bool", "bytes", "datetime", "json", "vector[1]", "vector[3]",
+	"list[int]", "list[string]", "list[bytes]", "list[bool]", "list[datetime]", "list[list[float]]", "list[json]"}
+
+// fuzzGen draws values from fuzz input, zeros once it runs out.
+type fuzzGen struct{ b []byte }
+
+func (g *fuzzGen) byte() byte {
+	if len(g.b) == 0 {
+		return 0
+	}
+	c := g.b[0]
+	g.b = g.b[1:]
+	return c
+}
+
+func (g *fuzzGen) n(max int) int { return int(g.byte()) % max }
+
+func (g *fuzzGen) u64() uint64 {
+	var u uint64
+	for range 8 {
+		u = u<<8 | uint64(g.byte())
+	}
+	return u
+}
+
+func (g *fuzzGen) bytes() []byte {
+	n := g.n(6)
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = g.byte()
+	}
+	return b
+}
+
+func (g *fuzzGen) time() time.Time {
+	// Years 1 to 9999, as RFC 3339 writes them.
+	const span = 315537897599999999 // microseconds from 0001-01-01 to 9999-12-31
+	return time.UnixMicro(int64(g.u64()%span) - 62135596800000000).UTC()
+}
+
+func (g *fuzzGen) float() float64 {
+	f := math.Float64frombits(g.u64())
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return float64(int32(g.u64()))
+	}
+	return f
+}
+
+// value draws a canonical value of type t; nil only where nullable.
+func (g *fuzzGen) value(t feature.Type, nullable bool) any {
+	if nullable && g.n(5) == 0 {
+		return nil
+	}
+	switch t.Kind {
+	case feature.KindInt:
+		return int64(g.u64())
+	case feature.KindFloat:
+		return g.float()
+	case feature.KindString:
+		return string(g.bytes())
+	case feature.KindBool:
+		return g.byte()%2 == 0
+	case feature.KindBytes:
+		return g.bytes()
+	case feature.KindDatetime:
+		return g.time()
+	case feature.KindList:
+		l := []any{}
+		for range g.n(4) {
+			l = append(l, g.value(*t.Elem, false))
+		}
+		return l
+	case feature.KindVector:
+		v := make([]float32, t.Dim)
+		for i := range v {
+			v[i] = float32(int16(g.u64())) / 8
+		}
+		return v
+	case feature.KindJSON:
+		m := map[string]any{}
+		for range g.n(3) {
+			k := string(g.bytes())
+			switch g.n(5) {
+			case 0:
+				m[k] = string(g.bytes())
+			case 1:
+				m[k] = json.Number(strconv.FormatInt(int64(g.u64()), 10))
+			case 2:
+				m[k] = g.byte()%2 == 0
+			case 3:
+				m[k] = []any{nil, string(g.bytes()), map[string]any{k: json.Number("1.5e3")}}
+			default:
+				m[k] = nil
+			}
+		}
+		return m
+	}
+	panic("unknown kind")
+}
+
+// The row, columnar and Arrow answers agree on random tables of random
+// feature types, one namespace or two: each read back its own way.
+func FuzzAnswerFormsAgree(f *testing.F) {
+	f.Add([]byte{3, 0, 5, 6, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 255, 254}, uint8(3), true, true)
+	f.Add([]byte{15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0}, uint8(1), false, true)
+	f.Add([]byte("\x07\x06\x0f\xff\xfe\x80\x00\x01 hello \xc3\x28 world"), uint8(4), true, false)
+	f.Fuzz(func(t *testing.T, data []byte, rows uint8, twoNS, meta bool) {
+		g := &fuzzGen{b: data}
+		nrows := int(rows%4) + 1
+		types := map[string]feature.Type{}
+		pkOf := map[string]string{}
+		var outputs []*feature.Feature
+		mkNS := func(name string, key feature.Kind) *feature.Namespace {
+			ns := &feature.Namespace{Name: name}
+			ns.PrimaryKey = &feature.Feature{FQN: name + ".id", Name: "id", Namespace: ns, Type: feature.Type{Kind: key}}
+			types[ns.PrimaryKey.FQN], pkOf[ns.PrimaryKey.FQN] = ns.PrimaryKey.Type, ns.PrimaryKey.FQN
+			for i := range 1 + g.n(4) {
+				typ, err := feature.ParseType(fuzzTypes[g.n(len(fuzzTypes))])
+				if err != nil {
+					t.Fatal(err)
+				}
+				ft := &feature.Feature{FQN: fmt.Sprintf("%s.f%d", name, i), Name: fmt.Sprintf("f%d", i), Namespace: ns, Type: typ}
+				ns.Features = append(ns.Features, ft)
+				types[ft.FQN], pkOf[ft.FQN] = typ, ns.PrimaryKey.FQN
+			}
+			return ns
+		}
+		namespaces := []*feature.Namespace{mkNS("user", feature.KindString)}
+		if twoNS {
+			namespaces = append(namespaces, mkNS("merchant", feature.KindInt))
+		}
+		// Outputs interleave the namespaces; a key and a repeat now and then.
+		for i := 0; ; i++ {
+			added := false
+			for _, ns := range namespaces {
+				if i < len(ns.Features) {
+					outputs = append(outputs, ns.Features[i])
+					added = true
+				}
+			}
+			if !added {
+				break
+			}
+		}
+		if g.n(2) == 0 {
+			outputs = append(outputs, namespaces[len(namespaces)-1].PrimaryKey, outputs[0])
+		}
+		qr := &query.Request{Keys: map[*feature.Namespace][]string{}, Outputs: outputs}
+		rowKeys := map[string][]string{}
+		for _, ns := range namespaces {
+			for i := range nrows {
+				key := strconv.Itoa(i) + string(g.bytes())
+				if ns.PrimaryKey.Type.Kind == feature.KindInt {
+					key = strconv.FormatInt(int64(i)*7919-int64(g.n(3))*100000, 10)
+				}
+				qr.Keys[ns] = append(qr.Keys[ns], key)
+				rowKeys[ns.PrimaryKey.FQN] = append(rowKeys[ns.PrimaryKey.FQN], string(appendKey(nil, ns.PrimaryKey.Type, key)))
+			}
+		}
+		// The fields as the engine lays them out.
+		var fields []query.Field
+		for _, ns := range namespaces {
+			for _, key := range qr.Keys[ns] {
+				for _, out := range outputs {
+					if out.Namespace != ns {
+						continue
+					}
+					fld := query.Field{Feature: out, Key: key}
+					if i := slices.IndexFunc(fields, func(f query.Field) bool { return f.Feature == out && f.Key == key }); i >= 0 {
+						fld = fields[i] // an output asked twice: the same field twice
+					} else if out == ns.PrimaryKey {
+						fld.Value = feature.KeyJSON(out.Type, key)
+					} else if fld.Value = g.value(out.Type, true); fld.Value != nil && g.n(3) > 0 {
+						fld.ObservedAt = g.time()
+					}
+					fields = append(fields, fld)
+				}
+			}
+		}
+		var cols []string
+		for _, ns := range namespaces {
+			cols = append(cols, ns.PrimaryKey.FQN)
+		}
+		for _, out := range outputs {
+			if !slices.Contains(cols, out.FQN) {
+				cols = append(cols, out.FQN)
+			}
+		}
+		a := &answer{fields: fields, includeMeta: meta, errors: errorList{{Code: CodeUpstreamFailed, Category: CategoryField,
+			Feature: cols[len(cols)-1], Message: string(data)}}, queryID: "q", took: time.Duration(len(data))}
+
+		rowsB, err := appendAnswer(nil, a)
+		if err != nil {
+			t.Fatalf("row answer: %v", err)
+		}
+		rowVals, rowTS := rowsGrid(t, rowsB, cols, rowKeys, func(fqn string) string { return pkOf[fqn] })
+		tbl, err := newTable(qr, fields)
+		if err != nil {
+			t.Fatal(err)
+		}
+		colB, err := appendColumnar(nil, a, tbl)
+		if err != nil {
+			t.Fatalf("columnar answer: %v", err)
+		}
+		colVals, colTS, colErrs, _ := columnarGrid(t, colB, cols)
+		sink := &byteSink{}
+		if err := appendArrow(sink, a, qr); err != nil {
+			t.Fatalf("arrow answer: %v", err)
+		}
+		arrVals, arrTS, schema := arrowGrid(t, sink.b, func(name string) feature.Type { return types[name] })
+		if d := diffGrids(colVals, rowVals); d != "" {
+			t.Errorf("columnar values differ from the row answer's:\n%s", d)
+		}
+		if d := diffGrids(arrVals, rowVals); d != "" {
+			t.Errorf("arrow values differ from the row answer's:\n%s", d)
+		}
+		if meta {
+			if d := diffGrids(colTS, rowTS); d != "" {
+				t.Errorf("columnar ts differ from the row answer's:\n%s", d)
+			}
+			if d := diffGrids(arrTS, rowTS); d != "" {
+				t.Errorf("arrow ts differ from the row answer's:\n%s", d)
+			}
+		}
+		eb, _ := schema.Metadata().GetValue(arrowErrorsKey)
+		var arrErrs []ChalkError
+		if err := json.Unmarshal([]byte(eb), &arrErrs); err != nil || !slices.Equal(arrErrs, colErrs) || len(colErrs) != 1 {
+			t.Errorf("errors: arrow %q (%v), columnar %+v", eb, err, colErrs)
+		}
+	})
 }
