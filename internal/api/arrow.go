@@ -2,9 +2,11 @@ package api
 
 import (
 	"fmt"
+	"math/bits"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
@@ -34,9 +36,78 @@ const (
 // arrowTimestamp is the Arrow type of datetimes and observed-ats.
 var arrowTimestamp = &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
 
-// arrowMemory allocates the Arrow answers' buffers: Go's allocator, the
-// builders' buffers given back to the garbage collector once released.
-var arrowMemory memory.Allocator = memory.DefaultAllocator
+// arrowMemory allocates the Arrow answers' buffers, which builders and
+// records give back once released, for the next answers.
+var arrowMemory memory.Allocator = &pooledAllocator{}
+
+// The size classes of pooledAllocator: powers of two from 64 bytes (Arrow's
+// alignment) to 4 MiB.
+const (
+	minClassShift = 6
+	maxClassShift = 22
+)
+
+// pooledAllocator is a memory.Allocator reusing freed buffers, a sync.Pool
+// per size class. Buffers over the largest class come from, and go back
+// to, the garbage collector. A buffer of a class is aligned to 64 bytes, as
+// Arrow wants: Go allocates objects of a power-of-two size at multiples of
+// their size (or of its page size, for large ones).
+type pooledAllocator struct {
+	classes [maxClassShift - minClassShift + 1]sync.Pool
+}
+
+// sizeClass returns the index of the smallest class holding size bytes,
+// or -1 for none.
+func sizeClass(size int) int {
+	if size > 1<<maxClassShift {
+		return -1
+	}
+	if size <= 1<<minClassShift {
+		return 0
+	}
+	return max(bits.Len(uint(size-1)), minClassShift) - minClassShift
+}
+
+// Allocate returns size zeroed bytes.
+func (p *pooledAllocator) Allocate(size int) []byte {
+	c := sizeClass(size)
+	if c < 0 {
+		return make([]byte, size)
+	}
+	if b, ok := p.classes[c].Get().(*[]byte); ok {
+		buf := (*b)[:cap(*b)]
+		clear(buf)
+		return buf[:size]
+	}
+	return make([]byte, size, 1<<(c+minClassShift))
+}
+
+// Reallocate returns b grown to size bytes, its contents kept and the rest
+// zeroed.
+func (p *pooledAllocator) Reallocate(size int, b []byte) []byte {
+	if size <= cap(b) {
+		n := len(b)
+		b = b[:size]
+		if size > n {
+			clear(b[n:])
+		}
+		return b
+	}
+	nb := p.Allocate(size)
+	copy(nb, b)
+	p.Free(b)
+	return nb
+}
+
+// Free keeps b for reuse if its capacity is that of a class.
+func (p *pooledAllocator) Free(b []byte) {
+	c := sizeClass(cap(b))
+	if c < 0 || cap(b) != 1<<(c+minClassShift) {
+		return
+	}
+	b = b[:0]
+	p.classes[c].Put(&b)
+}
 
 // prefersArrow reports whether Accept header values prefer the Arrow
 // stream to JSON: each is a list of media ranges with optional q-values
@@ -156,7 +227,7 @@ func (s *byteSink) Write(p []byte) (int, error) {
 func (s *Server) writeArrow(w http.ResponseWriter, a *answer, qr *query.Request) {
 	buf := answerBuffers.Get().(*[]byte)
 	sink := &byteSink{b: (*buf)[:0]}
-	if err := appendArrow(sink, a, qr); err != nil {
+	if err := appendArrow(sink, arrowMemory, a, qr); err != nil {
 		s.answerUnencodable(w, "Arrow", err)
 	} else {
 		h := w.Header()
@@ -171,8 +242,9 @@ func (s *Server) writeArrow(w http.ResponseWriter, a *answer, qr *query.Request)
 	}
 }
 
-// appendArrow writes a's Arrow IPC stream, laid out as qr's table, to sink.
-func appendArrow(sink *byteSink, a *answer, qr *query.Request) error {
+// appendArrow writes a's Arrow IPC stream, laid out as qr's table, to sink,
+// its buffers allocated from mem and freed before it returns.
+func appendArrow(sink *byteSink, mem memory.Allocator, a *answer, qr *query.Request) error {
 	t, err := newTable(qr, a.fields)
 	if err != nil {
 		return err
@@ -181,7 +253,7 @@ func appendArrow(sink *byteSink, a *answer, qr *query.Request) error {
 	if err != nil {
 		return err
 	}
-	rb := array.NewRecordBuilder(arrowMemory, schema)
+	rb := array.NewRecordBuilder(mem, schema)
 	defer rb.Release()
 	rb.Reserve(t.rows)
 	var scratch []byte // JSON values' text
@@ -220,7 +292,7 @@ func appendArrow(sink *byteSink, a *answer, qr *query.Request) error {
 	}
 	rec := rb.NewRecordBatch()
 	defer rec.Release()
-	wr := ipc.NewWriter(sink, ipc.WithSchema(schema), ipc.WithAllocator(arrowMemory))
+	wr := ipc.NewWriter(sink, ipc.WithSchema(schema), ipc.WithAllocator(mem))
 	if err := wr.Write(rec); err != nil {
 		_ = wr.Close()
 		return err

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/arrow-go/v18/arrow/memory"
+
 	"github.com/cairnfs/cairn/internal/feature"
 	"github.com/cairnfs/cairn/internal/query"
 	"github.com/cairnfs/cairn/internal/store/dynamo/dynamotest"
@@ -309,8 +311,12 @@ func FuzzAnswerFormsAgree(f *testing.F) {
 		}
 		colVals, colTS, colErrs, _ := columnarGrid(t, colB, cols)
 		sink := &byteSink{}
-		if err := appendArrow(sink, a, qr); err != nil {
+		mem := memory.NewCheckedAllocator(&pooledAllocator{})
+		if err := appendArrow(sink, mem, a, qr); err != nil {
 			t.Fatalf("arrow answer: %v", err)
+		}
+		if n := mem.CurrentAlloc(); n != 0 {
+			t.Errorf("%d bytes of Arrow buffers not released", n)
 		}
 		arrVals, arrTS, schema := arrowGrid(t, sink.b, func(name string) feature.Type { return types[name] })
 		if d := diffGrids(colVals, rowVals); d != "" {
