@@ -586,3 +586,58 @@ func TestPooledAllocator(t *testing.T) {
 		t.Error("size classes")
 	}
 }
+
+// benchTable is benchAnswer with its features typed as their values, and
+// the request that asked for it.
+func benchTable(entities, features int) (*answer, *query.Request) {
+	a := benchAnswer(entities, features)
+	kinds := [10]feature.Kind{feature.KindInt, feature.KindFloat, feature.KindString, feature.KindBool, feature.KindDatetime,
+		feature.KindFloat, feature.KindInt, feature.KindString, feature.KindBytes, feature.KindInt}
+	qr := &query.Request{Keys: map[*feature.Namespace][]string{}}
+	for j := range features {
+		f := a.fields[j].Feature
+		f.Type = feature.Type{Kind: kinds[j%10]}
+		qr.Outputs = append(qr.Outputs, f)
+	}
+	ns := a.fields[0].Feature.Namespace
+	for i := range entities {
+		qr.Keys[ns] = append(qr.Keys[ns], a.fields[i*features].Key)
+	}
+	return a, qr
+}
+
+// BenchmarkAnswerForms encodes one answer of 100 entities × 50 features in
+// each form, reporting its size.
+func BenchmarkAnswerForms(b *testing.B) {
+	a, qr := benchTable(100, 50)
+	buf := make([]byte, 0, 1<<20)
+	b.Run("rows", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			buf, _ = appendAnswer(buf[:0], a)
+		}
+		b.ReportMetric(float64(len(buf)), "bytes/answer")
+	})
+	b.Run("columnar", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			t, err := newTable(qr, a.fields)
+			if err != nil {
+				b.Fatal(err)
+			}
+			buf, _ = appendColumnar(buf[:0], a, t)
+		}
+		b.ReportMetric(float64(len(buf)), "bytes/answer")
+	})
+	b.Run("arrow", func(b *testing.B) {
+		b.ReportAllocs()
+		sink := &byteSink{b: buf}
+		for b.Loop() {
+			sink.b = sink.b[:0]
+			if err := appendArrow(sink, arrowMemory, a, qr); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(len(sink.b)), "bytes/answer")
+	})
+}
