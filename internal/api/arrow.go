@@ -54,6 +54,9 @@ const (
 // their size (or of its page size, for large ones).
 type pooledAllocator struct {
 	classes [maxClassShift - minClassShift + 1]sync.Pool
+	// headers holds the *[]byte the classes' buffers were pooled in once
+	// they are handed out, so that freeing one allocates nothing.
+	headers sync.Pool
 }
 
 // sizeClass returns the index of the smallest class holding size bytes,
@@ -74,8 +77,10 @@ func (p *pooledAllocator) Allocate(size int) []byte {
 	if c < 0 {
 		return make([]byte, size)
 	}
-	if b, ok := p.classes[c].Get().(*[]byte); ok {
-		buf := (*b)[:cap(*b)]
+	if h, ok := p.classes[c].Get().(*[]byte); ok {
+		buf := (*h)[:cap(*h)]
+		*h = nil
+		p.headers.Put(h)
 		clear(buf)
 		return buf[:size]
 	}
@@ -105,8 +110,12 @@ func (p *pooledAllocator) Free(b []byte) {
 	if c < 0 || cap(b) != 1<<(c+minClassShift) {
 		return
 	}
-	b = b[:0]
-	p.classes[c].Put(&b)
+	h, ok := p.headers.Get().(*[]byte)
+	if !ok {
+		h = new([]byte)
+	}
+	*h = b[:0]
+	p.classes[c].Put(h)
 }
 
 // prefersArrow reports whether Accept header values prefer the Arrow
