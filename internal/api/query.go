@@ -25,6 +25,8 @@ type queryRequest struct {
 	Outputs     []string                   `json:"outputs"`
 	Staleness   map[string]string          `json:"staleness"`
 	IncludeMeta bool                       `json:"include_meta"`
+	// Format is the JSON answer's form: "rows" (or "") or "columnar".
+	Format string `json:"format"`
 }
 
 func (s *Server) query(w http.ResponseWriter, r *http.Request) {
@@ -37,6 +39,7 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	qr, errs := s.parseQuery(&req)
+	form := answerForm(r, &req, qr, &errs)
 	if len(errs) > 0 {
 		writeErrors(w, http.StatusBadRequest, errs)
 		if m := s.cfg.QueryMetrics; m != nil {
@@ -80,7 +83,14 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 	id := rand.Text()
 	took := time.Since(start)
 	ans.queryID, ans.took = id, took
-	s.writeAnswer(w, ans)
+	switch form {
+	case formColumnar:
+		s.writeColumnar(w, ans, qr)
+	case formArrow:
+		s.writeArrow(w, ans, qr)
+	default:
+		s.writeAnswer(w, ans)
+	}
 	// What resolvers computed goes to persistence and the cache once the
 	// answer is written; handing it over never waits for Kafka.
 	s.engine.Publish(qr)

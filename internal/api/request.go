@@ -43,9 +43,9 @@ func (e errorReader) Read([]byte) (int, error) { return 0, e.err }
 // parseQueryRequest decodes body into req if it has the usual shape: valid
 // UTF-8 and valid JSON; an object whose members are inputs (an object of
 // values other than null), outputs (an array of strings), staleness (an
-// object of strings), include_meta (true or false), each at most once, and
-// others, skipped, whose names encoding/json would not match to those;
-// with no escape in any name or string read. For any other body it
+// object of strings), include_meta (true or false), format (a string),
+// each at most once, and others, skipped, whose names encoding/json would
+// not match to those; with no escape in any name or string read. For any other body it
 // returns false, and req is to be decoded again from scratch.
 //
 // An output that names a feature of reg is given the feature's own FQN
@@ -58,7 +58,7 @@ func parseQueryRequest(body []byte, req *queryRequest, reg *feature.Registry) bo
 	if !p.consume('{') {
 		return false
 	}
-	var seen [4]bool // inputs, outputs, staleness, include_meta
+	var seen [5]bool // inputs, outputs, staleness, include_meta, format
 	once := func(i int) bool {
 		first := !seen[i]
 		seen[i] = true
@@ -84,6 +84,8 @@ func parseQueryRequest(body []byte, req *queryRequest, reg *feature.Registry) bo
 			ok = once(2) && p.staleness(req)
 		case "include_meta":
 			ok = once(3) && p.bool(&req.IncludeMeta)
+		case "format":
+			ok = once(4) && p.format(req)
 		default:
 			// encoding/json matches names regardless of case.
 			ok = ascii(name) && !slices.ContainsFunc(queryMembers[:], func(m string) bool {
@@ -97,7 +99,7 @@ func parseQueryRequest(body []byte, req *queryRequest, reg *feature.Registry) bo
 }
 
 // queryMembers are the members of a query request that cairn reads.
-var queryMembers = [...]string{"inputs", "outputs", "staleness", "include_meta"}
+var queryMembers = [...]string{"inputs", "outputs", "staleness", "include_meta", "format"}
 
 func ascii(b []byte) bool {
 	for _, c := range b {
@@ -283,4 +285,12 @@ func (p *reqParser) bool(v *bool) bool {
 		return false
 	}
 	return true
+}
+
+func (p *reqParser) format(req *queryRequest) bool {
+	v, ok := p.str()
+	if ok {
+		req.Format = string(v)
+	}
+	return ok
 }

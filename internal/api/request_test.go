@@ -22,6 +22,7 @@ var queryBodies = []string{
 	`{"inputs":{},"outputs":["user.age"]}`,
 	`{}`,
 	`{"outputs":["user.age","user.age"],"inputs":{"user.id":"x\"y"}}`,
+	`{"inputs":{"user.id":["u1","u2"]},"outputs":["user.age"],"format":"columnar"}`,
 	// Left to encoding/json:
 	``, `null`, `[]`, `"x"`, `{`, `{"inputs":{}}{}`, `{"inputs":{}} x`,
 	`{"Inputs":{"user.id":"u1"}}`, `{"OUTPUTS":["user.age"]}`, `{"include_Meta":true}`,
@@ -33,6 +34,7 @@ var queryBodies = []string{
 	`{"outputs":["user.\u0061ge"]}`, `{"inputs":{"user.\u0069d":"u1"}}`, `{"in\u0070uts":{}}`,
 	`{"outputs":["\xff"]}`, `{"inputs":{"user.id":"\xff"}}`, "{\"\u017fTALENESS\":{}}",
 	`{"outputs":["user.age",]}`, `{"inputs":{"user.id":01}}`,
+	`{"format":null}`, `{"format":1}`, `{"format":"rows","Format":"columnar"}`, `{"format":"col\u0075mnar"}`,
 }
 
 // A body read by hand decodes to what encoding/json makes of it.
@@ -47,8 +49,8 @@ func TestParseQueryRequestAgreesWithEncodingJSON(t *testing.T) {
 			read++
 		}
 	}
-	if read != 9 {
-		t.Errorf("%d bodies read by hand, want the 9 of the usual shape", read)
+	if read != 10 {
+		t.Errorf("%d bodies read by hand, want the 10 of the usual shape", read)
 	}
 }
 

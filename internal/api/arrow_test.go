@@ -1,0 +1,643 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/ipc"
+
+	"github.com/cairnfs/cairn/internal/feature"
+	"github.com/cairnfs/cairn/internal/query"
+	"github.com/cairnfs/cairn/internal/store"
+	"github.com/cairnfs/cairn/internal/store/embedded"
+)
+
+// grid holds an answer's cells as JSON text, by column name, then row;
+// "null" for a null.
+type grid map[string][]string
+
+func newGrid(cols []string, rows int) grid {
+	g := grid{}
+	for _, c := range cols {
+		g[c] = slices.Repeat([]string{"<missing>"}, rows)
+	}
+	return g
+}
+
+// diffGrids describes how got differs from want, or returns "".
+func diffGrids(got, want grid) string {
+	var out []string
+	for _, c := range slices.Sorted(maps.Keys(want)) {
+		g, ok := got[c]
+		if !ok {
+			out = append(out, c+": missing")
+			continue
+		}
+		if !slices.Equal(g, want[c]) {
+			out = append(out, fmt.Sprintf("%s: %v, want %v", c, g, want[c]))
+		}
+	}
+	for c := range got {
+		if _, ok := want[c]; !ok {
+			out = append(out, c+": not expected")
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func rawText(r json.RawMessage) string {
+	if len(r) == 0 {
+		return "null"
+	}
+	return string(r)
+}
+
+// rowsGrid reads a row answer into values and observed-ats, placing each
+// field by its primary key: rowKeys gives, per primary key FQN, each
+// row's key as JSON text. pkOf returns a feature's primary key FQN.
+func rowsGrid(t testing.TB, body []byte, cols []string, rowKeys map[string][]string, pkOf func(string) string) (values, ts grid) {
+	t.Helper()
+	var ans struct {
+		Data []struct {
+			Field string          `json:"field"`
+			Value json.RawMessage `json:"value"`
+			Pkey  json.RawMessage `json:"pkey"`
+			TS    *string         `json:"ts"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &ans); err != nil {
+		t.Fatalf("row answer %s: %v", body, err)
+	}
+	rows := 0
+	for _, k := range rowKeys {
+		rows = len(k)
+	}
+	values, ts = newGrid(cols, rows), grid{}
+	for _, d := range ans.Data {
+		pk := pkOf(d.Field)
+		i := slices.Index(rowKeys[pk], string(d.Pkey))
+		if i < 0 {
+			t.Fatalf("row answer: %s of unknown key %s", d.Field, d.Pkey)
+		}
+		values[d.Field][i] = rawText(d.Value)
+		values[pk][i] = string(d.Pkey)
+		if d.Field == pk {
+			continue // a key has no observed-at
+		}
+		if ts[d.Field] == nil {
+			ts[d.Field] = slices.Repeat([]string{"null"}, rows)
+		}
+		if d.TS != nil {
+			ts[d.Field][i] = strconv.Quote(*d.TS)
+		}
+	}
+	return values, ts
+}
+
+// columnarGrid reads a columnar answer, and checks its columns come in the
+// order cols gives.
+func columnarGrid(t testing.TB, body []byte, cols []string) (values, ts grid, errs []ChalkError, meta map[string]any) {
+	t.Helper()
+	var ans struct {
+		Columns map[string][]json.RawMessage `json:"columns"`
+		TS      map[string][]json.RawMessage `json:"ts"`
+		Errors  []ChalkError                 `json:"errors"`
+		Meta    map[string]any               `json:"meta"`
+	}
+	if err := json.Unmarshal(body, &ans); err != nil {
+		t.Fatalf("columnar answer %s: %v", body, err)
+	}
+	last := 0
+	for _, c := range cols {
+		at := bytes.Index(body, []byte(`"`+c+`":[`))
+		if at < last {
+			t.Errorf("columnar answer: column %s out of order in %s", c, body)
+		}
+		last = at
+	}
+	conv := func(m map[string][]json.RawMessage) grid {
+		if m == nil {
+			return nil
+		}
+		g := grid{}
+		for c, vs := range m {
+			for _, v := range vs {
+				g[c] = append(g[c], rawText(v))
+			}
+		}
+		return g
+	}
+	return conv(ans.Columns), conv(ans.TS), ans.Errors, ans.Meta
+}
+
+// arrowGrid reads an Arrow answer with arrow-go's reader. typeOf returns
+// a column's feature type; values are turned back into canonical values
+// and written as the row answer writes them.
+func arrowGrid(t testing.TB, body []byte, typeOf func(string) feature.Type) (values, ts grid, schema *arrow.Schema) {
+	t.Helper()
+	rd, err := ipc.NewReader(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("arrow answer: %v", err)
+	}
+	defer rd.Release()
+	schema = rd.Schema()
+	values, ts = grid{}, grid{}
+	batches := 0
+	for rd.Next() {
+		batches++
+		rec := rd.RecordBatch()
+		for ci, f := range schema.Fields() {
+			col := rec.Column(ci)
+			for i := 0; i < col.Len(); i++ {
+				if name, ok := strings.CutSuffix(f.Name, tsSuffix); ok {
+					cell := "null"
+					if !col.IsNull(i) {
+						cell = string(appendTime(nil, col.(*array.Timestamp).Value(i).ToTime(arrow.Microsecond)))
+					}
+					ts[name] = append(ts[name], cell)
+					continue
+				}
+				values[f.Name] = append(values[f.Name], arrowCellText(t, col, i, typeOf(f.Name)))
+			}
+		}
+	}
+	if err := rd.Err(); err != nil {
+		t.Fatalf("arrow answer: %v", err)
+	}
+	if batches != 1 {
+		t.Errorf("arrow answer: %d record batches, want 1", batches)
+	}
+	if len(ts) == 0 {
+		ts = nil
+	}
+	return values, ts, schema
+}
+
+// arrowCellText returns row i of col, of a feature of type ft, as the row
+// answer's JSON text.
+func arrowCellText(t testing.TB, col arrow.Array, i int, ft feature.Type) string {
+	t.Helper()
+	b, err := appendValue(nil, arrowCell(t, col, i, ft))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// arrowCell returns row i of col as a canonical value of type ft, but a
+// JSON value's text as a json.RawMessage.
+func arrowCell(t testing.TB, col arrow.Array, i int, ft feature.Type) any {
+	t.Helper()
+	if col.IsNull(i) {
+		return nil
+	}
+	switch c := col.(type) {
+	case *array.Int64:
+		return c.Value(i)
+	case *array.Float64:
+		return c.Value(i)
+	case *array.String:
+		if ft.Kind == feature.KindJSON {
+			return json.RawMessage(c.Value(i))
+		}
+		return c.Value(i)
+	case *array.Boolean:
+		return c.Value(i)
+	case *array.Binary:
+		return append([]byte{}, c.Value(i)...) // empty, not nil, as written
+	case *array.Timestamp:
+		return c.Value(i).ToTime(arrow.Microsecond)
+	case *array.List:
+		from, to := c.ValueOffsets(i)
+		l := []any{}
+		for j := from; j < to; j++ {
+			var elem feature.Type
+			if ft.Elem != nil {
+				elem = *ft.Elem
+			}
+			l = append(l, arrowCell(t, c.ListValues(), int(j), elem))
+		}
+		return l
+	case *array.FixedSizeList:
+		n := int(c.DataType().(*arrow.FixedSizeListType).Len())
+		vals := c.ListValues().(*array.Float32)
+		v := make([]float32, n)
+		for j := range v {
+			v[j] = vals.Value(i*n + j)
+		}
+		return v
+	}
+	t.Fatalf("arrow column of type %s", col.DataType())
+	return nil
+}
+
+// post sends body to the query route with an Accept header (none when
+// empty).
+func postQuery(t testing.TB, url, accept, body string) (int, http.Header, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url+"/v1/query/online", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header, b
+}
+
+// sampleValue returns a canonical value of type t, varied by n.
+func sampleValue(t feature.Type, n int) any {
+	switch t.Kind {
+	case feature.KindInt:
+		return int64(n*1000003 - 7)
+	case feature.KindFloat:
+		return float64(n)*1.25 + 1e-7
+	case feature.KindString:
+		return fmt.Sprintf("s%d \"é\"\n\u2028", n)
+	case feature.KindBool:
+		return n%2 == 0
+	case feature.KindBytes:
+		return []byte{byte(n), 0, 0xff}
+	case feature.KindDatetime:
+		return time.Date(2026, 1, 2, 3, 4, 5, n*1000, time.UTC)
+	case feature.KindList:
+		l := []any{}
+		for i := range n % 3 {
+			l = append(l, sampleValue(*t.Elem, n+i))
+		}
+		return l
+	case feature.KindVector:
+		v := make([]float32, t.Dim)
+		for i := range v {
+			v[i] = float32(n+i) / 3
+		}
+		return v
+	case feature.KindJSON:
+		return map[string]any{"n": json.Number(strconv.Itoa(n)), "s": "<x>", "l": []any{true, nil}}
+	}
+	panic("unknown kind")
+}
+
+// formsServer is the API over an embedded store holding values of every
+// feature type of examples/features.yaml's user and merchant namespaces.
+type formsServer struct {
+	url   string
+	reg   *feature.Registry
+	feats []string // the features written, every type, in registry order
+}
+
+// newFormsServer writes users u0..u2 and merchants 0..2, every feature but
+// the windowed ones; u1 and merchant 1 lack every other feature.
+func newFormsServer(t *testing.T) *formsServer {
+	t.Helper()
+	reg, err := feature.Load("../../examples/features.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := embedded.Open(t.TempDir(), embedded.Options{Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	fs := &formsServer{reg: reg}
+	// Fresh for the shortest maximum staleness, user.plan's 10m.
+	at := time.Now().UTC().Add(-2 * time.Minute).Truncate(time.Millisecond).Add(123 * time.Microsecond)
+	var writes []store.EntityWrite
+	for _, name := range []string{"user", "merchant"} {
+		ns, _ := reg.Namespace(name)
+		for e := range 3 {
+			key := strconv.Itoa(e)
+			if name == "user" {
+				key = "u" + key
+			}
+			w := store.EntityWrite{Namespace: ns, Key: key}
+			for fi, f := range ns.Features {
+				if f == ns.PrimaryKey || f.Windowed() || f.WindowOf != nil {
+					continue
+				}
+				if e == 0 {
+					fs.feats = append(fs.feats, f.FQN)
+				}
+				if e == 1 && fi%2 == 0 {
+					continue
+				}
+				w.Values = append(w.Values, store.Value{Feature: f, Value: sampleValue(f.Type, e+fi),
+					ObservedAt: at.Add(time.Duration(fi) * time.Second)})
+			}
+			writes = append(writes, w)
+		}
+	}
+	if err := st.Write(context.Background(), writes); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Config{}, reg, query.NewEngine(st, nil, nil), nil, nil, nil, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(hs.Close)
+	fs.url = hs.URL
+	return fs
+}
+
+func (fs *formsServer) typeOf(name string) feature.Type {
+	f, ok := fs.reg.Lookup(name)
+	if !ok {
+		panic("no feature " + name)
+	}
+	return f.Type
+}
+
+func (fs *formsServer) pkOf(name string) string {
+	f, ok := fs.reg.Lookup(name)
+	if !ok {
+		panic("no feature " + name)
+	}
+	return f.Namespace.PrimaryKey.FQN
+}
+
+// threeForms queries body in the three forms and checks they carry the
+// same cells: the columns cols in that order, rowKeys as in rowsGrid.
+// It returns the columnar values.
+func (fs *formsServer) threeForms(t *testing.T, body string, cols []string, rowKeys map[string][]string, meta bool) grid {
+	t.Helper()
+	code, _, rowsBody := postQuery(t, fs.url, "", body)
+	if code != 200 {
+		t.Fatalf("row answer: %d %s", code, rowsBody)
+	}
+	rowVals, rowTS := rowsGrid(t, rowsBody, cols, rowKeys, fs.pkOf)
+	colBody := strings.Replace(body, "{", `{"format":"columnar",`, 1)
+	code, h, cb := postQuery(t, fs.url, "", colBody)
+	if code != 200 || h.Get("Content-Type") != "application/json" {
+		t.Fatalf("columnar answer: %d %s %s", code, h.Get("Content-Type"), cb)
+	}
+	colVals, colTS, _, _ := columnarGrid(t, cb, cols)
+	code, h, ab := postQuery(t, fs.url, arrowMediaType, body)
+	if code != 200 || h.Get("Content-Type") != arrowMediaType {
+		t.Fatalf("arrow answer: %d %s %s", code, h.Get("Content-Type"), ab)
+	}
+	arrVals, arrTS, schema := arrowGrid(t, ab, fs.typeOf)
+	var names []string
+	for _, f := range schema.Fields() {
+		if !strings.HasSuffix(f.Name, tsSuffix) {
+			names = append(names, f.Name)
+		}
+	}
+	if !slices.Equal(names, cols) {
+		t.Errorf("arrow columns %v, want %v", names, cols)
+	}
+	if d := diffGrids(colVals, rowVals); d != "" {
+		t.Errorf("columnar values differ from the row answer's:\n%s", d)
+	}
+	if d := diffGrids(arrVals, rowVals); d != "" {
+		t.Errorf("arrow values differ from the row answer's:\n%s", d)
+	}
+	if meta {
+		if d := diffGrids(colTS, rowTS); d != "" {
+			t.Errorf("columnar ts differ from the row answer's:\n%s", d)
+		}
+		if d := diffGrids(arrTS, rowTS); d != "" {
+			t.Errorf("arrow ts differ from the row answer's:\n%s", d)
+		}
+	} else if colTS != nil || arrTS != nil {
+		t.Errorf("observed-ats without include_meta: columnar %v, arrow %v", colTS, arrTS)
+	}
+	return colVals
+}
+
+// The row, columnar and Arrow answers carry the same values, nulls
+// included, for every feature type, one namespace or two, with and
+// without observed-ats.
+func TestAnswerFormsCarryTheSameValues(t *testing.T) {
+	fs := newFormsServer(t)
+	outs, _ := json.Marshal(fs.feats)
+	rowKeys := map[string][]string{
+		"user.id":     {`"u0"`, `"u1"`, `"u2"`, `"u9"`},
+		"merchant.id": {`0`, `1`, `2`, `9`},
+	}
+	cols := append([]string{"user.id", "merchant.id"}, fs.feats...)
+	for _, meta := range []bool{false, true} {
+		body := fmt.Sprintf(`{"inputs":{"user.id":["u0","u1","u2","u9"],"merchant.id":[0,1,2,9]},"outputs":%s,"include_meta":%v}`, outs, meta)
+		vals := fs.threeForms(t, body, cols, rowKeys, meta)
+		// The test reads something: values where written, nulls where not.
+		for _, c := range fs.feats {
+			if v := vals[c]; v[0] == "null" || v[3] != "null" {
+				t.Errorf("%s: %v, want a value for row 0 and a null for row 3 (absent)", c, v)
+			}
+		}
+	}
+	// One namespace, its key among the outputs and an output asked twice:
+	// each column once.
+	body := `{"inputs":{"merchant.id":[2,9,0]},"outputs":["merchant.name","merchant.id","merchant.embedding","merchant.name"],"include_meta":true}`
+	vals := fs.threeForms(t, body, []string{"merchant.id", "merchant.name", "merchant.embedding"},
+		map[string][]string{"merchant.id": {`2`, `9`, `0`}}, true)
+	if got := strings.Join(vals["merchant.id"], ","); got != "2,9,0" {
+		t.Errorf("merchant.id column %s, want the inputs in order 2,9,0", got)
+	}
+}
+
+// The Arrow answer's types are the documented ones.
+func TestArrowAnswerTypes(t *testing.T) {
+	fs := newFormsServer(t)
+	body := `{"inputs":{"user.id":["u0"]},"outputs":["user.age","user.score","user.name","user.is_active","user.avatar","user.signup","user.tags","user.embedding","user.profile"],"include_meta":true}`
+	code, _, ab := postQuery(t, fs.url, arrowMediaType, body)
+	if code != 200 {
+		t.Fatalf("%d %s", code, ab)
+	}
+	_, _, schema := arrowGrid(t, ab, fs.typeOf)
+	want := map[string]string{
+		"user.id": "utf8", "user.age": "int64", "user.score": "float64", "user.name": "utf8", "user.is_active": "bool",
+		"user.avatar": "binary", "user.signup": "timestamp[us, tz=UTC]", "user.tags": "list<item: utf8, nullable>",
+		"user.embedding": "fixed_size_list<item: float32, nullable>[8]", "user.profile": "utf8",
+		"user.age.__ts__": "timestamp[us, tz=UTC]", "user.profile.__ts__": "timestamp[us, tz=UTC]",
+	}
+	got := map[string]string{}
+	for _, f := range schema.Fields() {
+		got[f.Name] = f.Type.String()
+	}
+	if len(got) != 9+1+9 {
+		t.Errorf("%d columns, want the key, 9 features and 9 observed-ats: %v", len(got), got)
+	}
+	for name, typ := range want {
+		if got[name] != typ {
+			t.Errorf("%s: type %q, want %q", name, got[name], typ)
+		}
+	}
+	mb, _ := schema.Metadata().GetValue(arrowMetaKey)
+	var meta map[string]any
+	if err := json.Unmarshal([]byte(mb), &meta); err != nil || meta["query_id"] == "" || meta["execution_duration_s"] == nil {
+		t.Errorf("meta %q: %v", mb, err)
+	}
+	if eb, _ := schema.Metadata().GetValue(arrowErrorsKey); eb != "[]" {
+		t.Errorf("errors %q, want []", eb)
+	}
+}
+
+func TestPrefersArrow(t *testing.T) {
+	for _, c := range []struct {
+		accept []string
+		want   bool
+	}{
+		{nil, false},
+		{[]string{""}, false},
+		{[]string{"application/json"}, false},
+		{[]string{"*/*"}, false},
+		{[]string{arrowMediaType}, true},
+		{[]string{"Application/Vnd.Apache.Arrow.Stream"}, true},
+		{[]string{"text/html, " + arrowMediaType + " ; charset=x"}, true},
+		{[]string{"application/json, " + arrowMediaType}, false}, // a tie: JSON
+		{[]string{"application/json;q=0.5, " + arrowMediaType + ";q=0.9"}, true},
+		{[]string{"application/json;q=0.9, " + arrowMediaType + ";q=0.5"}, false},
+		{[]string{arrowMediaType + ";q=0"}, false},
+		{[]string{arrowMediaType + ";q=0, */*"}, false},
+		{[]string{arrowMediaType + ";q=x"}, false},
+		{[]string{arrowMediaType + ";q=0.8", "*/*;q=0.1"}, true},
+		{[]string{arrowMediaType + ", application/*;q=0.5"}, true},
+		{[]string{"application/json;q=0", "*/*"}, true}, // JSON refused, anything else accepted
+		{[]string{"application/json;q=0, " + arrowMediaType + ";q=0.1"}, true},
+		{[]string{"application/*;q=0.2, " + arrowMediaType + ";q=0.3"}, true},
+	} {
+		if got := prefersArrow(c.accept); got != c.want {
+			t.Errorf("Accept %q: arrow %v, want %v", c.accept, got, c.want)
+		}
+	}
+}
+
+// The Accept header picks the form over HTTP; JSON is the default and
+// request errors stay JSON.
+func TestAcceptNegotiation(t *testing.T) {
+	fs := newFormsServer(t)
+	body := `{"inputs":{"user.id":"u0"},"outputs":["user.age"]}`
+	for accept, want := range map[string]string{
+		"":                      "application/json",
+		"application/json":      "application/json",
+		"*/*":                   "application/json",
+		arrowMediaType + ";q=1": arrowMediaType,
+		"application/json;q=0.1, " + arrowMediaType + ";q=0.7": arrowMediaType,
+		"application/json;q=0.7, " + arrowMediaType + ";q=0.1": "application/json",
+	} {
+		code, h, b := postQuery(t, fs.url, accept, body)
+		if code != 200 || h.Get("Content-Type") != want {
+			t.Errorf("Accept %q: %d %s, want 200 %s: %.200s", accept, code, h.Get("Content-Type"), want, b)
+		}
+	}
+	code, h, b := postQuery(t, fs.url, arrowMediaType, `{"inputs":{"user.id":"u0"},"outputs":["user.nope"]}`)
+	if code != 400 || h.Get("Content-Type") != "application/json" || !bytes.Contains(b, []byte("user.nope")) {
+		t.Errorf("bad request asking for Arrow: %d %s %s, want 400 JSON", code, h.Get("Content-Type"), b)
+	}
+}
+
+// The pooled allocator hands out zeroed buffers of the size asked, reuses
+// freed ones of its classes, and keeps contents across a reallocation.
+func TestPooledAllocator(t *testing.T) {
+	p := &pooledAllocator{}
+	for _, size := range []int{0, 1, 63, 64, 65, 1000, 1 << 22, 1<<22 + 1} {
+		for range 3 {
+			b := p.Allocate(size)
+			if len(b) != size {
+				t.Fatalf("Allocate(%d): %d bytes", size, len(b))
+			}
+			for i, c := range b[:cap(b)] {
+				if c != 0 {
+					t.Fatalf("Allocate(%d): byte %d is %d, want zero", size, i, c)
+				}
+			}
+			for i := range b[:cap(b)] {
+				b[:cap(b)][i] = 0xAB // dirty it for the next round
+			}
+			p.Free(b)
+		}
+	}
+	b := p.Allocate(10)
+	copy(b, "0123456789")
+	b = p.Reallocate(5, b)
+	b = p.Reallocate(40, b)
+	if string(b[:5]) != "01234" || !bytes.Equal(b[5:], make([]byte, 35)) {
+		t.Errorf("shrunk then grown in place: %q", b)
+	}
+	b = p.Reallocate(1000, b)
+	if len(b) != 1000 || string(b[:5]) != "01234" || !bytes.Equal(b[5:], make([]byte, 995)) {
+		t.Errorf("grown into a new buffer: %q", b[:10])
+	}
+	if sizeClass(1<<22+1) != -1 || sizeClass(64) != 0 || sizeClass(65) != 1 || sizeClass(1<<22) != maxClassShift-minClassShift {
+		t.Error("size classes")
+	}
+}
+
+// benchTable is benchAnswer with its features typed as their values, and
+// the request that asked for it.
+func benchTable(entities, features int) (*answer, *query.Request) {
+	a := benchAnswer(entities, features)
+	kinds := [10]feature.Kind{feature.KindInt, feature.KindFloat, feature.KindString, feature.KindBool, feature.KindDatetime,
+		feature.KindFloat, feature.KindInt, feature.KindString, feature.KindBytes, feature.KindInt}
+	qr := &query.Request{Keys: map[*feature.Namespace][]string{}}
+	for j := range features {
+		f := a.fields[j].Feature
+		f.Type = feature.Type{Kind: kinds[j%10]}
+		qr.Outputs = append(qr.Outputs, f)
+	}
+	ns := a.fields[0].Feature.Namespace
+	for i := range entities {
+		qr.Keys[ns] = append(qr.Keys[ns], a.fields[i*features].Key)
+	}
+	return a, qr
+}
+
+// BenchmarkAnswerForms encodes one answer of 100 entities × 50 features in
+// each form, reporting its size.
+func BenchmarkAnswerForms(b *testing.B) {
+	a, qr := benchTable(100, 50)
+	buf := make([]byte, 0, 1<<20)
+	b.Run("rows", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			buf, _ = appendAnswer(buf[:0], a)
+		}
+		b.ReportMetric(float64(len(buf)), "bytes/answer")
+	})
+	b.Run("columnar", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			t, err := newTable(qr, a.fields)
+			if err != nil {
+				b.Fatal(err)
+			}
+			buf, _ = appendColumnar(buf[:0], a, t)
+		}
+		b.ReportMetric(float64(len(buf)), "bytes/answer")
+	})
+	b.Run("arrow", func(b *testing.B) {
+		b.ReportAllocs()
+		sink := &byteSink{b: buf}
+		for b.Loop() {
+			sink.b = sink.b[:0]
+			if err := appendArrow(sink, arrowMemory, a, qr); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(len(sink.b)), "bytes/answer")
+	})
+}

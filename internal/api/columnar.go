@@ -1,0 +1,321 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/cairnfs/cairn/internal/feature"
+	"github.com/cairnfs/cairn/internal/query"
+)
+
+// A query is answered in one of three forms: the row answer (a value
+// object per field, the default), the columnar JSON answer ("format":
+// "columnar") and the Arrow IPC stream (Accept:
+// application/vnd.apache.arrow.stream). The two column forms are a table:
+// one row per input position and one column per primary key and per
+// output. They are built straight from the engine's fields, which come
+// namespace by namespace, key by key, output by output: a column's value
+// for row i is at a fixed stride in the fields, so neither form builds an
+// object or a map per row.
+
+// form is the shape of a query's answer.
+type form uint8
+
+const (
+	// formRows is the row answer: {"data": [one object per field], ...}.
+	formRows form = iota
+	// formColumnar is {"columns": {fqn: [one value per row]}, ...}.
+	formColumnar
+	// formArrow is an Arrow IPC stream of one record batch.
+	formArrow
+)
+
+// The values of a query's "format".
+const (
+	formatRows     = "rows"
+	formatColumnar = "columnar"
+)
+
+// answerForm returns the form a query asks for: Arrow when its Accept
+// header prefers the Arrow stream to JSON, else the JSON form its format
+// names. An unknown format, or a column form over namespaces given
+// different numbers of keys, adds a request error to errs.
+func answerForm(r *http.Request, req *queryRequest, qr *query.Request, errs *errorList) form {
+	f := formRows
+	switch req.Format {
+	case "", formatRows:
+	case formatColumnar:
+		f = formColumnar
+	default:
+		errs.add(CodeValidationFailed, "", "format: %q is not an answer format; want %q (the default) or %q",
+			req.Format, formatRows, formatColumnar)
+	}
+	if prefersArrow(r.Header.Values("Accept")) {
+		f = formArrow
+	}
+	if f != formRows && len(*errs) == 0 {
+		if msg := unequalRows(qr); msg != "" {
+			errs.add(CodeValidationFailed, "", "%s", msg)
+		}
+	}
+	return f
+}
+
+// unequalRows describes why qr's inputs do not make one table, or returns
+// "": row i of a column answer is key i of every namespace the outputs
+// read, so those namespaces need as many keys each.
+func unequalRows(qr *query.Request) string {
+	var names []string
+	var counts []int
+	for _, f := range qr.Outputs {
+		pk := f.Namespace.PrimaryKey
+		if !containsString(names, pk.FQN) {
+			names = append(names, pk.FQN)
+			counts = append(counts, len(qr.Keys[f.Namespace]))
+		}
+	}
+	same := true
+	for _, n := range counts {
+		same = same && n == counts[0]
+	}
+	if same {
+		return ""
+	}
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = n + " has " + strconv.Itoa(counts[i])
+	}
+	return "inputs: the columnar and Arrow answers have one row per input position, key i of every namespace queried, " +
+		"so each primary key needs as many keys: " + strings.Join(parts, ", ")
+}
+
+func containsString(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// table is a query's fields seen as rows and columns.
+type table struct {
+	rows int
+	cols []column
+}
+
+// column is one column of a table: a primary key, read from its fields'
+// Key, or an output, read from its fields' Value.
+type column struct {
+	feature *feature.Feature
+	// key marks a primary key column.
+	key bool
+	// first is the index of row 0's field in the query's fields; stride
+	// the number of fields per row in its namespace.
+	first, stride int
+}
+
+// field returns the field holding row i of c.
+func (c *column) field(fields []query.Field, i int) *query.Field {
+	return &fields[c.first+i*c.stride]
+}
+
+// newTable lays fields, qr's answer from the engine, out as a table: the
+// primary key of each namespace read (in the order the outputs first name
+// them), then each output once, in the order asked. It fails if the
+// fields are not laid out as the engine lays them out.
+func newTable(qr *query.Request, fields []query.Field) (*table, error) {
+	type group struct {
+		ns   *feature.Namespace
+		outs []*feature.Feature
+		base int
+	}
+	var groups []group
+	// pos holds each output's group and index in it, at its first mention.
+	pos := make(map[*feature.Feature][2]int, len(qr.Outputs))
+	for _, f := range qr.Outputs {
+		gi := -1
+		for i := range groups {
+			if groups[i].ns == f.Namespace {
+				gi = i
+				break
+			}
+		}
+		if gi < 0 {
+			gi = len(groups)
+			groups = append(groups, group{ns: f.Namespace})
+		}
+		if _, ok := pos[f]; !ok {
+			pos[f] = [2]int{gi, len(groups[gi].outs)}
+		}
+		groups[gi].outs = append(groups[gi].outs, f)
+	}
+	t := &table{cols: make([]column, 0, len(groups)+len(qr.Outputs))}
+	base := 0
+	for i := range groups {
+		g := &groups[i]
+		n := len(qr.Keys[g.ns])
+		if i == 0 {
+			t.rows = n
+		} else if n != t.rows {
+			return nil, fmt.Errorf("namespace %s has %d keys, another %d", g.ns.Name, n, t.rows)
+		}
+		g.base = base
+		base += n * len(g.outs)
+		t.cols = append(t.cols, column{feature: g.ns.PrimaryKey, key: true, first: g.base, stride: len(g.outs)})
+	}
+	if base != len(fields) {
+		return nil, fmt.Errorf("%d fields for %d rows of %d outputs", len(fields), t.rows, len(qr.Outputs))
+	}
+	for _, f := range qr.Outputs {
+		p, ok := pos[f]
+		if !ok || f == f.Namespace.PrimaryKey {
+			continue // a primary key, or an output already given its column
+		}
+		delete(pos, f)
+		g := &groups[p[0]]
+		t.cols = append(t.cols, column{feature: f, first: g.base + p[1], stride: len(g.outs)})
+	}
+	return t, nil
+}
+
+// writeColumnar answers a as the columnar JSON form of qr's table.
+func (s *Server) writeColumnar(w http.ResponseWriter, a *answer, qr *query.Request) {
+	t, err := newTable(qr, a.fields)
+	if err != nil {
+		s.answerUnencodable(w, "columnar", err)
+		return
+	}
+	buf := answerBuffers.Get().(*[]byte)
+	b, err := appendColumnar((*buf)[:0], a, t)
+	if err != nil {
+		s.answerUnencodable(w, "columnar", err)
+	} else {
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		h.Set("Content-Length", strconv.Itoa(len(b)))
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(b) // the client is gone if this fails
+	}
+	if cap(b) <= maxPooledAnswer {
+		*buf = b[:0]
+		answerBuffers.Put(buf)
+	}
+}
+
+// answerUnencodable answers a query whose answer could not be built as an
+// internal error.
+func (s *Server) answerUnencodable(w http.ResponseWriter, form string, err error) {
+	s.log.Error("api: query answer not encodable", "form", form, "err", err)
+	writeErrors(w, http.StatusInternalServerError, errorList{{Code: CodeInternal, Category: CategoryRequest,
+		Message: "the " + form + " answer could not be encoded: " + err.Error()}})
+}
+
+// appendColumnar appends a's columnar form, laid out as t, to b:
+// {"columns":{...},"ts":{...},"errors":[...],"meta":{...}} and a newline,
+// "ts" only with include_meta. Values have the row answer's encodings.
+func appendColumnar(b []byte, a *answer, t *table) ([]byte, error) {
+	var err error
+	b = append(b, `{"columns":{`...)
+	for ci := range t.cols {
+		c := &t.cols[ci]
+		if ci > 0 {
+			b = append(b, ',')
+		}
+		// FQNs are [a-z][a-z0-9_.]*: no escaping needed.
+		b = append(b, '"')
+		b = append(b, c.feature.FQN...)
+		b = append(b, `":[`...)
+		for i := 0; i < t.rows; i++ {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			f := c.field(a.fields, i)
+			if c.key {
+				b = appendKey(b, c.feature.Type, f.Key)
+				continue
+			}
+			if b, err = appendValue(b, f.Value); err != nil {
+				return b, fmt.Errorf("%s of %q: %w", f.Feature.FQN, f.Key, err)
+			}
+		}
+		b = append(b, ']')
+	}
+	b = append(b, '}')
+	if a.includeMeta {
+		b = append(b, `,"ts":{`...)
+		first := true
+		for ci := range t.cols {
+			c := &t.cols[ci]
+			if c.key {
+				continue
+			}
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = append(b, '"')
+			b = append(b, c.feature.FQN...)
+			b = append(b, `":[`...)
+			for i := 0; i < t.rows; i++ {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				if at := c.field(a.fields, i).ObservedAt; at.IsZero() {
+					b = append(b, "null"...)
+				} else {
+					b = appendTime(b, at)
+				}
+			}
+			b = append(b, ']')
+		}
+		b = append(b, '}')
+	}
+	b = append(b, `,"errors":`...)
+	b = appendErrorList(b, a.errors)
+	b = append(b, `,"meta":`...)
+	if b, err = appendMeta(b, a); err != nil {
+		return b, err
+	}
+	return append(b, "}\n"...), nil
+}
+
+// appendErrorList appends errs as the row answer writes its errors.
+func appendErrorList(b []byte, errs errorList) []byte {
+	b = append(b, '[')
+	for i, e := range errs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"code":`...)
+		b = appendString(b, e.Code)
+		b = append(b, `,"category":`...)
+		b = appendString(b, e.Category)
+		b = append(b, `,"message":`...)
+		b = appendString(b, e.Message)
+		if e.Feature != "" {
+			b = append(b, `,"feature":`...)
+			b = appendString(b, e.Feature)
+		}
+		if e.Resolver != "" {
+			b = append(b, `,"resolver":`...)
+			b = appendString(b, e.Resolver)
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']')
+}
+
+// appendMeta appends a's meta object as the row answer writes it.
+func appendMeta(b []byte, a *answer) ([]byte, error) {
+	b = append(b, `{"execution_duration_s":`...)
+	b, err := appendFloat(b, a.took.Seconds(), 64)
+	if err != nil {
+		return b, fmt.Errorf("execution duration: %w", err)
+	}
+	b = append(b, `,"query_id":`...)
+	b = appendString(b, a.queryID)
+	return append(b, '}'), nil
+}
