@@ -125,34 +125,13 @@ func appendAnswer(b []byte, a *answer) ([]byte, error) {
 		}
 		b = append(b, '}')
 	}
-	b = append(b, `],"errors":[`...)
-	for i, e := range a.errors {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, `{"code":`...)
-		b = appendString(b, e.Code)
-		b = append(b, `,"category":`...)
-		b = appendString(b, e.Category)
-		b = append(b, `,"message":`...)
-		b = appendString(b, e.Message)
-		if e.Feature != "" {
-			b = append(b, `,"feature":`...)
-			b = appendString(b, e.Feature)
-		}
-		if e.Resolver != "" {
-			b = append(b, `,"resolver":`...)
-			b = appendString(b, e.Resolver)
-		}
-		b = append(b, '}')
+	b = append(b, `],"errors":`...)
+	b = appendErrorList(b, a.errors)
+	b = append(b, `,"meta":`...)
+	if b, err = appendMeta(b, a); err != nil {
+		return b, err
 	}
-	b = append(b, `],"meta":{"execution_duration_s":`...)
-	if b, err = appendFloat(b, a.took.Seconds(), 64); err != nil {
-		return b, fmt.Errorf("execution duration: %w", err)
-	}
-	b = append(b, `,"query_id":`...)
-	b = appendString(b, a.queryID)
-	return append(b, "}}\n"...), nil
+	return append(b, "}\n"...), nil
 }
 
 // appendKey appends a canonical primary key as feature.KeyJSON answers it.

@@ -157,9 +157,6 @@ func (s *Server) logFailedReads(fields []query.Field, failed map[*feature.Featur
 			logged = map[string]bool{}
 		}
 		logged[ns] = true
-		if _, ok := errors.AsType[*resolver.Error](f.Err); ok {
-			continue // the resolvers log their own failures
-		}
 		ok, suppressed := s.storeLog.Allow(ns, time.Now()) // namespaces come from the registry: a bounded set
 		if !ok {
 			continue
