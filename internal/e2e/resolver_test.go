@@ -15,32 +15,6 @@ import (
 	"github.com/cairnfs/cairn/internal/testserver/resolversvc"
 )
 
-// resolverFeatures declares an http resolver of two features (one kept for
-// an hour, one computed on every query) and an expression over the first.
-const resolverFeatures = `namespaces:
-  - name: user
-    primary_key: id
-    max_staleness: infinity
-    features:
-      id: string
-      age: int
-      credit_score: {type: int, max_staleness: 1h}
-      fresh_score: {type: int, max_staleness: 0s}
-      tier: {type: string, max_staleness: 1h}
-    resolvers:
-      - name: credit
-        kind: http
-        url: ${CREDIT_URL}/resolve
-        headers: {Authorization: "Bearer ${CREDIT_TOKEN}"}
-        outputs: [credit_score, fresh_score]
-        timeout: 5s
-        batch_size: 10
-      - name: tier_of
-        kind: expression
-        outputs: [tier]
-        expression: 'credit_score > 600 ? "gold" : "basic"'
-`
-
 // resolvedField is one field of an answer with its meta.
 type resolvedField struct {
 	Field string          `json:"field"`
@@ -103,7 +77,7 @@ func ask(t *testing.T, base string, keys []string, outputs ...string) (*resolved
 // fast while their results are dropped and counted.
 func TestResolvers(t *testing.T) {
 	svc := resolversvc.Start(t)
-	c := startClusterWith(t, "redis", resolverFeatures, 1, 1,
+	c := startClusterWith(t, "redis", resolversvc.Features, 1, 1,
 		"CREDIT_URL="+svc.URL(), "CREDIT_TOKEN="+resolversvc.Token)
 	serve, writer := c.serves[0].URL(), c.writers[0].URL()
 	ctx := context.Background()

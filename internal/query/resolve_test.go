@@ -27,39 +27,6 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(testserver.Run(m)) }
 
-// resolverYAML declares an http resolver computing two features, one kept
-// for an hour and one computed on every query, and an expression over the
-// first.
-const resolverYAML = `
-namespaces:
-  - name: user
-    primary_key: id
-    max_staleness: infinity
-    features:
-      id: string
-      age: int
-      credit_score: {type: int, max_staleness: 1h}
-      fresh_score: {type: int, max_staleness: 0s}
-      tier: {type: string, max_staleness: 1h}
-      decade: {type: int, max_staleness: 1h}
-    resolvers:
-      - name: credit
-        kind: http
-        url: ${CREDIT_URL}/resolve
-        headers: {Authorization: "Bearer ${CREDIT_TOKEN}"}
-        outputs: [credit_score, fresh_score]
-        timeout: 2s
-        batch_size: 10
-      - name: tier_of
-        kind: expression
-        outputs: [tier]
-        expression: 'credit_score > 600 ? "gold" : "basic"'
-      - name: decade_of
-        kind: expression
-        outputs: [decade]
-        expression: 'age / 10'
-`
-
 // sink keeps what the engine hands to persistence.
 type sink struct {
 	mu       sync.Mutex
@@ -92,7 +59,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, st query.Store) *fixture {
 	t.Helper()
-	reg, err := feature.Parse("t.yaml", []byte(resolverYAML))
+	reg, err := feature.Parse("t.yaml", []byte(resolversvc.Features))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,39 @@ import (
 	"time"
 )
 
+// Features is a feature file whose user.credit resolver calls the service
+// (at ${CREDIT_URL}, with ${CREDIT_TOKEN}: URL() and Token): two features,
+// one kept for an hour and one computed on every query, and expressions
+// over the first and over the stored age.
+const Features = `namespaces:
+  - name: user
+    primary_key: id
+    max_staleness: infinity
+    features:
+      id: string
+      age: int
+      credit_score: {type: int, max_staleness: 1h}
+      fresh_score: {type: int, max_staleness: 0s}
+      tier: {type: string, max_staleness: 1h}
+      decade: {type: int, max_staleness: 1h}
+    resolvers:
+      - name: credit
+        kind: http
+        url: ${CREDIT_URL}/resolve
+        headers: {Authorization: "Bearer ${CREDIT_TOKEN}"}
+        outputs: [credit_score, fresh_score]
+        timeout: 2s
+        batch_size: 10
+      - name: tier_of
+        kind: expression
+        outputs: [tier]
+        expression: 'credit_score > 600 ? "gold" : "basic"'
+      - name: decade_of
+        kind: expression
+        outputs: [decade]
+        expression: 'age / 10'
+`
+
 // Token is the bearer token the service requires.
 const Token = "s3cret"
 
