@@ -101,18 +101,42 @@ func benchRead(b *testing.B, n int) {
 			b.Fatal("entity not found")
 		}
 	}
-	// The floor sends the commands the store sends, made once, and reads
-	// their raw replies without parsing them.
+	// The floor sends the commands the store sends, made once, on read
+	// connections of its own (RawReads), and reads their replies without
+	// decoding them. "go-redis" sends the same through go-redis, reading
+	// raw replies, as the store's reads did before they had connections
+	// of their own.
 	sc := new(readScratch)
 	sc.plan(s.ids.snapshot(), feats)
 	whole := sc.wholeHash(ns)
 	args := make([][]any, len(keys))
+	full := make([]string, len(keys))
+	var fields []string
+	if !whole {
+		for _, f := range sc.fields {
+			fields = append(fields, f.(string))
+		}
+	}
 	for i, k := range keys {
-		args[i] = sc.command(s.entityKey(ns.Name, k), whole)
+		full[i] = s.entityKey(ns.Name, k)
+		args[i] = sc.command(full[i], whole)
+	}
+	raw, err := NewRawReads(s.cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer raw.Close()
+	var found []bool
+	floorRead := func(i int) {
+		lo := (i * n) % len(keys)
+		found, err = raw.Read(ctx, full[lo:lo+n], fields, found[:0])
+		if err != nil || !found[0] || !found[n-1] {
+			b.Fatal("entity not found", err)
+		}
 	}
 	c := goredis.NewClient(&goredis.Options{Addr: s.cfg.Addr, PoolSize: s.cfg.PoolSize, PipelinePoolSize: -1})
 	defer c.Close()
-	floorRead := func(i int) {
+	goredisRead := func(i int) {
 		lo := (i * n) % len(keys)
 		if n == 1 {
 			cmd := goredis.NewRawCmd(ctx, args[lo]...)
@@ -146,6 +170,7 @@ func benchRead(b *testing.B, n int) {
 	}
 	b.Run("store", loop(storeRead))
 	b.Run("floor", loop(floorRead))
+	b.Run("go-redis", loop(goredisRead))
 	b.Run("interleaved", func(b *testing.B) {
 		var st, fl []time.Duration
 		i := 0

@@ -28,6 +28,8 @@ type metrics struct {
 	staleSkipped prometheus.Counter
 	undecodable  prometheus.Counter
 	rawFallbacks prometheus.Counter
+	readDials    *prometheus.CounterVec
+	readRetries  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -61,6 +63,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "cairn_redis_read_fallbacks_total",
 			Help: "Reads sent a second time, as commands the client parses and retries itself, because the server answered an error other than WRONGTYPE (a cluster's MOVED or ASK, LOADING, ...).",
 		}),
+		readDials: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cairn_redis_read_connection_dials_total",
+			Help: "Read connections opened (outcome ok) or failed to open (error), authentication and database selection included.",
+		}, []string{"outcome"}),
+		readRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cairn_redis_read_retries_total",
+			Help: "Reads sent again on a new read connection after a network error or a timeout, or because the idle connection taken had been closed by the server.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
@@ -75,7 +85,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.latency, m.reloads, m.generations, m.staleSkipped, m.undecodable, m.rawFallbacks}
+	return []prometheus.Collector{m.requests, m.latency, m.reloads, m.generations, m.staleSkipped, m.undecodable, m.rawFallbacks, m.readDials, m.readRetries}
 }
 
 // unregister removes the metrics from reg (after a failed Open, so that
@@ -91,10 +101,14 @@ func (m *metrics) unregister(reg prometheus.Registerer) {
 
 // observe counts one request of operation op that started at start.
 func (m *metrics) observe(op string, start time.Time, err error) {
-	outcome := "ok"
-	if err != nil {
-		outcome = "error"
-	}
-	m.requests.WithLabelValues(op, outcome).Inc()
+	m.requests.WithLabelValues(op, outcome(err)).Inc()
 	m.latency.WithLabelValues(op).Observe(time.Since(start).Seconds())
+}
+
+// outcome is the outcome label of err: ok or error.
+func outcome(err error) string {
+	if err != nil {
+		return "error"
+	}
+	return "ok"
 }

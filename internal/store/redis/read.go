@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -84,6 +85,11 @@ type readScratch struct {
 	vals [][]byte
 	off  []int
 	errs []error
+	// out holds a read connection's commands, arena the bytes of its
+	// replies' elements and spans where each is in arena (readconn.go).
+	out   []byte
+	arena []byte
+	spans []span
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(readScratch) }}
@@ -92,8 +98,11 @@ var scratchPool = sync.Pool{New: func() any { return new(readScratch) }}
 // an unusually large read goes back to the garbage collector.
 const maxPooledArgs = 1 << 16
 
+// maxPooledArena bounds the reply bytes kept for the next read.
+const maxPooledArena = 4 << 20
+
 func (sc *readScratch) release() {
-	if cap(sc.args) > maxPooledArgs || cap(sc.vals) > 2*maxPooledArgs {
+	if cap(sc.args) > maxPooledArgs || cap(sc.vals) > 2*maxPooledArgs || cap(sc.arena) > maxPooledArena {
 		return
 	}
 	clear(sc.args[:cap(sc.args)])
@@ -223,36 +232,24 @@ func (s *Store) readPass(ctx context.Context, ns *feature.Namespace, keys []stri
 	lookup := first && len(sc.unknown) > 0
 	whole := !lookup && sc.wholeHash(ns)
 
-	per := 2
-	if !whole {
-		per += len(sc.fields)
-	}
-	if need := len(keys) * per; cap(sc.args) < need {
-		sc.args = make([]any, 0, need)
-	}
-	sc.args = sc.args[:0]
-	sc.cmds = sc.cmds[:0]
-	for _, k := range keys {
-		sc.cmds = append(sc.cmds, goredis.NewRawCmd(ctx, sc.command(s.entityKey(ns.Name, k), whole)...))
-	}
 	var lookupCmd *goredis.SliceCmd
-	if len(keys) == 1 && !lookup {
-		// One command needs no pipeline.
-		err = s.client.Process(ctx, sc.cmds[0])
-	} else {
-		pipe := s.client.Pipeline()
-		if lookup {
-			lookupCmd = pipe.HMGet(ctx, s.ids.key, append([]string{genField}, sc.unknown...)...)
+	viaClient := true
+	if s.reads != nil && !lookup {
+		err = s.readConnRead(ctx, ns, keys, whole, sc)
+		if sur, ok := errors.AsType[*errSurprise](err); ok {
+			// An error reply other than WRONGTYPE (LOADING, ...) or a
+			// reply of another shape: go-redis reads it again, and
+			// handles it as it handles every other command. An error
+			// reply is counted as a fallback when go-redis meets it too.
+			if _, reply := errors.AsType[*replyError](sur.err); !reply {
+				s.m.rawFallbacks.Inc()
+			}
+		} else {
+			viaClient = false
 		}
-		for _, c := range sc.cmds {
-			_ = pipe.Process(ctx, c)
-		}
-		_, err = pipe.Exec(ctx)
 	}
-	if err == nil {
-		// A raw command fails only when its round trip does, after
-		// go-redis's retries: error replies come back as replies.
-		err = s.parseReplies(ctx, ns, keys, sc)
+	if viaClient {
+		lookupCmd, err = s.clientRead(ctx, ns, keys, whole, lookup, sc)
 	}
 	if err != nil {
 		return false, fmt.Errorf("redis: read %d %s keys from %s: %w", len(keys), ns.Name, s.cfg.address(), err)
@@ -275,6 +272,99 @@ func (s *Store) readPass(ctx context.Context, ns *feature.Namespace, keys []stri
 		again = again || reloaded
 	}
 	return again, nil
+}
+
+// readConnRead reads keys on a read connection (see readconn.go) and
+// leaves the replies in sc.vals, sc.off and sc.errs.
+func (s *Store) readConnRead(ctx context.Context, ns *feature.Namespace, keys []string, whole bool, sc *readScratch) error {
+	sc.out = sc.out[:0]
+	for _, k := range keys {
+		sc.out = sc.appendRead(sc.out, s.cfg.KeyPrefix, ns.Name, k, whole)
+	}
+	if err := s.reads.roundTrip(ctx, len(keys), sc); err != nil {
+		return err
+	}
+	if cap(sc.vals) < len(sc.spans) {
+		sc.vals = make([][]byte, 0, len(sc.spans))
+	}
+	sc.vals = sc.vals[:len(sc.spans)]
+	for i, sp := range sc.spans {
+		if sp.n < 0 {
+			sc.vals[i] = nil
+			continue
+		}
+		end := int(sp.off) + int(sp.n)
+		sc.vals[i] = sc.arena[sp.off:end:end]
+	}
+	return nil
+}
+
+// appendRead appends the command reading the entity key of ns (the key
+// EntityKey names) in RESP, HGETALL or HMGET of sc.fields, without making
+// the key a string.
+func (sc *readScratch) appendRead(b []byte, prefix, ns, key string, whole bool) []byte {
+	n := 2
+	if !whole {
+		n += len(sc.fields)
+	}
+	b = append(b, '*')
+	b = strconv.AppendInt(b, int64(n), 10)
+	if whole {
+		b = append(b, "\r\n$7\r\nhgetall\r\n$"...)
+	} else {
+		b = append(b, "\r\n$5\r\nhmget\r\n$"...)
+	}
+	b = strconv.AppendInt(b, int64(len(prefix)+len(ns)+len(key)+3), 10)
+	b = append(b, '\r', '\n')
+	b = append(b, prefix...)
+	b = append(b, '{')
+	b = append(b, ns...)
+	b = append(b, ':')
+	b = append(b, key...)
+	b = append(b, "}\r\n"...)
+	if !whole {
+		for _, f := range sc.fields {
+			b = appendBulk(b, f.(string))
+		}
+	}
+	return b
+}
+
+// clientRead reads keys through go-redis, with the lookup of sc.unknown's
+// ids in the same pipeline when lookup is set, and leaves the replies in
+// sc.vals, sc.off and sc.errs.
+func (s *Store) clientRead(ctx context.Context, ns *feature.Namespace, keys []string, whole, lookup bool, sc *readScratch) (lookupCmd *goredis.SliceCmd, err error) {
+	per := 2
+	if !whole {
+		per += len(sc.fields)
+	}
+	if need := len(keys) * per; cap(sc.args) < need {
+		sc.args = make([]any, 0, need)
+	}
+	sc.args = sc.args[:0]
+	sc.cmds = sc.cmds[:0]
+	for _, k := range keys {
+		sc.cmds = append(sc.cmds, goredis.NewRawCmd(ctx, sc.command(s.entityKey(ns.Name, k), whole)...))
+	}
+	if len(keys) == 1 && !lookup {
+		// One command needs no pipeline.
+		err = s.client.Process(ctx, sc.cmds[0])
+	} else {
+		pipe := s.client.Pipeline()
+		if lookup {
+			lookupCmd = pipe.HMGet(ctx, s.ids.key, append([]string{genField}, sc.unknown...)...)
+		}
+		for _, c := range sc.cmds {
+			_ = pipe.Process(ctx, c)
+		}
+		_, err = pipe.Exec(ctx)
+	}
+	if err == nil {
+		// A raw command fails only when its round trip does, after
+		// go-redis's retries: error replies come back as replies.
+		err = s.parseReplies(ctx, ns, keys, sc)
+	}
+	return lookupCmd, err
 }
 
 // fill fills rows[lo:hi] from the parsed replies in sc, and returns the

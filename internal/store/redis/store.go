@@ -20,8 +20,11 @@ var errClosed = errors.New("redis: store is closed")
 // Store is a client of a Valkey or Redis server (or cluster) holding
 // cairn's online store. It is safe for concurrent use.
 type Store struct {
-	cfg     Config
-	client  goredis.UniversalClient
+	cfg    Config
+	client goredis.UniversalClient
+	// reads are the read connections of a single server; nil for a
+	// cluster, which is read through client (readconn.go).
+	reads   *readPool
 	scripts scripts
 	ids     *mapping
 	m       *metrics
@@ -52,7 +55,13 @@ func Open(ctx context.Context, cfg Config, reg prometheus.Registerer, log *slog.
 		m:       m,
 		log:     log.With("component", "redis", "addr", cfg.address(), "prefix", cfg.KeyPrefix),
 	}
+	if !cfg.Clustered {
+		s.reads = newReadPool(cfg, tlsConfig(cfg))
+		s.reads.onDial = func(err error) { m.readDials.WithLabelValues(outcome(err)).Inc() }
+		s.reads.onRetry = m.readRetries.Inc
+	}
 	fail := func(err error) (*Store, error) {
+		s.closeReads()
 		_ = s.client.Close()
 		m.unregister(reg)
 		return nil, err
@@ -82,11 +91,6 @@ const (
 // store configures its own, so that a tool measuring the server's bare
 // round trips (cairn bench) pays what the store pays. It connects lazily.
 func NewClient(cfg Config) goredis.UniversalClient {
-	var tlsConfig *tls.Config
-	if cfg.TLS {
-		host, _, _ := net.SplitHostPort(cfg.Addr)
-		tlsConfig = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
-	}
 	maxRetries := cfg.MaxRetries
 	if maxRetries == 0 {
 		maxRetries = -1 // go-redis reads 0 as "its default"
@@ -98,7 +102,7 @@ func NewClient(cfg Config) goredis.UniversalClient {
 		Username:        cfg.Username,
 		Password:        cfg.Password,
 		DB:              cfg.DB,
-		TLSConfig:       tlsConfig,
+		TLSConfig:       tlsConfig(cfg),
 		MaxRetries:      maxRetries,
 		MinRetryBackoff: minRetryBackoff,
 		MaxRetryBackoff: maxRetryBackoff,
@@ -113,6 +117,23 @@ func NewClient(cfg Config) goredis.UniversalClient {
 		// Pipelines share the one pool that PoolSize sizes.
 		PipelinePoolSize: -1,
 	})
+}
+
+// tlsConfig returns the TLS configuration of connections to cfg's server,
+// nil without TLS.
+func tlsConfig(cfg Config) *tls.Config {
+	if !cfg.TLS {
+		return nil
+	}
+	host, _, _ := net.SplitHostPort(cfg.Addr)
+	return &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+}
+
+// closeReads closes the read connections, if any.
+func (s *Store) closeReads() {
+	if s.reads != nil {
+		s.reads.close()
+	}
 }
 
 // ping checks that the server answers.
@@ -132,6 +153,7 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	s.closeReads()
 	if err := s.client.Close(); err != nil {
 		return fmt.Errorf("redis: close client of %s: %w", s.cfg.address(), err)
 	}
