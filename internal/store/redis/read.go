@@ -85,6 +85,14 @@ type readScratch struct {
 	vals [][]byte
 	off  []int
 	errs []error
+	// planned, plannedNS and plannedFeats are the mapping, namespace and
+	// features the plan above (fields to byNum) was made for, and
+	// plannedWhole its choice of HGETALL; planned is nil when the plan
+	// cannot be used again (it has unknown ids).
+	planned      *idMap
+	plannedNS    *feature.Namespace
+	plannedFeats []*feature.Feature
+	plannedWhole bool
 	// out holds a read connection's commands, arena the bytes of its
 	// replies' elements and spans where each is in arena (readconn.go).
 	out   []byte
@@ -228,9 +236,21 @@ func (sc *readScratch) command(key string, whole bool) []any {
 // reports whether another pass is needed because the mapping was updated.
 func (s *Store) readPass(ctx context.Context, ns *feature.Namespace, keys []string, feats []*feature.Feature, rows []store.Row, first bool, sc *readScratch) (again bool, err error) {
 	ids := s.ids.snapshot()
-	sc.plan(ids, feats)
-	lookup := first && len(sc.unknown) > 0
-	whole := !lookup && sc.wholeHash(ns)
+	var whole, lookup bool
+	if sc.planned == ids && sc.plannedNS == ns && slices.Equal(sc.plannedFeats, feats) {
+		// The same features as this scratch's last read, under the same
+		// mapping: a query server's reads mostly are.
+		whole = sc.plannedWhole
+	} else {
+		sc.plan(ids, feats)
+		lookup = first && len(sc.unknown) > 0
+		whole = !lookup && sc.wholeHash(ns)
+		sc.planned, sc.plannedNS = nil, nil
+		if len(sc.unknown) == 0 {
+			sc.planned, sc.plannedNS, sc.plannedWhole = ids, ns, whole
+			sc.plannedFeats = append(sc.plannedFeats[:0], feats...)
+		}
+	}
 
 	var lookupCmd *goredis.SliceCmd
 	viaClient := true
