@@ -35,7 +35,9 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.QueryTimeout)
 	defer cancel()
 	var req queryRequest
-	if !s.decodeQuery(w, r, &req) {
+	body := bodyBuffers.Get().(*[]byte)
+	defer putBody(body)
+	if !s.decodeQuery(w, r, &req, body) {
 		return
 	}
 	qr, errs := s.parseQuery(&req)

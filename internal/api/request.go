@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/cairnfs/cairn/internal/feature"
@@ -20,8 +21,9 @@ import (
 
 // decodeQuery decodes the request's body into req. Like decodeBody, it
 // answers the error itself and returns false on failure.
-func (s *Server) decodeQuery(w http.ResponseWriter, r *http.Request, req *queryRequest) bool {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+func (s *Server) decodeQuery(w http.ResponseWriter, r *http.Request, req *queryRequest, buf *[]byte) bool {
+	body, err := readAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes), (*buf)[:0])
+	*buf = body
 	if err == nil && parseQueryRequest(body, req, s.reg) {
 		return true
 	}
@@ -33,6 +35,38 @@ func (s *Server) decodeQuery(w http.ResponseWriter, r *http.Request, req *queryR
 	}
 	r.Body = io.NopCloser(rest)
 	return s.decodeBody(w, r, req, false)
+}
+
+// readAll is io.ReadAll appending to b.
+func readAll(r io.Reader, b []byte) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+	}
+}
+
+// bodyBuffers hold query bodies for the next queries: the request, whose
+// inputs are slices of its body, is done with it when the query is
+// answered.
+var bodyBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledBody bounds the bodies kept for the next queries.
+const maxPooledBody = 64 << 10
+
+// putBody gives a query's body buffer back to bodyBuffers.
+func putBody(b *[]byte) {
+	if cap(*b) <= maxPooledBody {
+		bodyBuffers.Put(b)
+	}
 }
 
 // errorReader fails every read with err.

@@ -101,7 +101,7 @@ func TestDecodeQueryAnswersAsDecodeBody(t *testing.T) {
 	for _, body := range bodies {
 		var viaQuery, viaBody queryRequest
 		wq, wb := httptest.NewRecorder(), httptest.NewRecorder()
-		okQ := s.decodeQuery(wq, httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body)), &viaQuery)
+		okQ := s.decodeQuery(wq, httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body)), &viaQuery, new([]byte))
 		okB := s.decodeBody(wb, httptest.NewRequest(http.MethodPost, "/", strings.NewReader(body)), &viaBody, false)
 		if okQ != okB || wq.Code != wb.Code || wq.Body.String() != wb.Body.String() {
 			t.Errorf("%.60q: decodeQuery %v %d %s, decodeBody %v %d %s", body, okQ, wq.Code, wq.Body, okB, wb.Code, wb.Body)
