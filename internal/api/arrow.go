@@ -254,7 +254,7 @@ func (s *Server) writeArrow(w http.ResponseWriter, a *answer, qr *query.Request)
 // appendArrow writes a's Arrow IPC stream, laid out as qr's table, to sink,
 // its buffers allocated from mem and freed before it returns.
 func appendArrow(sink *byteSink, mem memory.Allocator, a *answer, qr *query.Request) error {
-	t, err := newTable(qr, a.fields)
+	t, err := newTable(qr, a.res)
 	if err != nil {
 		return err
 	}
@@ -270,14 +270,13 @@ func appendArrow(sink *byteSink, mem memory.Allocator, a *answer, qr *query.Requ
 		c := &t.cols[ci]
 		b := rb.Field(ci)
 		for i := 0; i < t.rows; i++ {
-			f := c.field(a.fields, i)
 			if c.key {
-				err = appendArrowKey(b, c.feature, f.Key)
+				err = appendArrowKey(b, c.feature, c.g.Keys[i])
 			} else {
-				err = appendArrowValue(b, c.feature.Type, f.Value, &scratch)
+				err = appendArrowValue(b, c.feature.Type, c.field(i).Value, &scratch)
 			}
 			if err != nil {
-				return fmt.Errorf("%s of %q: %w", c.feature.FQN, f.Key, err)
+				return fmt.Errorf("%s of %q: %w", c.feature.FQN, c.g.Keys[i], err)
 			}
 		}
 	}
@@ -291,7 +290,7 @@ func appendArrow(sink *byteSink, mem memory.Allocator, a *answer, qr *query.Requ
 			b := rb.Field(ti).(*array.TimestampBuilder)
 			ti++
 			for i := 0; i < t.rows; i++ {
-				if at := c.field(a.fields, i).ObservedAt; at.IsZero() {
+				if at := c.field(i).ObservedAt; at.IsZero() {
 					b.AppendNull()
 				} else {
 					b.Append(arrow.Timestamp(at.UnixMicro()))

@@ -594,15 +594,17 @@ func benchTable(entities, features int) (*answer, *query.Request) {
 	kinds := [10]feature.Kind{feature.KindInt, feature.KindFloat, feature.KindString, feature.KindBool, feature.KindDatetime,
 		feature.KindFloat, feature.KindInt, feature.KindString, feature.KindBytes, feature.KindInt}
 	qr := &query.Request{Keys: map[*feature.Namespace][]string{}}
+	fields := fieldsOf(a)
 	for j := range features {
-		f := a.fields[j].Feature
+		f := fields[j].Feature
 		f.Type = feature.Type{Kind: kinds[j%10]}
 		qr.Outputs = append(qr.Outputs, f)
 	}
-	ns := a.fields[0].Feature.Namespace
+	ns := fields[0].Feature.Namespace
 	for i := range entities {
-		qr.Keys[ns] = append(qr.Keys[ns], a.fields[i*features].Key)
+		qr.Keys[ns] = append(qr.Keys[ns], fields[i*features].Key)
 	}
+	a.res = tableAnswer(qr, fields)
 	return a, qr
 }
 
@@ -621,7 +623,7 @@ func BenchmarkAnswerForms(b *testing.B) {
 	b.Run("columnar", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			t, err := newTable(qr, a.fields)
+			t, err := newTable(qr, a.res)
 			if err != nil {
 				b.Fatal(err)
 			}

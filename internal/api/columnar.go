@@ -100,90 +100,74 @@ func containsString(l []string, s string) bool {
 	return false
 }
 
-// table is a query's fields seen as rows and columns.
+// table is a query's answer seen as rows and columns.
 type table struct {
 	rows int
 	cols []column
 }
 
-// column is one column of a table: a primary key, read from its fields'
-// Key, or an output, read from its fields' Value.
+// column is one column of a table: a primary key, read from its group's
+// keys, or output o of its group.
 type column struct {
 	feature *feature.Feature
 	// key marks a primary key column.
 	key bool
-	// first is the index of row 0's field in the query's fields; stride
-	// the number of fields per row in its namespace.
-	first, stride int
+	g   *query.Group
+	o   int
 }
 
-// field returns the field holding row i of c.
-func (c *column) field(fields []query.Field, i int) *query.Field {
-	return &fields[c.first+i*c.stride]
-}
+// field returns row i of c, an output's column.
+func (c *column) field(i int) query.Field { return c.g.Field(i, c.o) }
 
-// newTable lays fields, qr's answer from the engine, out as a table: the
-// primary key of each namespace read (in the order the outputs first name
-// them), then each output once, in the order asked. It fails if the
-// fields are not laid out as the engine lays them out.
-func newTable(qr *query.Request, fields []query.Field) (*table, error) {
-	type group struct {
-		ns   *feature.Namespace
-		outs []*feature.Feature
-		base int
+// newTable lays res, the answer to qr, out as a table: the primary key of
+// each namespace read (in the order the outputs first name them), then
+// each output once, in the order asked. It fails when the namespaces have
+// different numbers of keys, or res does not answer qr's outputs.
+func newTable(qr *query.Request, res *query.Answer) (*table, error) {
+	t := &table{cols: make([]column, 0, len(res.Groups)+len(qr.Outputs))}
+	for gi := range res.Groups {
+		g := &res.Groups[gi]
+		if gi == 0 {
+			t.rows = len(g.Keys)
+		} else if len(g.Keys) != t.rows {
+			return nil, fmt.Errorf("namespace %s has %d keys, another %d", g.NS.Name, len(g.Keys), t.rows)
+		}
+		t.cols = append(t.cols, column{feature: g.NS.PrimaryKey, key: true, g: g})
 	}
-	var groups []group
-	// pos holds each output's group and index in it, at its first mention.
-	pos := make(map[*feature.Feature][2]int, len(qr.Outputs))
+	seen := make(map[*feature.Feature]bool, len(qr.Outputs))
 	for _, f := range qr.Outputs {
-		gi := -1
-		for i := range groups {
-			if groups[i].ns == f.Namespace {
-				gi = i
-				break
-			}
-		}
-		if gi < 0 {
-			gi = len(groups)
-			groups = append(groups, group{ns: f.Namespace})
-		}
-		if _, ok := pos[f]; !ok {
-			pos[f] = [2]int{gi, len(groups[gi].outs)}
-		}
-		groups[gi].outs = append(groups[gi].outs, f)
-	}
-	t := &table{cols: make([]column, 0, len(groups)+len(qr.Outputs))}
-	base := 0
-	for i := range groups {
-		g := &groups[i]
-		n := len(qr.Keys[g.ns])
-		if i == 0 {
-			t.rows = n
-		} else if n != t.rows {
-			return nil, fmt.Errorf("namespace %s has %d keys, another %d", g.ns.Name, n, t.rows)
-		}
-		g.base = base
-		base += n * len(g.outs)
-		t.cols = append(t.cols, column{feature: g.ns.PrimaryKey, key: true, first: g.base, stride: len(g.outs)})
-	}
-	if base != len(fields) {
-		return nil, fmt.Errorf("%d fields for %d rows of %d outputs", len(fields), t.rows, len(qr.Outputs))
-	}
-	for _, f := range qr.Outputs {
-		p, ok := pos[f]
-		if !ok || f == f.Namespace.PrimaryKey {
+		if f == f.Namespace.PrimaryKey || seen[f] {
 			continue // a primary key, or an output already given its column
 		}
-		delete(pos, f)
-		g := &groups[p[0]]
-		t.cols = append(t.cols, column{feature: f, first: g.base + p[1], stride: len(g.outs)})
+		seen[f] = true
+		c, ok := outputColumn(res, f)
+		if !ok {
+			return nil, fmt.Errorf("output %s is not in the answer", f.FQN)
+		}
+		t.cols = append(t.cols, c)
 	}
 	return t, nil
 }
 
+// outputColumn returns the column of f's first place in res.
+func outputColumn(res *query.Answer, f *feature.Feature) (column, bool) {
+	for gi := range res.Groups {
+		g := &res.Groups[gi]
+		if g.NS != f.Namespace {
+			continue
+		}
+		for o, out := range g.Outs {
+			if out == f {
+				return column{feature: f, g: g, o: o}, true
+			}
+		}
+	}
+	return column{}, false
+}
+
 // writeColumnar answers a as the columnar JSON form of qr's table.
 func (s *Server) writeColumnar(w http.ResponseWriter, a *answer, qr *query.Request) {
-	t, err := newTable(qr, a.fields)
+	t, err := newTable(qr, a.res)
 	if err != nil {
 		s.answerUnencodable(w, "columnar", err)
 		return
@@ -232,11 +216,11 @@ func appendColumnar(b []byte, a *answer, t *table) ([]byte, error) {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			f := c.field(a.fields, i)
 			if c.key {
-				b = appendKey(b, c.feature.Type, f.Key)
+				b = appendKey(b, c.feature.Type, c.g.Keys[i])
 				continue
 			}
+			f := c.field(i)
 			if b, err = appendValue(b, f.Value); err != nil {
 				return b, fmt.Errorf("%s of %q: %w", f.Feature.FQN, f.Key, err)
 			}
@@ -263,7 +247,7 @@ func appendColumnar(b []byte, a *answer, t *table) ([]byte, error) {
 				if i > 0 {
 					b = append(b, ',')
 				}
-				if at := c.field(a.fields, i).ObservedAt; at.IsZero() {
+				if at := c.field(i).ObservedAt; at.IsZero() {
 					b = append(b, "null"...)
 				} else {
 					b = appendTime(b, at)

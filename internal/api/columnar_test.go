@@ -293,7 +293,7 @@ func FuzzAnswerFormsAgree(f *testing.F) {
 				cols = append(cols, out.FQN)
 			}
 		}
-		a := &answer{fields: fields, includeMeta: meta, errors: errorList{{Code: CodeUpstreamFailed, Category: CategoryField,
+		a := &answer{res: tableAnswer(qr, fields), includeMeta: meta, errors: errorList{{Code: CodeUpstreamFailed, Category: CategoryField,
 			Feature: cols[len(cols)-1], Message: string(data)}}, queryID: "q", took: time.Duration(len(data))}
 
 		rowsB, err := appendAnswer(nil, a)
@@ -301,7 +301,7 @@ func FuzzAnswerFormsAgree(f *testing.F) {
 			t.Fatalf("row answer: %v", err)
 		}
 		rowVals, rowTS := rowsGrid(t, rowsB, cols, rowKeys, func(fqn string) string { return pkOf[fqn] })
-		tbl, err := newTable(qr, fields)
+		tbl, err := newTable(qr, a.res)
 		if err != nil {
 			t.Fatal(err)
 		}

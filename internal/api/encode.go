@@ -24,9 +24,10 @@ import (
 // same answer (HTML escaping off, with the newline Encoder.Encode ends
 // with); encode_test.go compares the two over every value type.
 
-// answer is what a query's answer holds besides its fields.
+// answer is a query's answer: its values, seen through res's groups, and
+// what it holds besides.
 type answer struct {
-	fields      []query.Field
+	res         *query.Answer
 	includeMeta bool
 	errors      errorList
 	queryID     string
@@ -74,56 +75,21 @@ func appendAnswer(b []byte, a *answer) ([]byte, error) {
 	// observed-at's text are usually those of the next field too, and are
 	// copied from where they were last written instead of formatted anew.
 	var (
-		lastNS           *feature.Namespace
-		lastKey          string
-		keyFrom, keyTo   int
-		lastAt           time.Time
-		timeFrom, timeTo int
-		err              error
+		last lastWritten
+		err  error
 	)
-	for i := range a.fields {
-		f := &a.fields[i]
-		if i > 0 {
-			b = append(b, ',')
-		}
-		// Names of namespaces and features are [a-z][a-z0-9_]* (the
-		// registry refuses others): an FQN needs no escaping.
-		b = append(b, `{"field":"`...)
-		b = append(b, f.Feature.FQN...)
-		b = append(b, `","value":`...)
-		if b, err = appendValue(b, f.Value); err != nil {
-			return b, fmt.Errorf("%s of %q: %w", f.Feature.FQN, f.Key, err)
-		}
-		b = append(b, `,"pkey":`...)
-		if ns := f.Feature.Namespace; ns != lastNS || f.Key != lastKey || keyTo == 0 {
-			lastNS, lastKey = ns, f.Key
-			keyFrom = len(b)
-			b = appendKey(b, ns.PrimaryKey.Type, f.Key)
-			keyTo = len(b)
-		} else {
-			b = append(b, b[keyFrom:keyTo]...)
-		}
-		if !f.ObservedAt.IsZero() {
-			b = append(b, `,"ts":`...)
-			if timeTo == 0 || !f.ObservedAt.Equal(lastAt) {
-				lastAt = f.ObservedAt
-				timeFrom = len(b)
-				b = appendTime(b, f.ObservedAt)
-				timeTo = len(b)
-			} else {
-				b = append(b, b[timeFrom:timeTo]...)
+	n := 0
+	for gi := range a.res.Groups {
+		g := &a.res.Groups[gi]
+		for i := range g.Keys {
+			for o := range g.Outs {
+				fld := g.Field(i, o)
+				if b, err = appendField(b, a, &fld, n, &last); err != nil {
+					return b, err
+				}
+				n++
 			}
 		}
-		if a.includeMeta {
-			b = append(b, `,"meta":{"cache_hit":`...)
-			b = strconv.AppendBool(b, f.CacheHit)
-			if f.Resolver != nil {
-				b = append(b, `,"chosen_resolver_fqn":`...)
-				b = appendString(b, f.Resolver.FQN)
-			}
-			b = append(b, '}')
-		}
-		b = append(b, '}')
 	}
 	b = append(b, `],"errors":`...)
 	b = appendErrorList(b, a.errors)
@@ -132,6 +98,63 @@ func appendAnswer(b []byte, a *answer) ([]byte, error) {
 		return b, err
 	}
 	return append(b, "}\n"...), nil
+}
+
+// lastWritten is where the row answer last wrote a key's JSON form and an
+// observed-at's text, and what they were.
+type lastWritten struct {
+	ns               *feature.Namespace
+	key              string
+	keyFrom, keyTo   int
+	at               time.Time
+	timeFrom, timeTo int
+}
+
+// appendField appends f, the answer's field number n, as the row answer
+// writes it.
+func appendField(b []byte, a *answer, f *query.Field, n int, last *lastWritten) ([]byte, error) {
+	if n > 0 {
+		b = append(b, ',')
+	}
+	// Names of namespaces and features are [a-z][a-z0-9_]* (the
+	// registry refuses others): an FQN needs no escaping.
+	b = append(b, `{"field":"`...)
+	b = append(b, f.Feature.FQN...)
+	b = append(b, `","value":`...)
+	b, err := appendValue(b, f.Value)
+	if err != nil {
+		return b, fmt.Errorf("%s of %q: %w", f.Feature.FQN, f.Key, err)
+	}
+	b = append(b, `,"pkey":`...)
+	if ns := f.Feature.Namespace; ns != last.ns || f.Key != last.key || last.keyTo == 0 {
+		last.ns, last.key = ns, f.Key
+		last.keyFrom = len(b)
+		b = appendKey(b, ns.PrimaryKey.Type, f.Key)
+		last.keyTo = len(b)
+	} else {
+		b = append(b, b[last.keyFrom:last.keyTo]...)
+	}
+	if !f.ObservedAt.IsZero() {
+		b = append(b, `,"ts":`...)
+		if last.timeTo == 0 || !f.ObservedAt.Equal(last.at) {
+			last.at = f.ObservedAt
+			last.timeFrom = len(b)
+			b = appendTime(b, f.ObservedAt)
+			last.timeTo = len(b)
+		} else {
+			b = append(b, b[last.timeFrom:last.timeTo]...)
+		}
+	}
+	if a.includeMeta {
+		b = append(b, `,"meta":{"cache_hit":`...)
+		b = strconv.AppendBool(b, f.CacheHit)
+		if f.Resolver != nil {
+			b = append(b, `,"chosen_resolver_fqn":`...)
+			b = appendString(b, f.Resolver.FQN)
+		}
+		b = append(b, '}')
+	}
+	return append(b, '}'), nil
 }
 
 // appendKey appends a canonical primary key as feature.KeyJSON answers it.

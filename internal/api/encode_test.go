@@ -36,7 +36,8 @@ type queryResponse struct {
 // referenceAnswer builds a's answer as values and encodes them with
 // encoding/json, HTML escaping off.
 func referenceAnswer(w io.Writer, a *answer) error {
-	resp := queryResponse{Data: make([]fieldResult, 0, len(a.fields)), Errors: a.errors}
+	fields := fieldsOf(a)
+	resp := queryResponse{Data: make([]fieldResult, 0, len(fields)), Errors: a.errors}
 	var (
 		lastNS   *feature.Namespace
 		lastKey  string
@@ -44,7 +45,7 @@ func referenceAnswer(w io.Writer, a *answer) error {
 		lastAt   time.Time
 		lastTS   string
 	)
-	for _, f := range a.fields {
+	for _, f := range fields {
 		if ns := f.Feature.Namespace; ns != lastNS || f.Key != lastKey {
 			lastNS, lastKey, lastPKey = ns, f.Key, feature.KeyJSON(ns.PrimaryKey.Type, f.Key)
 		}
@@ -137,10 +138,10 @@ func TestEncodeAnswerMatchesEncodingJSON(t *testing.T) {
 		t.Run(fmt.Sprintf("%d_%T", i, v), func(t *testing.T) {
 			for _, meta := range []bool{false, true} {
 				checkAnswer(t, &answer{
-					fields: []query.Field{
+					res: fieldsAnswer([]query.Field{
 						{Feature: feats["user.v"], Key: "u1", Value: v, ObservedAt: at, CacheHit: true},
 						{Feature: feats["merchant.v"], Key: "42", Value: v},
-					},
+					}),
 					includeMeta: meta, errors: errorList{}, queryID: "Q", took: 1234567 * time.Nanosecond,
 				})
 			}
@@ -166,8 +167,8 @@ func TestEncodeAnswerMatchesEncodingJSON(t *testing.T) {
 			{Code: CodeInternal, Category: CategoryRequest, Message: "no feature"},
 		}
 		for _, meta := range []bool{false, true} {
-			checkAnswer(t, &answer{fields: fields, includeMeta: meta, errors: errs, queryID: "ABC", took: 3 * time.Second})
-			checkAnswer(t, &answer{fields: fields[:0], includeMeta: meta, errors: errorList{}, queryID: "", took: 0})
+			checkAnswer(t, &answer{res: fieldsAnswer(fields), includeMeta: meta, errors: errs, queryID: "ABC", took: 3 * time.Second})
+			checkAnswer(t, &answer{res: fieldsAnswer(fields[:0]), includeMeta: meta, errors: errorList{}, queryID: "", took: 0})
 		}
 	})
 }
@@ -180,7 +181,7 @@ func TestEncodeAnswerRejectsWhatEncodingJSONRejects(t *testing.T) {
 		math.NaN(), math.Inf(1), math.Inf(-1), []any{math.Inf(1)}, []float32{1, float32(math.Inf(-1))},
 		map[string]any{"a": math.NaN()}, map[string]any{"a": json.Number("1.")}, json.Number("x"), make(chan int),
 	} {
-		a := &answer{fields: []query.Field{{Feature: feats["user.v"], Key: "u", Value: v}}, errors: errorList{}}
+		a := &answer{res: fieldsAnswer([]query.Field{{Feature: feats["user.v"], Key: "u", Value: v}}), errors: errorList{}}
 		if _, err := appendAnswer(nil, a); err == nil {
 			t.Errorf("%v: encoded", v)
 		}
@@ -220,9 +221,9 @@ func FuzzEncodeAnswer(f *testing.F) {
 		took := time.Duration(n)
 		for _, fld := range fields {
 			// Each value alone, so that one that fails does not hide the others.
-			checkAnswer(t, &answer{fields: []query.Field{fld}, includeMeta: meta, errors: errorList{}, queryID: key, took: took})
+			checkAnswer(t, &answer{res: fieldsAnswer([]query.Field{fld}), includeMeta: meta, errors: errorList{}, queryID: key, took: took})
 		}
-		checkAnswer(t, &answer{fields: fields, includeMeta: meta, errors: errs, queryID: s, took: took})
+		checkAnswer(t, &answer{res: fieldsAnswer(fields), includeMeta: meta, errors: errs, queryID: s, took: took})
 	})
 }
 
@@ -238,6 +239,7 @@ func benchAnswer(entities, features int) *answer {
 	}
 	at := time.Date(2026, 11, 22, 0, 0, 0, 123456000, time.UTC)
 	a := &answer{errors: errorList{}, queryID: "K7Q2ZJ4W3TCH6LR5XVNMPB", took: 812 * time.Microsecond}
+	var fields []query.Field
 	for i := range entities {
 		key := fmt.Sprintf("entity-%d", 100+i)
 		for j, f := range feats {
@@ -256,9 +258,10 @@ func benchAnswer(entities, features int) *answer {
 			case 8:
 				v = []byte{byte(i), byte(j), 1, 2, 3}
 			}
-			a.fields = append(a.fields, query.Field{Feature: f, Key: key, Value: v, ObservedAt: at})
+			fields = append(fields, query.Field{Feature: f, Key: key, Value: v, ObservedAt: at})
 		}
 	}
+	a.res = fieldsAnswer(fields)
 	return a
 }
 
@@ -300,7 +303,7 @@ func TestWriteAnswer(t *testing.T) {
 		code  int
 	}{{"ok", http.StatusOK}, {math.NaN(), http.StatusInternalServerError}} {
 		rec := httptest.NewRecorder()
-		s.writeAnswer(rec, &answer{fields: []query.Field{{Feature: feats["user.v"], Key: "u", Value: tc.value}}, errors: errorList{}})
+		s.writeAnswer(rec, &answer{res: fieldsAnswer([]query.Field{{Feature: feats["user.v"], Key: "u", Value: tc.value}}), errors: errorList{}})
 		if rec.Code != tc.code {
 			t.Fatalf("%v: status %d, want %d", tc.value, rec.Code, tc.code)
 		}

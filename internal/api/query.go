@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/cairnfs/cairn/internal/feature"
@@ -49,17 +48,15 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	pooled := fieldsPool.Get().(*[]query.Field)
-	fields := s.engine.QueryInto(ctx, qr, *pooled)
-	defer putFields(pooled, fields)
+	res := s.engine.Answer(ctx, qr)
+	defer res.Release()
 
-	ans := &answer{fields: fields, includeMeta: req.IncludeMeta, errors: errorList{}}
+	ans := &answer{res: res, includeMeta: req.IncludeMeta, errors: errorList{}}
 	var failed map[*feature.Feature]bool
 	storeFailed := false
-	for i := range fields {
-		f := &fields[i]
-		if f.Err == nil || failed[f.Feature] {
-			continue
+	eachFailure(res, func(f *query.Field) {
+		if failed[f.Feature] {
+			return
 		}
 		if failed == nil {
 			failed = map[*feature.Feature]bool{}
@@ -67,7 +64,7 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 		failed[f.Feature] = true
 		if re, ok := errors.AsType[*resolver.Error](f.Err); ok {
 			ans.errors = append(ans.errors, resolverError(f.Feature, re))
-			continue
+			return
 		}
 		storeFailed = true
 		if _, ok := errors.AsType[*query.DeadlineError](f.Err); ok {
@@ -77,10 +74,10 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 			ans.errors = append(ans.errors, ChalkError{Code: CodeUpstreamFailed, Category: CategoryField,
 				Feature: f.Feature.FQN, Message: "the online store could not be read: " + f.Err.Error()})
 		}
-	}
+	})
 	if storeFailed {
 		markDegraded(w)
-		s.logFailedReads(fields, failed)
+		s.logFailedReads(res, failed)
 	}
 	id := rand.Text()
 	took := time.Since(start)
@@ -98,29 +95,56 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request) {
 	s.engine.Publish(qr)
 
 	if m := s.cfg.QueryMetrics; m != nil {
-		observe(m, qr, fields, took)
+		observe(m, res, took)
+	}
+}
+
+// eachFailure calls fn with each failed field of res, in order. Groups
+// whose fields cannot fail are not looked at.
+func eachFailure(res *query.Answer, fn func(f *query.Field)) {
+	for gi := range res.Groups {
+		g := &res.Groups[gi]
+		if !g.MayFail() {
+			continue
+		}
+		for i := range g.Keys {
+			for o := range g.Outs {
+				if f := g.Field(i, o); f.Err != nil {
+					fn(&f)
+				}
+			}
+		}
 	}
 }
 
 // observe counts the query once per namespace it read, failed when one of
 // that namespace's fields failed. It does not allocate.
-func observe(m *metrics.Aggregator, qr *query.Request, fields []query.Field, took time.Duration) {
-	for ns := range qr.Keys {
-		code := ""
-		for i := range fields {
-			f := &fields[i]
-			if f.Err == nil || f.Feature.Namespace != ns {
-				continue
-			}
-			code = CodeUpstreamFailed
-			if _, ok := errors.AsType[*query.DeadlineError](f.Err); ok {
-				code = CodeDeadlineExceeded
-			} else if re, ok := errors.AsType[*resolver.Error](f.Err); ok {
-				code = resolverCode(re)
-			}
-			break
+func observe(m *metrics.Aggregator, res *query.Answer, took time.Duration) {
+	for gi := range res.Groups {
+		g := &res.Groups[gi]
+		if len(g.Keys) == 0 {
+			continue // a namespace named by outputs only is not read
 		}
-		m.Observe(ns.Name, took, code)
+		code := ""
+		if g.MayFail() {
+		fields:
+			for i := range g.Keys {
+				for o := range g.Outs {
+					f := g.Field(i, o)
+					if f.Err == nil {
+						continue
+					}
+					code = CodeUpstreamFailed
+					if _, ok := errors.AsType[*query.DeadlineError](f.Err); ok {
+						code = CodeDeadlineExceeded
+					} else if re, ok := errors.AsType[*resolver.Error](f.Err); ok {
+						code = resolverCode(re)
+					}
+					break fields
+				}
+			}
+		}
+		m.Observe(g.NS.Name, took, code)
 	}
 }
 
@@ -141,54 +165,43 @@ func resolverCode(re *resolver.Error) string {
 // logFailedReads logs the failed reads of a query: one line per namespace,
 // at most one per StoreErrorLogInterval, with the count of lines
 // suppressed since the last. The metrics count every failure.
-func (s *Server) logFailedReads(fields []query.Field, failed map[*feature.Feature]bool) {
+func (s *Server) logFailedReads(res *query.Answer, failed map[*feature.Feature]bool) {
 	var logged map[string]bool
-	for i := range fields {
-		f := &fields[i]
-		if f.Err == nil || !failed[f.Feature] {
-			continue
-		}
-		if _, ok := errors.AsType[*resolver.Error](f.Err); ok {
-			continue // the resolvers log their own failures
-		}
-		ns := f.Feature.Namespace.Name
-		if logged[ns] {
-			continue
-		}
-		if logged == nil {
-			logged = map[string]bool{}
-		}
-		logged[ns] = true
-		ok, suppressed := s.storeLog.Allow(ns, time.Now()) // namespaces come from the registry: a bounded set
-		if !ok {
-			continue
-		}
-		var feats []string
-		for g := range failed {
-			if g.Namespace == f.Feature.Namespace {
-				feats = append(feats, g.FQN)
-			}
-		}
-		slices.Sort(feats)
-		s.log.Warn("api: store read failed", "namespace", ns, "features", feats, "err", f.Err,
-			"suppressed", suppressed, "interval", s.cfg.StoreErrorLogInterval)
-	}
+	eachFailure(res, func(f *query.Field) {
+		s.logFailedRead(f, failed, &logged)
+	})
 }
 
-// fieldsPool holds the fields of answered queries for the next ones.
-var fieldsPool = sync.Pool{New: func() any { return new([]query.Field) }}
-
-// maxPooledFields bounds the fields kept for the next query.
-const maxPooledFields = 1 << 16
-
-// putFields gives fields, once written, back to fieldsPool in p. They are
-// not cleared: QueryInto overwrites every field it appends.
-func putFields(p *[]query.Field, fields []query.Field) {
-	if cap(fields) > maxPooledFields {
+// logFailedRead logs f's failure, once per namespace and query (logged
+// holds those logged), at most once per StoreErrorLogInterval.
+func (s *Server) logFailedRead(f *query.Field, failed map[*feature.Feature]bool, logged *map[string]bool) {
+	if !failed[f.Feature] {
 		return
 	}
-	*p = fields[:0]
-	fieldsPool.Put(p)
+	if _, ok := errors.AsType[*resolver.Error](f.Err); ok {
+		return // the resolvers log their own failures
+	}
+	ns := f.Feature.Namespace.Name
+	if (*logged)[ns] {
+		return
+	}
+	if *logged == nil {
+		*logged = map[string]bool{}
+	}
+	(*logged)[ns] = true
+	ok, suppressed := s.storeLog.Allow(ns, time.Now()) // namespaces come from the registry: a bounded set
+	if !ok {
+		return
+	}
+	var feats []string
+	for g := range failed {
+		if g.Namespace == f.Feature.Namespace {
+			feats = append(feats, g.FQN)
+		}
+	}
+	slices.Sort(feats)
+	s.log.Warn("api: store read failed", "namespace", ns, "features", feats, "err", f.Err,
+		"suppressed", suppressed, "interval", s.cfg.StoreErrorLogInterval)
 }
 
 func (s *Server) parseQuery(req *queryRequest) (*query.Request, errorList) {

@@ -135,7 +135,9 @@ func NewEngine(st Store, reg prometheus.Registerer, now func() time.Time) *Engin
 // failure fails the fields of that namespace only. Reads stop when ctx
 // ends: give it the query's deadline.
 func (e *Engine) Query(ctx context.Context, req *Request) []Field {
-	return e.QueryInto(ctx, req, nil)
+	a := e.Answer(ctx, req)
+	defer a.Release()
+	return a.Fields(nil)
 }
 
 // rowsPool holds rows for stores that fill rows the caller owns.
@@ -144,9 +146,10 @@ var rowsPool = sync.Pool{New: func() any { return new([]store.Row) }}
 // maxPooledCells bounds the rows kept for the next query.
 const maxPooledCells = 1 << 16
 
-// QueryInto is Query, appending the fields to out[:0], which it reuses
-// when large enough.
-func (e *Engine) QueryInto(ctx context.Context, req *Request, out []Field) []Field {
+// Answer answers req as Query does, without making a Field of every value:
+// the answer is the store's rows, seen through its Groups. Release it once
+// it is written.
+func (e *Engine) Answer(ctx context.Context, req *Request) *Answer {
 	type group struct {
 		ns    *feature.Namespace
 		feats []*feature.Feature // outputs, primary key excluded
@@ -208,9 +211,7 @@ func (e *Engine) QueryInto(ctx context.Context, req *Request, out []Field) []Fie
 		e.reads.WithLabelValues(g.ns.Name, outcome).Inc()
 	}
 	var reads []*group
-	nout := 0
 	for _, g := range groups {
-		nout += len(req.Keys[g.ns]) * len(g.outs)
 		if len(g.feats) > 0 && len(req.Keys[g.ns]) > 0 {
 			reads = append(reads, g)
 		}
@@ -248,51 +249,159 @@ func (e *Engine) QueryInto(ctx context.Context, req *Request, out []Field) []Fie
 			}
 		}
 	}
-	if cap(out) < nout {
-		out = make([]Field, 0, nout)
-	}
-	out = out[:0]
+	a := &Answer{Groups: make([]Group, len(groups))}
 	for gi, g := range groups {
-		var rs *resolution
-		if res != nil {
-			rs = res[gi]
+		keys := req.Keys[g.ns]
+		grp := &a.Groups[gi]
+		*grp = Group{NS: g.ns, Keys: keys, Outs: g.outs, cols: make([]int, len(g.outs)),
+			rows: g.rows, err: g.err, pooled: g.pooled}
+		if wins != nil {
+			grp.wins = wins[gi]
 		}
-		for i, key := range req.Keys[g.ns] {
-			j := 0 // index into g.feats, which follows g.outs minus the key
-			for _, f := range g.outs {
-				fld := Field{Feature: f, Key: key}
-				switch {
-				case f == g.ns.PrimaryKey:
-					fld.Value = pkValue(f, key)
-				case f.WindowOf != nil:
-					a := wins[gi][i][f]
-					fld.Value, fld.Err = a.value, a.err
-				case rs != nil && rs.fill(&fld, i):
-					j++
-				case g.err != nil:
-					fld.Err = g.err
-					j++
-				default:
-					c := g.rows[i].Cells[j]
-					j++
-					fld.CacheHit = c.CacheHit
-					if !c.Found || c.Value == nil {
-						break
-					}
-					if !e.fresh(req, f, c, now) {
-						e.stale.Inc()
-						break
-					}
-					fld.Value, fld.ObservedAt = c.Value, c.ObservedAt
+		if res != nil {
+			grp.res = res[gi]
+		}
+		// Outputs read from the store have a column of cells each, in
+		// the order of g.feats, which follows g.outs minus the key and
+		// the windowed outputs.
+		j := 0
+		for o, f := range g.outs {
+			if f == g.ns.PrimaryKey || f.WindowOf != nil {
+				grp.cols[o] = -1
+				continue
+			}
+			grp.cols[o] = j
+			j++
+		}
+		if g.err != nil {
+			continue
+		}
+		// A stored value older than its bound is not served: its cell
+		// is marked absent, once, here.
+		for i := range keys {
+			for o, f := range g.outs {
+				c := grp.cell(i, o)
+				if c == nil || !c.Found || c.Value == nil || e.fresh(req, f, *c, now) {
+					continue
 				}
-				out = append(out, fld)
+				e.stale.Inc()
+				c.Found = false
 			}
 		}
-		if g.pooled != nil {
+	}
+	return a
+}
+
+// Answer is a query's answer: a Group per namespace read, in the order the
+// outputs first name them.
+type Answer struct {
+	Groups []Group
+	// released guards against a second Release.
+	released bool
+}
+
+// Group is the answer of one namespace: a row per key, in the order of
+// Keys, of a value per output, in the order of Outs. Its values are the
+// store's cells, the resolvers' results and the windows' aggregates as
+// they were read, seen through Field, never copied out.
+type Group struct {
+	NS   *feature.Namespace
+	Keys []string
+	Outs []*feature.Feature
+	// cols[o] is the cell column of output o in rows, -1 for the primary
+	// key and windowed outputs.
+	cols   []int
+	rows   []store.Row
+	err    error
+	wins   []map[*feature.Feature]windowAnswer
+	res    *resolution
+	pooled *[]store.Row
+	// fields, when set, are the group's fields made beforehand
+	// (FieldsGroup), row by row.
+	fields []Field
+}
+
+// cell returns the store's cell of output o for row i, nil for an output
+// the store does not answer there (the primary key, a windowed output, a
+// value a resolver computed or failed to compute).
+func (g *Group) cell(i, o int) *store.Cell {
+	j := g.cols[o]
+	if j < 0 || g.err != nil || g.rows == nil {
+		return nil
+	}
+	if g.res != nil && g.res.covers(g.Outs[o], i) {
+		return nil
+	}
+	return &g.rows[i].Cells[j]
+}
+
+// Field returns the value of output o for row i. A store failure fails the
+// fields of its namespace only.
+func (g *Group) Field(i, o int) Field {
+	if g.fields != nil {
+		return g.fields[i*len(g.Outs)+o]
+	}
+	f := g.Outs[o]
+	fld := Field{Feature: f, Key: g.Keys[i]}
+	switch {
+	case f == g.NS.PrimaryKey:
+		fld.Value = pkValue(f, fld.Key)
+	case f.WindowOf != nil:
+		a := g.wins[i][f]
+		fld.Value, fld.Err = a.value, a.err
+	case g.res != nil && g.res.fill(&fld, i):
+	case g.err != nil:
+		fld.Err = g.err
+	default:
+		c := &g.rows[i].Cells[g.cols[o]]
+		fld.CacheHit = c.CacheHit
+		if c.Found && c.Value != nil {
+			fld.Value, fld.ObservedAt = c.Value, c.ObservedAt
+		}
+	}
+	return fld
+}
+
+// MayFail reports whether some field of the group may carry an error:
+// its store read failed, or it has resolved or windowed outputs. The
+// fields of a group that may not need not be looked at for errors.
+func (g *Group) MayFail() bool {
+	return g.err != nil || g.res != nil || g.wins != nil || g.fields != nil
+}
+
+// FieldsGroup returns a group of ns whose fields are fields, laid out row
+// by row (len(keys) × len(outs) of them): an answer made without an engine,
+// for tests and tools.
+func FieldsGroup(ns *feature.Namespace, keys []string, outs []*feature.Feature, fields []Field) Group {
+	return Group{NS: ns, Keys: keys, Outs: outs, fields: fields}
+}
+
+// Fields appends the answer's fields to dst as Query lays them out:
+// namespace by namespace, then key by key, then in output order.
+func (a *Answer) Fields(dst []Field) []Field {
+	for gi := range a.Groups {
+		g := &a.Groups[gi]
+		for i := range g.Keys {
+			for o := range g.Outs {
+				dst = append(dst, g.Field(i, o))
+			}
+		}
+	}
+	return dst
+}
+
+// Release gives the answer's rows back for the next queries. The answer
+// must not be used after.
+func (a *Answer) Release() {
+	if a.released {
+		return
+	}
+	a.released = true
+	for gi := range a.Groups {
+		if g := &a.Groups[gi]; g.pooled != nil {
 			putRows(g.pooled, g.rows)
 		}
 	}
-	return out
 }
 
 // putRows gives rows, whose values have been copied out, back to rowsPool

@@ -94,6 +94,13 @@ type resolution struct {
 
 // fill answers fld, the output of key index i, from what was computed,
 // and reports whether it did (false: the store's cell answers it).
+// covers reports whether row i of output f is the resolution's, computed
+// or failed, rather than the store's.
+func (rs *resolution) covers(f *feature.Feature, i int) bool {
+	r := f.Resolver
+	return r != nil && rs.need[r][i]
+}
+
 func (rs *resolution) fill(fld *Field, i int) bool {
 	r := fld.Feature.Resolver
 	if r == nil || !rs.need[r][i] {
