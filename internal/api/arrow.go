@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"hash/maphash"
 	"math/bits"
 	"net/http"
 	"strconv"
@@ -196,22 +197,27 @@ func arrowType(t feature.Type) arrow.DataType {
 	return arrow.Null
 }
 
-// arrowSchema returns the schema of t's Arrow answer: a column per column
-// of t, then with include_meta an observed-at column per output; the
-// answer's errors and meta as metadata.
-func arrowSchema(a *answer, t *table) (*arrow.Schema, error) {
+// arrowFields returns the fields of t's Arrow answer: a column per column
+// of t, then with include_meta an observed-at column per output.
+func arrowFields(t *table, includeMeta bool) []arrow.Field {
 	fields := make([]arrow.Field, 0, 2*len(t.cols))
 	for i := range t.cols {
 		c := &t.cols[i]
 		fields = append(fields, arrow.Field{Name: c.feature.FQN, Type: arrowType(c.feature.Type), Nullable: !c.key})
 	}
-	if a.includeMeta {
+	if includeMeta {
 		for i := range t.cols {
 			if c := &t.cols[i]; !c.key {
 				fields = append(fields, arrow.Field{Name: c.feature.FQN + tsSuffix, Type: arrowTimestamp, Nullable: true})
 			}
 		}
 	}
+	return fields
+}
+
+// arrowSchema returns the schema of a's Arrow answer: fields (arrowFields),
+// and the answer's errors and meta as metadata.
+func arrowSchema(a *answer, fields []arrow.Field) (*arrow.Schema, error) {
 	meta, err := appendMeta(nil, a)
 	if err != nil {
 		return nil, err
@@ -219,6 +225,94 @@ func arrowSchema(a *answer, t *table) (*arrow.Schema, error) {
 	md := arrow.NewMetadata([]string{arrowErrorsKey, arrowMetaKey},
 		[]string{string(appendErrorList(nil, a.errors)), string(meta)})
 	return arrow.NewSchema(fields, &md), nil
+}
+
+// arrowBuilders are the fields and the record builder of the Arrow answers
+// of one layout (the columns' features, and include_meta), kept between
+// answers: making the schema's fields and a builder per column cost more
+// than filling them with one entity's values.
+type arrowBuilders struct {
+	cols        []*feature.Feature
+	includeMeta bool
+	fields      []arrow.Field
+	rb          *array.RecordBuilder
+}
+
+// arrowLayouts pools arrowBuilders by layout, up to maxArrowLayouts
+// layouts; the answers of others make their own.
+var arrowLayouts = struct {
+	mu    sync.RWMutex
+	seed  maphash.Seed
+	pools map[uint64]*sync.Pool
+}{seed: maphash.MakeSeed(), pools: map[uint64]*sync.Pool{}}
+
+// maxArrowLayouts bounds the layouts whose builders are kept.
+const maxArrowLayouts = 256
+
+// layoutOf returns the hash of t's layout with includeMeta.
+func layoutOf(t *table, includeMeta bool) uint64 {
+	var h maphash.Hash
+	h.SetSeed(arrowLayouts.seed)
+	for i := range t.cols {
+		maphash.WriteComparable(&h, t.cols[i].feature)
+	}
+	maphash.WriteComparable(&h, includeMeta)
+	return h.Sum64()
+}
+
+// getBuilders returns builders for t's layout with includeMeta: pooled
+// ones of the same layout, or new ones.
+func getBuilders(mem memory.Allocator, t *table, includeMeta bool) (*arrowBuilders, uint64) {
+	key := layoutOf(t, includeMeta)
+	arrowLayouts.mu.RLock()
+	p := arrowLayouts.pools[key]
+	arrowLayouts.mu.RUnlock()
+	if p != nil {
+		if ab, _ := p.Get().(*arrowBuilders); ab != nil && ab.matches(t, includeMeta) {
+			return ab, key
+		}
+	}
+	ab := &arrowBuilders{includeMeta: includeMeta, fields: arrowFields(t, includeMeta)}
+	for i := range t.cols {
+		ab.cols = append(ab.cols, t.cols[i].feature)
+	}
+	ab.rb = array.NewRecordBuilder(mem, arrow.NewSchema(ab.fields, nil))
+	return ab, key
+}
+
+// matches reports whether ab's layout is t's with includeMeta (a hash
+// says so; this makes sure).
+func (ab *arrowBuilders) matches(t *table, includeMeta bool) bool {
+	if ab.includeMeta != includeMeta || len(ab.cols) != len(t.cols) {
+		return false
+	}
+	for i := range t.cols {
+		if ab.cols[i] != t.cols[i].feature {
+			return false
+		}
+	}
+	return true
+}
+
+// putBuilders keeps ab, emptied by a record made of it, for the next
+// answer of its layout.
+func putBuilders(ab *arrowBuilders, key uint64) {
+	arrowLayouts.mu.RLock()
+	p := arrowLayouts.pools[key]
+	arrowLayouts.mu.RUnlock()
+	if p == nil {
+		arrowLayouts.mu.Lock()
+		if p = arrowLayouts.pools[key]; p == nil && len(arrowLayouts.pools) < maxArrowLayouts {
+			p = new(sync.Pool)
+			arrowLayouts.pools[key] = p
+		}
+		arrowLayouts.mu.Unlock()
+	}
+	if p == nil {
+		ab.rb.Release()
+		return
+	}
+	p.Put(ab)
 }
 
 // byteSink is an io.Writer appending to a byte slice.
@@ -258,12 +352,20 @@ func appendArrow(sink *byteSink, mem memory.Allocator, a *answer, qr *query.Requ
 	if err != nil {
 		return err
 	}
-	schema, err := arrowSchema(a, t)
+	ab, layout := getBuilders(mem, t, a.includeMeta)
+	schema, err := arrowSchema(a, ab.fields)
 	if err != nil {
+		ab.rb.Release()
 		return err
 	}
-	rb := array.NewRecordBuilder(mem, schema)
-	defer rb.Release()
+	// A builder holding part of an answer is not kept.
+	kept := false
+	defer func() {
+		if !kept {
+			ab.rb.Release()
+		}
+	}()
+	rb := ab.rb
 	rb.Reserve(t.rows)
 	var scratch []byte // JSON values' text
 	for ci := range t.cols {
@@ -300,6 +402,8 @@ func appendArrow(sink *byteSink, mem memory.Allocator, a *answer, qr *query.Requ
 	}
 	rec := rb.NewRecordBatch()
 	defer rec.Release()
+	putBuilders(ab, layout) // emptied by NewRecordBatch
+	kept = true
 	wr := ipc.NewWriter(sink, ipc.WithSchema(schema), ipc.WithAllocator(mem))
 	if err := wr.Write(rec); err != nil {
 		_ = wr.Close()
