@@ -42,6 +42,13 @@ or in this one with --in-process); the load generator and the floor's
 client run in this one, on the same CPUs. The report (Markdown) goes to standard output, progress to
 standard error.
 
+Latency percentiles below 10 ms are set as much by the machine (the
+scheduler, the collector, the load generator on the same CPUs) as by the
+server. So every path answered by a query server process also reports
+that process's CPU per query, from its own accounting: utime + stime in
+/proc/PID/stat, read before and after each of the path's slices, summed
+over them and divided by their queries.
+
 With --security, two more query servers are measured beside (a): (c)
 requiring an API key, (d) serving HTTPS. With --resolvers, two more whose
 last 10 features are computed on every query (max_staleness 0s) instead of

@@ -19,7 +19,14 @@ import (
 
 // benchRow matches a row of the report's tables: path, achieved rate,
 // errors.
-var benchRow = regexp.MustCompile(`(?m)^\| (\([a-h]\)[^|]*) \| (\d+) \| (\d+) \|`)
+var benchRow = regexp.MustCompile(`(?m)^\| (\([a-i]\)[^|]*) \| (\d+) \| (\d+) \|`)
+
+// cpuColumn matches a row of the report's two tables of percentiles:
+// its path's name and its last column, the server CPU per query.
+var cpuColumn = regexp.MustCompile(`(?m)^\| (\([a-i]\))[^|]*(?:\|[^|]*){8}\| (\d+|n/a) \|$`)
+
+// isUint reports whether s is a decimal number.
+func isUint(s string) bool { _, err := strconv.ParseUint(s, 10, 64); return err == nil }
 
 // foundRate matches the rate search's result in the report.
 var foundRate = regexp.MustCompile(`Highest rate with p99 ≤ 1s: \*\*(\d+) q/s\*\*`)
@@ -152,6 +159,11 @@ func TestBenchRedis(t *testing.T) {
 			t.Errorf("report lacks %q:\n%s", want, report)
 		}
 	}
+	// (a)'s query server runs in a process of its own, whose CPU per
+	// query ends each of its rows; the floor has no server.
+	if m := cpuColumn.FindAllStringSubmatch(report, -1); len(m) != 4 || m[0][1] != "(a)" || !isUint(m[0][2]) || m[1][1] != "(b)" || m[1][2] != "n/a" {
+		t.Errorf("rows of (a) and (b) do not end with the server CPU per query (a number for (a), n/a for (b)): %q\n%s", m, report)
+	}
 	// Both paths are measured at the rate the search found. That rate is
 	// not asserted: a step passes only when the answers keep up with the
 	// rate, which a loaded machine may not do at 200 q/s in 100ms steps.
@@ -165,7 +177,7 @@ func TestBenchRedis(t *testing.T) {
 	some, _ := runBenchT(t, "--store", fmt.Sprintf("redis://%s/0", addr), "--ask", "5", "--in-process")
 	checkRows(t, some, "(a)", "(b)")
 	for _, want := range []string{"### 3 × 5 of 12 at", "pipeline of 3 × HMGET of 6 fields", "for the first 5 of 12 features",
-		"load generator, query server and floor client in one process"} {
+		"load generator, query server and floor client in one process", "Server CPU per query n/a: with --in-process"} {
 		if !strings.Contains(some, want) {
 			t.Errorf("report lacks %q:\n%s", want, some)
 		}

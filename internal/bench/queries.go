@@ -269,10 +269,14 @@ type path struct {
 	resolver bool
 	calls    map[string]float64
 	callsErr error
-	// answers, with Formats, records the path's answers; cpu is the
-	// query server's CPU over the path's own slices (formats.go).
+	// answers, with Formats, records the path's answers (formats.go).
 	answers *answerStats
-	cpu     sliceCPU
+	// cpuServer is the query server process that answers the path, its
+	// own or one it shares with other paths (--formats); cpu is that
+	// process's CPU time over the path's own slices, read from
+	// /proc/PID/stat before and after each (cpu.go).
+	cpuServer *serverProcess
+	cpu       sliceCPU
 }
 
 // setup is what a measurement measures, ready to be driven.
@@ -388,15 +392,15 @@ func MeasureQueries(ctx context.Context, o Options) error {
 		for _, p := range order {
 			var before, after float64
 			var okBefore, okAfter bool
-			if p.answers != nil && b.server != nil {
-				before, okBefore = processTicks(fmt.Sprintf("/proc/%d/stat", b.server.pid()))
+			if p.cpuServer != nil {
+				before, okBefore = processTicks(fmt.Sprintf("/proc/%d/stat", p.cpuServer.pid()))
 			}
 			res, err := Run(ctx, load(rate, o.Slice), p.target)
 			if err != nil {
 				return err
 			}
-			if p.answers != nil && b.server != nil {
-				after, okAfter = processTicks(fmt.Sprintf("/proc/%d/stat", b.server.pid()))
+			if p.cpuServer != nil {
+				after, okAfter = processTicks(fmt.Sprintf("/proc/%d/stat", p.cpuServer.pid()))
 				p.cpu.add(before, after, okBefore, okAfter, res.Count)
 			}
 			p.rounds = append(p.rounds, res)
@@ -498,7 +502,7 @@ func setUp(ctx context.Context, o Options, progress func(string, ...any)) (*setu
 	if err := b.http.check(ctx, len(asked)); err != nil {
 		return b, err
 	}
-	b.paths = []*path{{name: plain.name, label: plain.label, target: b.http.call, server: b.server}}
+	b.paths = []*path{{name: plain.name, label: plain.label, target: b.http.call, server: b.server, cpuServer: b.server}}
 	if o.Formats {
 		b.http.answers = &answerStats{}
 		b.paths[0].answers = b.http.answers
@@ -519,7 +523,7 @@ func setUp(ctx context.Context, o Options, progress func(string, ...any)) (*setu
 				return b, fmt.Errorf("bench: first query of %s: %w", v.name, err)
 			}
 			h.answers = &answerStats{}
-			b.paths = append(b.paths, &path{name: v.name, label: v.label, target: h.call, answers: h.answers})
+			b.paths = append(b.paths, &path{name: v.name, label: v.label, target: h.call, answers: h.answers, cpuServer: b.server})
 		}
 	}
 	if o.Security {
@@ -546,7 +550,7 @@ func setUp(ctx context.Context, o Options, progress func(string, ...any)) (*setu
 			if err := h.check(ctx, len(asked)); err != nil {
 				return b, fmt.Errorf("%s: %w", v.name, err)
 			}
-			b.paths = append(b.paths, &path{name: v.name, label: v.label, target: h.call, server: p})
+			b.paths = append(b.paths, &path{name: v.name, label: v.label, target: h.call, server: p, cpuServer: p})
 		}
 	}
 	if o.Resolvers {
@@ -582,7 +586,7 @@ func (b *setup) startResolvers(ctx context.Context, o Options, feats []*feature.
 		if err := h.check(ctx, len(feats)); err != nil {
 			return fmt.Errorf("%s: %w", v.name, err)
 		}
-		b.paths = append(b.paths, &path{name: v.name, label: v.label, target: h.call, server: p, resolver: true})
+		b.paths = append(b.paths, &path{name: v.name, label: v.label, target: h.call, server: p, cpuServer: p, resolver: true})
 	}
 	return nil
 }

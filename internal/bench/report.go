@@ -135,8 +135,8 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 	}
 	fmt.Fprintf(w, "- %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 
-	header := "| path | achieved (q/s) | errors | p50 (ms) | p90 (ms) | p99 (ms) | p99.9 (ms) | max (ms) | send lag p99 (ms) |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|"
-	fmt.Fprintf(w, "Median over %d rounds of each figure (errors: total):\n\n%s\n", rounds, header)
+	header := "| path | achieved (q/s) | errors | p50 (ms) | p90 (ms) | p99 (ms) | p99.9 (ms) | max (ms) | send lag p99 (ms) | server CPU per query (µs) |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+	fmt.Fprintf(w, "Median over %d rounds of each figure (errors: total; server CPU per query: the query server process's own CPU time, user and system, over the path's slices, divided by their queries):\n\n%s\n", rounds, header)
 	meds := make([]Summary, len(paths))
 	for i, p := range paths {
 		meds[i] = medianSummary(p.rounds)
@@ -149,9 +149,10 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 			errs += r.Errors
 		}
 		m := meds[i]
-		fmt.Fprintf(w, "| %s | %.0f | %d | %s | %s | %s | %s | %s | %s |\n", p.label, medianFloat(ach), errs,
-			fmtMS(m.P50), fmtMS(m.P90), fmtMS(m.P99), fmtMS(m.P999), fmtMS(m.Max), fmtMS(medianDuration(lag)))
+		fmt.Fprintf(w, "| %s | %.0f | %d | %s | %s | %s | %s | %s | %s | %s |\n", p.label, medianFloat(ach), errs,
+			fmtMS(m.P50), fmtMS(m.P90), fmtMS(m.P99), fmtMS(m.P999), fmtMS(m.Max), fmtMS(medianDuration(lag)), p.cpuText())
 	}
+	fmt.Fprint(w, cpuNote(b))
 	if b.floor == nil {
 		fmt.Fprint(w, "\n(b) skipped: the floor is measured for Redis and Valkey stores only.\n\n")
 	} else {
@@ -186,8 +187,8 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 		slices.Sort(lag)
 		pooled[i] = lat
 		s := lat.Summary()
-		fmt.Fprintf(w, "| %s | %.0f | %d | %s | %s | %s | %s | %s | %s |\n", p.label, float64(count)/elapsed.Seconds(), errs,
-			fmtMS(s.P50), fmtMS(s.P90), fmtMS(s.P99), fmtMS(s.P999), fmtMS(s.Max), fmtMS(lag.Percentile(99)))
+		fmt.Fprintf(w, "| %s | %.0f | %d | %s | %s | %s | %s | %s | %s | %s |\n", p.label, float64(count)/elapsed.Seconds(), errs,
+			fmtMS(s.P50), fmtMS(s.P90), fmtMS(s.P99), fmtMS(s.P999), fmtMS(s.Max), fmtMS(lag.Percentile(99)), p.cpuText())
 	}
 	for i, p := range paths {
 		fmt.Fprintf(w, "\nLatency of %s, all rounds:\n\n```\n%s```\n", p.label, pooled[i].Histogram())
@@ -245,10 +246,6 @@ func printFormats(w io.Writer, b *setup, meds []Summary) {
 		}
 		size, _ := p.answers.medianSize()
 		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %d | %s |\n", p.label, queries, fmtMS(meds[i].P50), fmtMS(meds[i].P99), total, perQuery, size, p.answers.typesText())
-	}
-	fmt.Fprintf(w, "\nThe server's CPU time is counted in clock ticks of %d ms: each path's total is within a tick or two per slice of the truth, so the figure per query is only as good as the path's total is large.\n", 1000/userHZ)
-	if b.server == nil {
-		fmt.Fprint(w, "\nServer CPU per query n/a: with --in-process the query server shares this process's CPU time with the load generator.\n")
 	}
 	fmt.Fprint(w, "\nA server that does not know a form answers row JSON (`application/json`), so that the sizes are then alike.\n\n")
 }
@@ -332,4 +329,23 @@ func passWord(pass bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+// cpuText is the path's server CPU per query in microseconds, for the
+// tables: "n/a" for a path without a query server process (the floor,
+// or --in-process) or on a system without /proc.
+func (p *path) cpuText() string {
+	secs, ok := p.cpu.perQuery()
+	if !ok {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.0f", secs*1e6)
+}
+
+// cpuNote explains the server CPU column.
+func cpuNote(b *setup) string {
+	if b.server == nil {
+		return "\nServer CPU per query n/a: with --in-process the query server shares this process's CPU time with the load generator.\n"
+	}
+	return fmt.Sprintf("\nServer CPU per query is the query server process's own accounting (utime + stime in /proc/PID/stat, in ticks of %d ms), read before and after each of the path's slices: it counts what the server spent on the path's queries, whatever the load generator, redis-server or anything else did to the latency on these shared CPUs, and is within a tick or two per slice of the truth.\n", 1000/userHZ)
 }
