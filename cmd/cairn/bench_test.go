@@ -300,3 +300,55 @@ func TestBenchStoreFailureStopsFloor(t *testing.T) {
 		t.Errorf("GC percent after a failed bench: %d, want GOGC's 100", p)
 	}
 }
+
+// metricsSeen matches the report's line on the records of the metrics
+// topic: records, intervals, queries counted, queries of (i)'s rounds.
+var metricsSeen = regexp.MustCompile(`once \(i\)'s server had stopped \(sending its last, partial, interval\): \*\*(\d+)\*\*, of (\d+) distinct intervals; they count (\d+) queries of namespace bench, against (\d+) answered by \(i\) in the rounds`)
+
+// --metrics: beside (a) and (b), (i) runs on a query server process
+// with Kafka, a broker of the run's own: its aggregator sent at least a
+// record for each interval in which (i) was driven, counting every
+// query (i) answered, and both servers' CPU per query is reported.
+func TestBenchMetrics(t *testing.T) {
+	addr := testserver.Redis(t)
+	var out, errOut bytes.Buffer
+	args := []string{"bench", "--store", fmt.Sprintf("redis://%s/0", addr), "--rate", "200", "--duration", "2s", "--slice", "1s", "--warmup", "200ms",
+		"--entities", "1", "--features", "12", "--pool", "20", "--metrics"}
+	env := config.FromMap(map[string]string{"CAIRN_METRICS_INTERVAL": "1s"})
+	if err := run(context.Background(), args, env, &out, &errOut); err != nil {
+		t.Fatalf("cairn %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
+	}
+	report := out.String()
+	checkRows(t, report, "(a)", "(b)", "(i)")
+	for _, want := range []string{"(a), (b), (i) in turn", "| (i) as (a), with query metrics (one record per 1s to Kafka) |",
+		"What the query metrics cost the server: ", "load generator, floor client and Kafka broker "} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	m := metricsSeen.FindStringSubmatch(report)
+	if m == nil {
+		t.Fatalf("report gives no records of the metrics topic:\n%s", report)
+	}
+	records, _ := strconv.Atoi(m[1])
+	intervals, _ := strconv.Atoi(m[2])
+	counted, _ := strconv.Atoi(m[3])
+	answered, _ := strconv.Atoi(m[4])
+	// Each of (i)'s two slices of 1s overlaps at least one interval.
+	if records < intervals || intervals < 2 {
+		t.Errorf("%d records of %d intervals: want at least one record for each of the 2 intervals (i) was driven in", records, intervals)
+	}
+	if answered == 0 || counted < answered {
+		t.Errorf("the records count %d queries, (i) answered %d in the rounds: want every one counted", counted, answered)
+	}
+	rows := cpuColumn.FindAllStringSubmatch(report, -1)
+	n := 0
+	for _, r := range rows {
+		if (r[1] == "(a)" || r[1] == "(i)") && isUint(r[2]) {
+			n++
+		}
+	}
+	if n != 4 { // both tables
+		t.Errorf("%d rows of (a) and (i) with a server CPU per query, want 4: %q", n, rows)
+	}
+}

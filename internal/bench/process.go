@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -79,6 +80,9 @@ type serverProcess struct {
 	stdin io.WriteCloser
 	addr  string
 	done  chan error
+	// stopped makes stop run once: the server of (i) is stopped before
+	// the report, and again with the rest.
+	stopped sync.Once
 }
 
 // startServerProcess starts the query server of variant v of o's
@@ -155,7 +159,9 @@ func (p *serverProcess) pid() int { return p.cmd.Process.Pid }
 
 // stop closes the server's standard input, which makes it shut down, and
 // waits for it, killing it after serverStopTimeout.
-func (p *serverProcess) stop() {
+func (p *serverProcess) stop() { p.stopped.Do(p.stopOnce) }
+
+func (p *serverProcess) stopOnce() {
 	_ = p.stdin.Close()
 	t := time.NewTimer(serverStopTimeout)
 	defer t.Stop()

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/cairnfs/cairn/internal/feature"
 	"github.com/cairnfs/cairn/internal/gcfloor"
+	"github.com/cairnfs/cairn/internal/queue"
 	"github.com/cairnfs/cairn/internal/store"
 	"github.com/cairnfs/cairn/internal/store/redis"
 )
@@ -122,6 +124,20 @@ type Options struct {
 	// CPU per query and answer size (--formats; see formats.go). Not with
 	// Security nor Resolvers. Default: false.
 	Formats bool
+	// Metrics adds path (i): (a)'s queries on a second query server
+	// process, with a Kafka broker started for the run, so that its
+	// query metrics aggregator runs as in `cairn serve` (--metrics; see
+	// metrics.go). Default: false.
+	Metrics bool
+	// Kafka names, with Metrics, the topics created on the run's broker
+	// (PersistTopic, MetricsTopic, DeadLetterTopic: the
+	// CAIRN_KAFKA_*_TOPIC knobs); its other fields are not used. Default:
+	// the topics' default names.
+	Kafka queue.Config
+	// MetricsInterval is, with Metrics, the query server's interval of
+	// query metrics (CAIRN_METRICS_INTERVAL), for the report. Default:
+	// 10s.
+	MetricsInterval time.Duration
 
 	// GCHeapFloor is the floor under the collector's heap goal, in bytes,
 	// kept in this process during the run as a query server keeps it (see
@@ -245,6 +261,9 @@ func (o *Options) Validate() error {
 	if o.Formats && o.Resolvers {
 		errs = append(errs, errors.New("--formats with --resolvers: with --formats, (a), (g) and (h) share one query server, whose CPU is attributed to them slice by slice; measure them in a run of their own"))
 	}
+	if o.Metrics && o.InProcess {
+		errs = append(errs, errors.New("--metrics with --in-process: the query servers of --metrics run in processes of their own"))
+	}
 	if o.InProcess && o.StartServer == nil {
 		errs = append(errs, errors.New("bench: --in-process without StartServer"))
 	}
@@ -298,6 +317,10 @@ type setup struct {
 	// serviceCalls the calls it had answered when the rounds ended.
 	service      *resolverService
 	serviceCalls int64
+	// broker is the Kafka broker of Metrics, and seen what its metrics
+	// topic held once (i)'s server stopped.
+	broker *metricsBroker
+	seen   metricsSeen
 }
 
 func (b *setup) close() {
@@ -411,6 +434,7 @@ func MeasureQueries(ctx context.Context, o Options) error {
 	}
 	b.cpuEnd = b.sampleCPU(ctx)
 	b.readResolverCalls(ctx)
+	b.readMetrics(ctx)
 	printReport(o.Stdout, o, b, rate)
 	return nil
 }
@@ -526,6 +550,11 @@ func setUp(ctx context.Context, o Options, progress func(string, ...any)) (*setu
 			b.paths = append(b.paths, &path{name: v.name, label: v.label, target: h.call, answers: h.answers, cpuServer: b.server})
 		}
 	}
+	if o.Metrics {
+		if err := b.startMetrics(ctx, o, sets, len(asked), progress); err != nil {
+			return b, err
+		}
+	}
 	if o.Security {
 		dir, err := os.MkdirTemp("", "cairn-bench-")
 		if err != nil {
@@ -559,6 +588,51 @@ func setUp(ctx context.Context, o Options, progress func(string, ...any)) (*setu
 		}
 	}
 	return b, nil
+}
+
+// startMetrics starts the Kafka broker of Metrics and the query server
+// of (i), and adds its path.
+func (b *setup) startMetrics(ctx context.Context, o Options, sets []requestSet, asked int, progress func(string, ...any)) error {
+	br, err := startMetricsBroker(ctx, o.Kafka)
+	if err != nil {
+		return err
+	}
+	b.broker = br
+	b.closers = append(b.closers, br.close) // after the server's stop
+	interval := o.MetricsInterval
+	if interval == 0 {
+		interval = 10 * time.Second
+	}
+	v := metricsVariant(br.cfg.Brokers, interval)
+	progress("starting the query server of %s, on the broker at %s", v.label, strings.Join(br.cfg.Brokers, ","))
+	vo := o
+	vo.CPUProfile, vo.MemProfile = "", "" // the plain server's only
+	p, err := startServerProcess(ctx, vo, b.uri, v)
+	if err != nil {
+		return fmt.Errorf("%s: %w", v.name, err)
+	}
+	b.closers = append(b.closers, p.stop)
+	h := newHTTPPath(p.addr, v, sets, o.MaxInFlight)
+	b.closers = append(b.closers, h.close)
+	if err := h.check(ctx, asked); err != nil {
+		return fmt.Errorf("%s: %w", v.name, err)
+	}
+	b.paths = append(b.paths, &path{name: v.name, label: v.label, target: h.call, server: p, cpuServer: p})
+	return nil
+}
+
+// readMetrics stops (i)'s query server, which sends its last record,
+// and reads the records of the metrics topic.
+func (b *setup) readMetrics(ctx context.Context) {
+	if b.broker == nil {
+		return
+	}
+	for _, p := range b.paths {
+		if p.name == "(i)" {
+			p.server.stop()
+		}
+	}
+	b.seen = b.broker.read(ctx)
 }
 
 // startResolvers starts the http resolver's service and the query

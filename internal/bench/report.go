@@ -103,7 +103,7 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 		// The counters are sampled at clock ticks: the machine's total
 		// can come out a little under its parts.
 		rest := use.machine - use.self
-		if o.Security || o.Resolvers {
+		if o.Security || o.Resolvers || o.Metrics {
 			fmt.Fprintf(w, "- CPU used during the rounds, in CPUs of the %d: query servers", use.cpus)
 			for i, p := range paths {
 				if i < len(use.paths) && !math.IsNaN(use.paths[i]) {
@@ -114,6 +114,8 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 			}
 			if o.Resolvers {
 				fmt.Fprintf(w, ", load generator, floor client and http resolver service %.2f", use.self)
+			} else if o.Metrics {
+				fmt.Fprintf(w, ", load generator, floor client and Kafka broker %.2f", use.self)
 			} else {
 				fmt.Fprintf(w, ", load generator and floor client %.2f", use.self)
 			}
@@ -168,6 +170,9 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 	}
 	if o.Resolvers {
 		printResolvers(w, o, b)
+	}
+	if o.Metrics {
+		printMetrics(w, b, meds)
 	}
 
 	fmt.Fprintf(w, "All rounds pooled:\n\n%s\n", header)
@@ -348,4 +353,44 @@ func cpuNote(b *setup) string {
 		return "\nServer CPU per query n/a: with --in-process the query server shares this process's CPU time with the load generator.\n"
 	}
 	return fmt.Sprintf("\nServer CPU per query is the query server process's own accounting (utime + stime in /proc/PID/stat, in ticks of %d ms), read before and after each of the path's slices: it counts what the server spent on the path's queries, whatever the load generator, redis-server or anything else did to the latency on these shared CPUs, and is within a tick or two per slice of the truth.\n", 1000/userHZ)
+}
+
+// printMetrics compares (i), (a)'s server with query metrics, with (a),
+// and says what the metrics topic received.
+func printMetrics(w io.Writer, b *setup, meds []Summary) {
+	ia, ii := -1, -1
+	for i, p := range b.paths {
+		switch p.name {
+		case "(a)":
+			ia = i
+		case "(i)":
+			ii = i
+		}
+	}
+	if ia < 0 || ii < 0 {
+		return
+	}
+	a, m := b.paths[ia], b.paths[ii]
+	fmt.Fprint(w, "Query metrics: (i) is a second query server process configured as (a)'s, but with Kafka: its aggregator counts every query and sends one record per interval through its producer, as in `cairn serve`. The broker (the one `cairn dev` embeds, its log fsynced on every produce) runs in the load generator's process: its CPU is not counted as the server's. Medians over the rounds:\n\n")
+	fmt.Fprint(w, "| path | p50 (ms) | p99 (ms) | server CPU per query (µs) |\n|---|--:|--:|--:|\n")
+	for _, i := range []int{ia, ii} {
+		p := b.paths[i]
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", p.label, fmtMS(meds[i].P50), fmtMS(meds[i].P99), p.cpuText())
+	}
+	if sa, okA := a.cpu.perQuery(); okA {
+		if sm, okM := m.cpu.perQuery(); okM {
+			fmt.Fprintf(w, "\nWhat the query metrics cost the server: %+.0f µs of CPU per query ((i) − (a)).\n", (sm-sa)*1e6)
+		}
+	}
+	queries := 0
+	for _, r := range m.rounds {
+		queries += r.Count
+	}
+	topic := b.broker.cfg.MetricsTopic
+	if b.seen.err != nil {
+		fmt.Fprintf(w, "\nThe records of `%s` could not all be read: %v (%d read).\n\n", topic, b.seen.err, b.seen.records)
+		return
+	}
+	fmt.Fprintf(w, "\nRecords on `%s` once (i)'s server had stopped (sending its last, partial, interval): **%d**, of %d distinct intervals; they count %d queries of namespace %s, against %d answered by (i) in the rounds (the warm-up and the first query count too).\n\n",
+		topic, b.seen.records, b.seen.intervals, b.seen.queries, Namespace, queries)
 }
