@@ -25,6 +25,10 @@ var benchRow = regexp.MustCompile(`(?m)^\| (\([a-i]\)[^|]*) \| (\d+) \| (\d+) \|
 // its path's name and its last column, the server CPU per query.
 var cpuColumn = regexp.MustCompile(`(?m)^\| (\([a-i]\))[^|]*(?:\|[^|]*){8}\| (\d+|n/a) \|$`)
 
+// tailRow matches the row of (a) in the table of where the tail comes
+// from, with its server's runtime statistics.
+var tailRow = regexp.MustCompile(`(?m)^\| \(a\) HTTP[^|]*\| [\d.]+ \| \d+ / \d+ / \d+ \| \d+ \| \d+ \| (?:\d+ / \d+|n/a) \| \d+ / \d+ / \d+ \| \d+ \| \d+ \|$`)
+
 // isUint reports whether s is a decimal number.
 func isUint(s string) bool { _, err := strconv.ParseUint(s, 10, 64); return err == nil }
 
@@ -163,6 +167,11 @@ func TestBenchRedis(t *testing.T) {
 	// query ends each of its rows; the floor has no server.
 	if m := cpuColumn.FindAllStringSubmatch(report, -1); len(m) != 4 || m[0][1] != "(a)" || !isUint(m[0][2]) || m[1][1] != "(b)" || m[1][2] != "n/a" {
 		t.Errorf("rows of (a) and (b) do not end with the server CPU per query (a number for (a), n/a for (b)): %q\n%s", m, report)
+	}
+	// Where the tail comes from: (a)'s server answered with its runtime
+	// statistics, the floor has none; the load generator's for both.
+	if !tailRow.MatchString(report) || !regexp.MustCompile(`(?m)^\| \(b\) floor[^|]*\| [\d.]+ \| n/a \| n/a \| n/a \| n/a \| \d+ / \d+ / \d+ \|`).MatchString(report) {
+		t.Errorf("no runtime statistics of (a)'s server and of the load generator:\n%s", report)
 	}
 	// Both paths are measured at the rate the search found. That rate is
 	// not asserted: a step passes only when the answers keep up with the

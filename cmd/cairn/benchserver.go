@@ -25,8 +25,9 @@ import (
 const benchServerChild = bench.ServerChildEnv
 
 // runBenchServer is `cairn bench-server`: the query server of a benchmark,
-// started by `cairn bench`. It announces its address when it serves and
-// stops when its standard input closes.
+// started by `cairn bench`. It announces its address when it serves,
+// answers requests for its runtime statistics, and stops when its
+// standard input closes.
 func runBenchServer(ctx context.Context, args []string, env *config.Env, stdout, stderr io.Writer) error {
 	fs := newFlagSet(bench.ServerCommand, stderr)
 	var store, logLevel, cpuProfile, memProfile, resolver, brokers string
@@ -64,10 +65,14 @@ func runBenchServer(ctx context.Context, args []string, env *config.Env, stdout,
 			}
 		}()
 	}
-	// The parent closes our standard input to stop us.
+	// The parent asks for our runtime statistics on our standard input,
+	// and closes it to stop us.
 	parent := node.Component{Name: "standard input", Run: func(ctx context.Context) error {
-		if err := bench.WaitForParent(ctx, os.Stdin); err != nil {
-			return nil // interrupted
+		if err := bench.ServeParent(ctx, os.Stdin, stdout); err != nil {
+			if ctx.Err() != nil {
+				return nil // interrupted
+			}
+			return err
 		}
 		return node.ErrStop
 	}}

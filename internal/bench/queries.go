@@ -296,6 +296,9 @@ type path struct {
 	// /proc/PID/stat before and after each (cpu.go).
 	cpuServer *serverProcess
 	cpu       sliceCPU
+	// tail is the runtime statistics of cpuServer and of this process
+	// over the path's own slices (tail.go).
+	tail tailStats
 }
 
 // setup is what a measurement measures, ready to be driven.
@@ -415,16 +418,22 @@ func MeasureQueries(ctx context.Context, o Options) error {
 		for _, p := range order {
 			var before, after float64
 			var okBefore, okAfter bool
+			var srvBefore RuntimeStats
+			var srvErr error
 			if p.cpuServer != nil {
+				srvBefore, srvErr = p.cpuServer.runtime(ctx)
 				before, okBefore = processTicks(fmt.Sprintf("/proc/%d/stat", p.cpuServer.pid()))
 			}
+			genBefore := ReadRuntime()
 			res, err := Run(ctx, load(rate, o.Slice), p.target)
 			if err != nil {
 				return err
 			}
+			p.tail.gen.add(ReadRuntime().sub(genBefore))
 			if p.cpuServer != nil {
 				after, okAfter = processTicks(fmt.Sprintf("/proc/%d/stat", p.cpuServer.pid()))
 				p.cpu.add(before, after, okBefore, okAfter, res.Count)
+				p.tail.addServer(ctx, p.cpuServer, srvBefore, srvErr)
 			}
 			p.rounds = append(p.rounds, res)
 			s := res.Latency.Summary()

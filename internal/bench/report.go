@@ -174,6 +174,7 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 	if o.Metrics {
 		printMetrics(w, b, meds)
 	}
+	printTail(w, b, meds)
 
 	fmt.Fprintf(w, "All rounds pooled:\n\n%s\n", header)
 	pooled := make([]Samples, len(paths))
@@ -393,4 +394,50 @@ func printMetrics(w io.Writer, b *setup, meds []Summary) {
 	}
 	fmt.Fprintf(w, "\nRecords on `%s` once (i)'s server had stopped (sending its last, partial, interval): **%d**, of %d distinct intervals; they count %d queries of namespace %s, against %d answered by (i) in the rounds (the warm-up and the first query count too).\n\n",
 		topic, b.seen.records, b.seen.intervals, b.seen.queries, Namespace, queries)
+}
+
+// printTail says, per path, where its tail may come from: how long
+// goroutines waited for a CPU, and what the collector did, in the query
+// server process answering it and in the load generator, over the
+// path's own slices.
+func printTail(w io.Writer, b *setup, meds []Summary) {
+	fmt.Fprint(w, "Where the tail comes from, over each path's own slices (runtime/metrics of the query server process answering it, asked before and after each slice, and of the load generator's process): ")
+	fmt.Fprint(w, "*runnable wait* is how long goroutines waited, runnable, for a CPU (/sched/latencies:seconds): a request waits as long as the goroutines it goes through, in the load generator (sending, reading the answer) and in the server; ")
+	fmt.Fprint(w, "*GC* is the collector's cycles and stop-the-world pauses (/sched/pauses/total/gc:seconds), whose marking between pauses also takes CPU from the requests. Times in µs, the upper bound of the runtime's histogram bucket.\n\n")
+	fmt.Fprint(w, "| path | p99 (ms) | server runnable wait p99 / p99.9 / max | server waits ≥ 1 ms | server GC cycles | server GC pause p99 / max | load generator runnable wait p99 / p99.9 / max | load generator waits ≥ 1 ms | load generator GC cycles |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	for i, p := range b.paths {
+		srvWait, srvLong, srvGC, srvPause := "n/a", "n/a", "n/a", "n/a"
+		if t := p.tail; t.serverOK {
+			srvWait = quantiles(t.server.Sched, 0.99, 0.999, 1)
+			srvLong = fmt.Sprint(t.server.Sched.above(time.Millisecond))
+			srvGC = fmt.Sprint(t.server.GCCycles)
+			srvPause = quantiles(t.server.GCPauses, 0.99, 1)
+		}
+		g := p.tail.gen
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %d | %d |\n", p.label, fmtMS(meds[i].P99), srvWait, srvLong, srvGC, srvPause,
+			quantiles(g.Sched, 0.99, 0.999, 1), g.Sched.above(time.Millisecond), g.GCCycles)
+	}
+	for _, p := range b.paths {
+		if p.tail.serverErr != nil {
+			fmt.Fprintf(w, "\n%s: server figures n/a: %v\n", p.name, p.tail.serverErr)
+		}
+	}
+	if b.server == nil {
+		fmt.Fprint(w, "\nWith --in-process the query server's goroutines are the load generator's process's: its figures are in the load generator's columns.\n")
+	}
+	fmt.Fprint(w, "\nRead it so: a path whose p99 is far above the floor's, with runnable waits of the same order in its server or in the load generator, lost its tail waiting for a CPU (the machine, not the code); GC cycles with long pauses point at the collector; neither points at the work itself (CPU per query, above).\n\n")
+}
+
+// quantiles formats quantiles qs of h in microseconds, separated by
+// slashes; "n/a" for an empty h.
+func quantiles(h Hist, qs ...float64) string {
+	if h.total() == 0 {
+		return "n/a"
+	}
+	parts := make([]string, len(qs))
+	for i, q := range qs {
+		d, _ := h.quantile(q)
+		parts[i] = fmt.Sprintf("%.0f", float64(d)/float64(time.Microsecond))
+	}
+	return strings.Join(parts, " / ")
 }
