@@ -47,7 +47,14 @@ scheduler, the collector, the load generator on the same CPUs) as by the
 server. So every path answered by a query server process also reports
 that process's CPU per query, from its own accounting: utime + stime in
 /proc/PID/stat, read before and after each of the path's slices, summed
-over them and divided by their queries.
+over them and divided by their queries. And every report says, per path,
+where its tail may come from: how long goroutines waited for a CPU
+(runtime/metrics /sched/latencies:seconds), the collector's cycles and
+pauses (/gc/cycles/total:gc-cycles, /sched/pauses/total/gc:seconds), of
+the server process answering the path (asked over its standard input
+between slices) and of the load generator, over the path's own slices.
+--pin and --server-procs test a remedy: the load generator and the
+servers pinned to different CPUs, the servers' GOMAXPROCS.
 
 With --security, two more query servers are measured beside (a): (c)
 requiring an API key, (d) serving HTTPS. With --resolvers, two more whose
@@ -100,6 +107,8 @@ func registerBenchFlags(fs *flag.FlagSet, o *bench.Options, env *config.Env) {
 	fs.BoolVar(&o.Resolvers, "resolvers", o.Resolvers, "also measure, side by side, the last 10 features computed on every query by an http resolver (e) and by a sql resolver (f), each in a query server process of its own; needs --pg-dsn")
 	fs.BoolVar(&o.Formats, "formats", o.Formats, "also measure, side by side on the same query server, the columnar JSON (g) and Arrow (h) answers of the same queries, with the server CPU per query and the size of each form; not with --security or --resolvers")
 	fs.BoolVar(&o.Metrics, "metrics", o.Metrics, "also measure, side by side, (i): a second query server process as (a)'s but sending its query metrics, aggregated as `cairn serve` does, to a Kafka broker started in this process for the run; the report gives both servers' CPU per query and the metrics records the broker received")
+	fs.IntVar(&o.ServerProcs, "server-procs", o.ServerProcs, "GOMAXPROCS of the query server processes (0: Go's default; with --pin, the CPUs they are pinned to)")
+	fs.BoolVar(&o.Pin, "pin", o.Pin, "for the rounds, pin this process (load generator, floor client, broker) to the first CPU it may use, with GOMAXPROCS 1, and the query server processes to the others (Linux)")
 	fs.StringVar(&o.PGDSN, "pg-dsn", o.PGDSN, "with --resolvers, the PostgreSQL the sql resolver queries (postgres://user:pass@host:port/db); the bench creates or replaces table "+bench.ResolvedTable+" in it")
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "log level: debug, info, warn, error")
 }

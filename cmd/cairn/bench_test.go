@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -158,7 +159,7 @@ func TestBenchRedis(t *testing.T) {
 	checkRows(t, report, "(a)", "(b)")
 	// Every feature asked: the store, and so the floor, read whole hashes.
 	for _, want := range []string{"pipeline of 3 × HGETALL", "for all 12 features", "(a)/(b): p50", "### Highest rate of (a) with p99 ≤ 1s: 3 × 12",
-		"the query server in another (`cairn bench-server`)", ": query server ", "load generator and floor client "} {
+		"the query server in another (`cairn bench-server`, GOMAXPROCS Go's default)", ": query server ", "load generator and floor client "} {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q:\n%s", want, report)
 		}
@@ -323,6 +324,10 @@ func TestBenchMetrics(t *testing.T) {
 	var out, errOut bytes.Buffer
 	args := []string{"bench", "--store", fmt.Sprintf("redis://%s/0", addr), "--rate", "200", "--duration", "2s", "--slice", "1s", "--warmup", "200ms",
 		"--entities", "1", "--features", "12", "--pool", "20", "--metrics"}
+	pinned := runtime.NumCPU() >= 2
+	if pinned { // and so pinning on the way, where there is a CPU to spare
+		args = append(args, "--pin", "--server-procs", "1")
+	}
 	env := config.FromMap(map[string]string{"CAIRN_METRICS_INTERVAL": "1s"})
 	if err := run(context.Background(), args, env, &out, &errOut); err != nil {
 		t.Fatalf("cairn %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
@@ -334,6 +339,12 @@ func TestBenchMetrics(t *testing.T) {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q:\n%s", want, report)
 		}
+	}
+	if want := "- pinned for the rounds (--pin): load generator and floor client (this process, GOMAXPROCS 1) on CPU ["; pinned && !strings.Contains(report, want) {
+		t.Errorf("report lacks %q:\n%s", want, report)
+	}
+	if want := "`cairn bench-server`, GOMAXPROCS 1)"; pinned && !strings.Contains(report, want) {
+		t.Errorf("report lacks %q:\n%s", want, report)
 	}
 	m := metricsSeen.FindStringSubmatch(report)
 	if m == nil {

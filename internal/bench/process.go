@@ -23,7 +23,8 @@ import (
 //     [--cpuprofile FILE] [--memprofile FILE] [--resolver http|sql]
 //     [--brokers LIST] (metrics.go), its
 //     own environment, then Options.ServerEnv, then the knobs of its
-//     variant (security.go, resolvers.go), then ServerChildEnv=1;
+//     variant (security.go, resolvers.go), then ServerChildEnv=1, then
+//     GOMAXPROCS with Options.ServerProcs;
 //   - the child serves namespace [Namespace] of [RegistryWith](N, kind)
 //     from the store on a loopback address, and once it serves writes
 //     "listening ADDR" and a newline on its standard output ([Announce]);
@@ -116,6 +117,9 @@ func startServerProcess(ctx context.Context, o Options, uri string, v serverVari
 	args = append(args, v.args...)
 	cmd := exec.Command(exe, args...)
 	cmd.Env = append(append(append(os.Environ(), o.ServerEnv...), v.env...), ServerChildEnv+"=1")
+	if o.ServerProcs > 0 {
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(o.ServerProcs))
+	}
 	cmd.Stderr = o.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

@@ -138,6 +138,16 @@ type Options struct {
 	// query metrics (CAIRN_METRICS_INTERVAL), for the report. Default:
 	// 10s.
 	MetricsInterval time.Duration
+	// ServerProcs, when more than 0, is the GOMAXPROCS of the query
+	// server processes (--server-procs). Default: 0, Go's own (the CPUs
+	// the process may use; with Pin, those of the servers).
+	ServerProcs int
+	// Pin restricts, for the rounds, this process (load generator, floor
+	// client, broker) to the first CPU it may use and the query server
+	// processes to the others, so that neither takes the other's CPU
+	// (--pin; see pin.go). Linux only, needs 2 CPUs or more; not with
+	// InProcess. Default: false.
+	Pin bool
 
 	// GCHeapFloor is the floor under the collector's heap goal, in bytes,
 	// kept in this process during the run as a query server keeps it (see
@@ -261,6 +271,18 @@ func (o *Options) Validate() error {
 	if o.Formats && o.Resolvers {
 		errs = append(errs, errors.New("--formats with --resolvers: with --formats, (a), (g) and (h) share one query server, whose CPU is attributed to them slice by slice; measure them in a run of their own"))
 	}
+	if o.ServerProcs < 0 {
+		errs = append(errs, fmt.Errorf("--server-procs %d: want 0 (Go's default) or more", o.ServerProcs))
+	}
+	if o.ServerProcs > 0 && o.InProcess {
+		errs = append(errs, errors.New("--server-procs with --in-process: the query server shares this process's GOMAXPROCS"))
+	}
+	if o.Pin && o.InProcess {
+		errs = append(errs, errors.New("--pin with --in-process: --pin puts the query servers' processes on other CPUs than this one's"))
+	}
+	if o.Pin && !pinSupported {
+		errs = append(errs, errors.New("--pin: processes are pinned to CPUs on Linux only"))
+	}
 	if o.Metrics && o.InProcess {
 		errs = append(errs, errors.New("--metrics with --in-process: the query servers of --metrics run in processes of their own"))
 	}
@@ -324,6 +346,8 @@ type setup struct {
 	// topic held once (i)'s server stopped.
 	broker *metricsBroker
 	seen   metricsSeen
+	// pin is how the processes were pinned to CPUs with Pin.
+	pin *pinning
 }
 
 func (b *setup) close() {
@@ -350,12 +374,32 @@ func MeasureQueries(ctx context.Context, o Options) error {
 	}
 	progress := func(format string, args ...any) { fmt.Fprintf(o.Stderr, format+"\n", args...) }
 
+	var pin *pinning
+	if o.Pin {
+		var err error
+		if pin, err = planPinning(); err != nil {
+			return err
+		}
+		if o.ServerProcs == 0 {
+			o.ServerProcs = len(pin.servers)
+		}
+		pin.serverProcs = o.ServerProcs
+	}
 	b, err := setUp(ctx, o, progress)
 	if b != nil {
 		defer b.close()
 	}
 	if err != nil {
 		return err
+	}
+	if pin != nil {
+		restore, err := pin.apply(b)
+		if err != nil {
+			return err
+		}
+		defer restore()
+		b.pin = pin
+		progress("pinned: %s", pin.describe())
 	}
 
 	if o.CPUProfile != "" && o.InProcess { // else the server process writes it

@@ -92,8 +92,15 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 	fmt.Fprintf(w, "- open loop at %.0f q/s, latency from each request's due time, at most %d in flight per path; %d rounds of %v per path, %s in turn (the order reversed every other round), %s\n",
 		rate, o.MaxInFlight, rounds, o.Slice, strings.Join(names, ", "), warm)
 	if b.server != nil {
-		fmt.Fprintf(w, "- load generator and floor client in one process, the query server in another (`cairn bench-server`), each with GOMAXPROCS %d, on %d CPUs (%s); %s %s/%s\n",
-			runtime.GOMAXPROCS(0), runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		serverProcs := "Go's default"
+		if o.ServerProcs > 0 {
+			serverProcs = strconv.Itoa(o.ServerProcs)
+		}
+		fmt.Fprintf(w, "- load generator and floor client in one process (GOMAXPROCS %d), the query server in another (`cairn bench-server`, GOMAXPROCS %s), on %d CPUs (%s); %s %s/%s\n",
+			runtime.GOMAXPROCS(0), serverProcs, runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		if b.pin != nil {
+			fmt.Fprintf(w, "- pinned for the rounds (--pin): %s\n", b.pin.describe())
+		}
 	} else {
 		fmt.Fprintf(w, "- load generator, query server and floor client in one process (GOMAXPROCS %d), on %d CPUs (%s); %s %s/%s\n",
 			runtime.GOMAXPROCS(0), runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
