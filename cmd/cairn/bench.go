@@ -42,6 +42,20 @@ or in this one with --in-process); the load generator and the floor's
 client run in this one, on the same CPUs. The report (Markdown) goes to standard output, progress to
 standard error.
 
+Latency percentiles below 10 ms are set as much by the machine (the
+scheduler, the collector, the load generator on the same CPUs) as by the
+server. So every path answered by a query server process also reports
+that process's CPU per query, from its own accounting: utime + stime in
+/proc/PID/stat, read before and after each of the path's slices, summed
+over them and divided by their queries. And every report says, per path,
+where its tail may come from: how long goroutines waited for a CPU
+(runtime/metrics /sched/latencies:seconds), the collector's cycles and
+pauses (/gc/cycles/total:gc-cycles, /sched/pauses/total/gc:seconds), of
+the server process answering the path (asked over its standard input
+between slices) and of the load generator, over the path's own slices.
+--pin and --server-procs test a remedy: the load generator and the
+servers pinned to different CPUs, the servers' GOMAXPROCS.
+
 With --security, two more query servers are measured beside (a): (c)
 requiring an API key, (d) serving HTTPS. With --resolvers, two more whose
 last 10 features are computed on every query (max_staleness 0s) instead of
@@ -53,7 +67,14 @@ two more paths ask (a)'s server for the same queries in other answer forms:
 (g) columnar JSON ("format": "columnar"), (h) Arrow (Accept:
 application/vnd.apache.arrow.stream); the report adds, per form, the
 server's CPU per query over that form's own slices, the answers' median
-size and the Content-Type the server answered with.
+size and the Content-Type the server answered with. With --metrics, one
+more: (i) the queries of (a) on a second query server process, the same
+but for Kafka: a broker (the one cairn dev embeds) started in this
+process for the run, with the topics cairn dev creates, receives its
+query metrics, one record per CAIRN_METRICS_INTERVAL, so that its
+aggregator and producer run as in cairn serve; the report gives (a)'s
+and (i)'s server CPU per query, their difference, and the records the
+broker received and the queries they count.
 
 A Redis URI without a prefix parameter gets a fresh prefix, whose keys are
 deleted afterwards; with one, the keys are left. Embedded and DynamoDB
@@ -85,6 +106,9 @@ func registerBenchFlags(fs *flag.FlagSet, o *bench.Options, env *config.Env) {
 	fs.BoolVar(&o.Security, "security", o.Security, "also measure, side by side, a query server requiring an API key (c) and one serving HTTPS (d), each in a process of its own")
 	fs.BoolVar(&o.Resolvers, "resolvers", o.Resolvers, "also measure, side by side, the last 10 features computed on every query by an http resolver (e) and by a sql resolver (f), each in a query server process of its own; needs --pg-dsn")
 	fs.BoolVar(&o.Formats, "formats", o.Formats, "also measure, side by side on the same query server, the columnar JSON (g) and Arrow (h) answers of the same queries, with the server CPU per query and the size of each form; not with --security or --resolvers")
+	fs.BoolVar(&o.Metrics, "metrics", o.Metrics, "also measure, side by side, (i): a second query server process as (a)'s but sending its query metrics, aggregated as `cairn serve` does, to a Kafka broker started in this process for the run; the report gives both servers' CPU per query and the metrics records the broker received")
+	fs.IntVar(&o.ServerProcs, "server-procs", o.ServerProcs, "GOMAXPROCS of the query server processes (0: Go's default; with --pin, the CPUs they are pinned to)")
+	fs.BoolVar(&o.Pin, "pin", o.Pin, "for the rounds, pin this process (load generator, floor client, broker) to the first CPU it may use, with GOMAXPROCS 1, and the query server processes to the others (Linux)")
 	fs.StringVar(&o.PGDSN, "pg-dsn", o.PGDSN, "with --resolvers, the PostgreSQL the sql resolver queries (postgres://user:pass@host:port/db); the bench creates or replaces table "+bench.ResolvedTable+" in it")
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "log level: debug, info, warn, error")
 }
@@ -132,7 +156,7 @@ func runBench(ctx context.Context, args []string, env *config.Env, stdout, stder
 		}
 	}
 	// Flags and knobs are checked before anything is opened.
-	cfg, err := loadBenchServer(env, o.Store, o.Features, bench.NoResolver)
+	cfg, err := loadBenchServer(env, o.Store, o.Features, bench.NoResolver, "")
 	if err := errors.Join(o.Validate(), err); err != nil {
 		return err
 	}
@@ -140,18 +164,23 @@ func runBench(ctx context.Context, args []string, env *config.Env, stdout, stder
 		return err
 	}
 	o.GCHeapFloor = cfg.GCHeapFloor
+	// The topics of --metrics are named by the knobs, as in production.
+	o.Kafka.PersistTopic, o.Kafka.MetricsTopic, o.Kafka.DeadLetterTopic = env.String("CAIRN_KAFKA_PERSIST_TOPIC"),
+		env.String("CAIRN_KAFKA_METRICS_TOPIC"), env.String("CAIRN_KAFKA_DEAD_LETTER_TOPIC")
+	o.MetricsInterval = env.Duration("CAIRN_METRICS_INTERVAL")
 	return bench.MeasureQueries(ctx, o)
 }
 
 // loadBenchServer reads and checks the configuration of the benchmark's
 // query server, whose registry computes the last features with a
-// resolver of kind resolver (bench.RegistryWith), or none.
-func loadBenchServer(env *config.Env, storeURI string, features int, resolver string) (*node.Config, error) {
+// resolver of kind resolver (bench.RegistryWith), or none, and which
+// sends its query metrics to the Kafka brokers listed, if any.
+func loadBenchServer(env *config.Env, storeURI string, features int, resolver, brokers string) (*node.Config, error) {
 	reg, err := bench.RegistryWith(features, resolver)
 	if err != nil {
 		return nil, err
 	}
-	return node.Load(node.BenchServer, env, node.Flags{Store: storeURI, Registry: reg, Addr: "127.0.0.1:0"})
+	return node.Load(node.BenchServer, env, node.Flags{Store: storeURI, Registry: reg, Addr: "127.0.0.1:0", Brokers: brokers})
 }
 
 // startBenchServer starts a query server in this process (--in-process)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -19,7 +20,18 @@ import (
 
 // benchRow matches a row of the report's tables: path, achieved rate,
 // errors.
-var benchRow = regexp.MustCompile(`(?m)^\| (\([a-h]\)[^|]*) \| (\d+) \| (\d+) \|`)
+var benchRow = regexp.MustCompile(`(?m)^\| (\([a-i]\)[^|]*) \| (\d+) \| (\d+) \|`)
+
+// cpuColumn matches a row of the report's two tables of percentiles:
+// its path's name and its last column, the server CPU per query.
+var cpuColumn = regexp.MustCompile(`(?m)^\| (\([a-i]\))[^|]*(?:\|[^|]*){8}\| (\d+|n/a) \|$`)
+
+// tailRow matches the row of (a) in the table of where the tail comes
+// from, with its server's runtime statistics.
+var tailRow = regexp.MustCompile(`(?m)^\| \(a\) HTTP[^|]*\| [\d.]+ \| \d+ / \d+ / \d+ \| \d+ \| \d+ \| (?:\d+ / \d+|n/a) \| \d+ / \d+ / \d+ \| \d+ \| \d+ \|$`)
+
+// isUint reports whether s is a decimal number.
+func isUint(s string) bool { _, err := strconv.ParseUint(s, 10, 64); return err == nil }
 
 // foundRate matches the rate search's result in the report.
 var foundRate = regexp.MustCompile(`Highest rate with p99 ≤ 1s: \*\*(\d+) q/s\*\*`)
@@ -147,10 +159,20 @@ func TestBenchRedis(t *testing.T) {
 	checkRows(t, report, "(a)", "(b)")
 	// Every feature asked: the store, and so the floor, read whole hashes.
 	for _, want := range []string{"pipeline of 3 × HGETALL", "for all 12 features", "(a)/(b): p50", "### Highest rate of (a) with p99 ≤ 1s: 3 × 12",
-		"the query server in another (`cairn bench-server`)", ": query server ", "load generator and floor client "} {
+		"the query server in another (`cairn bench-server`, GOMAXPROCS Go's default)", ": query server ", "load generator and floor client "} {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q:\n%s", want, report)
 		}
+	}
+	// (a)'s query server runs in a process of its own, whose CPU per
+	// query ends each of its rows; the floor has no server.
+	if m := cpuColumn.FindAllStringSubmatch(report, -1); len(m) != 4 || m[0][1] != "(a)" || !isUint(m[0][2]) || m[1][1] != "(b)" || m[1][2] != "n/a" {
+		t.Errorf("rows of (a) and (b) do not end with the server CPU per query (a number for (a), n/a for (b)): %q\n%s", m, report)
+	}
+	// Where the tail comes from: (a)'s server answered with its runtime
+	// statistics, the floor has none; the load generator's for both.
+	if !tailRow.MatchString(report) || !regexp.MustCompile(`(?m)^\| \(b\) floor[^|]*\| [\d.]+ \| n/a \| n/a \| n/a \| n/a \| \d+ / \d+ / \d+ \|`).MatchString(report) {
+		t.Errorf("no runtime statistics of (a)'s server and of the load generator:\n%s", report)
 	}
 	// Both paths are measured at the rate the search found. That rate is
 	// not asserted: a step passes only when the answers keep up with the
@@ -165,7 +187,7 @@ func TestBenchRedis(t *testing.T) {
 	some, _ := runBenchT(t, "--store", fmt.Sprintf("redis://%s/0", addr), "--ask", "5", "--in-process")
 	checkRows(t, some, "(a)", "(b)")
 	for _, want := range []string{"### 3 × 5 of 12 at", "pipeline of 3 × HMGET of 6 fields", "for the first 5 of 12 features",
-		"load generator, query server and floor client in one process"} {
+		"load generator, query server and floor client in one process", "Server CPU per query n/a: with --in-process"} {
 		if !strings.Contains(some, want) {
 			t.Errorf("report lacks %q:\n%s", want, some)
 		}
@@ -286,5 +308,67 @@ func TestBenchStoreFailureStopsFloor(t *testing.T) {
 	}
 	if p := debug.SetGCPercent(100); p != 100 {
 		t.Errorf("GC percent after a failed bench: %d, want GOGC's 100", p)
+	}
+}
+
+// metricsSeen matches the report's line on the records of the metrics
+// topic: records, intervals, queries counted, queries of (i)'s rounds.
+var metricsSeen = regexp.MustCompile(`once \(i\)'s server had stopped \(sending its last, partial, interval\): \*\*(\d+)\*\*, of (\d+) distinct intervals; they count (\d+) queries of namespace bench, against (\d+) answered by \(i\) in the rounds`)
+
+// --metrics: beside (a) and (b), (i) runs on a query server process
+// with Kafka, a broker of the run's own: its aggregator sent at least a
+// record for each interval in which (i) was driven, counting every
+// query (i) answered, and both servers' CPU per query is reported.
+func TestBenchMetrics(t *testing.T) {
+	addr := testserver.Redis(t)
+	var out, errOut bytes.Buffer
+	args := []string{"bench", "--store", fmt.Sprintf("redis://%s/0", addr), "--rate", "200", "--duration", "2s", "--slice", "1s", "--warmup", "200ms",
+		"--entities", "1", "--features", "12", "--pool", "20", "--metrics"}
+	pinned := runtime.NumCPU() >= 2
+	if pinned { // and so pinning on the way, where there is a CPU to spare
+		args = append(args, "--pin", "--server-procs", "1")
+	}
+	env := config.FromMap(map[string]string{"CAIRN_METRICS_INTERVAL": "1s"})
+	if err := run(context.Background(), args, env, &out, &errOut); err != nil {
+		t.Fatalf("cairn %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
+	}
+	report := out.String()
+	checkRows(t, report, "(a)", "(b)", "(i)")
+	for _, want := range []string{"(a), (b), (i) in turn", "| (i) as (a), with query metrics (one record per 1s to Kafka) |",
+		"What the query metrics cost the server: ", "load generator, floor client and Kafka broker "} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	if want := "- pinned for the rounds (--pin): load generator and floor client (this process, GOMAXPROCS 1) on CPU ["; pinned && !strings.Contains(report, want) {
+		t.Errorf("report lacks %q:\n%s", want, report)
+	}
+	if want := "`cairn bench-server`, GOMAXPROCS 1)"; pinned && !strings.Contains(report, want) {
+		t.Errorf("report lacks %q:\n%s", want, report)
+	}
+	m := metricsSeen.FindStringSubmatch(report)
+	if m == nil {
+		t.Fatalf("report gives no records of the metrics topic:\n%s", report)
+	}
+	records, _ := strconv.Atoi(m[1])
+	intervals, _ := strconv.Atoi(m[2])
+	counted, _ := strconv.Atoi(m[3])
+	answered, _ := strconv.Atoi(m[4])
+	// Each of (i)'s two slices of 1s overlaps at least one interval.
+	if records < intervals || intervals < 2 {
+		t.Errorf("%d records of %d intervals: want at least one record for each of the 2 intervals (i) was driven in", records, intervals)
+	}
+	if answered == 0 || counted < answered {
+		t.Errorf("the records count %d queries, (i) answered %d in the rounds: want every one counted", counted, answered)
+	}
+	rows := cpuColumn.FindAllStringSubmatch(report, -1)
+	n := 0
+	for _, r := range rows {
+		if (r[1] == "(a)" || r[1] == "(i)") && isUint(r[2]) {
+			n++
+		}
+	}
+	if n != 4 { // both tables
+		t.Errorf("%d rows of (a) and (i) with a server CPU per query, want 4: %q", n, rows)
 	}
 }

@@ -25,16 +25,19 @@ import (
 const benchServerChild = bench.ServerChildEnv
 
 // runBenchServer is `cairn bench-server`: the query server of a benchmark,
-// started by `cairn bench`. It announces its address when it serves and
-// stops when its standard input closes.
+// started by `cairn bench`. It announces its address when it serves,
+// answers requests for its runtime statistics, and stops when its
+// standard input closes.
 func runBenchServer(ctx context.Context, args []string, env *config.Env, stdout, stderr io.Writer) error {
 	fs := newFlagSet(bench.ServerCommand, stderr)
-	var store, logLevel, cpuProfile, memProfile, resolver string
+	var store, logLevel, cpuProfile, memProfile, resolver, brokers string
 	var features int
 	fs.StringVar(&store, "store", "", "online store URI")
 	fs.IntVar(&features, "features", 50, "features of namespace bench")
 	fs.StringVar(&logLevel, "log-level", "warn", "log level")
 	fs.StringVar(&resolver, "resolver", "", "compute the last 10 features on every query with a resolver of this kind: http (calling $"+bench.ResolverURLEnv+") or sql (on the PostgreSQL $"+bench.ResolverDSNEnv+" names); none by default")
+	// Not CAIRN_KAFKA_BROKERS: only the server of path (i) has Kafka.
+	fs.StringVar(&brokers, "brokers", "", "send query metrics, aggregated as `cairn serve` does, to the Kafka brokers listed (comma-separated); none by default")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the server to this file")
 	fs.StringVar(&memProfile, "memprofile", "", "write a heap profile of the server to this file when it stops")
 	if err := fs.Parse(args); err != nil {
@@ -44,7 +47,7 @@ func runBenchServer(ctx context.Context, args []string, env *config.Env, stdout,
 	if err != nil {
 		return err
 	}
-	cfg, err := loadBenchServer(env, store, features, resolver)
+	cfg, err := loadBenchServer(env, store, features, resolver, brokers)
 	if err != nil {
 		return err
 	}
@@ -62,10 +65,14 @@ func runBenchServer(ctx context.Context, args []string, env *config.Env, stdout,
 			}
 		}()
 	}
-	// The parent closes our standard input to stop us.
+	// The parent asks for our runtime statistics on our standard input,
+	// and closes it to stop us.
 	parent := node.Component{Name: "standard input", Run: func(ctx context.Context) error {
-		if err := bench.WaitForParent(ctx, os.Stdin); err != nil {
-			return nil // interrupted
+		if err := bench.ServeParent(ctx, os.Stdin, stdout); err != nil {
+			if ctx.Err() != nil {
+				return nil // interrupted
+			}
+			return err
 		}
 		return node.ErrStop
 	}}

@@ -27,7 +27,12 @@
 // (security.go) and Options.Resolvers (resolvers.go) add query server
 // processes of other kinds, measured in the same rounds; Options.Formats
 // (formats.go) adds the columnar JSON and Arrow answers of the same
-// server. The package builds
+// server; Options.Metrics (metrics.go) a server with query metrics, to a
+// Kafka broker of the run's own. Every path answered by a server process
+// reports that process's CPU per query, read around each of its slices,
+// and where its tail may come from: the runtimes' scheduling delays and
+// collections over its slices (tail.go); Options.Pin (pin.go) pins the
+// processes apart. The package builds
 // no query server itself: the command supplies how to open the store and
 // how to start a server.
 package bench

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -19,13 +20,18 @@ import (
 //
 //   - the parent runs Options.Executable with the arguments
 //     bench-server --store URI --features N --log-level L
-//     [--cpuprofile FILE] [--memprofile FILE] [--resolver http|sql], its
+//     [--cpuprofile FILE] [--memprofile FILE] [--resolver http|sql]
+//     [--brokers LIST] (metrics.go), its
 //     own environment, then Options.ServerEnv, then the knobs of its
-//     variant (security.go, resolvers.go), then ServerChildEnv=1;
+//     variant (security.go, resolvers.go), then ServerChildEnv=1, then
+//     GOMAXPROCS with Options.ServerProcs;
 //   - the child serves namespace [Namespace] of [RegistryWith](N, kind)
 //     from the store on a loopback address, and once it serves writes
 //     "listening ADDR" and a newline on its standard output ([Announce]);
-//   - the child stops when its standard input closes ([WaitForParent]);
+//   - the parent may ask for the child's runtime statistics, one line at
+//     a time on its standard input, which the child answers on its
+//     standard output ([ServeParent], tail.go);
+//   - the child stops when its standard input closes ([ServeParent]);
 //     the parent closes it to stop the child and kills the child if it
 //     has not exited 10s later.
 
@@ -79,6 +85,14 @@ type serverProcess struct {
 	stdin io.WriteCloser
 	addr  string
 	done  chan error
+	// lines carries the answers to requests for runtime statistics;
+	// closed when the process's standard output is. mu serializes the
+	// requests.
+	lines chan string
+	mu    sync.Mutex
+	// stopped makes stop run once: the server of (i) is stopped before
+	// the report, and again with the rest.
+	stopped sync.Once
 }
 
 // startServerProcess starts the query server of variant v of o's
@@ -103,6 +117,9 @@ func startServerProcess(ctx context.Context, o Options, uri string, v serverVari
 	args = append(args, v.args...)
 	cmd := exec.Command(exe, args...)
 	cmd.Env = append(append(append(os.Environ(), o.ServerEnv...), v.env...), ServerChildEnv+"=1")
+	if o.ServerProcs > 0 {
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(o.ServerProcs))
+	}
 	cmd.Stderr = o.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -116,15 +133,28 @@ func startServerProcess(ctx context.Context, o Options, uri string, v serverVari
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("bench: start the query server: %w", err)
 	}
-	p := &serverProcess{cmd: cmd, stdin: stdin, done: make(chan error, 1)}
+	p := &serverProcess{cmd: cmd, stdin: stdin, done: make(chan error, 1), lines: make(chan string, 1)}
 	addr := make(chan string, 1)
 	go func() {
-		line, err := bufio.NewReader(stdout).ReadString('\n')
+		r := bufio.NewReader(stdout)
+		line, err := r.ReadString('\n')
 		if a, ok := strings.CutPrefix(strings.TrimSpace(line), listening); ok && err == nil {
 			addr <- a
 		}
 		close(addr)
-		_, _ = io.Copy(io.Discard, stdout)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				break
+			}
+			if strings.HasPrefix(line, runtimeAnswer) {
+				select {
+				case p.lines <- line:
+				default: // an answer nobody waits for any more
+				}
+			}
+		}
+		close(p.lines)
 		p.done <- cmd.Wait()
 	}()
 	timeout := time.NewTimer(serverStartTimeout)
@@ -150,12 +180,40 @@ func startServerProcess(ctx context.Context, o Options, uri string, v serverVari
 	return nil, err
 }
 
+// runtime asks the server process for its runtime statistics (tail.go).
+func (p *serverProcess) runtime(ctx context.Context) (RuntimeStats, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.lines: // a late answer to an earlier request
+	default:
+	}
+	if _, err := io.WriteString(p.stdin, runtimeRequest+"\n"); err != nil {
+		return RuntimeStats{}, fmt.Errorf("bench: ask the query server for its runtime statistics: %w", err)
+	}
+	t := time.NewTimer(runtimeTimeout)
+	defer t.Stop()
+	select {
+	case line, ok := <-p.lines:
+		if !ok {
+			return RuntimeStats{}, errNoRuntime
+		}
+		return parseRuntimeAnswer(line)
+	case <-t.C:
+		return RuntimeStats{}, errNoRuntime
+	case <-ctx.Done():
+		return RuntimeStats{}, ctx.Err()
+	}
+}
+
 // pid returns the server process's id.
 func (p *serverProcess) pid() int { return p.cmd.Process.Pid }
 
 // stop closes the server's standard input, which makes it shut down, and
 // waits for it, killing it after serverStopTimeout.
-func (p *serverProcess) stop() {
+func (p *serverProcess) stop() { p.stopped.Do(p.stopOnce) }
+
+func (p *serverProcess) stopOnce() {
 	_ = p.stdin.Close()
 	t := time.NewTimer(serverStopTimeout)
 	defer t.Stop()

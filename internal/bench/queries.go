@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/cairnfs/cairn/internal/feature"
 	"github.com/cairnfs/cairn/internal/gcfloor"
+	"github.com/cairnfs/cairn/internal/queue"
 	"github.com/cairnfs/cairn/internal/store"
 	"github.com/cairnfs/cairn/internal/store/redis"
 )
@@ -122,6 +124,30 @@ type Options struct {
 	// CPU per query and answer size (--formats; see formats.go). Not with
 	// Security nor Resolvers. Default: false.
 	Formats bool
+	// Metrics adds path (i): (a)'s queries on a second query server
+	// process, with a Kafka broker started for the run, so that its
+	// query metrics aggregator runs as in `cairn serve` (--metrics; see
+	// metrics.go). Default: false.
+	Metrics bool
+	// Kafka names, with Metrics, the topics created on the run's broker
+	// (PersistTopic, MetricsTopic, DeadLetterTopic: the
+	// CAIRN_KAFKA_*_TOPIC knobs); its other fields are not used. Default:
+	// the topics' default names.
+	Kafka queue.Config
+	// MetricsInterval is, with Metrics, the query server's interval of
+	// query metrics (CAIRN_METRICS_INTERVAL), for the report. Default:
+	// 10s.
+	MetricsInterval time.Duration
+	// ServerProcs, when more than 0, is the GOMAXPROCS of the query
+	// server processes (--server-procs). Default: 0, Go's own (the CPUs
+	// the process may use; with Pin, those of the servers).
+	ServerProcs int
+	// Pin restricts, for the rounds, this process (load generator, floor
+	// client, broker) to the first CPU it may use and the query server
+	// processes to the others, so that neither takes the other's CPU
+	// (--pin; see pin.go). Linux only, needs 2 CPUs or more; not with
+	// InProcess. Default: false.
+	Pin bool
 
 	// GCHeapFloor is the floor under the collector's heap goal, in bytes,
 	// kept in this process during the run as a query server keeps it (see
@@ -245,6 +271,21 @@ func (o *Options) Validate() error {
 	if o.Formats && o.Resolvers {
 		errs = append(errs, errors.New("--formats with --resolvers: with --formats, (a), (g) and (h) share one query server, whose CPU is attributed to them slice by slice; measure them in a run of their own"))
 	}
+	if o.ServerProcs < 0 {
+		errs = append(errs, fmt.Errorf("--server-procs %d: want 0 (Go's default) or more", o.ServerProcs))
+	}
+	if o.ServerProcs > 0 && o.InProcess {
+		errs = append(errs, errors.New("--server-procs with --in-process: the query server shares this process's GOMAXPROCS"))
+	}
+	if o.Pin && o.InProcess {
+		errs = append(errs, errors.New("--pin with --in-process: --pin puts the query servers' processes on other CPUs than this one's"))
+	}
+	if o.Pin && !pinSupported {
+		errs = append(errs, errors.New("--pin: processes are pinned to CPUs on Linux only"))
+	}
+	if o.Metrics && o.InProcess {
+		errs = append(errs, errors.New("--metrics with --in-process: the query servers of --metrics run in processes of their own"))
+	}
 	if o.InProcess && o.StartServer == nil {
 		errs = append(errs, errors.New("bench: --in-process without StartServer"))
 	}
@@ -269,10 +310,17 @@ type path struct {
 	resolver bool
 	calls    map[string]float64
 	callsErr error
-	// answers, with Formats, records the path's answers; cpu is the
-	// query server's CPU over the path's own slices (formats.go).
+	// answers, with Formats, records the path's answers (formats.go).
 	answers *answerStats
-	cpu     sliceCPU
+	// cpuServer is the query server process that answers the path, its
+	// own or one it shares with other paths (--formats); cpu is that
+	// process's CPU time over the path's own slices, read from
+	// /proc/PID/stat before and after each (cpu.go).
+	cpuServer *serverProcess
+	cpu       sliceCPU
+	// tail is the runtime statistics of cpuServer and of this process
+	// over the path's own slices (tail.go).
+	tail tailStats
 }
 
 // setup is what a measurement measures, ready to be driven.
@@ -294,6 +342,12 @@ type setup struct {
 	// serviceCalls the calls it had answered when the rounds ended.
 	service      *resolverService
 	serviceCalls int64
+	// broker is the Kafka broker of Metrics, and seen what its metrics
+	// topic held once (i)'s server stopped.
+	broker *metricsBroker
+	seen   metricsSeen
+	// pin is how the processes were pinned to CPUs with Pin.
+	pin *pinning
 }
 
 func (b *setup) close() {
@@ -320,12 +374,32 @@ func MeasureQueries(ctx context.Context, o Options) error {
 	}
 	progress := func(format string, args ...any) { fmt.Fprintf(o.Stderr, format+"\n", args...) }
 
+	var pin *pinning
+	if o.Pin {
+		var err error
+		if pin, err = planPinning(); err != nil {
+			return err
+		}
+		if o.ServerProcs == 0 {
+			o.ServerProcs = len(pin.servers)
+		}
+		pin.serverProcs = o.ServerProcs
+	}
 	b, err := setUp(ctx, o, progress)
 	if b != nil {
 		defer b.close()
 	}
 	if err != nil {
 		return err
+	}
+	if pin != nil {
+		restore, err := pin.apply(b)
+		if err != nil {
+			return err
+		}
+		defer restore()
+		b.pin = pin
+		progress("pinned: %s", pin.describe())
 	}
 
 	if o.CPUProfile != "" && o.InProcess { // else the server process writes it
@@ -388,16 +462,22 @@ func MeasureQueries(ctx context.Context, o Options) error {
 		for _, p := range order {
 			var before, after float64
 			var okBefore, okAfter bool
-			if p.answers != nil && b.server != nil {
-				before, okBefore = processTicks(fmt.Sprintf("/proc/%d/stat", b.server.pid()))
+			var srvBefore RuntimeStats
+			var srvErr error
+			if p.cpuServer != nil {
+				srvBefore, srvErr = p.cpuServer.runtime(ctx)
+				before, okBefore = processTicks(fmt.Sprintf("/proc/%d/stat", p.cpuServer.pid()))
 			}
+			genBefore := ReadRuntime()
 			res, err := Run(ctx, load(rate, o.Slice), p.target)
 			if err != nil {
 				return err
 			}
-			if p.answers != nil && b.server != nil {
-				after, okAfter = processTicks(fmt.Sprintf("/proc/%d/stat", b.server.pid()))
+			p.tail.gen.add(ReadRuntime().sub(genBefore))
+			if p.cpuServer != nil {
+				after, okAfter = processTicks(fmt.Sprintf("/proc/%d/stat", p.cpuServer.pid()))
 				p.cpu.add(before, after, okBefore, okAfter, res.Count)
+				p.tail.addServer(ctx, p.cpuServer, srvBefore, srvErr)
 			}
 			p.rounds = append(p.rounds, res)
 			s := res.Latency.Summary()
@@ -407,6 +487,7 @@ func MeasureQueries(ctx context.Context, o Options) error {
 	}
 	b.cpuEnd = b.sampleCPU(ctx)
 	b.readResolverCalls(ctx)
+	b.readMetrics(ctx)
 	printReport(o.Stdout, o, b, rate)
 	return nil
 }
@@ -498,7 +579,7 @@ func setUp(ctx context.Context, o Options, progress func(string, ...any)) (*setu
 	if err := b.http.check(ctx, len(asked)); err != nil {
 		return b, err
 	}
-	b.paths = []*path{{name: plain.name, label: plain.label, target: b.http.call, server: b.server}}
+	b.paths = []*path{{name: plain.name, label: plain.label, target: b.http.call, server: b.server, cpuServer: b.server}}
 	if o.Formats {
 		b.http.answers = &answerStats{}
 		b.paths[0].answers = b.http.answers
@@ -519,7 +600,12 @@ func setUp(ctx context.Context, o Options, progress func(string, ...any)) (*setu
 				return b, fmt.Errorf("bench: first query of %s: %w", v.name, err)
 			}
 			h.answers = &answerStats{}
-			b.paths = append(b.paths, &path{name: v.name, label: v.label, target: h.call, answers: h.answers})
+			b.paths = append(b.paths, &path{name: v.name, label: v.label, target: h.call, answers: h.answers, cpuServer: b.server})
+		}
+	}
+	if o.Metrics {
+		if err := b.startMetrics(ctx, o, sets, len(asked), progress); err != nil {
+			return b, err
 		}
 	}
 	if o.Security {
@@ -546,7 +632,7 @@ func setUp(ctx context.Context, o Options, progress func(string, ...any)) (*setu
 			if err := h.check(ctx, len(asked)); err != nil {
 				return b, fmt.Errorf("%s: %w", v.name, err)
 			}
-			b.paths = append(b.paths, &path{name: v.name, label: v.label, target: h.call, server: p})
+			b.paths = append(b.paths, &path{name: v.name, label: v.label, target: h.call, server: p, cpuServer: p})
 		}
 	}
 	if o.Resolvers {
@@ -555,6 +641,51 @@ func setUp(ctx context.Context, o Options, progress func(string, ...any)) (*setu
 		}
 	}
 	return b, nil
+}
+
+// startMetrics starts the Kafka broker of Metrics and the query server
+// of (i), and adds its path.
+func (b *setup) startMetrics(ctx context.Context, o Options, sets []requestSet, asked int, progress func(string, ...any)) error {
+	br, err := startMetricsBroker(ctx, o.Kafka)
+	if err != nil {
+		return err
+	}
+	b.broker = br
+	b.closers = append(b.closers, br.close) // after the server's stop
+	interval := o.MetricsInterval
+	if interval == 0 {
+		interval = 10 * time.Second
+	}
+	v := metricsVariant(br.cfg.Brokers, interval)
+	progress("starting the query server of %s, on the broker at %s", v.label, strings.Join(br.cfg.Brokers, ","))
+	vo := o
+	vo.CPUProfile, vo.MemProfile = "", "" // the plain server's only
+	p, err := startServerProcess(ctx, vo, b.uri, v)
+	if err != nil {
+		return fmt.Errorf("%s: %w", v.name, err)
+	}
+	b.closers = append(b.closers, p.stop)
+	h := newHTTPPath(p.addr, v, sets, o.MaxInFlight)
+	b.closers = append(b.closers, h.close)
+	if err := h.check(ctx, asked); err != nil {
+		return fmt.Errorf("%s: %w", v.name, err)
+	}
+	b.paths = append(b.paths, &path{name: v.name, label: v.label, target: h.call, server: p, cpuServer: p})
+	return nil
+}
+
+// readMetrics stops (i)'s query server, which sends its last record,
+// and reads the records of the metrics topic.
+func (b *setup) readMetrics(ctx context.Context) {
+	if b.broker == nil {
+		return
+	}
+	for _, p := range b.paths {
+		if p.name == "(i)" {
+			p.server.stop()
+		}
+	}
+	b.seen = b.broker.read(ctx)
 }
 
 // startResolvers starts the http resolver's service and the query
@@ -582,7 +713,7 @@ func (b *setup) startResolvers(ctx context.Context, o Options, feats []*feature.
 		if err := h.check(ctx, len(feats)); err != nil {
 			return fmt.Errorf("%s: %w", v.name, err)
 		}
-		b.paths = append(b.paths, &path{name: v.name, label: v.label, target: h.call, server: p, resolver: true})
+		b.paths = append(b.paths, &path{name: v.name, label: v.label, target: h.call, server: p, cpuServer: p, resolver: true})
 	}
 	return nil
 }

@@ -11,6 +11,8 @@ import (
 
 func openNothing(context.Context, string, prometheus.Registerer) (Store, error) { return nil, nil }
 
+func startNothing(context.Context, ServerSpec) (string, func() error, error) { return "", nil, nil }
+
 func TestOptionsValidate(t *testing.T) {
 	valid := func() Options {
 		o := DefaultOptions()
@@ -34,6 +36,11 @@ func TestOptionsValidate(t *testing.T) {
 		{"formats", func(o *Options) { o.Formats = true }, nil},
 		{"formats with the other servers", func(o *Options) { o.Formats, o.Security, o.Resolvers, o.PGDSN = true, true, true, "postgres://u@h/db" },
 			[]string{"--formats with --security", "--formats with --resolvers"}},
+		{"metrics, pinned", func(o *Options) { o.Metrics, o.Pin, o.ServerProcs = true, pinSupported, 1 }, nil},
+		{"metrics, pin and server procs in process", func(o *Options) {
+			o.Metrics, o.Pin, o.ServerProcs, o.InProcess, o.StartServer = true, true, 2, true, startNothing
+		}, []string{"--metrics with --in-process", "--pin with --in-process", "--server-procs with --in-process"}},
+		{"negative server procs", func(o *Options) { o.ServerProcs = -1 }, []string{"--server-procs -1"}},
 		{"redis without its configuration", func(o *Options) { o.Store = "redis://127.0.0.1:6379/0" }, []string{"without RedisConfig"}},
 		{"no store opener", func(o *Options) { o.OpenStore = nil }, []string{"no OpenStore"}},
 	} {

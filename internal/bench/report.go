@@ -92,8 +92,15 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 	fmt.Fprintf(w, "- open loop at %.0f q/s, latency from each request's due time, at most %d in flight per path; %d rounds of %v per path, %s in turn (the order reversed every other round), %s\n",
 		rate, o.MaxInFlight, rounds, o.Slice, strings.Join(names, ", "), warm)
 	if b.server != nil {
-		fmt.Fprintf(w, "- load generator and floor client in one process, the query server in another (`cairn bench-server`), each with GOMAXPROCS %d, on %d CPUs (%s); %s %s/%s\n",
-			runtime.GOMAXPROCS(0), runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		serverProcs := "Go's default"
+		if o.ServerProcs > 0 {
+			serverProcs = strconv.Itoa(o.ServerProcs)
+		}
+		fmt.Fprintf(w, "- load generator and floor client in one process (GOMAXPROCS %d), the query server in another (`cairn bench-server`, GOMAXPROCS %s), on %d CPUs (%s); %s %s/%s\n",
+			runtime.GOMAXPROCS(0), serverProcs, runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		if b.pin != nil {
+			fmt.Fprintf(w, "- pinned for the rounds (--pin): %s\n", b.pin.describe())
+		}
 	} else {
 		fmt.Fprintf(w, "- load generator, query server and floor client in one process (GOMAXPROCS %d), on %d CPUs (%s); %s %s/%s\n",
 			runtime.GOMAXPROCS(0), runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
@@ -103,7 +110,7 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 		// The counters are sampled at clock ticks: the machine's total
 		// can come out a little under its parts.
 		rest := use.machine - use.self
-		if o.Security || o.Resolvers {
+		if o.Security || o.Resolvers || o.Metrics {
 			fmt.Fprintf(w, "- CPU used during the rounds, in CPUs of the %d: query servers", use.cpus)
 			for i, p := range paths {
 				if i < len(use.paths) && !math.IsNaN(use.paths[i]) {
@@ -114,6 +121,8 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 			}
 			if o.Resolvers {
 				fmt.Fprintf(w, ", load generator, floor client and http resolver service %.2f", use.self)
+			} else if o.Metrics {
+				fmt.Fprintf(w, ", load generator, floor client and Kafka broker %.2f", use.self)
 			} else {
 				fmt.Fprintf(w, ", load generator and floor client %.2f", use.self)
 			}
@@ -135,8 +144,8 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 	}
 	fmt.Fprintf(w, "- %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 
-	header := "| path | achieved (q/s) | errors | p50 (ms) | p90 (ms) | p99 (ms) | p99.9 (ms) | max (ms) | send lag p99 (ms) |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|"
-	fmt.Fprintf(w, "Median over %d rounds of each figure (errors: total):\n\n%s\n", rounds, header)
+	header := "| path | achieved (q/s) | errors | p50 (ms) | p90 (ms) | p99 (ms) | p99.9 (ms) | max (ms) | send lag p99 (ms) | server CPU per query (µs) |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+	fmt.Fprintf(w, "Median over %d rounds of each figure (errors: total; server CPU per query: the query server process's own CPU time, user and system, over the path's slices, divided by their queries):\n\n%s\n", rounds, header)
 	meds := make([]Summary, len(paths))
 	for i, p := range paths {
 		meds[i] = medianSummary(p.rounds)
@@ -149,9 +158,10 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 			errs += r.Errors
 		}
 		m := meds[i]
-		fmt.Fprintf(w, "| %s | %.0f | %d | %s | %s | %s | %s | %s | %s |\n", p.label, medianFloat(ach), errs,
-			fmtMS(m.P50), fmtMS(m.P90), fmtMS(m.P99), fmtMS(m.P999), fmtMS(m.Max), fmtMS(medianDuration(lag)))
+		fmt.Fprintf(w, "| %s | %.0f | %d | %s | %s | %s | %s | %s | %s | %s |\n", p.label, medianFloat(ach), errs,
+			fmtMS(m.P50), fmtMS(m.P90), fmtMS(m.P99), fmtMS(m.P999), fmtMS(m.Max), fmtMS(medianDuration(lag)), p.cpuText())
 	}
+	fmt.Fprint(w, cpuNote(b))
 	if b.floor == nil {
 		fmt.Fprint(w, "\n(b) skipped: the floor is measured for Redis and Valkey stores only.\n\n")
 	} else {
@@ -168,6 +178,10 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 	if o.Resolvers {
 		printResolvers(w, o, b)
 	}
+	if o.Metrics {
+		printMetrics(w, b, meds)
+	}
+	printTail(w, b, meds)
 
 	fmt.Fprintf(w, "All rounds pooled:\n\n%s\n", header)
 	pooled := make([]Samples, len(paths))
@@ -186,8 +200,8 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 		slices.Sort(lag)
 		pooled[i] = lat
 		s := lat.Summary()
-		fmt.Fprintf(w, "| %s | %.0f | %d | %s | %s | %s | %s | %s | %s |\n", p.label, float64(count)/elapsed.Seconds(), errs,
-			fmtMS(s.P50), fmtMS(s.P90), fmtMS(s.P99), fmtMS(s.P999), fmtMS(s.Max), fmtMS(lag.Percentile(99)))
+		fmt.Fprintf(w, "| %s | %.0f | %d | %s | %s | %s | %s | %s | %s | %s |\n", p.label, float64(count)/elapsed.Seconds(), errs,
+			fmtMS(s.P50), fmtMS(s.P90), fmtMS(s.P99), fmtMS(s.P999), fmtMS(s.Max), fmtMS(lag.Percentile(99)), p.cpuText())
 	}
 	for i, p := range paths {
 		fmt.Fprintf(w, "\nLatency of %s, all rounds:\n\n```\n%s```\n", p.label, pooled[i].Histogram())
@@ -245,10 +259,6 @@ func printFormats(w io.Writer, b *setup, meds []Summary) {
 		}
 		size, _ := p.answers.medianSize()
 		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %d | %s |\n", p.label, queries, fmtMS(meds[i].P50), fmtMS(meds[i].P99), total, perQuery, size, p.answers.typesText())
-	}
-	fmt.Fprintf(w, "\nThe server's CPU time is counted in clock ticks of %d ms: each path's total is within a tick or two per slice of the truth, so the figure per query is only as good as the path's total is large.\n", 1000/userHZ)
-	if b.server == nil {
-		fmt.Fprint(w, "\nServer CPU per query n/a: with --in-process the query server shares this process's CPU time with the load generator.\n")
 	}
 	fmt.Fprint(w, "\nA server that does not know a form answers row JSON (`application/json`), so that the sizes are then alike.\n\n")
 }
@@ -332,4 +342,109 @@ func passWord(pass bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+// cpuText is the path's server CPU per query in microseconds, for the
+// tables: "n/a" for a path without a query server process (the floor,
+// or --in-process) or on a system without /proc.
+func (p *path) cpuText() string {
+	secs, ok := p.cpu.perQuery()
+	if !ok {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.0f", secs*1e6)
+}
+
+// cpuNote explains the server CPU column.
+func cpuNote(b *setup) string {
+	if b.server == nil {
+		return "\nServer CPU per query n/a: with --in-process the query server shares this process's CPU time with the load generator.\n"
+	}
+	return fmt.Sprintf("\nServer CPU per query is the query server process's own accounting (utime + stime in /proc/PID/stat, in ticks of %d ms), read before and after each of the path's slices: it counts what the server spent on the path's queries, whatever the load generator, redis-server or anything else did to the latency on these shared CPUs, and is within a tick or two per slice of the truth.\n", 1000/userHZ)
+}
+
+// printMetrics compares (i), (a)'s server with query metrics, with (a),
+// and says what the metrics topic received.
+func printMetrics(w io.Writer, b *setup, meds []Summary) {
+	ia, ii := -1, -1
+	for i, p := range b.paths {
+		switch p.name {
+		case "(a)":
+			ia = i
+		case "(i)":
+			ii = i
+		}
+	}
+	if ia < 0 || ii < 0 {
+		return
+	}
+	a, m := b.paths[ia], b.paths[ii]
+	fmt.Fprint(w, "Query metrics: (i) is a second query server process configured as (a)'s, but with Kafka: its aggregator counts every query and sends one record per interval through its producer, as in `cairn serve`. The broker (the one `cairn dev` embeds, its log fsynced on every produce) runs in the load generator's process: its CPU is not counted as the server's. Medians over the rounds:\n\n")
+	fmt.Fprint(w, "| path | p50 (ms) | p99 (ms) | server CPU per query (µs) |\n|---|--:|--:|--:|\n")
+	for _, i := range []int{ia, ii} {
+		p := b.paths[i]
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", p.label, fmtMS(meds[i].P50), fmtMS(meds[i].P99), p.cpuText())
+	}
+	if sa, okA := a.cpu.perQuery(); okA {
+		if sm, okM := m.cpu.perQuery(); okM {
+			fmt.Fprintf(w, "\nWhat the query metrics cost the server: %+.0f µs of CPU per query ((i) − (a)).\n", (sm-sa)*1e6)
+		}
+	}
+	queries := 0
+	for _, r := range m.rounds {
+		queries += r.Count
+	}
+	topic := b.broker.cfg.MetricsTopic
+	if b.seen.err != nil {
+		fmt.Fprintf(w, "\nThe records of `%s` could not all be read: %v (%d read).\n\n", topic, b.seen.err, b.seen.records)
+		return
+	}
+	fmt.Fprintf(w, "\nRecords on `%s` once (i)'s server had stopped (sending its last, partial, interval): **%d**, of %d distinct intervals; they count %d queries of namespace %s, against %d answered by (i) in the rounds (the warm-up and the first query count too).\n\n",
+		topic, b.seen.records, b.seen.intervals, b.seen.queries, Namespace, queries)
+}
+
+// printTail says, per path, where its tail may come from: how long
+// goroutines waited for a CPU, and what the collector did, in the query
+// server process answering it and in the load generator, over the
+// path's own slices.
+func printTail(w io.Writer, b *setup, meds []Summary) {
+	fmt.Fprint(w, "Where the tail comes from, over each path's own slices (runtime/metrics of the query server process answering it, asked before and after each slice, and of the load generator's process): ")
+	fmt.Fprint(w, "*runnable wait* is how long goroutines waited, runnable, for a CPU (/sched/latencies:seconds): a request waits as long as the goroutines it goes through, in the load generator (sending, reading the answer) and in the server; ")
+	fmt.Fprint(w, "*GC* is the collector's cycles and stop-the-world pauses (/sched/pauses/total/gc:seconds), whose marking between pauses also takes CPU from the requests. Times in µs, the upper bound of the runtime's histogram bucket.\n\n")
+	fmt.Fprint(w, "| path | p99 (ms) | server runnable wait p99 / p99.9 / max | server waits ≥ 1 ms | server GC cycles | server GC pause p99 / max | load generator runnable wait p99 / p99.9 / max | load generator waits ≥ 1 ms | load generator GC cycles |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	for i, p := range b.paths {
+		srvWait, srvLong, srvGC, srvPause := "n/a", "n/a", "n/a", "n/a"
+		if t := p.tail; t.serverOK {
+			srvWait = quantiles(t.server.Sched, 0.99, 0.999, 1)
+			srvLong = fmt.Sprint(t.server.Sched.above(time.Millisecond))
+			srvGC = fmt.Sprint(t.server.GCCycles)
+			srvPause = quantiles(t.server.GCPauses, 0.99, 1)
+		}
+		g := p.tail.gen
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %d | %d |\n", p.label, fmtMS(meds[i].P99), srvWait, srvLong, srvGC, srvPause,
+			quantiles(g.Sched, 0.99, 0.999, 1), g.Sched.above(time.Millisecond), g.GCCycles)
+	}
+	for _, p := range b.paths {
+		if p.tail.serverErr != nil {
+			fmt.Fprintf(w, "\n%s: server figures n/a: %v\n", p.name, p.tail.serverErr)
+		}
+	}
+	if b.server == nil {
+		fmt.Fprint(w, "\nWith --in-process the query server's goroutines are the load generator's process's: its figures are in the load generator's columns.\n")
+	}
+	fmt.Fprint(w, "\nRead it so: a path whose p99 is far above the floor's, with runnable waits of the same order in its server or in the load generator, lost its tail waiting for a CPU (the machine, not the code); GC cycles with long pauses point at the collector; neither points at the work itself (CPU per query, above).\n\n")
+}
+
+// quantiles formats quantiles qs of h in microseconds, separated by
+// slashes; "n/a" for an empty h.
+func quantiles(h Hist, qs ...float64) string {
+	if h.total() == 0 {
+		return "n/a"
+	}
+	parts := make([]string, len(qs))
+	for i, q := range qs {
+		d, _ := h.quantile(q)
+		parts[i] = fmt.Sprintf("%.0f", float64(d)/float64(time.Microsecond))
+	}
+	return strings.Join(parts, " / ")
 }

@@ -30,6 +30,10 @@ func TestPrintReport(t *testing.T) {
 			{name: "(b)", label: "(b) floor", rounds: []*Result{result(100, 1*ms), result(100, 2*ms), result(100, 1*ms)}},
 		},
 	}
+	b.server = &serverProcess{} // its CPU is read per slice, below
+	for range 3 {
+		b.paths[0].cpu.add(100, 125, true, true, 1000)
+	}
 	var out bytes.Buffer
 	printReport(&out, o, b, 100)
 	report := out.String()
@@ -38,10 +42,11 @@ func TestPrintReport(t *testing.T) {
 		"redis://u:xxxxx@127.0.0.1:6379/0", // the password redacted
 		"for the first 5 of 12 features",
 		"3 rounds of 1s per path",
-		"| (a) HTTP | 100 | 0 | 4.000 | 4.000 | 4.000 | 4.000 | 4.000 | 0.000 |", // medians
-		"| (b) floor | 100 | 0 | 1.000 |",
+		"| (a) HTTP | 100 | 0 | 4.000 | 4.000 | 4.000 | 4.000 | 4.000 | 0.000 | 250 |",  // medians; 3 slices of 25 ticks (0.25 s) for 1000 queries each
+		"| (b) floor | 100 | 0 | 1.000 | 1.000 | 1.000 | 1.000 | 1.000 | 0.000 | n/a |", // no server of its own
 		"(a)/(b): p50 **4.00×**, p99 **4.00×**; the server adds 3.000 ms at p50",
-		"| (a) HTTP | 100 | 0 | 4.000 | 9.000 | 9.000 | 9.000 | 9.000 | 0.000 |", // pooled
+		"| (a) HTTP | 100 | 0 | 4.000 | 9.000 | 9.000 | 9.000 | 9.000 | 0.000 | 250 |", // pooled
+		"Server CPU per query is the query server process's own accounting",
 	} {
 		if !strings.Contains(report, want) {
 			t.Errorf("report lacks %q:\n%s", want, report)

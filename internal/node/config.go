@@ -36,8 +36,8 @@ const (
 	Serve
 	// Write is `cairn write`, a persistence writer.
 	Write
-	// BenchServer is `cairn bench-server`: a query server without Kafka,
-	// started by `cairn bench`.
+	// BenchServer is `cairn bench-server`: a query server started by
+	// `cairn bench`, without Kafka unless given brokers (--metrics).
 	BenchServer
 	// Topics is `cairn topics create`.
 	Topics
@@ -116,6 +116,10 @@ type Config struct {
 	// CAIRN_TLS_KEY_FILE); empty serves plain HTTP.
 	TLS tlscert.Config
 
+	// Kafka is whether the process talks to Kafka: every role but
+	// bench-server, and bench-server given brokers (`cairn bench
+	// --metrics`), whose query metrics then run as `cairn serve`'s.
+	Kafka bool
 	Queue queue.Config
 	// Failover names the secondary Kafka cluster and the active one
 	// (CAIRN_KAFKA_SECONDARY_*, CAIRN_KAFKA_ACTIVE, ...); its Primary is
@@ -243,7 +247,8 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 	}
 
 	// Kafka.
-	if role.kafka() {
+	c.Kafka = role.kafka() || role == BenchServer && f.Brokers != ""
+	if c.Kafka {
 		c.Queue = queue.Config{
 			Brokers:         splitList(f.Brokers),
 			TLS:             env.Bool("CAIRN_KAFKA_TLS"),
@@ -298,7 +303,7 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 	}
 
 	// The query metrics: aggregated by query servers, rolled up by writers.
-	if role == Dev || role == Serve || role == Write || role == Check {
+	if role == Dev || role == Serve || role == Write || role == Check || role == BenchServer && c.Kafka {
 		c.Metrics.Aggregator = metrics.AggregatorConfig{Interval: env.Duration("CAIRN_METRICS_INTERVAL")}
 		c.Metrics.Aggregator.EnsureDefaults()
 		add(c.Metrics.Aggregator.Validate())

@@ -255,7 +255,7 @@ func (p *process) build(ctx context.Context, o Options) error {
 		qcfg.Brokers = b.Addrs()
 		p.log.Info("embedded broker started", "addrs", qcfg.Brokers, "dir", cfg.DataDir)
 	}
-	if cfg.Role.kafka() {
+	if cfg.Kafka {
 		fcfg := cfg.Failover
 		fcfg.Primary = qcfg
 		fo, err := queue.NewFailover(fcfg, p.prom, p.log)
@@ -357,7 +357,7 @@ func (p *process) addQueryServer(qcfg queue.Config, st Store, checker *health.Ch
 	}
 	var producer api.Producer
 	var results query.Sink
-	if cfg.Role.kafka() {
+	if cfg.Kafka {
 		pr, err := queue.NewProducer(qcfg, p.prom, p.log)
 		if err != nil {
 			return err

@@ -1,0 +1,267 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"runtime/metrics"
+	"strings"
+	"time"
+)
+
+// Where a path's tail comes from is read from the Go runtimes involved,
+// over the path's own slices, as its CPU is (cpu.go): before and after
+// each slice, the measurement reads runtime/metrics of the query server
+// process answering the path (asked over its standard input, below) and
+// of its own process (the load generator), and adds up the differences:
+//
+//   - /sched/latencies:seconds, how long goroutines waited runnable
+//     before running: a request whose goroutines wait for a CPU (the
+//     server's, or the load generator's to send it and read its answer)
+//     waits as long;
+//   - /sched/pauses/total/gc:seconds, the collector's stop-the-world
+//     pauses (formerly /gc/pauses:seconds), and /gc/cycles/total:gc-cycles,
+//     its cycles: assists and background marking between pauses take CPU
+//     from the requests too.
+//
+// The protocol on the query server process's pipes: after its address,
+// the parent may write the line "runtime"; the child answers with one
+// line, "runtime " and the JSON of its [RuntimeStats]. The parent asks
+// between slices only, one request at a time.
+
+// Names of the runtime metrics read.
+const (
+	schedLatencies = "/sched/latencies:seconds"
+	gcPauses       = "/sched/pauses/total/gc:seconds"
+	gcCycles       = "/gc/cycles/total:gc-cycles"
+)
+
+// runtimeRequest is the line asking a query server process for its
+// runtime statistics; runtimeAnswer starts its answer.
+const (
+	runtimeRequest = "runtime"
+	runtimeAnswer  = "runtime "
+)
+
+// runtimeTimeout bounds the wait for a query server process's answer.
+const runtimeTimeout = 5 * time.Second
+
+// Hist is a cumulative histogram of runtime/metrics: Counts[i] values
+// fell in [Buckets[i], Buckets[i+1]), in seconds; an unbounded end is
+// ±[math.MaxFloat64].
+type Hist struct {
+	Buckets []float64 `json:"buckets"`
+	Counts  []uint64  `json:"counts"`
+}
+
+// RuntimeStats are the runtime statistics of a process that say where
+// its latency goes: scheduling delays, the collector's pauses and its
+// cycles, since the process started (or, as a difference, over a span).
+type RuntimeStats struct {
+	Sched    Hist   `json:"sched"`
+	GCPauses Hist   `json:"gc_pauses"`
+	GCCycles uint64 `json:"gc_cycles"`
+}
+
+// ReadRuntime reads this process's runtime statistics.
+func ReadRuntime() RuntimeStats {
+	s := []metrics.Sample{{Name: schedLatencies}, {Name: gcPauses}, {Name: gcCycles}}
+	metrics.Read(s)
+	var r RuntimeStats
+	if s[0].Value.Kind() == metrics.KindFloat64Histogram {
+		r.Sched = hist(s[0].Value.Float64Histogram())
+	}
+	if s[1].Value.Kind() == metrics.KindFloat64Histogram {
+		r.GCPauses = hist(s[1].Value.Float64Histogram())
+	}
+	if s[2].Value.Kind() == metrics.KindUint64 {
+		r.GCCycles = s[2].Value.Uint64()
+	}
+	return r
+}
+
+// hist copies h, its infinite bounds made ±[math.MaxFloat64], which
+// JSON can carry.
+func hist(h *metrics.Float64Histogram) Hist {
+	b := make([]float64, len(h.Buckets))
+	for i, v := range h.Buckets {
+		switch {
+		case math.IsInf(v, 1):
+			v = math.MaxFloat64
+		case math.IsInf(v, -1):
+			v = -math.MaxFloat64
+		}
+		b[i] = v
+	}
+	return Hist{Buckets: b, Counts: append([]uint64(nil), h.Counts...)}
+}
+
+// sub returns h − before, bucket by bucket; a before of other buckets
+// (none yet) counts as empty.
+func (h Hist) sub(before Hist) Hist {
+	out := Hist{Buckets: h.Buckets, Counts: append([]uint64(nil), h.Counts...)}
+	if len(before.Counts) != len(h.Counts) {
+		return out
+	}
+	for i, c := range before.Counts {
+		out.Counts[i] -= min(c, out.Counts[i])
+	}
+	return out
+}
+
+// add adds d to h, bucket by bucket; h takes d's buckets when empty.
+func (h *Hist) add(d Hist) {
+	if len(h.Counts) == 0 {
+		h.Buckets, h.Counts = d.Buckets, append([]uint64(nil), d.Counts...)
+		return
+	}
+	if len(d.Counts) != len(h.Counts) {
+		return
+	}
+	for i, c := range d.Counts {
+		h.Counts[i] += c
+	}
+}
+
+// total returns the number of values in h.
+func (h Hist) total() uint64 {
+	var n uint64
+	for _, c := range h.Counts {
+		n += c
+	}
+	return n
+}
+
+// quantile returns the upper bound of the bucket holding quantile q of
+// h's values (the lower bound for the last, unbounded, bucket), and
+// false when h is empty.
+func (h Hist) quantile(q float64) (time.Duration, bool) {
+	n := h.total()
+	if n == 0 {
+		return 0, false
+	}
+	rank := uint64(math.Ceil(q * float64(n)))
+	rank = max(rank, 1)
+	var seen uint64
+	for i, c := range h.Counts {
+		seen += c
+		if seen >= rank {
+			hi := h.Buckets[i+1]
+			if hi >= math.MaxFloat64 {
+				hi = h.Buckets[i]
+			}
+			return time.Duration(hi * float64(time.Second)), true
+		}
+	}
+	return 0, false
+}
+
+// above returns the number of values of h of at least d (counting the
+// buckets whose lower bound is at least d).
+func (h Hist) above(d time.Duration) uint64 {
+	var n uint64
+	for i, c := range h.Counts {
+		if h.Buckets[i] >= d.Seconds() {
+			n += c
+		}
+	}
+	return n
+}
+
+// sub returns the statistics over the span from before to s.
+func (s RuntimeStats) sub(before RuntimeStats) RuntimeStats {
+	return RuntimeStats{Sched: s.Sched.sub(before.Sched), GCPauses: s.GCPauses.sub(before.GCPauses), GCCycles: s.GCCycles - min(before.GCCycles, s.GCCycles)}
+}
+
+// add adds the statistics of a span d to s.
+func (s *RuntimeStats) add(d RuntimeStats) {
+	s.Sched.add(d.Sched)
+	s.GCPauses.add(d.GCPauses)
+	s.GCCycles += d.GCCycles
+}
+
+// ServeParent is the query server process's side of the protocol with
+// `cairn bench`: it answers each "runtime" line of stdin with the
+// process's [RuntimeStats] on stdout, and returns nil once stdin closes
+// (the parent asks the process to stop), or ctx's error once ctx ends.
+// The read of stdin outlives a return through ctx until stdin closes.
+func ServeParent(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
+	closed := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(stdin)
+		for sc.Scan() {
+			if strings.TrimSpace(sc.Text()) != runtimeRequest {
+				continue
+			}
+			b, err := json.Marshal(ReadRuntime())
+			if err == nil {
+				_, err = fmt.Fprintf(stdout, "%s%s\n", runtimeAnswer, b)
+			}
+			if err != nil {
+				closed <- fmt.Errorf("bench-server: answer the runtime statistics: %w", err)
+				return
+			}
+		}
+		closed <- nil
+	}()
+	select {
+	case err := <-closed:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// parseRuntimeAnswer parses a line of a query server process's answer.
+func parseRuntimeAnswer(line string) (RuntimeStats, error) {
+	body, ok := strings.CutPrefix(strings.TrimSpace(line), runtimeAnswer)
+	if !ok {
+		return RuntimeStats{}, fmt.Errorf("bench: runtime statistics: want a line starting %q, got %.100q", runtimeAnswer, line)
+	}
+	var s RuntimeStats
+	if err := json.Unmarshal([]byte(body), &s); err != nil {
+		return RuntimeStats{}, fmt.Errorf("bench: runtime statistics: %w", err)
+	}
+	for _, h := range []Hist{s.Sched, s.GCPauses} {
+		if len(h.Counts) > 0 && len(h.Buckets) != len(h.Counts)+1 {
+			return RuntimeStats{}, fmt.Errorf("bench: runtime statistics: %d buckets for %d counts, want one more", len(h.Buckets), len(h.Counts))
+		}
+	}
+	return s, nil
+}
+
+// errNoRuntime is returned by a query server process that does not
+// answer the request for runtime statistics in time.
+var errNoRuntime = errors.New("bench: the query server process did not answer with its runtime statistics")
+
+// tailStats are the runtime statistics of a path over its own slices:
+// its query server process's (server, if it has one) and the load
+// generator's (gen).
+type tailStats struct {
+	serverOK    bool
+	server, gen RuntimeStats
+	// serverErr is the first error asking the server.
+	serverErr error
+}
+
+// addServer adds to t the server's statistics since before, which were
+// read with error err.
+func (t *tailStats) addServer(ctx context.Context, srv *serverProcess, before RuntimeStats, err error) {
+	if t.serverErr != nil {
+		return // the figures would cover some slices only
+	}
+	var after RuntimeStats
+	if err == nil {
+		after, err = srv.runtime(ctx)
+	}
+	if err != nil {
+		t.serverErr, t.serverOK = err, false
+		return
+	}
+	t.serverOK = true
+	t.server.add(after.sub(before))
+}
