@@ -30,10 +30,11 @@ in interleaved slices, so that both see the same machine load:
 
   (a) POST /v1/query/online asking --entities entities (distinct, drawn from
       the pool) for every feature;
-  (b) for a Redis or Valkey store, a bare go-redis client making the same
-      round trip the store makes, the same command per entity (HGETALL
-      when every feature is asked, HMGET otherwise), pipelined, its
-      replies read raw. Other stores have no floor.
+  (b) for a Redis or Valkey store, the bare round trip the store makes,
+      the same command per entity (HGETALL when every feature is asked,
+      HMGET otherwise), pipelined, on the same kind of connection (the
+      store's read connections; go-redis for a cluster), its replies read
+      without decoding. Other stores have no floor.
 
 Requests fall due at a constant rate whether or not earlier ones have been
 answered, and latency runs from when each fell due, so a stall is counted

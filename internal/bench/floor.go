@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -15,11 +16,18 @@ import (
 	"github.com/cairnfs/cairn/internal/store/redis"
 )
 
-// redisFloor is path (b): a bare go-redis client making the round trip
-// the Redis store makes for a query (see internal/store/redis/read.go):
-// the same commands, whose replies it reads whole, without parsing them.
+// redisFloor is path (b): the round trip the Redis store makes for a
+// query (see internal/store/redis/read.go), the same commands on the same
+// kind of connection, whose replies it reads without decoding them. On a
+// single server that is the store's own read connections (redis.RawReads);
+// a cluster's reads go through go-redis, reading raw replies, as the
+// store's do.
 type redisFloor struct {
 	client goredis.UniversalClient
+	raw    *redis.RawReads
+	// strFields are fields as strings, for raw.
+	strFields []string
+	foundBufs sync.Pool
 	// prefix is the store's key prefix, ns the namespace read.
 	prefix, ns string
 	// whole: the query asks every feature of the namespace, and the store
@@ -28,7 +36,9 @@ type redisFloor struct {
 	whole  bool
 	fields []any
 	sets   []requestSet
-	next   atomic.Uint64
+	// entityKeys[i] are sets[i]'s keys as the store names them.
+	entityKeys [][]string
+	next       atomic.Uint64
 }
 
 // newRedisFloor connects with the options the Redis store uses and learns
@@ -38,6 +48,14 @@ type redisFloor struct {
 // the floor reads exactly what the store writes.
 func newRedisFloor(ctx context.Context, cfg redis.Config, ns *feature.Namespace, feats []*feature.Feature) (*redisFloor, error) {
 	fl := &redisFloor{client: redis.NewClient(cfg), prefix: cfg.KeyPrefix, ns: ns.Name, whole: len(feats) == len(ns.Features)-1}
+	if !cfg.Clustered {
+		raw, err := redis.NewRawReads(cfg)
+		if err != nil {
+			fl.close()
+			return nil, fmt.Errorf("bench: floor: %w", err)
+		}
+		fl.raw = raw
+	}
 	mapping := redis.MappingKey(cfg.KeyPrefix)
 	ids, err := fl.client.HGetAll(ctx, mapping).Result()
 	if err != nil {
@@ -53,10 +71,31 @@ func newRedisFloor(ctx context.Context, cfg redis.Config, ns *feature.Namespace,
 		}
 		fl.fields = append(fl.fields, id)
 	}
+	if !fl.whole {
+		for _, f := range fl.fields {
+			fl.strFields = append(fl.strFields, f.(string))
+		}
+	}
 	return fl, nil
 }
 
-func (fl *redisFloor) close() { _ = fl.client.Close() }
+func (fl *redisFloor) close() {
+	if fl.raw != nil {
+		fl.raw.Close()
+	}
+	_ = fl.client.Close()
+}
+
+// use makes sets the queries of the floor's calls.
+func (fl *redisFloor) use(sets []requestSet) {
+	fl.sets = sets
+	fl.entityKeys = make([][]string, len(sets))
+	for i, set := range sets {
+		for _, k := range set.keys {
+			fl.entityKeys[i] = append(fl.entityKeys[i], fl.entityKey(k))
+		}
+	}
+}
 
 // entityKey returns the key of the hash of entity key, as the store
 // names it.
@@ -84,7 +123,11 @@ var errNoEntity = errors.New("floor read found no entity")
 // or a pipeline of one per entity, each reply read raw, as the store reads
 // them.
 func (fl *redisFloor) call(ctx context.Context) error {
-	set := &fl.sets[fl.next.Add(1)%uint64(len(fl.sets))]
+	i := fl.next.Add(1) % uint64(len(fl.sets))
+	set := &fl.sets[i]
+	if fl.raw != nil {
+		return fl.rawCall(ctx, fl.entityKeys[i])
+	}
 	if len(set.keys) == 1 {
 		cmd := goredis.NewRawCmd(ctx, fl.args(set.keys[0])...)
 		if err := fl.client.Process(ctx, cmd); err != nil {
@@ -104,6 +147,26 @@ func (fl *redisFloor) call(ctx context.Context) error {
 	for _, c := range cmds {
 		if err := fl.found(c.Val()); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// rawCall is call on the store's kind of read connections.
+func (fl *redisFloor) rawCall(ctx context.Context, keys []string) error {
+	p, _ := fl.foundBufs.Get().(*[]bool)
+	if p == nil {
+		p = new([]bool)
+	}
+	defer fl.foundBufs.Put(p)
+	found, err := fl.raw.Read(ctx, keys, fl.strFields, (*p)[:0])
+	*p = found
+	if err != nil {
+		return err
+	}
+	for _, ok := range found {
+		if !ok {
+			return errNoEntity
 		}
 	}
 	return nil

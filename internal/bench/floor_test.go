@@ -104,7 +104,7 @@ func TestFloorReadsTheKeysTheStoreWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer fl.close()
-		fl.sets = sets
+		fl.use(sets)
 		for range 10 { // through several of the request sets
 			if err := fl.call(ctx); err != nil {
 				t.Fatalf("floor read of %d features: %v", len(asked), err)
@@ -132,7 +132,7 @@ func TestFloorReadsTheKeysTheStoreWrites(t *testing.T) {
 
 	// An entity the store never wrote is not found: the floor cannot
 	// pass reading empty keys.
-	fl.sets = []requestSet{{keys: []string{"never-written"}}}
+	fl.use([]requestSet{{keys: []string{"never-written"}}})
 	if err := fl.call(ctx); !errors.Is(err, errNoEntity) {
 		t.Errorf("floor read of an entity never written: %v, want errNoEntity", err)
 	}

@@ -585,11 +585,11 @@ func setUp(ctx context.Context, o Options, progress func(string, ...any)) (*setu
 		b.paths[0].answers = b.http.answers
 	}
 	if b.floor != nil {
-		b.floor.sets = sets
+		b.floor.use(sets)
 		if err := b.floor.call(ctx); err != nil {
 			return b, fmt.Errorf("bench: floor: %w", err)
 		}
-		b.paths = append(b.paths, &path{name: "(b)", label: "(b) floor: bare go-redis " + b.floor.describe(o.Entities), target: b.floor.call})
+		b.paths = append(b.paths, &path{name: "(b)", label: "(b) floor: bare " + b.floor.describe(o.Entities), target: b.floor.call})
 	}
 	if o.Formats {
 		// On (a)'s server: the answer form is chosen per request.
