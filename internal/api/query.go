@@ -226,8 +226,13 @@ func (s *Server) parseQuery(req *queryRequest) (*query.Request, errorList) {
 		}
 		cells := []json.RawMessage{raw}
 		if isArray(raw) {
-			cells = nil
-			if err := json.Unmarshal(raw, &cells); err != nil || len(cells) == 0 {
+			var ok bool
+			if cells, ok = splitScalars(raw); !ok {
+				cells = nil
+				err := json.Unmarshal(raw, &cells)
+				ok = err == nil
+			}
+			if !ok || len(cells) == 0 {
 				errs.add(CodeValidationFailed, fqn, "want a primary key or a non-empty list of them")
 				continue
 			}

@@ -37,6 +37,63 @@ func (s *Server) decodeQuery(w http.ResponseWriter, r *http.Request, req *queryR
 	return s.decodeBody(w, r, req, false)
 }
 
+// splitScalars returns the elements of raw, a JSON array of strings,
+// numbers, booleans and nulls, as json.Unmarshal into []json.RawMessage
+// returns them: each element's text without the space around it. For
+// anything else (nested arrays or objects, text that is not such an
+// array) ok is false, and raw is left to encoding/json.
+func splitScalars(raw []byte) (elems []json.RawMessage, ok bool) {
+	p := reqParser{b: raw}
+	if !p.consume('[') {
+		return nil, false
+	}
+	p.space()
+	if p.consume(']') {
+		p.space()
+		return []json.RawMessage{}, p.i == len(p.b)
+	}
+	for {
+		p.space()
+		start := p.i
+		if p.i >= len(p.b) {
+			return nil, false
+		}
+		switch c := p.b[p.i]; {
+		case c == '"':
+			p.i++
+			for p.i < len(p.b) && p.b[p.i] != '"' {
+				if p.b[p.i] == '\\' {
+					p.i++
+				}
+				p.i++
+			}
+			if p.i >= len(p.b) {
+				return nil, false
+			}
+			p.i++
+		case c == '-' || c >= '0' && c <= '9' || c == 't' || c == 'f' || c == 'n':
+			for p.i < len(p.b) && !strings.ContainsRune(" \t\r\n,]", rune(p.b[p.i])) {
+				p.i++
+			}
+		default:
+			return nil, false
+		}
+		elem := raw[start:p.i:p.i]
+		if !json.Valid(elem) {
+			return nil, false
+		}
+		elems = append(elems, elem)
+		p.space()
+		if p.consume(']') {
+			p.space()
+			return elems, p.i == len(p.b)
+		}
+		if !p.consume(',') {
+			return nil, false
+		}
+	}
+}
+
 // readAll is io.ReadAll appending to b.
 func readAll(r io.Reader, b []byte) ([]byte, error) {
 	for {

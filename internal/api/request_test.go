@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -110,4 +111,29 @@ func TestDecodeQueryAnswersAsDecodeBody(t *testing.T) {
 			t.Errorf("%.60q: decodeQuery %#v, decodeBody %#v", body, viaQuery, viaBody)
 		}
 	}
+}
+
+// splitScalars splits what it accepts exactly as encoding/json does.
+func FuzzSplitScalars(f *testing.F) {
+	for _, s := range []string{`[]`, ` [ "a" , 1 ,-2.5e3,true,false,null ] `, `["a\"b\\"]`, `[1,]`, `[[1]]`, `["x"`, `[1 2]`, `[tru]`, "[\"\xff\"]", `[01]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, ok := splitScalars(raw)
+		if !ok {
+			return
+		}
+		var want []json.RawMessage
+		if err := json.Unmarshal(raw, &want); err != nil {
+			t.Fatalf("splitScalars(%q) = %q; encoding/json: %v", raw, got, err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("splitScalars(%q) = %q, encoding/json %q", raw, got, want)
+		}
+		for i := range got {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Fatalf("splitScalars(%q)[%d] = %q, encoding/json %q", raw, i, got[i], want[i])
+			}
+		}
+	})
 }

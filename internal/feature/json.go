@@ -115,6 +115,23 @@ func hex4(raw []byte, i int) (rune, bool) {
 	return r, true
 }
 
+// plainString returns the string raw holds when raw is a JSON string
+// without escapes or control characters, which encoding/json would decode
+// to its bytes as they are (raw being valid UTF-8, as CheckText makes
+// sure); ok is false for anything else.
+func plainString(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	in := raw[1 : len(raw)-1]
+	for _, c := range in {
+		if c < 0x20 || c == '"' || c == '\\' {
+			return "", false
+		}
+	}
+	return string(in), true
+}
+
 func fromJSON(t Type, raw json.RawMessage) (any, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {
@@ -137,6 +154,9 @@ func fromJSON(t Type, raw json.RawMessage) (any, error) {
 		}
 		return f, nil
 	case KindString:
+		if s, ok := plainString(raw); ok {
+			return s, nil
+		}
 		var s string
 		if raw[0] != '"' || json.Unmarshal(raw, &s) != nil {
 			return nil, fmt.Errorf("want a string, got %s", clip(raw))
