@@ -105,6 +105,39 @@ var ErrTypeMismatch = errors.New("stored value does not match the feature's type
 // wrapping ErrTypeMismatch; bytes that do not decode, one wrapping
 // ErrCorrupt.
 func DecodeValueOf(b []byte, t Type) (any, error) {
+	if v, ok := decodeScalar(b, t); ok {
+		return v, nil
+	}
+	return decodeValueOf(b, t)
+}
+
+// decodeScalar decodes b when it is, whole, a value of the scalar kind t
+// asks for (int, float, string, bool), as decodeValueOf would, without
+// its general decoding and type check: most stored values are such. ok is
+// false for anything else, which is left to decodeValueOf.
+func decodeScalar(b []byte, t Type) (v any, ok bool) {
+	if len(b) == 0 {
+		return nil, false
+	}
+	switch {
+	case t.Kind == KindFloat && b[0] == tagFloat && len(b) == 9:
+		return math.Float64frombits(binary.LittleEndian.Uint64(b[1:])), true
+	case t.Kind == KindInt && b[0] == tagInt:
+		if n, k := binary.Varint(b[1:]); k > 0 && k == len(b)-1 {
+			return n, true
+		}
+	case t.Kind == KindBool && len(b) == 1 && (b[0] == tagTrue || b[0] == tagFalse):
+		return b[0] == tagTrue, true
+	case t.Kind == KindString && b[0] == tagString:
+		if p, rest, err := lengthPrefixed(b[1:]); err == nil && len(rest) == 0 && utf8.Valid(p) {
+			return string(p), true
+		}
+	}
+	return nil, false
+}
+
+// decodeValueOf is DecodeValueOf for every value.
+func decodeValueOf(b []byte, t Type) (any, error) {
 	v, rest, err := decodeValue(b, 0)
 	if err != nil {
 		return nil, err

@@ -305,3 +305,33 @@ func TestDecodeValueOf(t *testing.T) {
 		t.Errorf("no bytes: %v, want ErrCorrupt", err)
 	}
 }
+
+// DecodeValueOf's path for scalars decodes what it accepts exactly as the
+// general path does.
+func FuzzDecodeScalar(f *testing.F) {
+	for _, v := range []any{int64(-7), int64(1 << 40), 1.5, "text", "", true, false, "\xff"} {
+		b, err := AppendValue(nil, v)
+		if err != nil {
+			b = []byte{tagString, 1, 0xff}
+		}
+		f.Add(b, uint8(0))
+		f.Add(append(b, 0), uint8(1))
+	}
+	kinds := []Kind{KindInt, KindFloat, KindString, KindBool, KindBytes}
+	f.Fuzz(func(t *testing.T, b []byte, k uint8) {
+		ty := Type{Kind: kinds[int(k)%len(kinds)]}
+		v, ok := decodeScalar(b, ty)
+		if !ok {
+			return
+		}
+		want, err := decodeValueOf(b, ty)
+		same := reflect.DeepEqual(v, want)
+		if f, isF := v.(float64); isF {
+			w, _ := want.(float64)
+			same = math.Float64bits(f) == math.Float64bits(w)
+		}
+		if err != nil || !same {
+			t.Fatalf("decodeScalar(%x, %s) = %#v; decodeValueOf: %#v, %v", b, ty, v, want, err)
+		}
+	})
+}
