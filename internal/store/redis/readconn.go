@@ -277,7 +277,15 @@ func readFlat(rd *bufio.Reader, arena []byte, spans []span) ([]byte, []span, err
 	if n < 0 {
 		return arena, spans, &errSurprise{unexpected(line)}
 	}
-	for range n {
+	for n > 0 {
+		// The elements already in the reader's buffer are parsed where
+		// they lie; the one cut by the buffer's end is read below.
+		var k int
+		arena, spans, k = bufferedElems(rd, arena, spans, n)
+		if n -= k; n == 0 {
+			break
+		}
+		n--
 		line, err := readLine(rd)
 		if err != nil {
 			return arena, spans, err
@@ -308,6 +316,51 @@ func readFlat(rd *bufio.Reader, arena []byte, spans []span) ([]byte, []span, err
 		spans = append(spans, span{off: int32(off), n: int32(l)})
 	}
 	return arena, spans, nil
+}
+
+// bufferedElems parses up to n elements of a flat reply that lie whole in
+// rd's buffer, as readFlat does, copying their bytes to arena and
+// appending their spans, and consumes them. It stops at the first element
+// not whole in the buffer, or not a bulk string or null that it can take
+// as it is (readFlat then reads it, or fails on it), and returns how many
+// it took.
+func bufferedElems(rd *bufio.Reader, arena []byte, spans []span, n int) ([]byte, []span, int) {
+	b, _ := rd.Peek(rd.Buffered())
+	at, k := 0, 0
+	for k < n {
+		e := b[at:]
+		// "$<len>\r\n<bytes>\r\n" or "$-1\r\n".
+		if len(e) < 4 || e[0] != '$' {
+			break
+		}
+		if e[1] == '-' {
+			if e[2] != '1' || e[3] != '\r' || len(e) < 5 || e[4] != '\n' {
+				break
+			}
+			spans = append(spans, span{n: -1})
+			at += 5
+			k++
+			continue
+		}
+		j, l := 1, 0
+		for ; j < len(e) && j <= 10 && e[j] >= '0' && e[j] <= '9'; j++ {
+			l = l*10 + int(e[j]-'0')
+		}
+		if j == 1 || j+1 >= len(e) || e[j] != '\r' || e[j+1] != '\n' || l > 1<<29 || (j > 2 && e[1] == '0') {
+			break
+		}
+		body := e[j+2:]
+		if len(body) < l+2 || body[l] != '\r' || body[l+1] != '\n' || len(arena)+l > 1<<31-1 {
+			break
+		}
+		off := len(arena)
+		arena = append(arena, body[:l]...)
+		spans = append(spans, span{off: int32(off), n: int32(l)})
+		at += j + 2 + l + 2
+		k++
+	}
+	_, _ = rd.Discard(at)
+	return arena, spans, k
 }
 
 // exchange writes out on c and reads one flat reply per command into sc:
