@@ -375,7 +375,8 @@ func appendArrow(sink *byteSink, mem memory.Allocator, a *answer, qr *query.Requ
 			if c.key {
 				err = appendArrowKey(b, c.feature, c.g.Keys[i])
 			} else {
-				err = appendArrowValue(b, c.feature.Type, c.field(i).Value, &scratch)
+				v, _ := c.value(i)
+				err = appendArrowValue(b, c.feature.Type, v, &scratch)
 			}
 			if err != nil {
 				return fmt.Errorf("%s of %q: %w", c.feature.FQN, c.g.Keys[i], err)
@@ -392,7 +393,7 @@ func appendArrow(sink *byteSink, mem memory.Allocator, a *answer, qr *query.Requ
 			b := rb.Field(ti).(*array.TimestampBuilder)
 			ti++
 			for i := 0; i < t.rows; i++ {
-				if at := c.field(i).ObservedAt; at.IsZero() {
+				if _, at := c.value(i); at.IsZero() {
 					b.AppendNull()
 				} else {
 					b.Append(arrow.Timestamp(at.UnixMicro()))

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cairnfs/cairn/internal/feature"
 	"github.com/cairnfs/cairn/internal/query"
@@ -116,8 +117,9 @@ type column struct {
 	o   int
 }
 
-// field returns row i of c, an output's column.
-func (c *column) field(i int) query.Field { return c.g.Field(i, c.o) }
+// value returns the value of row i of c, an output's column, and its
+// observed-at.
+func (c *column) value(i int) (any, time.Time) { return c.g.Value(i, c.o) }
 
 // newTable lays res, the answer to qr, out as a table: the primary key of
 // each namespace read (in the order the outputs first name them), then
@@ -220,9 +222,9 @@ func appendColumnar(b []byte, a *answer, t *table) ([]byte, error) {
 				b = appendKey(b, c.feature.Type, c.g.Keys[i])
 				continue
 			}
-			f := c.field(i)
-			if b, err = appendValue(b, f.Value); err != nil {
-				return b, fmt.Errorf("%s of %q: %w", f.Feature.FQN, f.Key, err)
+			v, _ := c.value(i)
+			if b, err = appendValue(b, v); err != nil {
+				return b, fmt.Errorf("%s of %q: %w", c.feature.FQN, c.g.Keys[i], err)
 			}
 		}
 		b = append(b, ']')
@@ -247,7 +249,7 @@ func appendColumnar(b []byte, a *answer, t *table) ([]byte, error) {
 				if i > 0 {
 					b = append(b, ',')
 				}
-				if at := c.field(i).ObservedAt; at.IsZero() {
+				if _, at := c.value(i); at.IsZero() {
 					b = append(b, "null"...)
 				} else {
 					b = appendTime(b, at)

@@ -342,6 +342,12 @@ func (g *Group) Field(i, o int) Field {
 		return g.fields[i*len(g.Outs)+o]
 	}
 	f := g.Outs[o]
+	if c := g.storeCell(i, o); c != nil {
+		if c.Found && c.Value != nil {
+			return Field{Feature: f, Key: g.Keys[i], Value: c.Value, ObservedAt: c.ObservedAt, CacheHit: c.CacheHit}
+		}
+		return Field{Feature: f, Key: g.Keys[i], CacheHit: c.CacheHit}
+	}
 	fld := Field{Feature: f, Key: g.Keys[i]}
 	switch {
 	case f == g.NS.PrimaryKey:
@@ -360,6 +366,31 @@ func (g *Group) Field(i, o int) Field {
 		}
 	}
 	return fld
+}
+
+// Value returns the value of output o for row i and its observed-at, as
+// Field does, without the rest of the field.
+func (g *Group) Value(i, o int) (any, time.Time) {
+	if c := g.storeCell(i, o); c != nil {
+		if c.Found && c.Value != nil {
+			return c.Value, c.ObservedAt
+		}
+		return nil, time.Time{}
+	}
+	f := g.Field(i, o)
+	return f.Value, f.ObservedAt
+}
+
+// storeCell is cell for a group without resolved outputs, the usual case,
+// and nil for a group with.
+func (g *Group) storeCell(i, o int) *store.Cell {
+	if g.res != nil || g.err != nil || g.fields != nil {
+		return nil
+	}
+	if j := g.cols[o]; j >= 0 {
+		return &g.rows[i].Cells[j]
+	}
+	return nil
 }
 
 // MayFail reports whether some field of the group may carry an error:
