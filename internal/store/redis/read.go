@@ -450,14 +450,11 @@ func (s *Store) fill(ns *feature.Namespace, keys []string, feats []*feature.Feat
 // feats[j]; a field that does not decode leaves the cell not found.
 func (s *Store) decodeInto(cells []store.Cell, j int, feats []*feature.Feature, v []byte, key string) {
 	f := feats[j]
-	cell, err := decodeField(v, f.Type)
-	if err != nil {
+	if err := decodeFieldInto(&cells[j], v, f.Type); err != nil {
 		s.m.undecodable.Inc()
 		s.log.Debug("stored value does not decode as its feature's type; reading it as absent",
 			"feature", f.FQN, "key", key, "err", err)
-		return
 	}
-	cells[j] = cell
 }
 
 // parseReplies parses the raw replies of sc.cmds into sc.vals, sc.off and

@@ -30,13 +30,22 @@ func appendField(b []byte, v any, observedAt time.Time) ([]byte, error) {
 // feature.DecodeValueOf for its errors; a field too short for its
 // observed-at is corrupt).
 func decodeField(b []byte, t feature.Type) (store.Cell, error) {
+	var c store.Cell
+	err := decodeFieldInto(&c, b, t)
+	return c, err
+}
+
+// decodeFieldInto is decodeField into *c, a cleared cell, which it leaves
+// as it is on an error.
+func decodeFieldInto(c *store.Cell, b []byte, t feature.Type) error {
 	if len(b) <= observedAtLen {
-		return store.Cell{}, fmt.Errorf("%w: %d bytes, too short for a field", feature.ErrCorrupt, len(b))
+		return fmt.Errorf("%w: %d bytes, too short for a field", feature.ErrCorrupt, len(b))
 	}
 	micros := int64(binary.BigEndian.Uint64(b) ^ signBit)
 	v, err := feature.DecodeValueOf(b[observedAtLen:], t)
 	if err != nil {
-		return store.Cell{}, err
+		return err
 	}
-	return store.Cell{Found: true, Value: v, ObservedAt: time.UnixMicro(micros).UTC()}, nil
+	c.Found, c.Value, c.ObservedAt = true, v, time.UnixMicro(micros).UTC()
+	return nil
 }
