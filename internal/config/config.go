@@ -147,7 +147,7 @@ var Knobs = []Knob{
 	{Name: "CAIRN_BLOOM_NAMESPACES", Doc: `Bloom filters of present keys, per namespace: JSON [{"namespace": "user", "expected_keys": 1000000, "false_positive_rate": 0.01}] (docs/bloom.md). Unset: no filters.`},
 	{Name: "CAIRN_BLOOM_LEASE", Default: "10s", Doc: "How long writers wait for a query server whose filter stopped reporting its position or stopped reading past their batch; that server renews its lease only while within a quarter of it of the topic's end, and stops answering from its filter half a lease after its last renewal. Query servers and writers must agree."},
 
-	{Name: "CAIRN_REDIS_POOL_SIZE", Default: "10 × GOMAXPROCS", Computed: tenProcs, Doc: "Valkey/Redis connections per node."},
+	{Name: "CAIRN_REDIS_POOL_SIZE", Default: "10 × GOMAXPROCS", Computed: tenProcs, Doc: "Valkey/Redis connections per node, and as many again for reads of a single server (docs/redis.md)."},
 	{Name: "CAIRN_REDIS_DIAL_TIMEOUT", Default: "1s", Doc: "Valkey/Redis: time to open a connection."},
 	{Name: "CAIRN_REDIS_READ_TIMEOUT", Default: "1s", Doc: "Valkey/Redis: time to wait for a reply; bounds how long a query waits on an unresponsive server."},
 	{Name: "CAIRN_REDIS_WRITE_TIMEOUT", Default: "1s", Doc: "Valkey/Redis: time to send a command."},

@@ -48,7 +48,8 @@ type Config struct {
 
 	// PoolSize is the most connections open to one server node at once,
 	// each carrying one request (one pipeline) at a time; a call that finds
-	// them all busy waits for one, up to the read timeout plus a second.
+	// them all busy waits for one, up to the read timeout plus a second. A
+	// single server has as many again for reads (readconn.go).
 	// Environment: CAIRN_REDIS_POOL_SIZE. Default: 10 per CPU (10 ×
 	// GOMAXPROCS).
 	PoolSize int
