@@ -618,21 +618,11 @@ func setUp(ctx context.Context, o Options, progress func(string, ...any)) (*setu
 		if err != nil {
 			return b, err
 		}
-		vo := o
-		vo.CPUProfile, vo.MemProfile = "", "" // the plain server's only
 		for _, v := range variants {
 			progress("starting the query server of %s", v.label)
-			p, err := startServerProcess(ctx, vo, b.uri, v)
-			if err != nil {
+			if _, err := b.addServerPath(ctx, o, v, sets, len(asked)); err != nil {
 				return b, err
 			}
-			b.closers = append(b.closers, p.stop)
-			h := newHTTPPath(p.addr, v, sets, o.MaxInFlight)
-			b.closers = append(b.closers, h.close)
-			if err := h.check(ctx, len(asked)); err != nil {
-				return b, fmt.Errorf("%s: %w", v.name, err)
-			}
-			b.paths = append(b.paths, &path{name: v.name, label: v.label, target: h.call, server: p, cpuServer: p})
 		}
 	}
 	if o.Resolvers {
@@ -658,20 +648,28 @@ func (b *setup) startMetrics(ctx context.Context, o Options, sets []requestSet, 
 	}
 	v := metricsVariant(br.cfg.Brokers, interval)
 	progress("starting the query server of %s, on the broker at %s", v.label, strings.Join(br.cfg.Brokers, ","))
+	_, err = b.addServerPath(ctx, o, v, sets, asked)
+	return err
+}
+
+// addServerPath starts a query server process of variant v, checks that it
+// answers the queries of sets with asked features, and adds its path.
+func (b *setup) addServerPath(ctx context.Context, o Options, v serverVariant, sets []requestSet, asked int) (*path, error) {
 	vo := o
 	vo.CPUProfile, vo.MemProfile = "", "" // the plain server's only
 	p, err := startServerProcess(ctx, vo, b.uri, v)
 	if err != nil {
-		return fmt.Errorf("%s: %w", v.name, err)
+		return nil, fmt.Errorf("%s: %w", v.name, err)
 	}
 	b.closers = append(b.closers, p.stop)
 	h := newHTTPPath(p.addr, v, sets, o.MaxInFlight)
 	b.closers = append(b.closers, h.close)
 	if err := h.check(ctx, asked); err != nil {
-		return fmt.Errorf("%s: %w", v.name, err)
+		return nil, fmt.Errorf("%s: %w", v.name, err)
 	}
-	b.paths = append(b.paths, &path{name: v.name, label: v.label, target: h.call, server: p, cpuServer: p})
-	return nil
+	pa := &path{name: v.name, label: v.label, target: h.call, server: p, cpuServer: p}
+	b.paths = append(b.paths, pa)
+	return pa, nil
 }
 
 // readMetrics stops (i)'s query server, which sends its last record,
@@ -699,21 +697,13 @@ func (b *setup) startResolvers(ctx context.Context, o Options, feats []*feature.
 	}
 	b.service = svc
 	b.closers = append(b.closers, svc.close)
-	vo := o
-	vo.CPUProfile, vo.MemProfile = "", "" // the plain server's only
 	for _, v := range resolverVariants(o, svc.url) {
 		progress("starting the query server of %s", v.label)
-		p, err := startServerProcess(ctx, vo, b.uri, v)
+		pa, err := b.addServerPath(ctx, o, v, sets, len(feats))
 		if err != nil {
-			return fmt.Errorf("%s: %w", v.name, err)
+			return err
 		}
-		b.closers = append(b.closers, p.stop)
-		h := newHTTPPath(p.addr, v, sets, o.MaxInFlight)
-		b.closers = append(b.closers, h.close)
-		if err := h.check(ctx, len(feats)); err != nil {
-			return fmt.Errorf("%s: %w", v.name, err)
-		}
-		b.paths = append(b.paths, &path{name: v.name, label: v.label, target: h.call, server: p, cpuServer: p, resolver: true})
+		pa.resolver = true
 	}
 	return nil
 }
