@@ -51,9 +51,8 @@ type readPool struct {
 
 // readConn is one read connection.
 type readConn struct {
-	nc  net.Conn
-	rd  *bufio.Reader
-	out []byte // the commands being written
+	nc net.Conn
+	rd *bufio.Reader
 }
 
 // readBufferSize is the buffered reader's size: a 100-entity reply of 50
@@ -115,9 +114,6 @@ func (p *readPool) get(ctx context.Context) (c *readConn, reused bool, err error
 func (p *readPool) put(c *readConn, healthy bool) {
 	p.mu.Lock()
 	if healthy && !p.closed {
-		if cap(c.out) > 1<<20 {
-			c.out = nil // an unusually large read's buffer goes
-		}
 		p.idle = append(p.idle, c)
 		p.mu.Unlock()
 	} else {
@@ -173,11 +169,11 @@ func (p *readPool) dial(ctx context.Context) (*readConn, error) {
 	}
 	deadline, _ := ctx.Deadline()
 	_ = nc.SetDeadline(deadline)
+	var out []byte
 	for _, cmd := range setup {
-		c.out = appendCommand(c.out, cmd[0], cmd[1:]...)
+		out = appendCommand(out, cmd[0], cmd[1:]...)
 	}
-	_, err = nc.Write(c.out)
-	c.out = c.out[:0]
+	_, err = nc.Write(out)
 	for i := 0; err == nil && i < len(setup); i++ {
 		var line []byte
 		if line, err = readLine(c.rd); err == nil && string(line) != "+OK" {
@@ -364,11 +360,12 @@ func bufferedElems(rd *bufio.Reader, arena []byte, spans []span, n int) ([]byte,
 	return arena, spans, k
 }
 
-// exchange writes out on c and reads one flat reply per command into sc:
-// sc.arena, sc.spans, sc.off (reply i's spans are sc.spans[off[i]:off[i+1]])
-// and sc.errs (error replies). The connection's deadline is ctx's, or the
-// configured timeouts. It reports whether c is still in step (every reply
-// read).
+// exchange writes sc.out, cmds commands, on c and reads one flat reply per
+// command into sc: sc.arena, sc.spans, sc.off (reply i's spans are
+// sc.spans[off[i]:off[i+1]]) and sc.errs (error replies). The connection's
+// deadline is ctx's, or the configured timeouts. It reports whether c can
+// serve another read: every reply read, and its deadline not moved by
+// ctx's end.
 func (p *readPool) exchange(ctx context.Context, c *readConn, cmds int, sc *readScratch) (inStep bool, err error) {
 	now := time.Now()
 	wd, rdl := now.Add(p.cfg.WriteTimeout), now.Add(p.cfg.ReadTimeout)
@@ -378,9 +375,15 @@ func (p *readPool) exchange(ctx context.Context, c *readConn, cmds int, sc *read
 	// A context cancelled without a deadline (the client went away) ends
 	// the exchange too.
 	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	defer func() {
+		if !stop() {
+			// ctx ended: its deadline, set now or about to be, must not
+			// meet the connection's next read.
+			inStep = false
+		}
+	}()
 	_ = c.nc.SetWriteDeadline(wd)
-	if _, err := c.nc.Write(c.out); err != nil {
+	if _, err := c.nc.Write(sc.out); err != nil {
 		return false, err
 	}
 	_ = c.nc.SetReadDeadline(rdl)
@@ -428,7 +431,6 @@ func (p *readPool) roundTrip(ctx context.Context, cmds int, sc *readScratch) err
 	for {
 		c, reused, err := p.get(ctx)
 		if err == nil {
-			c.out = append(c.out[:0], sc.out...)
 			var inStep bool
 			inStep, err = p.exchange(ctx, c, cmds, sc)
 			p.put(c, inStep)
