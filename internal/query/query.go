@@ -278,8 +278,11 @@ func (e *Engine) Answer(ctx context.Context, req *Request) *Answer {
 		}
 		// A stored value older than its bound is not served: its cell
 		// is marked absent, once, here.
-		for i := range keys {
-			for o, f := range g.outs {
+		for o, f := range g.outs {
+			if _, bounded := maxAge(req, f); !bounded || grp.cols[o] < 0 {
+				continue
+			}
+			for i := range keys {
 				c := grp.cell(i, o)
 				if c == nil || !c.Found || c.Value == nil || e.fresh(req, f, *c, now) {
 					continue
