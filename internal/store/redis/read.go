@@ -188,7 +188,17 @@ func (sc *readScratch) wholeHash(ns *feature.Namespace) bool {
 // column returns k of the field named name in a whole-hash read, 0 for the
 // marker and -1 for a field not asked for.
 func (sc *readScratch) column(name []byte) int {
-	n := idNumber(name)
+	// Ids of one or two characters, nearly all of them, are read from a
+	// table; a whole-hash read of 100 entities looks up 5,100 names.
+	var n int
+	switch {
+	case len(name) == 1:
+		n = int(base36[name[0]])
+	case len(name) == 2 && name[0] != '0' && base36[name[0]] >= 0 && base36[name[1]] >= 0:
+		n = int(base36[name[0]])*36 + int(base36[name[1]])
+	default:
+		n = idNumber(name)
+	}
 	switch {
 	case n == 0:
 		return 0
@@ -197,6 +207,21 @@ func (sc *readScratch) column(name []byte) int {
 	}
 	return int(sc.byNum[n])
 }
+
+// base36 holds the value of each base-36 digit (0-9, a-z), -1 for other
+// bytes.
+var base36 = func() (t [256]int8) {
+	for i := range t {
+		t[i] = -1
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = int8(c - '0')
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = int8(c-'a') + 10
+	}
+	return t
+}()
 
 // idNumber returns the number whose base-36 text is id, or -1 when id is
 // not such a text (ids are canonical: no leading zero, lowercase).

@@ -584,3 +584,31 @@ func TestReadLargeMatchesSingle(t *testing.T) {
 		t.Errorf("undecodable values counted %v, want %v", n, want)
 	}
 }
+
+// A whole-hash read's name lookup agrees with idNumber on every name of
+// up to three bytes.
+func TestColumnMatchesIDNumber(t *testing.T) {
+	sc := &readScratch{byNum: make([]int32, 36*36*36)}
+	for i := range sc.byNum {
+		sc.byNum[i] = int32(i%7 + 1)
+	}
+	names := [][]byte{{}}
+	for c := 0; c < 256; c++ {
+		names = append(names, []byte{byte(c)})
+		for _, d := range []byte("09az_A\xff") {
+			names = append(names, []byte{byte(c), d}, []byte{d, byte(c)}, []byte{byte(c), d, 'a'})
+		}
+	}
+	for _, name := range names {
+		want := -1
+		switch n := idNumber(name); {
+		case n == 0:
+			want = 0
+		case n > 0 && n < len(sc.byNum) && sc.byNum[n] != 0:
+			want = int(sc.byNum[n])
+		}
+		if got := sc.column(name); got != want {
+			t.Fatalf("column(%q) = %d, want %d (idNumber %d)", name, got, want, idNumber(name))
+		}
+	}
+}
