@@ -117,12 +117,15 @@ func Run(m *testing.M) int {
 // tests that share it small.
 //
 // The URL is that of a small proxy in this test binary which lets each
-// TransactWriteItems request run alone. moto serves requests on several
-// threads, and when it cancels a transaction it restores a copy of every
-// table taken when the transaction began, undoing what other requests wrote
-// meanwhile; DynamoDB undoes only the transaction's own actions. Without the
-// gate, a test writing one table loses updates to a transaction cancelled
-// on another. A request holds the gate until moto has answered it, even
+// write (PutItem, UpdateItem, DeleteItem, BatchWriteItem,
+// TransactWriteItems) run alone. moto serves requests on several threads,
+// and its writes are not atomic as DynamoDB's are: a conditional write
+// checks its condition and then writes, so that two writes conditioned on
+// the same version could both succeed (a lost update, seen in the bucket
+// conformance test); and when it cancels a transaction it restores a copy
+// of every table taken when the transaction began, undoing what other
+// requests wrote meanwhile, where DynamoDB undoes only the transaction's
+// own actions. Reads still run side by side. A request holds the gate until moto has answered it, even
 // when its client gave up first (a raced read, a deadline): moto carries on
 // with a request whose client left, and a transaction it cancels meanwhile
 // would undo the write.
@@ -161,7 +164,7 @@ func (g *gate) url(t testing.TB, upstream string) string {
 	forward.ErrorLog = log.New(io.Discard, "", 0) // requests cancelled by raced reads
 	var tx sync.RWMutex
 	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".TransactWriteItems") {
+		if isMotoWrite(r.Header.Get("X-Amz-Target")) {
 			tx.Lock()
 			defer tx.Unlock()
 		} else {
@@ -174,6 +177,17 @@ func (g *gate) url(t testing.TB, upstream string) string {
 		forward.ServeHTTP(w, r.WithContext(ctx))
 	}))
 	return g.srv.URL
+}
+
+// isMotoWrite reports whether the DynamoDB operation named by target (the
+// X-Amz-Target header, "DynamoDB_20120810.PutItem") writes items.
+func isMotoWrite(target string) bool {
+	_, op, _ := strings.Cut(target, ".")
+	switch op {
+	case "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems":
+		return true
+	}
+	return false
 }
 
 func (g *gate) close() {
