@@ -6,6 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,6 +21,7 @@ import (
 
 	"github.com/cairnfs/cairn/internal/feature"
 	"github.com/cairnfs/cairn/internal/store/storetest"
+	"github.com/cairnfs/cairn/internal/tlscert/tlscerttest"
 )
 
 // readStore opens a store of its own on srv, registering its metrics.
@@ -223,4 +229,69 @@ func replyLength(t *testing.T, raw []byte, n int) int {
 		t.Fatalf("reply of %d elements longer than the input", n)
 	}
 	return i
+}
+
+// envTLSRedis names, in the test's second run, the TLS address of the
+// server TestReadConnTLS started.
+const envTLSRedis = "CAIRN_TEST_TLS_REDIS_ADDR"
+
+// Over TLS (rediss://), read connections verify the server against the
+// system's roots, as go-redis's do. The system's roots cannot be replaced
+// within a process once read, so the test runs itself a second time with
+// SSL_CERT_FILE naming a CA of its own, which Go takes as the system's
+// roots; in this run, the same server, unknown to the real roots, is
+// refused.
+func TestReadConnTLS(t *testing.T) {
+	if addr := os.Getenv(envTLSRedis); addr != "" {
+		tlsRun(t, addr)
+		return
+	}
+	ca := tlscerttest.NewCA(t)
+	dir := t.TempDir()
+	cert, key, caFile := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"), filepath.Join(dir, "ca.pem")
+	ca.Issue(t, 1, cert, key)
+	if err := os.WriteFile(caFile, ca.PEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tlsPort := freePort(t)
+	startOwnServer(t, freePort(t), "--appendonly", "no", "--tls-port", strconv.Itoa(tlsPort),
+		"--tls-cert-file", cert, "--tls-key-file", key, "--tls-ca-cert-file", caFile, "--tls-auth-clients", "no")
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(tlsPort))
+
+	// Not trusted by this process's roots: refused, naming why.
+	cfg := DefaultConfig()
+	cfg.Addr, cfg.TLS, cfg.MaxRetries = addr, true, 0
+	raw, err := NewRawReads(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Read(context.Background(), []string{"k"}, nil, nil); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("read over TLS from a server no root trusts: %v, want a certificate error", err)
+	}
+
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestReadConnTLS$", "-test.count", "1", "-test.v")
+	cmd.Env = append(os.Environ(), envTLSRedis+"="+addr, "SSL_CERT_FILE="+caFile, "SSL_CERT_DIR="+dir)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestReadConnTLS") {
+		t.Fatalf("second run, trusting the test's CA: %v\n%s", err, out)
+	}
+}
+
+// tlsRun is TestReadConnTLS's second run: the store writes and reads
+// through the server at addr over TLS.
+func tlsRun(t *testing.T, addr string) {
+	cfg := DefaultConfig()
+	cfg.Addr, cfg.TLS, cfg.KeyPrefix = addr, true, "tls:"
+	s, reg := openReg(t, cfg)
+	r := storetest.Registry()
+	ns, _ := r.Namespace("user")
+	age := feat(t, r, "user.age")
+	write(t, s, entity(ns, "k", time.Now(), age, int64(42)))
+	if got := read(t, s, ns, []string{"k"}, age)[0].Cells[0].Value; got != int64(42) {
+		t.Fatalf("read over TLS: %v, want 42", got)
+	}
+	if n := metricValue(t, reg, "cairn_redis_read_connection_dials_total", "outcome", "ok"); n < 1 {
+		t.Errorf("read connections dialled over TLS: %v, want at least 1", n)
+	}
 }
