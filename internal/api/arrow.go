@@ -328,21 +328,11 @@ func (s *byteSink) Write(p []byte) (int, error) {
 // before the status is written, so that a value it cannot hold is still
 // answered as an error.
 func (s *Server) writeArrow(w http.ResponseWriter, a *answer, qr *query.Request) {
-	buf := answerBuffers.Get().(*[]byte)
-	sink := &byteSink{b: (*buf)[:0]}
-	if err := appendArrow(sink, arrowMemory, a, qr); err != nil {
-		s.answerUnencodable(w, "Arrow", err)
-	} else {
-		h := w.Header()
-		h.Set("Content-Type", arrowMediaType)
-		h.Set("Content-Length", strconv.Itoa(len(sink.b)))
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(sink.b) // the client is gone if this fails
-	}
-	if cap(sink.b) <= maxPooledAnswer {
-		*buf = sink.b[:0]
-		answerBuffers.Put(buf)
-	}
+	s.writeEncoded(w, "Arrow", arrowMediaType, func(b []byte) ([]byte, error) {
+		sink := &byteSink{b: b}
+		err := appendArrow(sink, arrowMemory, a, qr)
+		return sink.b, err
+	})
 }
 
 // appendArrow writes a's Arrow IPC stream, laid out as qr's table, to sink,

@@ -174,21 +174,7 @@ func (s *Server) writeColumnar(w http.ResponseWriter, a *answer, qr *query.Reque
 		s.answerUnencodable(w, "columnar", err)
 		return
 	}
-	buf := answerBuffers.Get().(*[]byte)
-	b, err := appendColumnar((*buf)[:0], a, t)
-	if err != nil {
-		s.answerUnencodable(w, "columnar", err)
-	} else {
-		h := w.Header()
-		h.Set("Content-Type", "application/json")
-		h.Set("Content-Length", strconv.Itoa(len(b)))
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(b) // the client is gone if this fails
-	}
-	if cap(b) <= maxPooledAnswer {
-		*buf = b[:0]
-		answerBuffers.Put(buf)
-	}
+	s.writeEncoded(w, "columnar", "application/json", func(b []byte) ([]byte, error) { return appendColumnar(b, a, t) })
 }
 
 // answerUnencodable answers a query whose answer could not be built as an

@@ -47,15 +47,20 @@ var answerBuffers = sync.Pool{New: func() any {
 // answer that cannot be encoded (a non-finite float) is answered as an
 // internal error.
 func (s *Server) writeAnswer(w http.ResponseWriter, a *answer) {
+	s.writeEncoded(w, "JSON", "application/json", func(b []byte) ([]byte, error) { return appendAnswer(b, a) })
+}
+
+// writeEncoded writes the answer encode appends to a pooled buffer, in
+// the answer form named form, with its Content-Type and length in one
+// Write; an answer encode fails on is answered as an internal error.
+func (s *Server) writeEncoded(w http.ResponseWriter, form, contentType string, encode func([]byte) ([]byte, error)) {
 	buf := answerBuffers.Get().(*[]byte)
-	b, err := appendAnswer((*buf)[:0], a)
+	b, err := encode((*buf)[:0])
 	if err != nil {
-		s.log.Error("api: query answer not encodable", "err", err)
-		writeErrors(w, http.StatusInternalServerError, errorList{{Code: CodeInternal, Category: CategoryRequest,
-			Message: "the answer could not be encoded as JSON: " + err.Error()}})
+		s.answerUnencodable(w, form, err)
 	} else {
 		h := w.Header()
-		h.Set("Content-Type", "application/json")
+		h.Set("Content-Type", contentType)
 		h.Set("Content-Length", strconv.Itoa(len(b)))
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(b) // the client is gone if this fails
