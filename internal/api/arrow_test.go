@@ -409,6 +409,14 @@ func (fs *formsServer) threeForms(t *testing.T, body string, cols []string, rowK
 	if !slices.Equal(names, cols) {
 		t.Errorf("arrow columns %v, want %v", names, cols)
 	}
+	formsAgree(t, meta, rowVals, rowTS, colVals, colTS, arrVals, arrTS)
+	return colVals
+}
+
+// formsAgree checks that the columnar and Arrow grids hold the row
+// answer's values, and its observed-ats with include_meta (none without).
+func formsAgree(t *testing.T, meta bool, rowVals, rowTS, colVals, colTS, arrVals, arrTS grid) {
+	t.Helper()
 	if d := diffGrids(colVals, rowVals); d != "" {
 		t.Errorf("columnar values differ from the row answer's:\n%s", d)
 	}
@@ -425,7 +433,6 @@ func (fs *formsServer) threeForms(t *testing.T, body string, cols []string, rowK
 	} else if colTS != nil || arrTS != nil {
 		t.Errorf("observed-ats without include_meta: columnar %v, arrow %v", colTS, arrTS)
 	}
-	return colVals
 }
 
 // The row, columnar and Arrow answers carry the same values, nulls

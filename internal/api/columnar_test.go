@@ -319,20 +319,7 @@ func FuzzAnswerFormsAgree(f *testing.F) {
 			t.Errorf("%d bytes of Arrow buffers not released", n)
 		}
 		arrVals, arrTS, schema := arrowGrid(t, sink.b, func(name string) feature.Type { return types[name] })
-		if d := diffGrids(colVals, rowVals); d != "" {
-			t.Errorf("columnar values differ from the row answer's:\n%s", d)
-		}
-		if d := diffGrids(arrVals, rowVals); d != "" {
-			t.Errorf("arrow values differ from the row answer's:\n%s", d)
-		}
-		if meta {
-			if d := diffGrids(colTS, rowTS); d != "" {
-				t.Errorf("columnar ts differ from the row answer's:\n%s", d)
-			}
-			if d := diffGrids(arrTS, rowTS); d != "" {
-				t.Errorf("arrow ts differ from the row answer's:\n%s", d)
-			}
-		}
+		formsAgree(t, meta, rowVals, rowTS, colVals, colTS, arrVals, arrTS)
 		eb, _ := schema.Metadata().GetValue(arrowErrorsKey)
 		var arrErrs []ChalkError
 		if err := json.Unmarshal([]byte(eb), &arrErrs); err != nil || !slices.Equal(arrErrs, colErrs) || len(colErrs) != 1 {
