@@ -236,6 +236,9 @@ type arrowBuilders struct {
 	includeMeta bool
 	fields      []arrow.Field
 	rb          *array.RecordBuilder
+	// pooled marks builders allocating from arrowMemory, the only ones
+	// kept: others (a test's checked allocator) are released after use.
+	pooled bool
 }
 
 // arrowLayouts pools arrowBuilders by layout, up to maxArrowLayouts
@@ -267,12 +270,12 @@ func getBuilders(mem memory.Allocator, t *table, includeMeta bool) (*arrowBuilde
 	arrowLayouts.mu.RLock()
 	p := arrowLayouts.pools[key]
 	arrowLayouts.mu.RUnlock()
-	if p != nil {
+	if p != nil && mem == arrowMemory {
 		if ab, _ := p.Get().(*arrowBuilders); ab != nil && ab.matches(t, includeMeta) {
 			return ab, key
 		}
 	}
-	ab := &arrowBuilders{includeMeta: includeMeta, fields: arrowFields(t, includeMeta)}
+	ab := &arrowBuilders{includeMeta: includeMeta, fields: arrowFields(t, includeMeta), pooled: mem == arrowMemory}
 	for i := range t.cols {
 		ab.cols = append(ab.cols, t.cols[i].feature)
 	}
@@ -297,6 +300,10 @@ func (ab *arrowBuilders) matches(t *table, includeMeta bool) bool {
 // putBuilders keeps ab, emptied by a record made of it, for the next
 // answer of its layout.
 func putBuilders(ab *arrowBuilders, key uint64) {
+	if !ab.pooled {
+		ab.rb.Release()
+		return
+	}
 	arrowLayouts.mu.RLock()
 	p := arrowLayouts.pools[key]
 	arrowLayouts.mu.RUnlock()
