@@ -107,7 +107,11 @@ func (r *Replicator) Run(ctx context.Context) error {
 	src, err := kgo.NewClient(kgo.SeedBrokers(r.from...),
 		kgo.ConsumeRegex(), kgo.ConsumeTopics("^[^_].*"),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.MetadataMinAge(250*time.Millisecond), kgo.MetadataMaxAge(time.Second))
+		kgo.MetadataMinAge(250*time.Millisecond), kgo.MetadataMaxAge(time.Second),
+		// A fetch that the broker holds open is answered within this
+		// even if the broker misses the records' arrival: a copy is
+		// never later than its due time by a fetch's whole max wait.
+		kgo.FetchMaxWait(250*time.Millisecond))
 	if err != nil {
 		return fmt.Errorf("kreplicator: source client: %w", err)
 	}
