@@ -23,7 +23,7 @@ Gives every feature of the feature file that has no short id yet the next
 id in the lock file (features.lock beside the feature file unless
 --lock or CAIRN_FEATURES_LOCK names another), and never changes or reuses
 an id. Commit the lock file with the feature file; a DynamoDB store started
-with CAIRN_FEATURES_LOCK takes ids only from it (docs/dynamodb.md).
+with CAIRN_FEATURES_LOCK takes ids only from it (docs/multi-region.md).
 
 --from-store first merges in the mapping of the DynamoDB table the store URI
 names, as the migration of a table whose ids were allocated at run time: a

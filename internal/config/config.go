@@ -67,7 +67,7 @@ func clientThreads(e *Env) string {
 var Knobs = []Knob{
 	{Name: "CAIRN_ONLINE_STORE", Redact: RedactURI, Doc: "Online store URI: embedded:///dir, dynamodb:///table?region=R[&endpoint=URL], redis://[:password@]host:port/db (the password is printed and logged masked). `cairn dev` defaults to an embedded store under its data directory."},
 	{Name: "CAIRN_FEATURES", Default: "examples/features.yaml", Doc: "Path of the feature registry (YAML)."},
-	{Name: "CAIRN_FEATURES_LOCK", Doc: "Path of the feature lock file (features.lock, written by `cairn features lock`): the DynamoDB store takes every feature's short id from it and never allocates one; every feature of the registry must be in it. Required with DYNAMODB_GLOBAL_TABLE_REGIONS; unset allocates ids at run time (docs/dynamodb.md)."},
+	{Name: "CAIRN_FEATURES_LOCK", Doc: "Path of the feature lock file (features.lock, written by `cairn features lock`): the DynamoDB store takes every feature's short id from it and never allocates one; every feature of the registry must be in it. Required with DYNAMODB_GLOBAL_TABLE_REGIONS; unset allocates ids at run time (docs/multi-region.md)."},
 	{Name: "CAIRN_ADDR", Default: "127.0.0.1:8080", Doc: "HTTP listen address: the query server's API, or `cairn write`'s /healthz, /readyz and /metrics (give each process on a machine its own)."},
 	{Name: "CAIRN_DATA_DIR", Default: "./cairn-data", Doc: "`cairn dev` only: directory of the embedded broker and store."},
 	{Name: "CAIRN_MAX_BODY_BYTES", Default: "1048576", Doc: "Largest accepted HTTP request body, in bytes."},
@@ -139,7 +139,7 @@ var Knobs = []Knob{
 	{Name: "CAIRN_WRITER_MAX_BACKOFF", Default: "30s", Doc: "Longest pause between the writer's attempts at a failing store write."},
 	{Name: "CAIRN_WRITER_INSTANCE_ID", Default: "host name", Computed: hostName, Doc: "Static consumer-group membership of `cairn write`: a writer restarted with the same id takes its partitions back at once instead of after the session timeout. Stable across restarts, unique per writer; empty disables static membership. A writer stopped for good leaves its partitions idle for CAIRN_WRITER_SESSION_TIMEOUT (docs/queue.md)."},
 	{Name: "CAIRN_WRITER_SESSION_TIMEOUT", Default: "30s", Doc: "How long the writers' group waits for a writer that stopped heartbeating (killed, or a static member gone) before moving its partitions; within the brokers' group.min/max.session.timeout.ms (6s..30m)."},
-	{Name: "CAIRN_WRITER_STORE_WRITES", Default: "active", Doc: "`cairn write`: active consumes and writes the store; standby consumes and writes nothing until switched to active at failover. Standby is for the passive region of a DynamoDB global table only (docs/dynamodb.md)."},
+	{Name: "CAIRN_WRITER_STORE_WRITES", Default: "active", Doc: "`cairn write`: active consumes and writes the store; standby consumes and writes nothing until switched to active at failover. Standby is for the passive region of a DynamoDB global table only (docs/multi-region.md)."},
 	{Name: "CAIRN_WRITER_HEALTH_WINDOW", Default: "15s", Doc: "`cairn write`: /healthz fails once store writes, or Kafka requests, have failed with no success in between for this long."},
 
 	// The DynamoDB online store (docs/dynamodb.md), and the read-path

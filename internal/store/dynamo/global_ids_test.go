@@ -320,7 +320,7 @@ func sortedKeys(m map[string]types.AttributeValue) []string {
 
 // Global Tables keep one region's whole item when both wrote it in the
 // failover window (per item, last writer wins): the other region's newer
-// values of other features in that item are lost, the loss docs/dynamodb.md
+// values of other features in that item are lost, the loss docs/multi-region.md
 // states. Outside the window nothing goes backwards: the replicated item
 // carries each feature's observed-at, and the active region's newest-wins
 // update compares against it feature by feature.
