@@ -94,8 +94,8 @@ func TestRegionalFailoverDynamoDB(t *testing.T) {
 			copied:   func() time.Time { return gt.Position("us-east-1").Copied },
 			// Both regions' tables map every feature to the lock file's
 			// id: the ids each start wrote and those replicated agree.
+			resumeA: motoA.Resume,
 			checkB: func(t *testing.T) {
-				motoA.Resume()
 				want, err := os.ReadFile(lock)
 				if err != nil {
 					t.Fatal(err)
@@ -144,7 +144,12 @@ type drillStores struct {
 	// its lag, and what region B must hold is bounded by what it had
 	// copied, not by the lag it aims at.
 	copied func() time.Time
-	// checkB, if set, checks the stores once the drill is over.
+	// resumeA, if set, ends region A's store outage with its data kept:
+	// a query server started on it then reads no value older than region
+	// A answered before the outage.
+	resumeA func()
+	// checkB, if set, checks the stores once the drill is over (after
+	// resumeA).
 	checkB func(t *testing.T)
 }
 
@@ -305,6 +310,20 @@ func regionalFailover(t *testing.T, stores func(t *testing.T, ctx context.Contex
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// What region A answers just before it goes: after its store comes
+	// back, no value there may be older.
+	aKeys := make([]string, 0, clients*keysPerClient)
+	for c := range clients {
+		for k := range keysPerClient {
+			aKeys = append(aKeys, fmt.Sprintf("%sc%d-k%d", pa, c, k))
+		}
+	}
+	sctx, scancel := context.WithTimeout(ctx, patience)
+	_, _, heldA, _, err := queryAges(sctx, urlA, aKeys)
+	scancel()
+	if err != nil {
+		t.Fatalf("region A before the kill: %v", err)
+	}
 	// The region goes, and with it what the replicator had read but not
 	// yet copied: the loss the replicator's lag allows.
 	kafkaA.Kill()
@@ -432,6 +451,27 @@ func regionalFailover(t *testing.T, stores func(t *testing.T, ctx context.Contex
 	}
 	if queries.Load() == 0 {
 		t.Error("region B was never queried")
+	}
+	if st.resumeA != nil {
+		st.resumeA()
+		// A query server of its own, with a cold cache: what it reads
+		// is what region A's store holds.
+		fresh := role("serve", st.a)
+		qc, qcancel := context.WithTimeout(ctx, patience)
+		_, _, ages, _, err := queryAges(qc, fresh.URL(), aKeys)
+		qcancel()
+		if err != nil {
+			t.Fatalf("region A's store after the outage: %v", err)
+		}
+		older := 0
+		for k, v := range heldA {
+			if ages[k] < v {
+				if older++; older <= 3 {
+					t.Errorf("region A's store holds %s = %d after the outage, older than the %d it answered before", k, ages[k], v)
+				}
+			}
+		}
+		t.Logf("region A's store after the outage: %d keys compared with what A answered before it, %d older", len(heldA), older)
 	}
 	if st.checkB != nil {
 		st.checkB(t)
