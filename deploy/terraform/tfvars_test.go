@@ -181,3 +181,33 @@ func passedAs(m *module, name string) map[string]bool {
 	}
 	return out
 }
+
+// TestExamplesSCRAMUserFromTheModule checks that the CAIRN_* environment
+// every example outputs names the SASL/SCRAM user the msk module created,
+// not a copy of its default that a changed scram_username would leave
+// behind.
+func TestExamplesSCRAMUserFromTheModule(t *testing.T) {
+	mods := loadModules(t)
+	for _, dir := range tfvarsExamples {
+		m := mods[dir]
+		found := 0
+		for _, ob := range m.blocks("output") {
+			obj, ok := ob.Body.Attributes["value"].Expr.(*hclsyntax.ObjectConsExpr)
+			if !ok {
+				continue
+			}
+			for _, item := range obj.Items {
+				if exprText(m, item.KeyExpr) != "CAIRN_KAFKA_SASL_USERNAME" {
+					continue
+				}
+				found++
+				if got := exprText(m, item.ValueExpr); got != "module.msk.scram_username" {
+					t.Errorf("%s: output %s: CAIRN_KAFKA_SASL_USERNAME = %s, want module.msk.scram_username", dir, ob.Labels[0], got)
+				}
+			}
+		}
+		if found == 0 {
+			t.Errorf("%s: no output sets CAIRN_KAFKA_SASL_USERNAME", dir)
+		}
+	}
+}
