@@ -239,7 +239,7 @@ func TestSizeFromFile(t *testing.T) {
 	}
 
 	out, err := runSizeArgs(t, nil, "--tfvars", "--from", file)
-	if err != nil || !strings.HasPrefix(out, "capacity_mode          = \"autoscaled\"\n") || !strings.Contains(out, "log_retention_hours    = 168\n") {
+	if err != nil || !strings.HasPrefix(out, "capacity_mode              = \"autoscaled\"\n") || !strings.Contains(out, "log_retention_hours        = 168\n") {
 		t.Errorf("--tfvars printed %q (%v)", out, err)
 	}
 }

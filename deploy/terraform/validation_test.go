@@ -1,6 +1,7 @@
 package terraform_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -53,7 +54,43 @@ func unitsCase(dir, v string) validationCase {
 	return validationCase{dir, v, []string{`1`, `1000`}, []string{`0`, `-5`}}
 }
 
-var validationCases = []validationCase{
+// wholeUnitsCase checks an autoscaling floor or ceiling: whole capacity
+// units from 1, with no upper bound, as DynamoDB's per-table quota (40,000
+// units by default) can be raised and cairn size's large example needs more.
+func wholeUnitsCase(dir, v string) validationCase {
+	return validationCase{dir, v, []string{`1`, `250`, `5000`, `185715`}, []string{`0`, `-5`, `2.5`}}
+}
+
+// brokerSettingsCases checks the MSK settings cairn size prints that the
+// examples pass on to the msk modules.
+func brokerSettingsCases(dir string) []validationCase {
+	return []validationCase{
+		{dir, "log_retention_hours", []string{`1`, `24`, `168`}, []string{`0`, `1.5`, `-24`}},
+		{dir, "broker_count", []string{`3`, `6`}, []string{`2`, `3.5`, `0`}},
+		{dir, "default_replication_factor", []string{`1`, `3`}, []string{`0`, `2.5`}},
+	}
+}
+
+// autoscalingCases checks the four autoscaling bounds of dir, named with
+// prefix.
+func autoscalingCases(dir, prefix string) []validationCase {
+	return []validationCase{
+		wholeUnitsCase(dir, prefix+"read_min"),
+		wholeUnitsCase(dir, prefix+"read_max"),
+		wholeUnitsCase(dir, prefix+"write_min"),
+		wholeUnitsCase(dir, prefix+"write_max"),
+	}
+}
+
+var validationCases = slices.Concat(baseValidationCases,
+	autoscalingCases("modules/dynamodb", "autoscaling_"),
+	autoscalingCases("examples/single-region", "autoscaling_"),
+	autoscalingCases("examples/multi-region", "autoscaling_"),
+	brokerSettingsCases("examples/single-region"),
+	brokerSettingsCases("examples/multi-region"),
+)
+
+var baseValidationCases = []validationCase{
 	{"modules/msk", "name", []string{`"cairn-msk"`, `"a"`}, []string{`"1cairn"`, `"cairn_msk"`, `""`, `"` + strings.Repeat("a", 55) + `"`}},
 	{"modules/msk", "kafka_version", []string{`"3.6.0"`, `"3.7.x.kraft"`}, []string{`"3.6"`, `"latest"`}},
 	{"modules/msk", "broker_count", []string{`3`, `6`}, []string{`2`, `3.5`, `0`}},

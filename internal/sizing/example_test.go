@@ -46,15 +46,15 @@ namespaces:
 	// item 87 bytes, 0.5 read units each
 	// read units 400 steady, 1200 peak: autoscaled
 	// metrics record 375 bytes, 667 queries, 116 buckets: 133.5 B/s
-	// capacity_mode          = "autoscaled"
-	// read_capacity          = 572
-	// write_capacity         = 1
-	// autoscaling_read_min   = 572
-	// autoscaling_read_max   = 1715
-	// autoscaling_write_min  = 1
-	// autoscaling_write_max  = 1
-	// broker_volume_size     = 1
-	// log_retention_hours    = 168
-	// number_of_broker_nodes = 3
-	// replication_factor     = 3
+	// capacity_mode              = "autoscaled"
+	// read_capacity              = 572
+	// write_capacity             = 1
+	// autoscaling_read_min       = 572
+	// autoscaling_read_max       = 1715
+	// autoscaling_write_min      = 1
+	// autoscaling_write_max      = 1
+	// broker_volume_size         = 1
+	// log_retention_hours        = 168
+	// broker_count               = 3
+	// default_replication_factor = 3
 }

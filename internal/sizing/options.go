@@ -124,6 +124,17 @@ const (
 	DefaultHeadroom          = 1.5
 )
 
+// Bounds of the MSK settings a plan prints, as deploy/terraform's msk
+// module validates them.
+const (
+	// MinBrokersCount is the fewest brokers the msk module takes: with 3, a
+	// topic of replication factor 3 keeps min.insync.replicas = 2 with one
+	// broker down.
+	MinBrokersCount = 3
+	// MaxBrokerVolumeGiB is MSK's largest EBS volume per broker, GiB.
+	MaxBrokerVolumeGiB = 16384
+)
+
 // DefaultOptions returns the Options with every default filled in.
 func DefaultOptions() Options {
 	return Options{
@@ -190,7 +201,7 @@ func (o *Options) Validate() error {
 	case o.Retention%time.Hour != 0:
 		bad("retention", "want whole hours (log.retention.hours), got %s", o.Retention)
 	}
-	integer("brokers-count", o.BrokersCount, 1, maxBrokers)
+	integer("brokers-count", o.BrokersCount, MinBrokersCount, maxBrokers)
 	integer("replication-factor", o.ReplicationFactor, 1, maxBrokers)
 	if o.ReplicationFactor > o.BrokersCount && o.BrokersCount >= 1 {
 		bad("replication-factor", "%d replicas need at least as many brokers, --brokers-count is %d", o.ReplicationFactor, o.BrokersCount)

@@ -105,7 +105,9 @@ type Plan struct {
 }
 
 // TFVars are the variables of deploy/terraform's example modules that a
-// plan sets, named as there.
+// plan sets, named as there: each is a variable both examples declare and
+// validate, and pass on to the module argument of the same name
+// (broker_volume_size to the msk modules' volume_size).
 type TFVars struct {
 	// CapacityMode is provisioned, autoscaled or on_demand.
 	CapacityMode string `json:"capacity_mode"`
@@ -123,10 +125,13 @@ type TFVars struct {
 	BrokerVolumeSize int `json:"broker_volume_size"`
 	// LogRetentionHours is the brokers' log.retention.hours.
 	LogRetentionHours int `json:"log_retention_hours"`
-	// NumberOfBrokerNodes is the MSK cluster's broker count.
-	NumberOfBrokerNodes int `json:"number_of_broker_nodes"`
-	// ReplicationFactor is the topics' replication factor.
-	ReplicationFactor int `json:"replication_factor"`
+	// BrokerCount is the MSK cluster's broker count (the msk module's
+	// broker_count).
+	BrokerCount int `json:"broker_count"`
+	// DefaultReplicationFactor is the topics' replication factor, the
+	// brokers' default.replication.factor (the msk module's
+	// default_replication_factor).
+	DefaultReplicationFactor int `json:"default_replication_factor"`
 }
 
 // Compute plans the capacity of o's workload over the registry reg (which
@@ -194,23 +199,28 @@ func Compute(o Options, reg *feature.Registry) (*Plan, error) {
 	}
 
 	p.Kafka = o.kafka(p, reg)
+	if v := p.Kafka.BrokerVolumeSize; v > MaxBrokerVolumeGiB {
+		need := int(math.Ceil(p.Kafka.StoragePerBrokerGiB * float64(o.BrokersCount) / MaxBrokerVolumeGiB))
+		return nil, fmt.Errorf("--brokers-count: %d brokers need %d GiB each for the --retention window, above MSK's %d GiB per broker: use at least %d brokers, or a shorter --retention",
+			o.BrokersCount, v, MaxBrokerVolumeGiB, need)
+	}
 
 	readCap, writeCap := p.Autoscaling.Read.Max, p.Autoscaling.Write.Max
 	if p.CapacityMode == Autoscaled {
 		readCap, writeCap = p.Autoscaling.Read.Min, p.Autoscaling.Write.Min
 	}
 	p.TFVars = TFVars{
-		CapacityMode:        p.CapacityMode,
-		ReadCapacity:        readCap,
-		WriteCapacity:       writeCap,
-		AutoscalingReadMin:  p.Autoscaling.Read.Min,
-		AutoscalingReadMax:  p.Autoscaling.Read.Max,
-		AutoscalingWriteMin: p.Autoscaling.Write.Min,
-		AutoscalingWriteMax: p.Autoscaling.Write.Max,
-		BrokerVolumeSize:    p.Kafka.BrokerVolumeSize,
-		LogRetentionHours:   int(o.Retention.Hours()),
-		NumberOfBrokerNodes: o.BrokersCount,
-		ReplicationFactor:   o.ReplicationFactor,
+		CapacityMode:             p.CapacityMode,
+		ReadCapacity:             readCap,
+		WriteCapacity:            writeCap,
+		AutoscalingReadMin:       p.Autoscaling.Read.Min,
+		AutoscalingReadMax:       p.Autoscaling.Read.Max,
+		AutoscalingWriteMin:      p.Autoscaling.Write.Min,
+		AutoscalingWriteMax:      p.Autoscaling.Write.Max,
+		BrokerVolumeSize:         p.Kafka.BrokerVolumeSize,
+		LogRetentionHours:        int(o.Retention.Hours()),
+		BrokerCount:              o.BrokersCount,
+		DefaultReplicationFactor: o.ReplicationFactor,
 	}
 	return p, nil
 }

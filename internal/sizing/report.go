@@ -108,7 +108,7 @@ func (p *Plan) WriteTFVars(w io.Writer) error {
 }
 
 func (v TFVars) write(b *strings.Builder) {
-	fmt.Fprintf(b, "capacity_mode          = %q\n", v.CapacityMode)
+	fmt.Fprintf(b, "%-26s = %q\n", "capacity_mode", v.CapacityMode)
 	for _, kv := range []struct {
 		name string
 		v    int
@@ -121,10 +121,10 @@ func (v TFVars) write(b *strings.Builder) {
 		{"autoscaling_write_max", v.AutoscalingWriteMax},
 		{"broker_volume_size", v.BrokerVolumeSize},
 		{"log_retention_hours", v.LogRetentionHours},
-		{"number_of_broker_nodes", v.NumberOfBrokerNodes},
-		{"replication_factor", v.ReplicationFactor},
+		{"broker_count", v.BrokerCount},
+		{"default_replication_factor", v.DefaultReplicationFactor},
 	} {
-		fmt.Fprintf(b, "%-22s = %d\n", kv.name, kv.v)
+		fmt.Fprintf(b, "%-26s = %d\n", kv.name, kv.v)
 	}
 }
 

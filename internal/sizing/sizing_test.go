@@ -1,6 +1,7 @@
 package sizing
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -74,6 +75,7 @@ func TestValidateNamesTheFlag(t *testing.T) {
 		{"--replication-factor", func(o *Options) { o.ReplicationFactor = 4 }},
 		{"--replication-factor", func(o *Options) { o.ReplicationFactor = 0 }},
 		{"--brokers-count", func(o *Options) { o.BrokersCount = 0 }},
+		{"--brokers-count", func(o *Options) { o.BrokersCount = 2 }},
 		{"--features", func(o *Options) { o.Features = "" }},
 		{"--key-bytes", func(o *Options) { o.KeyBytes = 0 }},
 		{"--string-bytes", func(o *Options) { o.StringBytes = -1 }},
@@ -292,8 +294,41 @@ func TestKafkaStorage(t *testing.T) {
 	if got, want := day.Kafka.RetainedBytes*7, k.RetainedBytes; math.Abs(got-want) > 1 {
 		t.Errorf("24 h retains %v B, a seventh of the week's %v", day.Kafka.RetainedBytes, want)
 	}
-	if day.TFVars.LogRetentionHours != 24 || day.TFVars.NumberOfBrokerNodes != 6 || day.TFVars.ReplicationFactor != 3 {
+	if day.TFVars.LogRetentionHours != 24 || day.TFVars.BrokerCount != 6 || day.TFVars.DefaultReplicationFactor != 3 {
 		t.Errorf("tfvars %+v", day.TFVars)
+	}
+}
+
+// A retention window whose storage does not fit MSK's largest volume per
+// broker is refused with the broker count that would hold it, rather than
+// printing a broker_volume_size that Terraform and MSK refuse.
+func TestKafkaStorageAboveTheVolumeLimit(t *testing.T) {
+	t.Parallel()
+	reg := registry(t)
+	big := func(brokers int) Options {
+		return opts(func(o *Options) {
+			o.UploadsPerSecond, o.EntitiesPerUpload = 100, 100
+			o.Retention = 30 * 24 * time.Hour
+			o.BrokersCount = brokers
+		})
+	}
+	_, err := Compute(big(3), reg)
+	if err == nil || !strings.Contains(err.Error(), "--brokers-count:") {
+		t.Fatalf("3 brokers: %v, want an error naming --brokers-count", err)
+	}
+	var need int
+	if _, err := fmt.Sscanf(err.Error()[strings.Index(err.Error(), "at least "):], "at least %d brokers", &need); err != nil {
+		t.Fatalf("%v: no broker count in the error: %v", err, err)
+	}
+	p, err := Compute(big(need), reg)
+	if err != nil {
+		t.Fatalf("%d brokers, as the error advised: %v", need, err)
+	}
+	if v := p.TFVars.BrokerVolumeSize; v > MaxBrokerVolumeGiB {
+		t.Errorf("%d brokers: %d GiB each, want at most %d", need, v, MaxBrokerVolumeGiB)
+	}
+	if _, err := Compute(big(need-1), reg); err == nil {
+		t.Errorf("%d brokers are accepted, one fewer than the error advised", need-1)
 	}
 }
 

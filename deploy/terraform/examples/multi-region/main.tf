@@ -15,7 +15,10 @@ module "msk" {
 
   name                         = "cairn-msk${local.suffix}"
   environment                  = var.environment
+  broker_count                 = var.broker_count
   volume_size                  = var.broker_volume_size
+  log_retention_hours          = var.log_retention_hours
+  default_replication_factor   = var.default_replication_factor
   primary_vpc_id               = var.primary_vpc_id
   primary_private_subnet_ids   = var.primary_private_subnet_ids
   primary_client_cidr_blocks   = var.primary_client_cidr_blocks

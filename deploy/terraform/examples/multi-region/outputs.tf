@@ -34,7 +34,7 @@ output "cairn_environment" {
     CAIRN_KAFKA_BROKERS        = module.msk.primary_bootstrap_brokers_sasl_scram
     CAIRN_KAFKA_TLS            = "true"
     CAIRN_KAFKA_SASL_MECHANISM = "SCRAM-SHA-512"
-    CAIRN_KAFKA_SASL_USERNAME  = "cairn"
+    CAIRN_KAFKA_SASL_USERNAME  = module.msk.scram_username
   }
 }
 
@@ -45,6 +45,6 @@ output "cairn_environment_after_failover" {
     CAIRN_KAFKA_BROKERS        = module.msk.secondary_bootstrap_brokers_sasl_scram
     CAIRN_KAFKA_TLS            = "true"
     CAIRN_KAFKA_SASL_MECHANISM = "SCRAM-SHA-512"
-    CAIRN_KAFKA_SASL_USERNAME  = "cairn"
+    CAIRN_KAFKA_SASL_USERNAME  = module.msk.scram_username
   }
 }

@@ -147,25 +147,78 @@ variable "write_capacity" {
 }
 
 variable "autoscaling_read_min" {
-  description = "Floor of read units (autoscaled)."
+  description = "Floor of read capacity units (autoscaled), in each region: cover the peak-to-trough swing at the target utilization (cairn size prints it)."
   type        = number
   default     = 500
+
+  validation {
+    condition     = var.autoscaling_read_min >= 1 && floor(var.autoscaling_read_min) == var.autoscaling_read_min
+    error_message = "autoscaling_read_min must be a whole number of read capacity units, at least 1."
+  }
 }
 
 variable "autoscaling_read_max" {
-  description = "Ceiling of read units (autoscaled)."
+  description = "Ceiling of read capacity units (autoscaled), in each region: the most the table may cost (cairn size prints it)."
   type        = number
   default     = 5000
+
+  validation {
+    condition     = var.autoscaling_read_max >= 1 && floor(var.autoscaling_read_max) == var.autoscaling_read_max
+    error_message = "autoscaling_read_max must be a whole number of read capacity units, at least 1."
+  }
 }
 
 variable "autoscaling_write_min" {
-  description = "Floor of write units (autoscaled)."
+  description = "Floor of write capacity units (autoscaled), in each region: cover the peak-to-trough swing at the target utilization (cairn size prints it)."
   type        = number
   default     = 250
+
+  validation {
+    condition     = var.autoscaling_write_min >= 1 && floor(var.autoscaling_write_min) == var.autoscaling_write_min
+    error_message = "autoscaling_write_min must be a whole number of write capacity units, at least 1."
+  }
 }
 
 variable "autoscaling_write_max" {
-  description = "Ceiling of write units (autoscaled)."
+  description = "Ceiling of write capacity units (autoscaled), in each region: the most the table may cost (cairn size prints it)."
   type        = number
   default     = 2500
+
+  validation {
+    condition     = var.autoscaling_write_max >= 1 && floor(var.autoscaling_write_max) == var.autoscaling_write_max
+    error_message = "autoscaling_write_max must be a whole number of write capacity units, at least 1."
+  }
+}
+
+variable "log_retention_hours" {
+  description = "Broker setting log.retention.hours in both clusters, the retention window cairn size sizes broker_volume_size for."
+  type        = number
+  default     = 168
+
+  validation {
+    condition     = var.log_retention_hours >= 1 && floor(var.log_retention_hours) == var.log_retention_hours
+    error_message = "log_retention_hours must be a whole number of hours, at least 1."
+  }
+}
+
+variable "broker_count" {
+  description = "Broker nodes per cluster: a multiple of the number of subnets, at least 3 (cairn size --brokers-count)."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.broker_count >= 3 && floor(var.broker_count) == var.broker_count
+    error_message = "broker_count must be a whole number of at least 3."
+  }
+}
+
+variable "default_replication_factor" {
+  description = "Broker setting default.replication.factor in both clusters (cairn size --replication-factor); at most broker_count."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.default_replication_factor >= 1 && floor(var.default_replication_factor) == var.default_replication_factor
+    error_message = "default_replication_factor must be a whole number, at least 1."
+  }
 }

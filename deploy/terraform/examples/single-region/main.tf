@@ -7,13 +7,16 @@ locals {
 module "msk" {
   source = "../../modules/msk"
 
-  name               = "cairn-msk${local.suffix}"
-  environment        = var.environment
-  vpc_id             = var.vpc_id
-  private_subnet_ids = var.private_subnet_ids
-  client_cidr_blocks = var.client_cidr_blocks
-  volume_size        = var.broker_volume_size
-  scram_password     = var.scram_password
+  name                       = "cairn-msk${local.suffix}"
+  environment                = var.environment
+  vpc_id                     = var.vpc_id
+  private_subnet_ids         = var.private_subnet_ids
+  client_cidr_blocks         = var.client_cidr_blocks
+  broker_count               = var.broker_count
+  volume_size                = var.broker_volume_size
+  log_retention_hours        = var.log_retention_hours
+  default_replication_factor = var.default_replication_factor
+  scram_password             = var.scram_password
 }
 
 module "dynamodb" {

@@ -69,24 +69,44 @@ variable "autoscaling_read_min" {
   description = "autoscaled: floor of read capacity units."
   type        = number
   default     = 500
+
+  validation {
+    condition     = var.autoscaling_read_min >= 1 && floor(var.autoscaling_read_min) == var.autoscaling_read_min
+    error_message = "autoscaling_read_min must be a whole number of read capacity units, at least 1."
+  }
 }
 
 variable "autoscaling_read_max" {
   description = "autoscaled: ceiling of read capacity units."
   type        = number
   default     = 5000
+
+  validation {
+    condition     = var.autoscaling_read_max >= 1 && floor(var.autoscaling_read_max) == var.autoscaling_read_max
+    error_message = "autoscaling_read_max must be a whole number of read capacity units, at least 1."
+  }
 }
 
 variable "autoscaling_write_min" {
   description = "autoscaled: floor of write capacity units."
   type        = number
   default     = 250
+
+  validation {
+    condition     = var.autoscaling_write_min >= 1 && floor(var.autoscaling_write_min) == var.autoscaling_write_min
+    error_message = "autoscaling_write_min must be a whole number of write capacity units, at least 1."
+  }
 }
 
 variable "autoscaling_write_max" {
   description = "autoscaled: ceiling of write capacity units."
   type        = number
   default     = 2500
+
+  validation {
+    condition     = var.autoscaling_write_max >= 1 && floor(var.autoscaling_write_max) == var.autoscaling_write_max
+    error_message = "autoscaling_write_max must be a whole number of write capacity units, at least 1."
+  }
 }
 
 variable "replica_regions" {

@@ -10,41 +10,43 @@ module "primary" {
   source    = "../msk"
   providers = { aws = aws.primary }
 
-  name                = "${var.name}-primary"
-  environment         = var.environment
-  tags                = var.tags
-  kafka_version       = var.kafka_version
-  broker_count        = var.broker_count
-  instance_type       = var.instance_type
-  volume_size         = var.volume_size
-  log_retention_hours = var.log_retention_hours
-  vpc_id              = var.primary_vpc_id
-  private_subnet_ids  = var.primary_private_subnet_ids
-  client_cidr_blocks  = var.primary_client_cidr_blocks
-  scram_username      = var.scram_username
-  scram_password      = var.scram_password
-  iam_auth            = true
-  multi_vpc_iam       = var.primary_multi_vpc_iam
+  name                       = "${var.name}-primary"
+  environment                = var.environment
+  tags                       = var.tags
+  kafka_version              = var.kafka_version
+  broker_count               = var.broker_count
+  instance_type              = var.instance_type
+  volume_size                = var.volume_size
+  log_retention_hours        = var.log_retention_hours
+  default_replication_factor = var.default_replication_factor
+  vpc_id                     = var.primary_vpc_id
+  private_subnet_ids         = var.primary_private_subnet_ids
+  client_cidr_blocks         = var.primary_client_cidr_blocks
+  scram_username             = var.scram_username
+  scram_password             = var.scram_password
+  iam_auth                   = true
+  multi_vpc_iam              = var.primary_multi_vpc_iam
 }
 
 module "secondary" {
   source    = "../msk"
   providers = { aws = aws.secondary }
 
-  name                = "${var.name}-secondary"
-  environment         = var.environment
-  tags                = var.tags
-  kafka_version       = var.kafka_version
-  broker_count        = var.broker_count
-  instance_type       = var.instance_type
-  volume_size         = var.volume_size
-  log_retention_hours = var.log_retention_hours
-  vpc_id              = var.secondary_vpc_id
-  private_subnet_ids  = var.secondary_private_subnet_ids
-  client_cidr_blocks  = var.secondary_client_cidr_blocks
-  scram_username      = var.scram_username
-  scram_password      = var.scram_password
-  iam_auth            = true
+  name                       = "${var.name}-secondary"
+  environment                = var.environment
+  tags                       = var.tags
+  kafka_version              = var.kafka_version
+  broker_count               = var.broker_count
+  instance_type              = var.instance_type
+  volume_size                = var.volume_size
+  log_retention_hours        = var.log_retention_hours
+  default_replication_factor = var.default_replication_factor
+  vpc_id                     = var.secondary_vpc_id
+  private_subnet_ids         = var.secondary_private_subnet_ids
+  client_cidr_blocks         = var.secondary_client_cidr_blocks
+  scram_username             = var.scram_username
+  scram_password             = var.scram_password
+  iam_auth                   = true
 }
 
 data "aws_iam_policy_document" "primary_cluster" {

@@ -27,3 +27,8 @@ output "topic_name_configuration" {
   description = "How topic names appear on the secondary."
   value       = var.topic_name_configuration
 }
+
+output "scram_username" {
+  description = "SASL/SCRAM user of cairn on both clusters (CAIRN_KAFKA_SASL_USERNAME)."
+  value       = module.primary.scram_username
+}

@@ -51,6 +51,12 @@ variable "log_retention_hours" {
   default     = 168
 }
 
+variable "default_replication_factor" {
+  description = "Broker setting default.replication.factor of both clusters."
+  type        = number
+  default     = 3
+}
+
 variable "primary_vpc_id" {
   description = "VPC of the primary cluster."
   type        = string
