@@ -108,7 +108,7 @@ variable "primary_multi_vpc_iam" {
 }
 
 variable "topic_name_configuration" {
-  description = "How replicated topics are named on the secondary: IDENTICAL (cairn.persist stays cairn.persist; what cairn's failover expects) or PREFIXED_WITH_SOURCE_CLUSTER_ALIAS (cairn.persist becomes ALIAS.cairn.persist)."
+  description = "How replicated topics are named on the secondary: IDENTICAL (cairn.persist stays cairn.persist; cairn needs no knob) or PREFIXED_WITH_SOURCE_CLUSTER_ALIAS (cairn.persist becomes ALIAS.cairn.persist; set CAIRN_KAFKA_SECONDARY_TOPIC_PREFIX to ALIAS followed by a dot)."
   type        = string
   default     = "IDENTICAL"
 
