@@ -287,12 +287,74 @@ waitHealth:
 	}
 }
 
-// TestSecurityTLSUntrustedCA: a cairn write trusting another CA than the
-// one that signs the broker's certificate exits within 10 s naming the
-// certificate.
-func TestSecurityTLSUntrustedCA(t *testing.T) {
+// TestSecurityCauses: each of a wrong password, a wrong SCRAM mechanism, an
+// untrusted CA and TLS against a plaintext listener ends both `cairn topics
+// create` and `cairn write` within 10 s (measured from the process's
+// start), non-zero, with one message naming the cause. The eight processes
+// run at once: each must stay within the bound on a loaded machine.
+func TestSecurityCauses(t *testing.T) {
 	c := startSecureCluster(t)
+	plain := testserver.StartKafka(t, testserver.KafkaOptions{
+		Partitions: 4,
+		SCRAMUsers: map[string]string{scramUser: scramPassword},
+	})
 	other := filepath.Join(t.TempDir(), "other-ca.pem")
 	writeFile(t, other, tlscerttest.NewCA(t).PEM())
-	c.mustFail(c.startCommand("write", c.kafkaEnv(other, c.goodPass)), "certificate")
+	good := c.kafkaEnv(c.caFile, c.goodPass)
+
+	type run struct {
+		p     *testserver.Process
+		start time.Time
+		want  string
+	}
+	var runs []run
+	for _, tc := range []struct {
+		name    string
+		brokers string
+		kafka   []string
+		want    string // the cause's text, as queue.Cause words it
+	}{
+		{"wrong password", c.kafka.Addr(), c.kafkaEnv(c.caFile, c.badPass),
+			"SASL authentication failed"},
+		// The broker knows alice for SCRAM-SHA-512 only, and does not say
+		// which mechanism a user has.
+		{"wrong mechanism", c.kafka.Addr(), append(good, "CAIRN_KAFKA_SASL_MECHANISM=SCRAM-SHA-256"),
+			"SASL authentication failed: wrong user, password or SCRAM mechanism"},
+		{"untrusted CA", c.kafka.Addr(), c.kafkaEnv(other, c.goodPass),
+			"TLS certificate not trusted"},
+		{"TLS against plaintext", plain.Addr(), good,
+			"TLS to a plaintext listener"},
+	} {
+		for _, cmd := range []string{"topics", "write"} {
+			args := []string{"topics", "create", "--brokers", tc.brokers,
+				"--replication-factor", "1", "--min-insync-replicas", "1", "--partitions", "4"}
+			if cmd == "write" {
+				args = []string{"write", "--addr", "127.0.0.1:0", "--store", c.redis.URI(0),
+					"--brokers", tc.brokers, "--features", c.features}
+			}
+			start := time.Now()
+			p := testserver.StartProcess(t, testserver.Command{
+				Name: "cairn-" + cmd + " (" + tc.name + ")", Path: c.bin, Args: args, Env: c.env(tc.kafka),
+			})
+			c.procs = append(c.procs, p)
+			runs = append(runs, run{p, start, tc.want})
+		}
+	}
+	for _, r := range runs {
+		code, err := r.p.Wait(time.Until(r.start.Add(failFast)))
+		took := time.Since(r.start)
+		out := r.p.Output()
+		switch {
+		case err != nil:
+			t.Errorf("%s: %v; output:\n%s", r.p.Name(), err, out)
+		case code == 0:
+			t.Errorf("%s exited 0, want a failure naming %q; output:\n%s", r.p.Name(), r.want, out)
+		case took > failFast:
+			t.Errorf("%s exited after %v, want within %v", r.p.Name(), took, failFast)
+		case strings.Count(out, r.want) != 1:
+			t.Errorf("%s exited %d naming %q %d times, want once; output:\n%s", r.p.Name(), code, r.want, strings.Count(out, r.want), out)
+		default:
+			t.Logf("%s exited %d after %v: %s", r.p.Name(), code, took.Round(time.Millisecond), lastLine(out))
+		}
+	}
 }
