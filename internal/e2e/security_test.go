@@ -281,7 +281,10 @@ waitHealth:
 	if took > produceTimeout/2 {
 		t.Errorf("upload answered after %v, want at once (under %v)", took, produceTimeout/2)
 	}
-	// Probed every probeInterval, the failure is logged once a minute.
+	// Probed every probeInterval, the failure is logged once a minute (a
+	// constant, not a knob): once in this test. That it repeats each
+	// interval and not per upload is tested in internal/queue
+	// (TestProducerProbe) with the interval shortened.
 	if n := strings.Count(serve.Process().Output(), "Kafka does not answer the query server's producer"); n != 1 {
 		t.Errorf("serve logged the failing Kafka probe %d times, want once:\n%s", n, serve.Process().Tail(40))
 	}

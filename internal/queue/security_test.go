@@ -595,6 +595,45 @@ func TestProducerProbe(t *testing.T) {
 			t.Errorf("Persist after the probe answered after %v, want at once", took)
 		}
 	})
+	t.Run("wrong password logged once per interval", func(t *testing.T) {
+		// A query server probes Kafka every health interval and uploads
+		// fail at once: the log gets one line per log interval, whatever
+		// the number of probes and uploads. The intervals (a minute and
+		// ten seconds) are shortened here to see repeats.
+		const interval = 300 * time.Millisecond
+		cfg := clientConfig(t, brokers, ca, "alice", "wrong-password", "")
+		cfg.ProduceTimeout = testTimeout
+		var logs syncBuffer
+		p := newProducer(t, cfg, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(&logs, nil)))
+		p.probeLog.Interval, p.persistLog.Interval = interval, interval
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		start := time.Now()
+		probes, uploads := 0, 0
+		for time.Since(start) < 3*interval+interval/2 {
+			if err := p.Probe(ctx); err == nil {
+				t.Fatal("Probe() = nil with a wrong password")
+			}
+			probes++
+			for range 20 {
+				if err := p.Persist(ctx, []byte("k"), upload(uploads)); err == nil {
+					t.Fatal("Persist() = nil with a wrong password")
+				}
+				uploads++
+			}
+			time.Sleep(interval / 10)
+		}
+		elapsed := time.Since(start)
+		most := int(elapsed/interval) + 1
+		n := strings.Count(logs.String(), "does not answer")
+		t.Logf("%d probes and %d uploads in %v: %d probe lines", probes, uploads, elapsed.Round(time.Millisecond), n)
+		if n < 2 || n > most {
+			t.Errorf("%d failed probes over %v logged %d lines, want 2 to %d (one per %v):\n%s", probes, elapsed, n, most, interval, logs.String())
+		}
+		if n := strings.Count(logs.String(), "not acknowledged"); n > most {
+			t.Errorf("%d failed uploads over %v logged %d lines, want at most %d (one per %v)", uploads, elapsed, n, most, interval)
+		}
+	})
 	t.Run("unreachable", func(t *testing.T) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
