@@ -2,11 +2,19 @@ package e2e
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -360,4 +368,175 @@ func TestSecurityCauses(t *testing.T) {
 			t.Logf("%s exited %d after %v: %s", r.p.Name(), code, took.Round(time.Millisecond), lastLine(out))
 		}
 	}
+}
+
+// containsSecret returns the first secret found in out, "" if none. Each
+// secret is looked for whole; a PEM block line by line (any line of its
+// body is a secret).
+func containsSecret(out string, secrets []string) string {
+	for _, s := range secrets {
+		if strings.Contains(s, "-----BEGIN") {
+			for _, line := range strings.Split(s, "\n") {
+				if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "-----") && strings.Contains(out, line) {
+					return line
+				}
+			}
+			continue
+		}
+		if strings.Contains(out, s) {
+			return s
+		}
+	}
+	return ""
+}
+
+// TestSecuritySecretsNeverLogged: a full run at debug level, serve with API
+// keys and a TLS listener, write with SCRAM over TLS (its password from the
+// environment, serve's from a file), an upload carried end to end, a 401, a
+// 403, a SIGHUP reload and a SIGTERM: no byte of either process's output,
+// nor of `cairn config`, holds the SCRAM password, an API token or a line
+// of the listener's private key.
+func TestSecuritySecretsNeverLogged(t *testing.T) {
+	c := startSecureCluster(t)
+	c.mustSucceed(c.topicsCreate(c.kafkaEnv(c.caFile, c.goodPass)))
+	dir := t.TempDir()
+
+	token, readOnly := marker("cairn_tok"), marker("cairn_ro")
+	keys := filepath.Join(dir, "keys.yaml")
+	writeFile(t, keys, []byte(fmt.Sprintf("keys:\n  - {name: loader, sha256: %s, scopes: [query, upload]}\n  - {name: reader, sha256: %s, scopes: [query]}\n",
+		sha256Hex(token), sha256Hex(readOnly))))
+	listenerCA := tlscerttest.NewCA(t)
+	certFile, keyFile := tlscerttest.Files(t)
+	listenerCA.Issue(t, 3, certFile, keyFile)
+	keyPEM, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets := []string{scramPassword, token, readOnly, string(keyPEM)}
+	// The grep must be able to fail.
+	for _, s := range secrets {
+		if containsSecret("log: "+s+"\n", secrets) == "" {
+			t.Fatalf("containsSecret misses a secret")
+		}
+	}
+
+	write := testserver.StartRole(t, c.bin, "write", append(c.roleArgs(), "--log-level", "debug"),
+		append(roleEnv(), "CAIRN_WRITER_INSTANCE_ID=w1", "CAIRN_KAFKA_TLS=true", "CAIRN_KAFKA_TLS_CA_FILE="+c.caFile,
+			"CAIRN_KAFKA_SASL_USERNAME="+scramUser, "CAIRN_KAFKA_SASL_PASSWORD="+scramPassword))
+	serveEnv := []string{"CAIRN_API_KEYS_FILE=" + keys, "CAIRN_TLS_CERT_FILE=" + certFile, "CAIRN_TLS_KEY_FILE=" + keyFile}
+	for _, kv := range roleEnv() {
+		if !strings.HasPrefix(kv, "CAIRN_API_AUTH=") {
+			serveEnv = append(serveEnv, kv)
+		}
+	}
+	serveEnv = append(serveEnv, c.kafkaEnv(c.caFile, c.goodPass)...)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CAIRN_") && !strings.HasPrefix(kv, "DYNAMODB_") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, serveEnv...)
+	serve := testserver.StartProcess(t, testserver.Command{Name: "cairn-serve", Path: c.bin,
+		Args: append([]string{"serve", "--addr", addr, "--log-level", "debug"}, c.roleArgs()...), Env: env})
+	cfgOut := testserver.StartProcess(t, testserver.Command{Name: "cairn-config", Path: c.bin, Args: []string{"config"}, Env: env})
+
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: listenerCA.Pool}}}
+	base := "https://" + addr
+	do := func(path, auth, body string) (int, string) {
+		req, err := http.NewRequest(http.MethodPost, base+path, strings.NewReader(body))
+		if path == "/readyz" {
+			req, err = http.NewRequest(http.MethodGet, base+path, nil)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if auth != "" {
+			req.Header.Set("Authorization", "Bearer "+auth)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for code, _ := do("/readyz", "", ""); code != http.StatusOK; code, _ = do("/readyz", "", "") {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve not ready over TLS within 30s:\n%s", serve.Tail(30))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	const query = `{"inputs": {"user.id": ["s1"]}, "outputs": ["user.age"]}`
+	upload := fmt.Sprintf(`{"inputs": {"user.id": "s1", "user.age": 44}, "observed_at": %q}`, time.Now().Add(-time.Minute).UTC().Format(time.RFC3339Nano))
+	for _, r := range []struct {
+		path, auth, body string
+		want             int
+	}{
+		{"/v1/upload_features", token, upload, http.StatusAccepted},
+		{"/v1/query/online", "", query, http.StatusUnauthorized},
+		{"/v1/upload_features", readOnly, upload, http.StatusForbidden},
+	} {
+		if code, body := do(r.path, r.auth, r.body); code != r.want {
+			t.Fatalf("POST %s: %d %s, want %d", r.path, code, body, r.want)
+		}
+	}
+	readable := func() {
+		t.Helper()
+		deadline := time.Now().Add(readableWithin)
+		for {
+			code, body := do("/v1/query/online", token, query)
+			if code == http.StatusOK && strings.Contains(body, "44") {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the upload was not readable within %v: %d %s", readableWithin, code, body)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	readable()
+	if err := serve.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	readable()
+	for _, p := range []*testserver.Process{serve, write.Process()} {
+		if err := p.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []*testserver.Process{serve, write.Process(), cfgOut} {
+		if _, err := p.Wait(30 * time.Second); err != nil {
+			t.Errorf("%s: %v", p.Name(), err)
+		}
+		out := p.Output()
+		if s := containsSecret(out, secrets); s != "" {
+			t.Errorf("the output of %s holds the secret %q", p.Name(), s)
+		}
+		t.Logf("%s: %d bytes of output searched", p.Name(), len(out))
+	}
+	if !strings.Contains(serve.Output(), "api: serving") {
+		t.Errorf("serve's output was not captured:\n%s", serve.Tail(20))
+	}
+}
+
+// marker is prefix and 16 random hex digits.
+func marker(prefix string) string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return prefix + "_" + hex.EncodeToString(b)
+}
+
+func sha256Hex(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
 }
