@@ -323,24 +323,36 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
+// maxHeaderBytes bounds a request's headers. Over it, net/http answers
+// 431 Request Header Fields Too Large itself, in plain text, before any
+// handler runs: it has no hook to answer in the API's error shape, and
+// raising the limit to check it in a handler would let every connection
+// make the server buffer more. docs/security.md says so.
+const maxHeaderBytes = 64 << 10
+
+// newHTTPServer is the HTTP server of Run, serving h with cfg's timeouts.
+func newHTTPServer(cfg Config, h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		// A client can make the server log (a bad TLS handshake, a
+		// panicking handler): at debug level only, never per request
+		// at warning level.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+}
+
 // Run serves the API on ln until ctx ends, then shuts down: /readyz turns
 // 503 at once, no new connection is accepted, and requests in flight are
 // given ShutdownTimeout to finish before their connections are closed. It
 // closes ln. It returns nil after a clean stop, and an error when serving
 // failed or requests were still in flight at the shutdown timeout.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
-	hs := &http.Server{
-		Handler:           s.Handler(),
-		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
-		ReadTimeout:       s.cfg.ReadTimeout,
-		WriteTimeout:      s.cfg.WriteTimeout,
-		IdleTimeout:       s.cfg.IdleTimeout,
-		MaxHeaderBytes:    64 << 10,
-		// A client can make the server log (a bad TLS handshake, a
-		// panicking handler): at debug level only, never per request
-		// at warning level.
-		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
+	hs := newHTTPServer(s.cfg, s.Handler(), s.log)
 	served := make(chan error, 1)
 	s.serving.Store(true)
 	go func() { served <- hs.Serve(ln) }()

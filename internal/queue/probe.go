@@ -19,6 +19,21 @@ import (
 // ProbeTimeout bounds Probe.
 const ProbeTimeout = 10 * time.Second
 
+// probeHandshakeTimeout bounds the TLS handshake of Probe's connection. A
+// plaintext Kafka listener reads the ClientHello's first four bytes as the
+// size of a request (about 369 MB) and waits for the rest without
+// answering, so a handshake with it ends only at a deadline. A TLS broker
+// answers a ClientHello within a round trip, a few milliseconds, or one
+// slow signature on a loaded machine: three seconds leave ample margin
+// and let Probe name the cause well within ProbeTimeout. A handshake that
+// times out against a real TLS listener is only retried.
+const probeHandshakeTimeout = 3 * time.Second
+
+// errTLSToPlaintext is the dial error of Probe's connection when its TLS
+// handshake got no answer from an address that answers Kafka requests in
+// plaintext.
+var errTLSToPlaintext = errors.New("the TLS handshake got no answer, and the same address answers Kafka requests in plaintext")
+
 // Cause is why a client could not talk to the brokers.
 type Cause int
 
@@ -101,6 +116,8 @@ func Classify(err error) Cause {
 	switch {
 	case err == nil:
 		return CauseUnknown
+	case errors.Is(err, errTLSToPlaintext):
+		return CauseTLSToPlaintext
 	case errors.Is(err, kerr.SaslAuthenticationFailed):
 		return CauseCredentials
 	case errors.Is(err, kerr.UnsupportedSaslMechanism):
@@ -157,10 +174,16 @@ func probe(ctx context.Context, cfg Config, timeout time.Duration) *ConnectError
 	reqCtx, stop := context.WithTimeout(ctx, timeout-check)
 	defer stop()
 	last := lastBrokerError{stop: stop}
-	cl, err := kgo.NewClient(append(cfg.ClientOpts(),
-		kgo.WithHooks(&last),
-		kgo.DialTimeout(min(4*time.Second, timeout/2)),
-	)...)
+	dialTimeout := min(4*time.Second, timeout/2)
+	opts := append(cfg.ClientOpts(), kgo.WithHooks(&last), kgo.DialTimeout(dialTimeout))
+	if cfg.TLS {
+		// The same TLS settings, with a handshake deadline of its own:
+		// DialTLSConfig(nil) undoes ClientOpts' DialTLSConfig, which kgo
+		// refuses alongside a Dialer.
+		opts = append(opts, kgo.DialTLSConfig(nil),
+			kgo.Dialer(handshakeDialer(cfg.tlsConfig(), dialTimeout, min(probeHandshakeTimeout, timeout/3))))
+	}
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return &ConnectError{Brokers: cfg.Brokers, Err: err}
 	}
@@ -185,12 +208,51 @@ func probe(ctx context.Context, cfg Config, timeout time.Duration) *ConnectError
 	var ne net.Error
 	if ce.Cause == CauseUnreachable && cfg.TLS && errors.As(ce.Err, &ne) && ne.Timeout() && plaintextListener(ctx, cfg.Brokers) {
 		ce.Cause = CauseTLSToPlaintext
-		ce.Err = fmt.Errorf("the TLS handshake got no answer, and the same address answers Kafka requests in plaintext (%w)", ce.Err)
+		ce.Err = fmt.Errorf("%w (%w)", errTLSToPlaintext, ce.Err)
 	}
 	if ce.Cause == CauseUnreachable && errors.Is(err, context.DeadlineExceeded) {
 		ce.Err = fmt.Errorf("no answer within %v: %w", timeout, ce.Err)
 	}
 	return ce
+}
+
+// handshakeDialer dials with TLS configuration tc like kgo's own TLS
+// dialer, but ends the handshake after handshakeTimeout. A handshake that
+// times out against an address answering Kafka requests in plaintext fails
+// with errTLSToPlaintext, a fatal cause that ends the probe at once.
+func handshakeDialer(tc *tls.Config, dialTimeout, handshakeTimeout time.Duration) func(ctx context.Context, network, host string) (net.Conn, error) {
+	d := &net.Dialer{Timeout: dialTimeout}
+	return func(ctx context.Context, network, host string) (net.Conn, error) {
+		c := tc.Clone()
+		if c.ServerName == "" {
+			server, _, err := net.SplitHostPort(host)
+			if err != nil {
+				return nil, fmt.Errorf("split host:port %q for dialing: %w", host, err)
+			}
+			c.ServerName = server
+		}
+		raw, err := d.DialContext(ctx, network, host)
+		if err != nil {
+			return nil, err
+		}
+		hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+		defer cancel()
+		conn := tls.Client(raw, c)
+		err = conn.HandshakeContext(hctx)
+		if err == nil {
+			return conn, nil
+		}
+		raw.Close()
+		if ctx.Err() != nil || hctx.Err() == nil {
+			return nil, err
+		}
+		cctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+		defer cancel()
+		if plaintextListener(cctx, []string{host}) {
+			return nil, fmt.Errorf("%w (no answer within %v)", errTLSToPlaintext, handshakeTimeout)
+		}
+		return nil, fmt.Errorf("TLS handshake: no answer within %v: %w", handshakeTimeout, err)
+	}
 }
 
 // plaintextListener reports whether a broker of brokers answers a Kafka

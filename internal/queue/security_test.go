@@ -46,8 +46,8 @@ func writeFile(t *testing.T, name string, b []byte) string {
 	return p
 }
 
-// secureCluster starts kfake with SCRAM users (alice: SCRAM-SHA-512, bob:
-// SCRAM-SHA-256) on a TLS listener whose certificate ca signs (nil ca:
+// secureCluster starts kfake with SASL users (alice: SCRAM-SHA-512, bob:
+// SCRAM-SHA-256, carol: PLAIN) on a TLS listener whose certificate ca signs (nil ca:
 // plaintext), requiring client certificates signed by ca if mutual.
 func secureCluster(t *testing.T, ca *tlscerttest.CA, mutual ...bool) []string {
 	t.Helper()
@@ -56,6 +56,7 @@ func secureCluster(t *testing.T, ca *tlscerttest.CA, mutual ...bool) []string {
 		kfake.EnableSASL(),
 		kfake.Superuser(MechanismScramSHA512, "alice", "alice-secret"),
 		kfake.Superuser(MechanismScramSHA256, "bob", "bob-secret"),
+		kfake.Superuser(MechanismPlain, "carol", "carol-secret"),
 	}
 	if ca != nil {
 		tc := serverTLS(t, ca)
@@ -107,8 +108,14 @@ func TestProbeCauses(t *testing.T) {
 		{"right credentials SCRAM-SHA-256", func(t *testing.T) Config {
 			return clientConfig(t, tlsBrokers, ca, "bob", "bob-secret", MechanismScramSHA256)
 		}, CauseUnknown},
+		{"right credentials PLAIN over TLS", func(t *testing.T) Config {
+			return clientConfig(t, tlsBrokers, ca, "carol", "carol-secret", MechanismPlain)
+		}, CauseUnknown},
 		{"wrong password", func(t *testing.T) Config {
 			return clientConfig(t, tlsBrokers, ca, "alice", "wrong", "")
+		}, CauseCredentials},
+		{"wrong password PLAIN over TLS", func(t *testing.T) Config {
+			return clientConfig(t, tlsBrokers, ca, "carol", "wrong", MechanismPlain)
 		}, CauseCredentials},
 		{"wrong mechanism", func(t *testing.T) Config {
 			return clientConfig(t, tlsBrokers, ca, "bob", "bob-secret", MechanismScramSHA512)
@@ -139,12 +146,13 @@ func TestProbeCauses(t *testing.T) {
 			err := Probe(context.Background(), cfg)
 			took := time.Since(start)
 			t.Logf("%v after %v", err, took)
-			// A TLS handshake with a plaintext listener may hang until the
-			// dial timeout; every other cause is known at the first answer
-			// and must not be retried.
+			// A TLS handshake with a plaintext listener gets no answer
+			// (the listener waits for the rest of a "request"): it ends at
+			// the handshake deadline. Every other cause is known at the
+			// first answer and must not be retried.
 			within := 3 * time.Second
 			if tc.want == CauseTLSToPlaintext {
-				within = ProbeTimeout
+				within = probeHandshakeTimeout + 2*time.Second
 			}
 			if took > within {
 				t.Errorf("Probe took %v; want at most %v", took, within)
@@ -227,10 +235,16 @@ func TestCreateTopicsCauses(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		cfg  func(t *testing.T) Config
-		want Cause
+		want Cause // CauseUnknown: success
 	}{
+		{"right credentials PLAIN over TLS", func(t *testing.T) Config {
+			return clientConfig(t, tlsBrokers, ca, "carol", "carol-secret", MechanismPlain)
+		}, CauseUnknown},
 		{"wrong password", func(t *testing.T) Config {
 			return clientConfig(t, tlsBrokers, ca, "alice", "wrong", "")
+		}, CauseCredentials},
+		{"wrong password PLAIN over TLS", func(t *testing.T) Config {
+			return clientConfig(t, tlsBrokers, ca, "carol", "wrong", MechanismPlain)
 		}, CauseCredentials},
 		{"wrong mechanism", func(t *testing.T) Config {
 			return clientConfig(t, tlsBrokers, ca, "bob", "bob-secret", "")
@@ -248,6 +262,12 @@ func TestCreateTopicsCauses(t *testing.T) {
 			_, err := CreateTopics(context.Background(), tc.cfg(t), TopicSpec{Partitions: 1, ReplicationFactor: 1, MinInsyncReplicas: 1})
 			if took := time.Since(start); took > 10*time.Second {
 				t.Errorf("CreateTopics took %v; want at most 10s", took)
+			}
+			if tc.want == CauseUnknown {
+				if err != nil {
+					t.Fatalf("CreateTopics: %v", err)
+				}
+				return
 			}
 			var ce *ConnectError
 			if !errors.As(err, &ce) || ce.Cause != tc.want || !strings.Contains(err.Error(), tc.want.String()) {
@@ -573,6 +593,45 @@ func TestProducerProbe(t *testing.T) {
 		}
 		if took > testTimeout/2 {
 			t.Errorf("Persist after the probe answered after %v, want at once", took)
+		}
+	})
+	t.Run("wrong password logged once per interval", func(t *testing.T) {
+		// A query server probes Kafka every health interval and uploads
+		// fail at once: the log gets one line per log interval, whatever
+		// the number of probes and uploads. The intervals (a minute and
+		// ten seconds) are shortened here to see repeats.
+		const interval = 300 * time.Millisecond
+		cfg := clientConfig(t, brokers, ca, "alice", "wrong-password", "")
+		cfg.ProduceTimeout = testTimeout
+		var logs syncBuffer
+		p := newProducer(t, cfg, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(&logs, nil)))
+		p.probeLog.Interval, p.persistLog.Interval = interval, interval
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		start := time.Now()
+		probes, uploads := 0, 0
+		for time.Since(start) < 3*interval+interval/2 {
+			if err := p.Probe(ctx); err == nil {
+				t.Fatal("Probe() = nil with a wrong password")
+			}
+			probes++
+			for range 20 {
+				if err := p.Persist(ctx, []byte("k"), upload(uploads)); err == nil {
+					t.Fatal("Persist() = nil with a wrong password")
+				}
+				uploads++
+			}
+			time.Sleep(interval / 10)
+		}
+		elapsed := time.Since(start)
+		most := int(elapsed/interval) + 1
+		n := strings.Count(logs.String(), "does not answer")
+		t.Logf("%d probes and %d uploads in %v: %d probe lines", probes, uploads, elapsed.Round(time.Millisecond), n)
+		if n < 2 || n > most {
+			t.Errorf("%d failed probes over %v logged %d lines, want 2 to %d (one per %v):\n%s", probes, elapsed, n, most, interval, logs.String())
+		}
+		if n := strings.Count(logs.String(), "not acknowledged"); n > most {
+			t.Errorf("%d failed uploads over %v logged %d lines, want at most %d (one per %v)", uploads, elapsed, n, most, interval)
 		}
 	})
 	t.Run("unreachable", func(t *testing.T) {
