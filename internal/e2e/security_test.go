@@ -509,6 +509,11 @@ func TestSecuritySecretsNeverLogged(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond)
 	readable()
+	// Plain HTTP to the HTTPS listener: the server logs the failed
+	// handshake at debug level, so debug output is searched too.
+	if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
+		resp.Body.Close()
+	}
 	for _, p := range []*testserver.Process{serve, write.Process()} {
 		if err := p.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
@@ -526,6 +531,9 @@ func TestSecuritySecretsNeverLogged(t *testing.T) {
 	}
 	if !strings.Contains(serve.Output(), "api: serving") {
 		t.Errorf("serve's output was not captured:\n%s", serve.Tail(20))
+	}
+	if !strings.Contains(serve.Output(), "level=DEBUG") {
+		t.Errorf("serve wrote no debug line: the search did not cover debug output:\n%s", serve.Tail(20))
 	}
 }
 
