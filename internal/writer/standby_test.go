@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // members describes the writers' group: each member's instance id (its
@@ -192,5 +193,44 @@ func TestDemotedWriterLeavesGroup(t *testing.T) {
 	}
 	if written(a.w)+written(b.w) < float64(len(keys)+6) {
 		t.Errorf("written %v+%v < %d records", written(a.w), written(b.w), len(keys)+6)
+	}
+}
+
+// A switch of cluster in standby only changes the cluster the writer joins
+// when activated; the activation then seeds as the switch would have: an
+// offset older than the switch time minus the rewind moves to it.
+func TestSwitchInStandbyJoinsThereWhenActivated(t *testing.T) {
+	e := newEnv(t)
+	sec := e.secondary("")
+	now := time.Now()
+	replicate(t, sec, 0, now.Add(-time.Hour), upload(t, "old", t0, "user.name", "old"))
+	replicate(t, sec, 0, now.Add(-time.Minute), upload(t, "recent", t0, "user.name", "recent"))
+	commitOffsets(t, sec, map[int32]int64{0: 0})
+
+	r := e.run(Config{StoreWrites: StoreWritesStandby}, nil)
+	r.w.SetRewind(5 * time.Minute)
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := r.w.SwitchTo(sctx, sec, now); err != nil {
+		t.Fatal(err)
+	}
+	sc := &env{t: t, qcfg: sec}
+	var err error
+	if sc.client, err = kgo.NewClient(sec.ClientOpts()...); err != nil {
+		t.Fatal(err)
+	}
+	defer sc.client.Close()
+	time.Sleep(300 * time.Millisecond)
+	if m := sc.members(); len(m) != 0 || sc.committedAt(0) != 0 {
+		t.Fatalf("standby writer after a switch: members %v, offset %d; want none, 0", m, sc.committedAt(0))
+	}
+	r.w.SetStoreWrites(true)
+	eventually(t, "the recent record written", func() bool { return e.read("recent")[1].Value == "recent" })
+	eventually(t, "partition 0 committed", func() bool { return sc.committedAt(0) == 2 })
+	if v := e.read("old")[1].Value; v != nil || written(r.w) != 1 {
+		t.Errorf("old = %v, %v written: the record before the rewind was written", v, written(r.w))
+	}
+	if m := sc.members(); len(m) != 1 {
+		t.Errorf("members on the switched-to cluster: %v, want the writer", m)
 	}
 }
