@@ -88,7 +88,8 @@ type Config struct {
 	// session timeout. It must be stable across restarts and unique among
 	// the writers of a group. A static member does not leave the group when
 	// it stops: its partitions stay idle until it comes back or
-	// SessionTimeout passes. The process sets it from
+	// SessionTimeout passes. A demotion to standby does remove it (see
+	// [Writer.SetStoreWrites]). The process sets it from
 	// CAIRN_WRITER_INSTANCE_ID, whose default is the host name. Default
 	// empty: dynamic membership.
 	InstanceID string
@@ -106,9 +107,10 @@ type Config struct {
 	// (cairn_writer_lag_records) is read from Kafka; each reading is
 	// bounded by the same duration. Default 5s.
 	LagInterval time.Duration
-	// StoreWrites is whether the writer starts active (consuming and
-	// writing the store) or in standby (consuming and writing nothing
-	// until [Writer.SetStoreWrites] turns it active): standby is for the
+	// StoreWrites is whether the writer starts active (a member of its
+	// group, consuming and writing the store) or in standby (no member,
+	// consuming and writing nothing until [Writer.SetStoreWrites] turns it
+	// active): standby is for the
 	// passive region of DynamoDB Global Tables (see [StoreWrites]). The
 	// process sets it from CAIRN_WRITER_STORE_WRITES. Default active.
 	StoreWrites StoreWrites
