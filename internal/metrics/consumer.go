@@ -87,7 +87,10 @@ func (c *ConsumerConfig) Validate() error {
 // the online store. Records that do not decode are counted and skipped;
 // a store that fails is retried, holding the partitions' offsets back.
 type Consumer struct {
-	cfg   ConsumerConfig
+	cfg ConsumerConfig
+	// opts make the group client; cl is it, nil while the consumer is no
+	// member of its group (in standby). Run's alone.
+	opts  []kgo.Opt
 	cl    *kgo.Client
 	st    Store
 	space rollupSpace
@@ -137,7 +140,7 @@ func NewConsumer(qcfg queue.Config, cfg ConsumerConfig, st Store, reg prometheus
 			}
 		}
 	}
-	cl, err := kgo.NewClient(append(qcfg.ClientOpts(),
+	c.opts = append(qcfg.ClientOpts(),
 		kgo.ConsumerGroup(cfg.Group),
 		kgo.ConsumeTopics(qcfg.MetricsTopic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -152,20 +155,22 @@ func NewConsumer(qcfg queue.Config, cfg ConsumerConfig, st Store, reg prometheus
 		// only the items written are forgotten.
 		kgo.OnPartitionsRevoked(c.forget),
 		kgo.OnPartitionsLost(c.forget),
-	)...)
-	if err != nil {
-		return nil, fmt.Errorf("metrics: new consumer: %w", err)
-	}
-	c.cl = cl
+	)
+	// The client, which joins the group when made, is made by Run, and
+	// only while FollowActive lets it.
 	return c, nil
 }
 
-// FollowActive makes the consumer consume nothing while active reports
-// false, checked before each poll and every second while it waits. It is
-// the writers' standby switch (CAIRN_WRITER_STORE_WRITES): in the standby
-// region of a DynamoDB global table the active region's consumers keep the
-// rollups, and a second writer of the same items would race replication.
-// Call it before Run.
+// FollowActive makes the consumer no member of its group while active
+// reports false, checked before each poll and at least every second: it
+// leaves the group (after committing the batch it merged) when active
+// turns false, consumes nothing meanwhile, and joins again when it turns
+// true, from the group's committed offsets. It is the writers' standby
+// switch (CAIRN_WRITER_STORE_WRITES): in the standby region of a DynamoDB
+// global table the active region's consumers keep the rollups, a second
+// writer of the same items would race replication, and a member that does
+// not poll would stall the partitions the group gives it. Call it before
+// Run.
 func (c *Consumer) FollowActive(active func() bool) { c.active = active }
 
 // standbyPoll is how often a consumer in standby checks its switch.
@@ -174,16 +179,16 @@ const standbyPoll = time.Second
 // Run consumes until ctx ends.
 func (c *Consumer) Run(ctx context.Context) error {
 	defer func() {
-		c.cl.AllowRebalance()
-		lctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := c.cl.LeaveGroupContext(lctx); err != nil {
-			c.log.Warn("metrics: leaving the consumer group failed", "err", err)
+		if c.cl != nil {
+			c.leave()
 		}
-		cancel()
-		c.cl.CloseAllowingRebalance()
 	}()
 	for {
 		if c.active != nil && !c.active() {
+			if c.cl != nil {
+				c.leave()
+				c.log.Info("metrics: standby: left the consumer group", "group", c.cfg.Group)
+			}
 			select {
 			case <-ctx.Done():
 				return nil
@@ -191,11 +196,28 @@ func (c *Consumer) Run(ctx context.Context) error {
 				continue
 			}
 		}
-		fetches := c.cl.PollRecords(ctx, 10_000)
+		if c.cl == nil {
+			cl, err := kgo.NewClient(c.opts...)
+			if err != nil {
+				return fmt.Errorf("metrics: new consumer: %w", err)
+			}
+			c.cl = cl
+			c.log.Info("metrics: active: joined the consumer group", "group", c.cfg.Group)
+		}
+		pollCtx, cancel := ctx, context.CancelFunc(func() {})
+		if c.active != nil {
+			// The switch is checked at least every standbyPoll.
+			pollCtx, cancel = context.WithTimeout(ctx, standbyPoll)
+		}
+		fetches := c.cl.PollRecords(pollCtx, 10_000)
+		cancel()
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			return nil
 		}
 		fetches.EachError(func(topic string, p int32, err error) {
+			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+				return
+			}
 			if ok, n := c.fetchLog.Allow(time.Now()); ok {
 				c.log.Warn("metrics: fetch", "topic", topic, "partition", p, "err", err, "suppressed", n)
 			}
@@ -210,6 +232,23 @@ func (c *Consumer) Run(ctx context.Context) error {
 		}
 		c.cl.AllowRebalance()
 	}
+}
+
+// leave leaves the group, bounded, and closes the client: every batch is
+// committed before the poll that follows it, so nothing is left to commit.
+func (c *Consumer) leave() {
+	c.cl.AllowRebalance()
+	lctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := c.cl.LeaveGroupContext(lctx); err != nil {
+		c.log.Warn("metrics: leaving the consumer group failed", "err", err)
+	}
+	cancel()
+	c.cl.CloseAllowingRebalance()
+	c.cl = nil
+	// The partitions' next owner may change their items.
+	c.mu.Lock()
+	clear(c.written)
+	c.mu.Unlock()
 }
 
 type slot struct {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -210,8 +211,10 @@ func sameRollups(a, b []Rollup) bool {
 	return true
 }
 
-// A consumer following a standby switch consumes nothing while it is off
-// (the standby region of a global table), and everything once it is on.
+// What broke: a consumer following the writers' standby switch joined its
+// group at start and did not poll, so the partitions the group gave it
+// stalled. In standby it is no member; switched on it joins and consumes
+// everything, switched off it leaves at once.
 func TestConsumerFollowsActive(t *testing.T) {
 	t.Parallel()
 	st, err := embedded.Open(t.TempDir(), embedded.Options{Logger: quiet()})
@@ -241,7 +244,8 @@ func TestConsumerFollowsActive(t *testing.T) {
 	if err := prod.ProduceSync(ctx, &kgo.Record{Topic: qcfg.MetricsTopic, Value: r.Append(nil)}).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	cons, err := NewConsumer(qcfg, ConsumerConfig{Partitions: 1}, st, nil, quiet())
+	cfg := ConsumerConfig{Partitions: 1}
+	cons, err := NewConsumer(qcfg, cfg, st, nil, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,16 +255,42 @@ func TestConsumerFollowsActive(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- cons.Run(cctx) }()
 	t.Cleanup(func() { stop(); <-done })
+	cfg.EnsureDefaults()
+	members := func() int {
+		d, err := kadm.NewClient(prod).DescribeGroups(ctx, cfg.Group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(d[cfg.Group].Members)
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for !cond() {
+			if ctx.Err() != nil {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 
 	time.Sleep(3 * standbyPoll)
 	if n := testutil.ToFloat64(cons.records.WithLabelValues("merged")); n != 0 {
 		t.Fatalf("a consumer in standby merged %v records", n)
 	}
+	if n := members(); n != 0 {
+		t.Fatalf("a consumer in standby is one of %d members of its group", n)
+	}
 	active.Store(true)
-	for testutil.ToFloat64(cons.records.WithLabelValues("merged")) < 1 {
-		if ctx.Err() != nil {
-			t.Fatal("the record was not merged once the consumer was switched on")
-		}
-		time.Sleep(20 * time.Millisecond)
+	waitFor("the record merged once the consumer was switched on", func() bool {
+		return testutil.ToFloat64(cons.records.WithLabelValues("merged")) >= 1
+	})
+	if n := members(); n != 1 {
+		t.Errorf("an active consumer: %d members of its group, want 1", n)
+	}
+	active.Store(false)
+	start := time.Now()
+	waitFor("the consumer switched off to leave its group", func() bool { return members() == 0 })
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("leaving took %v", took)
 	}
 }

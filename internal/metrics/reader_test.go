@@ -28,7 +28,6 @@ func TestReaderRange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(c.cl.Close)
 	m0 := time.Now().UTC().Truncate(time.Minute).Add(-10 * time.Minute)
 	rec := func(start time.Time, partition int32, ns ...string) *kgo.Record {
 		r := &Record{Source: "s", Start: start, Interval: 30 * time.Second, Fleet: Fleet{StoreRequests: 1}}

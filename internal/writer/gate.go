@@ -1,7 +1,6 @@
 package writer
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -14,20 +13,22 @@ import (
 //
 // In a two-region deployment on DynamoDB Global Tables only the active
 // region's writers write the table: the standby region's writers would
-// double the write units and race replication (docs/multi-region.md, DynamoDB Global
-// Tables). A standby writer consumes nothing and commits nothing, so the
-// consumer-group offsets MSK Replicator copies from the active region stay
-// as they are, and it takes over from them when switched to active. With
-// Redis every region keeps its own store warm, so writers there are always
-// active.
+// double the write units and race replication (docs/multi-region.md,
+// DynamoDB Global Tables). A standby writer is not a member of its
+// consumer group: it consumes nothing, commits nothing and holds no
+// partition, so the active region's writers of the same group own every
+// partition, and the consumer-group offsets MSK Replicator copies from the
+// active region stay as they are. Switched to active it joins the group
+// and takes over from the committed offsets. With Redis every region keeps
+// its own store warm, so writers there are always active.
 type StoreWrites string
 
 // The values of StoreWrites (CAIRN_WRITER_STORE_WRITES).
 const (
 	// StoreWritesActive writes the store: the default.
 	StoreWritesActive StoreWrites = "active"
-	// StoreWritesStandby writes nothing and consumes nothing until
-	// switched to active.
+	// StoreWritesStandby writes nothing, consumes nothing and stays out of
+	// the consumer group until switched to active.
 	StoreWritesStandby StoreWrites = "standby"
 )
 
@@ -48,46 +49,50 @@ func ParseStoreWrites(s string) (StoreWrites, error) {
 var ErrStandby = errors.New("writer: standby: this region's writers do not write the online store " +
 	"(CAIRN_WRITER_STORE_WRITES=standby); switch them to active at failover")
 
-// gate holds a writer's store writes while it is in standby. The zero
-// value is active.
+// gate is a writer's switch between active and standby. The writer's Run
+// loop follows it: in standby it is no member of its group.
 type gate struct {
 	mu      sync.Mutex
 	standby bool
-	// opened is closed when the gate turns active; nil while active.
-	opened chan struct{}
+	// changed is closed, and replaced, at each switch.
+	changed chan struct{}
 	// active is cairn_writer_store_writes_active; nil until set.
 	active prometheus.Gauge
-	// stopping is closed when Run's context ends: a batch held in standby
-	// is then abandoned at once rather than after the drain timeout.
-	stopping     chan struct{}
-	stoppingOnce sync.Once
 }
 
-// errStandbyStop is returned by gate.wait when the writer stops while it
-// holds a batch in standby.
-var errStandbyStop = errors.New("writer: stopping in standby; the batch in hand is left uncommitted")
-
-// stop releases waits for the gate to open: the writer is stopping.
-func (g *gate) stop() { g.stoppingOnce.Do(func() { close(g.stopping) }) }
+// errDemoted is returned by the store writes of a batch in hand when the
+// writer turned standby: the batch is left uncommitted for whoever owns
+// its partitions next.
+var errDemoted = errors.New("writer: turned standby; the batch in hand is left uncommitted")
 
 // set switches the gate; it reports whether the state changed.
 func (g *gate) set(active bool) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.changed == nil {
+		g.changed = make(chan struct{})
+	}
 	if active != g.standby {
 		return false
 	}
 	g.standby = !active
-	if active {
-		close(g.opened)
-		g.opened = nil
-	} else {
-		g.opened = make(chan struct{})
-	}
+	close(g.changed)
+	g.changed = make(chan struct{})
 	if g.active != nil {
 		g.active.Set(boolFloat(active))
 	}
 	return true
+}
+
+// state reports whether store writes are on, and a channel closed at the
+// next switch.
+func (g *gate) state() (active bool, changed <-chan struct{}) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.changed == nil {
+		g.changed = make(chan struct{})
+	}
+	return !g.standby, g.changed
 }
 
 // isActive reports whether store writes are on.
@@ -97,23 +102,13 @@ func (g *gate) isActive() bool {
 	return !g.standby
 }
 
-// wait returns nil once the gate is active, or ctx's error, or
-// errStandbyStop once stop is called.
-func (g *gate) wait(ctx context.Context) error {
-	g.mu.Lock()
-	opened := g.opened
-	g.mu.Unlock()
-	if opened == nil {
+// check returns errDemoted once the writer is in standby, nil while it is
+// active.
+func (g *gate) check() error {
+	if g.isActive() {
 		return nil
 	}
-	select {
-	case <-opened:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-g.stopping:
-		return errStandbyStop
-	}
+	return errDemoted
 }
 
 func boolFloat(b bool) float64 {
@@ -123,12 +118,21 @@ func boolFloat(b bool) float64 {
 	return 0
 }
 
-// SetStoreWrites switches the writer between active (it consumes and
-// writes the store) and standby (it consumes nothing and writes nothing),
-// at run time, as at a regional failover. A batch in hand when the writer
-// turns standby is held, uncommitted, until it turns active again, so it is
-// never written by a demoted region; whoever owns its partitions next
-// writes it. It is safe to call concurrently with Run.
+// SetStoreWrites switches the writer between active (a member of its
+// consumer group that consumes and writes the store) and standby (no
+// member: it consumes, writes and commits nothing), at run time, as at a
+// regional failover. Run follows at once:
+//
+//   - Turned active, it seeds the group's committed offsets where they are
+//     missing (see [Writer.SetRewind] for the rule) and joins the group;
+//     its partitions start at the committed offsets.
+//   - Turned standby, it commits what it has written, leaves the batch in
+//     hand unwritten and uncommitted (a demoted region writes nothing
+//     more; the partitions' next owner writes it), and leaves the group,
+//     a static member too, so that the other writers take its partitions
+//     at once instead of after the session timeout.
+//
+// It is safe to call concurrently with Run.
 func (w *Writer) SetStoreWrites(active bool) {
 	if w.gate.set(active) {
 		state := StoreWritesActive

@@ -81,39 +81,3 @@ func TestParseStoreWrites(t *testing.T) {
 		t.Error("Config.Validate accepted store writes \"passive\"")
 	}
 }
-
-// A writer stopping while it holds a batch in standby leaves it at once,
-// uncommitted, instead of waiting out the drain timeout for an activation
-// that will not come.
-func TestStandbyWriterStopsAtOnce(t *testing.T) {
-	e := newEnv(t)
-	w, err := New(e.qcfg, Config{DrainTimeout: 30 * time.Second, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond},
-		e.reg, e.store, nil, quiet())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	e.produce("user\x00u1", upload(t, "u1", t0, "user.age", int64(1)))
-	eventually(t, "the first record committed", func() bool { return e.committed() == 1 })
-	w.SetStoreWrites(false)
-	e.produce("user\x00u1", upload(t, "u1", t0.Add(time.Second), "user.age", int64(2)))
-	eventually(t, "the second record held", func() bool { return w.lagSeconds() > 0 })
-	start := time.Now()
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("a stopping standby writer waited for its drain timeout")
-	}
-	if took := time.Since(start); took > 10*time.Second {
-		t.Errorf("stopping took %v", took)
-	}
-	if c := e.read("u1"); c[0].Value != int64(1) || e.committed() != 1 {
-		t.Errorf("after stopping in standby: age %+v, %d committed; want 1 and 1", c[0], e.committed())
-	}
-}

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // DependencyError reports a dependency failing for longer than the health
@@ -130,7 +132,10 @@ func (w *Writer) refreshLagOnce(ctx context.Context) {
 		// The group's committed offsets as this member knows them: from
 		// joining the group and from its own commits, which are the only
 		// ones made to its partitions while it owns them.
-		commits := cl.CommittedOffsets()[topic]
+		var commits map[int32]kgo.EpochOffset
+		if cl != nil { // a member
+			commits = cl.CommittedOffsets()[topic]
+		}
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		// Under the lock: a partition revoked meanwhile keeps no series.

@@ -105,7 +105,7 @@ func (w *Writer) SetRegistry(reg *feature.Registry) {
 			delete(w.mu.paused, p)
 		}
 	}
-	if len(resumed) > 0 {
+	if len(resumed) > 0 && w.cl != nil {
 		// Under the lock, so that a pause decided against the old
 		// registry cannot land after this resume (see pause).
 		w.cl.ResumeFetchPartitions(map[string][]int32{w.qcfg.PersistTopic: resumed})
@@ -169,7 +169,7 @@ func (w *Writer) assigned(_ context.Context, _ *kgo.Client, parts map[string][]i
 // should it come back, it is fetched from its committed offset (the
 // record it was paused at) and paused again if still unknown. Its lag
 // series is deleted.
-func (w *Writer) revoked(_ context.Context, _ *kgo.Client, parts map[string][]int32) {
+func (w *Writer) revoked(_ context.Context, cl *kgo.Client, parts map[string][]int32) {
 	ps := parts[w.qcfg.PersistTopic]
 	if len(ps) == 0 {
 		return
@@ -186,7 +186,7 @@ func (w *Writer) revoked(_ context.Context, _ *kgo.Client, parts map[string][]in
 		}
 	}
 	if len(resume) > 0 {
-		w.cl.ResumeFetchPartitions(map[string][]int32{w.qcfg.PersistTopic: resume})
+		cl.ResumeFetchPartitions(map[string][]int32{w.qcfg.PersistTopic: resume})
 	}
 	w.m.paused.Set(float64(len(w.mu.paused)))
 }

@@ -88,7 +88,8 @@ type Config struct {
 	// session timeout. It must be stable across restarts and unique among
 	// the writers of a group. A static member does not leave the group when
 	// it stops: its partitions stay idle until it comes back or
-	// SessionTimeout passes. The process sets it from
+	// SessionTimeout passes. A demotion to standby does remove it (see
+	// [Writer.SetStoreWrites]). The process sets it from
 	// CAIRN_WRITER_INSTANCE_ID, whose default is the host name. Default
 	// empty: dynamic membership.
 	InstanceID string
@@ -106,9 +107,10 @@ type Config struct {
 	// (cairn_writer_lag_records) is read from Kafka; each reading is
 	// bounded by the same duration. Default 5s.
 	LagInterval time.Duration
-	// StoreWrites is whether the writer starts active (consuming and
-	// writing the store) or in standby (consuming and writing nothing
-	// until [Writer.SetStoreWrites] turns it active): standby is for the
+	// StoreWrites is whether the writer starts active (a member of its
+	// group, consuming and writing the store) or in standby (no member,
+	// consuming and writing nothing until [Writer.SetStoreWrites] turns it
+	// active): standby is for the
 	// passive region of DynamoDB Global Tables (see [StoreWrites]). The
 	// process sets it from CAIRN_WRITER_STORE_WRITES. Default active.
 	StoreWrites StoreWrites
@@ -189,14 +191,26 @@ type Writer struct {
 	// agg folds events of windowed features into their buckets; nil when
 	// the feature file declares none.
 	agg *aggregator
-	cl  *kgo.Client
-	adm *kadm.Client
-	log *slog.Logger
-	m   metrics
+	// cl is the consumer-group client: nil while the writer is no member
+	// of its group (in standby). Run sets it, under mu.
+	cl *kgo.Client
+	// base is a client of the same cluster outside the group, and adm its
+	// admin: offset listings (lag, the Kafka probe of Health) and the
+	// Bloom barrier go through them, member or not.
+	base *kgo.Client
+	adm  *kadm.Client
+	log  *slog.Logger
+	m    metrics
 
 	barrier *bloom.Barrier
-	// gate holds consumption and store writes in standby.
+	// gate is the switch between active and standby.
 	gate gate
+	// wasStandby is set while the writer has been in standby since it
+	// last joined its group: the next join seeds the group's offsets
+	// first. switchedAt is the failover time of the last cluster switch
+	// made in standby; zero for none. Both are Run's alone.
+	wasStandby bool
+	switchedAt time.Time
 
 	// switches hands Run the requests of SwitchTo; stopped is closed when
 	// Run returns.
@@ -240,7 +254,8 @@ type metrics struct {
 	storeWrites prometheus.Gauge
 }
 
-// New joins the writers' consumer group. Consumption starts with Run.
+// New makes a writer of the cluster qcfg names. It joins the writers'
+// consumer group when Run starts, if it is active (see [StoreWrites]).
 func New(qcfg queue.Config, cfg Config, reg *feature.Registry, st Store, promReg prometheus.Registerer, log *slog.Logger) (*Writer, error) {
 	qcfg.EnsureDefaults()
 	cfg.EnsureDefaults()
@@ -252,12 +267,12 @@ func New(qcfg queue.Config, cfg Config, reg *feature.Registry, st Store, promReg
 	w.mu.paused = map[int32]pausedAt{}
 	w.mu.owned = map[int32]bool{}
 	w.storeLog.Interval, w.kafkaLog.Interval, w.fetchLog.Interval = logEvery, logEvery, logEvery
-	cl, err := w.newClient(qcfg)
+	base, err := kgo.NewClient(qcfg.ClientOpts()...)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("writer: new client: %w", err)
 	}
-	w.cl = cl
-	w.adm = kadm.NewClient(cl)
+	w.base = base
+	w.adm = kadm.NewClient(base)
 	w.barrier = bloom.NewBarrier(w.adm, qcfg.PersistTopic, cfg.FilterGroupPrefix, cfg.FilterLease, promReg, log)
 	w.switches, w.stopped = make(chan switchRequest), make(chan struct{})
 	w.m = metrics{
@@ -300,9 +315,10 @@ func New(qcfg queue.Config, cfg Config, reg *feature.Registry, st Store, promReg
 		}),
 	}
 	w.gate.active = w.m.storeWrites
-	w.gate.stopping = make(chan struct{})
 	w.m.storeWrites.Set(1)
 	w.gate.set(cfg.StoreWrites != StoreWritesStandby)
+	// Started in standby: the first join, whenever it comes, seeds.
+	w.wasStandby = cfg.StoreWrites == StoreWritesStandby
 	if promReg != nil {
 		promReg.MustRegister(w.m.records, w.m.entities, w.m.storeErrors, w.m.batch, w.m.commits,
 			w.m.paused, w.m.lagRecords, w.m.lagSeconds, w.m.storeWrites)
@@ -310,7 +326,7 @@ func New(qcfg queue.Config, cfg Config, reg *feature.Registry, st Store, promReg
 	if hasWindowed(reg) {
 		bs, ok := st.(store.BucketStore)
 		if !ok {
-			cl.Close()
+			base.Close()
 			return nil, errors.New("writer: the feature file declares windowed features, and this online store cannot keep their buckets")
 		}
 		now := cfg.Now
@@ -318,7 +334,7 @@ func New(qcfg queue.Config, cfg Config, reg *feature.Registry, st Store, promReg
 			now = time.Now
 		}
 		if w.agg, err = newAggregator(bs, cfg.UpdateCacheSize, now, promReg, log); err != nil {
-			cl.Close()
+			base.Close()
 			return nil, err
 		}
 	}
@@ -370,6 +386,7 @@ func (w *Writer) newClient(qcfg queue.Config) (*kgo.Client, error) {
 	if w.cfg.InstanceID != "" {
 		// A static member sends no LeaveGroup on Close: its partitions
 		// wait SessionTimeout for it (docs/queue.md, static membership).
+		// A demotion to standby removes it explicitly (see leave).
 		opts = append(opts, kgo.InstanceID(w.cfg.InstanceID))
 	}
 	cl, err := kgo.NewClient(opts...)
@@ -384,6 +401,10 @@ func (w *Writer) newClient(qcfg queue.Config) (*kgo.Client, error) {
 // closes the client. It returns at most DrainTimeout plus 5s after ctx
 // ends, whatever the store and Kafka do; a batch not finished by then is
 // left uncommitted for the partitions' next owner.
+//
+// While the writer is in standby Run is no member of the group: it joins
+// when the writer turns active and leaves when it turns standby (see
+// [Writer.SetStoreWrites]).
 func (w *Writer) Run(ctx context.Context) error {
 	// Work on a batch continues past ctx's end so that a shutdown finishes
 	// it; drainCtx ends DrainTimeout after ctx.
@@ -395,9 +416,6 @@ func (w *Writer) Run(ctx context.Context) error {
 		context.AfterFunc(drainCtx, func() { t.Stop() })
 	})
 	defer stop()
-	// A batch held in standby is not drained: it would wait for an
-	// activation that a stopping writer will not get.
-	defer context.AfterFunc(ctx, w.gate.stop)()
 
 	lagCtx, stopLag := context.WithCancel(ctx)
 	lagDone := make(chan struct{})
@@ -407,17 +425,51 @@ func (w *Writer) Run(ctx context.Context) error {
 	}()
 	defer w.close(stopLag, lagDone)
 
-	for {
-		// A standby writer consumes nothing (see StoreWrites); it still
-		// switches cluster when asked.
-		if sreq, err := w.standby(ctx); err != nil {
-			return nil
-		} else if sreq.done != nil {
-			sreq.done <- w.switchCluster(sreq)
+	for attempt := 0; ; {
+		active, changed := w.gate.state()
+		if !active {
+			// A standby writer is no member of its group (see
+			// StoreWrites); it still switches cluster when asked.
+			w.wasStandby = true
+			if w.cl != nil {
+				w.leave()
+			}
+			select {
+			case <-changed:
+			case r := <-w.switches:
+				r.done <- w.switchStandby(r)
+			case <-ctx.Done():
+				return nil
+			}
 			continue
 		}
-		// A switch of cluster interrupts the poll (and only the poll):
-		// a batch in hand is written and committed first.
+		if w.cl == nil {
+			if err := w.join(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				w.kafkaHealth.fail(time.Now())
+				d := Backoff(attempt, w.cfg.MinBackoff, w.cfg.MaxBackoff)
+				attempt++
+				if ok, n := w.kafkaLog.Allow(time.Now()); ok {
+					w.log.Warn("writer: joining the consumer group failed; retrying", "group", w.qcfg.WriterGroup, "retry_in", d, "err", err, "suppressed", n)
+				}
+				select {
+				case <-changed:
+				case r := <-w.switches:
+					// Not a member yet: as in standby.
+					r.done <- w.switchStandby(r)
+				case <-ctx.Done():
+					return nil
+				case <-time.After(d):
+				}
+				continue
+			}
+			attempt = 0
+		}
+		// A switch of cluster, or a demotion, interrupts the poll (and
+		// only the poll): a batch in hand is written and committed
+		// first, unless the writer was demoted.
 		pollCtx, cancelPoll := context.WithCancel(ctx)
 		polled, reqc := make(chan struct{}), make(chan switchRequest, 1)
 		go func() {
@@ -425,6 +477,8 @@ func (w *Writer) Run(ctx context.Context) error {
 			select {
 			case r := <-w.switches:
 				reqc <- r
+				cancelPoll()
+			case <-changed:
 				cancelPoll()
 			case <-polled:
 			}
@@ -445,62 +499,150 @@ func (w *Writer) Run(ctx context.Context) error {
 				w.log.Warn("writer: fetch", "topic", topic, "partition", p, "err", err, "suppressed", n)
 			}
 		})
-		records := fetches.Records()
-		if len(records) > 0 {
+		demoted := false
+		if records := fetches.Records(); len(records) > 0 {
 			start := time.Now()
-			done, err := w.process(drainCtx, records)
-			if err != nil {
+			// A demotion stops the batch where it is: the demoted
+			// region writes nothing more.
+			procCtx, cancelProc := context.WithCancel(drainCtx)
+			go func() {
+				select {
+				case <-changed:
+					cancelProc()
+				case <-procCtx.Done():
+				}
+			}()
+			done, err := w.process(procCtx, records)
+			cancelProc()
+			switch {
+			case err != nil && !w.gate.isActive():
+				// Nothing of the batch is committed: what it wrote
+				// before the demotion is written again, harmlessly
+				// (newest-wins), by the partitions' next owner.
+				w.log.Info("writer: turned standby with a batch in hand; it is left uncommitted for the partitions' next owner", "records", len(records))
+				w.setInflight(time.Time{})
+				demoted = true
+			case err != nil:
 				// Only a cancelled drain gets here: leave the batch
 				// uncommitted for whoever owns the partitions next.
 				w.log.Warn("writer: batch abandoned at shutdown; it will be redelivered", "records", len(records), "err", err)
 				return nil
+			default:
+				// Written: committed, demoted or not.
+				if len(done) > 0 {
+					w.commit(drainCtx, done)
+				}
+				w.setInflight(time.Time{})
+				w.m.batch.Observe(time.Since(start).Seconds())
 			}
-			if len(done) > 0 {
-				w.commit(drainCtx, done)
-			}
-			w.setInflight(time.Time{})
-			w.m.batch.Observe(time.Since(start).Seconds())
 		}
 		w.cl.AllowRebalance()
+		if demoted {
+			// Leave even if turned active again meanwhile: the client's
+			// fetch positions are past the abandoned batch, and a commit
+			// after them would mark it committed. The join after starts
+			// from the committed offsets.
+			w.wasStandby = true
+			w.leave()
+		}
 		if ctx.Err() != nil {
 			if req.done != nil {
 				req.done <- ctx.Err()
 			}
 			return nil
 		}
-		if req.done != nil {
-			req.done <- w.switchCluster(req)
+		if req.done == nil {
+			continue
+		}
+		if w.cl == nil || !w.gate.isActive() {
+			if w.cl != nil {
+				w.wasStandby = true
+				w.leave()
+			}
+			req.done <- w.switchStandby(req)
+			continue
+		}
+		req.done <- w.switchCluster(req)
+	}
+}
+
+// joinTimeout bounds the seeding of the group's offsets before a join.
+const joinTimeout = 30 * time.Second
+
+// join makes the writer a member of its group. After a standby, the
+// group's committed offsets are seeded first, as at a cluster switch (see
+// [Writer.SetRewind]).
+func (w *Writer) join(ctx context.Context) error {
+	if w.wasStandby {
+		anchor, keepOlder := time.Now(), true
+		if !w.switchedAt.IsZero() {
+			anchor, keepOlder = w.switchedAt, false
+		}
+		from := anchor.Add(-w.rewindOrDefault())
+		sctx, cancel := context.WithTimeout(ctx, joinTimeout)
+		seeded, err := seedOffsets(sctx, w.qcfg, from, keepOlder)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if len(seeded) > 0 {
+			w.log.Info("writer: seeded the group's offsets before joining", "group", w.qcfg.WriterGroup,
+				"topic", w.qcfg.PersistTopic, "partitions", seeded, "from", from)
 		}
 	}
+	cl, err := w.newClient(w.qcfg)
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.cl = cl
+	w.mu.Unlock()
+	w.wasStandby, w.switchedAt = false, time.Time{}
+	w.log.Info("writer: joined the consumer group", "group", w.qcfg.WriterGroup, "topic", w.qcfg.PersistTopic, "instance_id", w.cfg.InstanceID)
+	return nil
 }
 
-// standby returns at once while the writer is active. In standby it waits
-// for the writer to turn active, or for a switch of cluster, which it
-// returns to be made; an error when the writer stops.
-func (w *Writer) standby(ctx context.Context) (switchRequest, error) {
-	w.gate.mu.Lock()
-	opened := w.gate.opened
-	w.gate.mu.Unlock()
-	if opened == nil {
-		return switchRequest{}, nil
+// leave ends the writer's membership of its group at a demotion to
+// standby: the batches written are committed already (Run commits each
+// before the next poll), so closing the client loses nothing. A static
+// member is removed from the group by its instance id as well, since
+// franz-go sends no LeaveGroup for one: otherwise its partitions would
+// wait SessionTimeout for it. The partitions it owned keep no lag series.
+func (w *Writer) leave() {
+	w.closeClient(w.cl)
+	if id := w.cfg.InstanceID; id != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+		resp, err := w.adm.LeaveGroup(ctx, kadm.LeaveGroup(w.qcfg.WriterGroup).InstanceIDs(id).Reason("cairn writer turned standby"))
+		cancel()
+		if err == nil {
+			err = resp.Error()
+		}
+		if err != nil && !errors.Is(err, kerr.UnknownMemberID) {
+			w.log.Warn("writer: removing the static member from the consumer group failed; its partitions wait for the session timeout",
+				"instance_id", id, "err", err)
+		}
 	}
-	select {
-	case <-opened:
-		return switchRequest{}, nil
-	case r := <-w.switches:
-		return r, nil
-	case <-ctx.Done():
-		return switchRequest{}, ctx.Err()
-	case <-w.gate.stopping:
-		return switchRequest{}, errStandbyStop
+	w.mu.Lock()
+	w.cl = nil
+	for p := range w.mu.owned {
+		w.m.lagRecords.DeleteLabelValues(partitionLabel(p))
 	}
+	clear(w.mu.owned)
+	clear(w.mu.paused)
+	w.m.paused.Set(0)
+	w.mu.Unlock()
+	w.setInflight(time.Time{})
+	w.log.Info("writer: left the consumer group (standby)", "group", w.qcfg.WriterGroup, "instance_id", w.cfg.InstanceID)
 }
 
-// close stops the lag readings and closes the client without hanging.
+// close stops the lag readings and closes the clients without hanging.
 func (w *Writer) close(stopLag func(), lagDone <-chan struct{}) {
 	stopLag()
 	<-lagDone
-	w.closeClient(w.cl)
+	if w.cl != nil {
+		w.closeClient(w.cl)
+	}
+	w.base.Close()
 }
 
 // closeClient leaves the group and closes cl, bounded (see close).
@@ -662,11 +804,11 @@ func (w *Writer) write(ctx context.Context, writes []store.EntityWrite) error {
 // untilStored runs op, a store operation on n things (unit names them, what
 // names the operation in the log), until it succeeds, is rejected
 // (store.ErrRejected, returned), or ctx ends, pausing with Backoff between
-// attempts. A batch in hand when the writer turned standby is held, not
-// written: the region is no longer the one writing the store.
+// attempts. It returns errDemoted, without trying, once the writer is in
+// standby: a demoted region writes nothing more.
 func (w *Writer) untilStored(ctx context.Context, what, unit string, n int, op func() error) error {
 	for attempt := 0; ; attempt++ {
-		if err := w.gate.wait(ctx); err != nil {
+		if err := w.gate.check(); err != nil {
 			return err
 		}
 		err := op()
@@ -794,11 +936,33 @@ type switchRequest struct {
 	done chan error
 }
 
-// SetRewind sets how far before a switch's failover time the writer starts
-// a partition whose replicated committed offset is missing or older than
-// that (CAIRN_KAFKA_FAILOVER_REWIND); 0 keeps the default of 5m. Call it
-// before Run.
+// SetRewind sets how far before a failover time the writer starts a
+// partition without a usable committed offset (CAIRN_KAFKA_FAILOVER_REWIND);
+// 0 keeps the default of 5m. Call it before Run. The rule:
+//
+//   - At a cluster switch while active, and at the activation of a writer
+//     that switched cluster while in standby, the failover time is the
+//     switch's: a partition whose committed offset is missing or before
+//     the first record at or after it minus the rewind starts at that
+//     record (see [SeedOffsets]); the replicated offsets lag the writes
+//     of the region that made them.
+//   - At the activation of a writer that did not switch cluster in
+//     standby, the offsets the group has on its cluster are kept however
+//     old (moving one forward could skip records no writer wrote); a
+//     partition without one starts at the first record at or after the
+//     activation minus the rewind.
+//
+// Either way a group with live members keeps its offsets: they are its
+// members' own.
 func (w *Writer) SetRewind(d time.Duration) { w.rewind = d }
+
+// rewindOrDefault is the rewind, 5m when unset.
+func (w *Writer) rewindOrDefault() time.Duration {
+	if w.rewind <= 0 {
+		return 5 * time.Minute
+	}
+	return w.rewind
+}
 
 // SwitchTo moves the writer to the cluster cfg describes, as a
 // [queue.Participant]: Run finishes and commits the batch in hand, makes
@@ -806,7 +970,9 @@ func (w *Writer) SetRewind(d time.Duration) { w.rewind = d }
 // at minus the rewind (see [SeedOffsets]), leaves the group on the old
 // cluster (bounded, as at a stop) and joins it on the new one. It returns
 // once Run has switched, or with why not (the writer then stays on the old
-// cluster), or with ctx's error.
+// cluster), or with ctx's error. A writer in standby, no member of any
+// group, only changes the cluster it will join when turned active, and
+// seeds the offsets then, from at minus the rewind (see [Writer.SetRewind]).
 //
 // Records written again after a switch (the replicated offsets lag the
 // writes, and the rewind replays) change nothing: store writes are
@@ -840,18 +1006,20 @@ func (w *Writer) SwitchTo(ctx context.Context, cfg queue.Config, at time.Time) e
 // before the old client is closed, so that a failure leaves the writer
 // consuming the old cluster.
 func (w *Writer) switchCluster(req switchRequest) error {
-	rewind := w.rewind
-	if rewind <= 0 {
-		rewind = 5 * time.Minute
-	}
+	rewind := w.rewindOrDefault()
 	seeded, err := SeedOffsets(req.ctx, req.cfg, req.at.Add(-rewind))
 	if err != nil {
 		return err
 	}
 	// A group client joins its group as soon as it is made: after the
 	// seeding, whose commits an empty group only accepts.
+	base, err := kgo.NewClient(req.cfg.ClientOpts()...)
+	if err != nil {
+		return fmt.Errorf("writer: new client: %w", err)
+	}
 	cl, err := w.newClient(req.cfg)
 	if err != nil {
+		base.Close()
 		return err
 	}
 	w.log.Warn("writer: switching cluster", "brokers", req.cfg.Brokers, "topic", req.cfg.PersistTopic,
@@ -859,12 +1027,35 @@ func (w *Writer) switchCluster(req switchRequest) error {
 	// The old client's revoke callbacks run in its close and forget the
 	// old topic's partitions: before the swap.
 	w.closeClient(w.cl)
-	adm := kadm.NewClient(cl)
-	w.mu.Lock()
-	w.cl, w.adm, w.qcfg = cl, adm, req.cfg
-	w.mu.Unlock()
-	w.barrier.SwitchTo(adm, req.cfg.PersistTopic)
+	w.swapCluster(req.cfg, cl, base)
 	return nil
+}
+
+// switchStandby does a switch while the writer is no member of its group:
+// it changes the cluster it will join, and remembers the failover time
+// for the seeding at the join.
+func (w *Writer) switchStandby(req switchRequest) error {
+	base, err := kgo.NewClient(req.cfg.ClientOpts()...)
+	if err != nil {
+		return fmt.Errorf("writer: new client: %w", err)
+	}
+	w.log.Warn("writer: switching cluster in standby; the group is joined there when the writer turns active",
+		"brokers", req.cfg.Brokers, "topic", req.cfg.PersistTopic, "group", req.cfg.WriterGroup, "failover_at", req.at)
+	w.swapCluster(req.cfg, nil, base)
+	w.switchedAt = req.at
+	return nil
+}
+
+// swapCluster makes cfg's cluster the writer's, with group client cl (nil
+// for none) and base client base, and closes the old base client.
+func (w *Writer) swapCluster(cfg queue.Config, cl, base *kgo.Client) {
+	adm := kadm.NewClient(base)
+	w.mu.Lock()
+	old := w.base
+	w.cl, w.base, w.adm, w.qcfg = cl, base, adm, cfg
+	w.mu.Unlock()
+	w.barrier.SwitchTo(adm, cfg.PersistTopic)
+	old.Close()
 }
 
 // SeedOffsets prepares the writers' group on the cluster cfg names for a
@@ -876,6 +1067,12 @@ func (w *Writer) switchCluster(req switchRequest) error {
 // already has members (another writer switched first, and seeded) keeps
 // its offsets.
 func SeedOffsets(ctx context.Context, cfg queue.Config, from time.Time) ([]int32, error) {
+	return seedOffsets(ctx, cfg, from, false)
+}
+
+// seedOffsets is SeedOffsets; with keepOlder, a committed offset before
+// from is kept too, and only partitions without one are seeded.
+func seedOffsets(ctx context.Context, cfg queue.Config, from time.Time, keepOlder bool) ([]int32, error) {
 	cl, err := kgo.NewClient(cfg.ClientOpts()...)
 	if err != nil {
 		return nil, fmt.Errorf("writer: seed offsets: %w", err)
@@ -905,7 +1102,7 @@ func SeedOffsets(ctx context.Context, cfg queue.Config, from time.Time) ([]int32
 	set := kadm.Offsets{}
 	var parts []int32
 	after.Each(func(o kadm.ListedOffset) {
-		if c, ok := committed.Lookup(topic, o.Partition); ok && c.At >= o.Offset {
+		if c, ok := committed.Lookup(topic, o.Partition); ok && (c.At >= o.Offset || keepOlder && c.At >= 0) {
 			return
 		}
 		set.AddOffset(topic, o.Partition, o.Offset, -1)
