@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -81,17 +84,21 @@ func TestRegionalFailoverDynamoDB(t *testing.T) {
 		if code, err := p.Wait(30 * time.Second); err != nil || code != 0 {
 			t.Fatalf("cairn features lock: exit %d, %v:\n%s", code, err, p.Output())
 		}
-		store := func(m *testserver.MotoProcess, region string) drillStore {
-			return drillStore{uri: "dynamodb:///" + table + "?region=" + region + "&endpoint=" + m.Endpoint(),
-				env: []string{"CAIRN_FEATURES_LOCK=" + lock, "DYNAMODB_CREATE_TABLES_IF_NOT_EXISTS=true", "AWS_REGION=" + region,
+		// Every process sees a global table: moto lists no replicas, so
+		// each region's endpoint is a proxy adding the other's.
+		store := func(m *testserver.MotoProcess, region, other string) drillStore {
+			return drillStore{uri: "dynamodb:///" + table + "?region=" + region + "&endpoint=" + replicaProxy(t, m.Endpoint(), other),
+				env: []string{"CAIRN_FEATURES_LOCK=" + lock, "DYNAMODB_GLOBAL_TABLE_REGIONS=us-east-1,us-west-2",
+					"DYNAMODB_CREATE_TABLES_IF_NOT_EXISTS=true", "AWS_REGION=" + region,
 					"AWS_ACCESS_KEY_ID=testing", "AWS_SECRET_ACCESS_KEY=testing", "AWS_EC2_METADATA_DISABLED=true"}}
 		}
-		a, b := store(motoA, "us-east-1"), store(motoB, "us-west-2")
+		a, b := store(motoA, "us-east-1", "us-west-2"), store(motoB, "us-west-2", "us-east-1")
 		return drillStores{
 			a: a, b: b,
-			killA:    func() { motoA.Pause(); stop() },
-			storeLag: time.Second,
-			copied:   func() time.Time { return gt.Position("us-east-1").Copied },
+			writerBStandby: true,
+			killA:          func() { motoA.Pause(); stop() },
+			storeLag:       time.Second,
+			copied:         func() time.Time { return gt.Position("us-east-1").Copied },
 			// Both regions' tables map every feature to the lock file's
 			// id: the ids each start wrote and those replicated agree.
 			resumeA: motoA.Resume,
@@ -130,6 +137,11 @@ type drillStore struct {
 // drillStores is what differs between stores in the drill.
 type drillStores struct {
 	a, b drillStore
+	// writerBStandby runs region B's writer from the start in standby, as
+	// the runbook has it for a global table: on A's cluster, in A's
+	// writers' group but no member of it; the failover switches it to B's
+	// cluster and makes it write.
+	writerBStandby bool
 	// writerBEarly runs region B's writer from the start (a store of its
 	// own to keep warm); else it starts at the failover.
 	writerBEarly bool
@@ -198,6 +210,14 @@ func regionalFailover(t *testing.T, stores func(t *testing.T, ctx context.Contex
 	var writerB *testserver.Role
 	if st.writerBEarly {
 		writerB = startWriterB()
+	}
+	var standbyB string // region B's standby writer's base URL
+	var standbyBProc *testserver.Process
+	if st.writerBStandby {
+		args := []string{"--store", st.b.uri, "--brokers", kafkaA.Addr(), "--features", features}
+		env := append(append(append(roleEnv(), st.b.env...), st.b.writerEnv...), append(secondary,
+			"CAIRN_WRITER_STORE_WRITES=standby", "CAIRN_WRITER_INSTANCE_ID=writer-b")...)
+		standbyB, standbyBProc = startStandbyWriter(t, bin, args, env)
 	}
 	serveB := role("serve", st.b, secondary...)
 
@@ -318,12 +338,7 @@ func regionalFailover(t *testing.T, stores func(t *testing.T, ctx context.Contex
 			aKeys = append(aKeys, fmt.Sprintf("%sc%d-k%d", pa, c, k))
 		}
 	}
-	sctx, scancel := context.WithTimeout(ctx, patience)
-	_, _, heldA, _, err := queryAges(sctx, urlA, aKeys)
-	scancel()
-	if err != nil {
-		t.Fatalf("region A before the kill: %v", err)
-	}
+	heldA := answeredAges(t, ctx, urlA, aKeys, "region A before the kill")
 	// The region goes, and with it what the replicator had read but not
 	// yet copied: the loss the replicator's lag allows.
 	kafkaA.Kill()
@@ -350,14 +365,31 @@ func regionalFailover(t *testing.T, stores func(t *testing.T, ctx context.Contex
 	target.Store(&urlB)
 	prefix.Store(&pb)
 
+	targets := serveB.Addr()
+	if standbyB != "" {
+		targets += "," + strings.TrimPrefix(standbyB, "http://")
+	}
 	failover := testserver.StartProcess(t, testserver.Command{Name: "cairn-failover", Path: bin,
-		Args: []string{"failover", "kafka", "--to", "secondary", "--targets", serveB.Addr()}})
+		Args: []string{"failover", "kafka", "--to", "secondary", "--targets", targets}})
 	commanded := time.Now()
 	if code, err := failover.Wait(30 * time.Second); err != nil || code != 0 {
 		t.Fatalf("cairn failover kafka: exit %d, %v:\n%s", code, err, failover.Output())
 	}
 	t.Logf("cairn failover kafka: %s", lastLine(failover.Output()))
-	if writerB == nil {
+	switch {
+	case standbyB != "":
+		// The runbook's step 3: B's writers write.
+		resp, err := http.Post(standbyB+"/v1/admin/writer/store-writes", "application/json", strings.NewReader(`{"store_writes":"active"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("region B's writer, store writes active: %s %s", resp.Status, body)
+		}
+		t.Logf("region B's writer: %s", bytes.TrimSpace(body))
+	case writerB == nil:
 		writerB = startWriterB()
 	}
 	deadline := time.Now().Add(readableWithin)
@@ -420,6 +452,9 @@ func regionalFailover(t *testing.T, stores func(t *testing.T, ctx context.Contex
 			if writerB != nil {
 				t.Logf("region B's writer:\n%s", writerB.Process().Tail(30))
 			}
+			if standbyBProc != nil {
+				t.Logf("region B's writer:\n%s", standbyBProc.Tail(30))
+			}
 			t.Fatalf("%d of %d keys in region B older than what they must hold (%v); got %v, want at least %v", missing, len(want), err, got, want)
 		}
 		time.Sleep(250 * time.Millisecond)
@@ -457,12 +492,7 @@ func regionalFailover(t *testing.T, stores func(t *testing.T, ctx context.Contex
 		// A query server of its own, with a cold cache: what it reads
 		// is what region A's store holds.
 		fresh := role("serve", st.a)
-		qc, qcancel := context.WithTimeout(ctx, patience)
-		_, _, ages, _, err := queryAges(qc, fresh.URL(), aKeys)
-		qcancel()
-		if err != nil {
-			t.Fatalf("region A's store after the outage: %v", err)
-		}
+		ages := answeredAges(t, ctx, fresh.URL(), aKeys, "region A's store after the outage")
 		older := 0
 		for k, v := range heldA {
 			if ages[k] < v {
@@ -508,4 +538,31 @@ func covers(copied, ends map[int32]int64) bool {
 		}
 	}
 	return true
+}
+
+// answeredAges queries base for keys' ages until an answer comes without
+// field errors (moto, serving one request at a time to the writers and
+// the table replicator too, can make a read miss the query's deadline),
+// and returns it; what of 20 s of tries gives none fails the test.
+func answeredAges(t *testing.T, ctx context.Context, base string, keys []string, what string) map[string]int64 {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		qc, cancel := context.WithTimeout(ctx, patience)
+		_, _, ages, a, err := queryAges(qc, base, keys)
+		cancel()
+		if err == nil && len(a.Errors) == 0 {
+			if len(ages) == 0 {
+				t.Fatalf("%s: no key has a value", what)
+			}
+			return ages
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				err = fmt.Errorf("field errors %+v", a.Errors)
+			}
+			t.Fatalf("%s: no answer without errors within 20s: %v", what, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

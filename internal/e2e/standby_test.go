@@ -79,7 +79,7 @@ func TestStandbyWriterIsNoGroupMember(t *testing.T) {
 	testserver.StartRole(t, bin, "write", args, append(env, "CAIRN_WRITER_INSTANCE_ID=writer-a"))
 	// A standby writer's /readyz answers 503 (standby): started as a
 	// process, ready once its /healthz answers.
-	standby := startStandbyWriter(t, bin, args, append(env, "CAIRN_WRITER_INSTANCE_ID=writer-b", "CAIRN_WRITER_STORE_WRITES=standby"))
+	standby, _ := startStandbyWriter(t, bin, args, append(env, "CAIRN_WRITER_INSTANCE_ID=writer-b", "CAIRN_WRITER_STORE_WRITES=standby"))
 
 	cl, err := kgo.NewClient(kgo.SeedBrokers(kafka.Addr()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
@@ -220,8 +220,8 @@ func replicaProxy(t *testing.T, endpoint, region string) string {
 }
 
 // startStandbyWriter starts `cairn write` on a free port and waits until
-// its /healthz answers 200; it returns the writer's base URL.
-func startStandbyWriter(t *testing.T, bin string, args, env []string) string {
+// its /healthz answers 200; it returns the writer's base URL and process.
+func startStandbyWriter(t *testing.T, bin string, args, env []string) (string, *testserver.Process) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -244,7 +244,7 @@ func startStandbyWriter(t *testing.T, bin string, args, env []string) string {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return base
+				return base, p
 			}
 		}
 		if time.Now().After(deadline) {
