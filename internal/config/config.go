@@ -139,7 +139,7 @@ var Knobs = []Knob{
 	{Name: "CAIRN_WRITER_MAX_BACKOFF", Default: "30s", Doc: "Longest pause between the writer's attempts at a failing store write."},
 	{Name: "CAIRN_WRITER_INSTANCE_ID", Default: "host name", Computed: hostName, Doc: "Static consumer-group membership of `cairn write`: a writer restarted with the same id takes its partitions back at once instead of after the session timeout. Stable across restarts, unique per writer; empty disables static membership. A writer stopped for good leaves its partitions idle for CAIRN_WRITER_SESSION_TIMEOUT (docs/queue.md)."},
 	{Name: "CAIRN_WRITER_SESSION_TIMEOUT", Default: "30s", Doc: "How long the writers' group waits for a writer that stopped heartbeating (killed, or a static member gone) before moving its partitions; within the brokers' group.min/max.session.timeout.ms (6s..30m)."},
-	{Name: "CAIRN_WRITER_STORE_WRITES", Default: "active", Doc: "`cairn write`: active consumes and writes the store; standby consumes and writes nothing until switched to active at failover. Standby is for the passive region of a DynamoDB global table only (docs/multi-region.md)."},
+	{Name: "CAIRN_WRITER_STORE_WRITES", Default: "active", Doc: "`cairn write`: active consumes and writes the store; standby consumes and writes nothing, and is no member of its consumer group, until switched to active at failover. Standby is for the passive region of a DynamoDB global table only (docs/multi-region.md)."},
 	{Name: "CAIRN_WRITER_HEALTH_WINDOW", Default: "15s", Doc: "`cairn write`: /healthz fails once store writes, or Kafka requests, have failed with no success in between for this long."},
 
 	// The DynamoDB online store (docs/dynamodb.md), and the read-path
