@@ -7,10 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -60,6 +62,29 @@ const featuresYAML = `namespaces:
 `
 
 // roleEnv is the environment of every cairn process of a scenario.
+// outsideEnv is the test binary's environment without cairn's knobs
+// (CAIRN_*, DYNAMODB_*): the base of a cairn process's own.
+func outsideEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "CAIRN_") && !strings.HasPrefix(kv, "DYNAMODB_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// freeAddr returns a loopback address with a port free at the time.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
 func roleEnv() []string {
 	return []string{
 		"CAIRN_KAFKA_PRODUCE_TIMEOUT=" + produceTimeout.String(),

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -96,13 +95,7 @@ func (c *secureCluster) kafkaEnv(caFile, passwordFile string) []string {
 // env is the whole environment of a cairn process: the test binary's
 // without CAIRN_* variables, then roleEnv, then kafka.
 func (c *secureCluster) env(kafka []string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CAIRN_") && !strings.HasPrefix(kv, "DYNAMODB_") {
-			env = append(env, kv)
-		}
-	}
-	env = append(env, roleEnv()...)
+	env := append(outsideEnv(), roleEnv()...)
 	env = append(env, "CAIRN_WRITER_INSTANCE_ID=w1")
 	return append(env, kafka...)
 }
@@ -430,19 +423,8 @@ func TestSecuritySecretsNeverLogged(t *testing.T) {
 		}
 	}
 	serveEnv = append(serveEnv, c.kafkaEnv(c.caFile, c.goodPass)...)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CAIRN_") && !strings.HasPrefix(kv, "DYNAMODB_") {
-			env = append(env, kv)
-		}
-	}
-	env = append(env, serveEnv...)
+	addr := freeAddr(t)
+	env := append(outsideEnv(), serveEnv...)
 	serve := testserver.StartProcess(t, testserver.Command{Name: "cairn-serve", Path: c.bin,
 		Args: append([]string{"serve", "--addr", addr, "--log-level", "debug"}, c.roleArgs()...), Env: env})
 	cfgOut := testserver.StartProcess(t, testserver.Command{Name: "cairn-config", Path: c.bin, Args: []string{"config"}, Env: env})

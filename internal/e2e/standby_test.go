@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -223,20 +222,9 @@ func replicaProxy(t *testing.T, endpoint, region string) string {
 // its /healthz answers 200; it returns the writer's base URL and process.
 func startStandbyWriter(t *testing.T, bin string, args, env []string) (string, *testserver.Process) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	var environment []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "CAIRN_") && !strings.HasPrefix(kv, "DYNAMODB_") {
-			environment = append(environment, kv)
-		}
-	}
+	addr := freeAddr(t)
 	p := testserver.StartProcess(t, testserver.Command{Name: "cairn-write-standby", Path: bin,
-		Args: append([]string{"write", "--addr", addr}, args...), Env: append(environment, env...)})
+		Args: append([]string{"write", "--addr", addr}, args...), Env: append(outsideEnv(), env...)})
 	base := "http://" + addr
 	deadline := time.Now().Add(30 * time.Second)
 	for {
