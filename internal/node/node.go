@@ -400,6 +400,9 @@ func (p *process) addQueryServer(qcfg queue.Config, st Store, checker *health.Ch
 		acfg.Keys, acfg.MetricsRequireAuth = keys, cfg.Auth.MetricsRequireAuth
 		p.onReload(func() { _ = keys.Reload() }) // it logs its outcome
 		p.log.Info("api: requests need an API key", "file", keys.Path(), "keys", keys.Len(), "metrics_require_auth", acfg.MetricsRequireAuth)
+	} else if cfg.Role == Dev {
+		// cairn dev never asks for keys, whatever CAIRN_API_AUTH says.
+		p.log.Warn("api: no authentication (cairn dev): anyone who can reach the API can query and upload")
 	} else if cfg.Role != BenchServer {
 		p.log.Warn("api: no authentication: anyone who can reach the API can query and upload", "CAIRN_API_AUTH", cfg.Auth.Mode)
 	}
