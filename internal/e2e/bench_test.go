@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -351,20 +350,8 @@ func readable(client *http.Client, base string, keys []string) (map[string]time.
 	return out, nil
 }
 
-// metricValue reads one unlabelled metric from a process's /metrics.
+// metricValue reads one series from a process's /metrics; 0 when absent.
 func metricValue(b testing.TB, base, name string) float64 {
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return f
-		}
-	}
-	return 0
+	f, _ := strconv.ParseFloat(strings.TrimSpace(metric(b, base, name)), 64)
+	return f
 }

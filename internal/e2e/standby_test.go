@@ -244,7 +244,7 @@ func startStandbyWriter(t *testing.T, bin string, args, env []string) (string, *
 
 // metric returns the value of the series named series (with its labels,
 // as exposed) on base's /metrics, or "" when it is absent.
-func metric(t *testing.T, base, series string) string {
+func metric(t testing.TB, base, series string) string {
 	t.Helper()
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
