@@ -378,8 +378,12 @@ func (p *readPool) exchange(ctx context.Context, c *readConn, cmds int, sc *read
 	defer func() {
 		if !stop() {
 			// ctx ended: its deadline, set now or about to be, must not
-			// meet the connection's next read.
+			// meet the connection's next read; the error is ctx's, not
+			// the i/o timeout it caused.
 			inStep = false
+			if err != nil {
+				err = fmt.Errorf("%w (%v)", context.Cause(ctx), err)
+			}
 		}
 	}()
 	_ = c.nc.SetWriteDeadline(wd)
