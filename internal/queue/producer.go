@@ -479,8 +479,7 @@ const SwitchGrace = 2 * time.Second
 // [Participant] of [Failover]: records produced from its start go to new
 // clients of that cluster; the old clients get at most SwitchGrace (less
 // when ctx ends first) to have their records acknowledged, then are closed,
-// failing the rest; closing a hung cluster's clients takes about 1s more
-// (see Close). An upload is answered 202 only with an acknowledgement, from
+// failing the rest. An upload is answered 202 only with an acknowledgement, from
 // one cluster or the other. On error the producer stays where it was.
 func (p *Producer) SwitchTo(ctx context.Context, cfg Config, _ time.Time) error {
 	cfg.EnsureDefaults()
@@ -500,9 +499,9 @@ func (p *Producer) SwitchTo(ctx context.Context, cfg Config, _ time.Time) error 
 
 // Close flushes buffered records for at most the produce timeout, then
 // closes both clients; records still unacknowledged are failed. It returns
-// within the produce timeout plus about one second, which kgo's Close
-// grants its final client-telemetry push (KIP-714) to a broker that does
-// not answer.
+// within the produce timeout, whatever the brokers do: the clients send no
+// client telemetry (KIP-714), whose last push a Close would otherwise wait
+// up to a second for on a broker that does not answer.
 func (p *Producer) Close() {
 	p.switchMu.Lock()
 	defer p.switchMu.Unlock()

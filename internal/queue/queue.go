@@ -172,7 +172,12 @@ func (c *Config) Validate() error {
 // brokers, TLS and SASL. Call it after ReadFiles: without it, TLS trusts the
 // system roots and presents no certificate, and SASL has only SASLPassword.
 func (c *Config) ClientOpts() []kgo.Opt {
-	opts := []kgo.Opt{kgo.SeedBrokers(c.Brokers...), kgo.ClientID("cairn")}
+	opts := []kgo.Opt{kgo.SeedBrokers(c.Brokers...), kgo.ClientID("cairn"),
+		// No KIP-714 client telemetry: cairn exports its own client
+		// metrics, and a client closing against a broker that does not
+		// answer would otherwise wait up to a second for its last push,
+		// in every failover switch and every shutdown.
+		kgo.DisableClientMetrics()}
 	if c.TLS {
 		// kgo sets ServerName from each broker's host when it is empty,
 		// so one config verifies every broker.
