@@ -69,17 +69,19 @@ type Config struct {
 	// with a DEADLINE_EXCEEDED error. Default 1s (CAIRN_QUERY_TIMEOUT).
 	QueryTimeout time.Duration
 
-	// ReadHeaderTimeout bounds reading a request's headers. Default 5s
+	// ReadHeaderTimeout bounds reading a request's line and headers, from
+	// its first byte (on a new connection, from its opening). Default 5s
 	// (CAIRN_HTTP_READ_HEADER_TIMEOUT).
 	ReadHeaderTimeout time.Duration
-	// ReadTimeout bounds reading a whole request, body included: a client
-	// sending its body slower is disconnected. Default 10s
-	// (CAIRN_HTTP_READ_TIMEOUT).
+	// ReadTimeout bounds reading a request's body, from the end of its
+	// headers: a client sending its body slower is answered 408 and
+	// disconnected. Default 10s (CAIRN_HTTP_READ_TIMEOUT).
 	ReadTimeout time.Duration
-	// WriteTimeout bounds the time from the end of a request's headers to
-	// the end of its response; it must exceed QueryTimeout, and should
-	// exceed ReadTimeout plus the Kafka produce timeout, so that a slow
-	// upload still gets its answer. Default 30s (CAIRN_HTTP_WRITE_TIMEOUT).
+	// WriteTimeout bounds the time from the start of a request's handling
+	// (its body read) to the end of its response; it must exceed
+	// QueryTimeout, and should exceed the Kafka produce timeout, so that
+	// a slow upload still gets its answer. Default 30s
+	// (CAIRN_HTTP_WRITE_TIMEOUT).
 	WriteTimeout time.Duration
 	// IdleTimeout bounds how long an idle keep-alive connection stays
 	// open. Default 120s (CAIRN_HTTP_IDLE_TIMEOUT).
@@ -323,36 +325,14 @@ func (s *Server) Handler() http.Handler {
 	return mux
 }
 
-// maxHeaderBytes bounds a request's headers. Over it, net/http answers
-// 431 Request Header Fields Too Large itself, in plain text, before any
-// handler runs: it has no hook to answer in the API's error shape, and
-// raising the limit to check it in a handler would let every connection
-// make the server buffer more. docs/security.md says so.
-const maxHeaderBytes = 64 << 10
-
-// newHTTPServer is the HTTP server of Run, serving h with cfg's timeouts.
-func newHTTPServer(cfg Config, h http.Handler, log *slog.Logger) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
-		ReadTimeout:       cfg.ReadTimeout,
-		WriteTimeout:      cfg.WriteTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		// A client can make the server log (a bad TLS handshake, a
-		// panicking handler): at debug level only, never per request
-		// at warning level.
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
-}
-
 // Run serves the API on ln until ctx ends, then shuts down: /readyz turns
 // 503 at once, no new connection is accepted, and requests in flight are
 // given ShutdownTimeout to finish before their connections are closed. It
 // closes ln. It returns nil after a clean stop, and an error when serving
 // failed or requests were still in flight at the shutdown timeout.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
-	hs := newHTTPServer(s.cfg, s.Handler(), s.log)
+	var conns connSet
+	hs := newFastServer(s.cfg, s.Handler(), s.log, &conns)
 	served := make(chan error, 1)
 	s.serving.Store(true)
 	go func() { served <- hs.Serve(ln) }()
@@ -371,13 +351,13 @@ func (s *Server) Run(ctx context.Context, ln net.Listener) error {
 	s.log.Info("api: shutting down", "timeout", s.cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
-	err := hs.Shutdown(sctx)
+	err := hs.ShutdownWithContext(sctx)
 	if err != nil {
-		_ = hs.Close()
+		conns.closeAll()
 		err = fmt.Errorf("api: requests still in flight after the shutdown timeout of %v (CAIRN_SHUTDOWN_TIMEOUT), connections closed: %w",
 			s.cfg.ShutdownTimeout, err)
 	}
-	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
+	if serr := <-served; serr != nil {
 		err = errors.Join(err, fmt.Errorf("api: serve %s: %w", ln.Addr(), serr))
 	}
 	return err

@@ -111,8 +111,7 @@ func newStackOn(t *testing.T, st storeRW, opts stackOptions) *stack {
 		t.Fatal(err)
 	}
 	srv.SetReady(true)
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(hs.Close)
+	hs := serveTest(t, srv)
 	if opts.writer != nil {
 		w, err := writer.New(qcfg, *opts.writer, reg, st, opts.writerMetrics, quiet())
 		if err != nil {
@@ -393,9 +392,7 @@ func TestKafkaDown(t *testing.T) {
 	}
 	defer prod.Close()
 	srv, _ := New(Config{}, reg, query.NewEngine(st, nil, nil), prod, nil, nil, quiet())
-	hs := httptest.NewServer(srv.Handler())
-	defer hs.Close()
-	s := &stack{t: t, url: hs.URL}
+	s := &stack{t: t, url: serveTest(t, srv).URL}
 
 	start := time.Now()
 	code, out := s.post("/v1/upload_features", `{"inputs": {"user.id": "u1", "user.age": 3}}`)

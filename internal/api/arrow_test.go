@@ -8,7 +8,6 @@ import (
 	"io"
 	"maps"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -357,9 +356,7 @@ func newFormsServer(t *testing.T) *formsServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(hs.Close)
-	fs.url = hs.URL
+	fs.url = serveTest(t, srv).URL
 	return fs
 }
 

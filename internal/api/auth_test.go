@@ -233,11 +233,10 @@ func TestKeyRotationDropsNoRequest(t *testing.T) {
 	}
 }
 
-// Headers over the server's 64 KiB are refused by net/http itself with a
-// plain-text 431 before any handler runs (it offers no hook to answer in
-// the API's error shape; docs/security.md): never a 500, never served.
-// Below the limit, an oversized Authorization header reaches the API and
-// is its JSON 401.
+// Headers over the server's 16 KiB are refused before any handler runs,
+// 431 HEADERS_TOO_LARGE in the API's error shape: never a 500, never
+// served. Below the limit, an oversized Authorization header reaches the
+// API and is its JSON 401.
 func TestOversizedHeaders(t *testing.T) {
 	s, _ := authStack(t, false)
 	status, _, code := send(t, "POST", s.url+"/v1/query/online", queryBody, "Bearer "+rankerToken+strings.Repeat("a", 8<<10))
@@ -250,12 +249,14 @@ func TestOversizedHeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := newHTTPServer(Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	cfg := Config{}
+	cfg.EnsureDefaults()
+	hs := newFastServer(cfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t.Errorf("a request with %d bytes of Authorization reached the handler", len(r.Header.Get("Authorization")))
-	}), quiet())
+	}), quiet(), &connSet{})
 	go hs.Serve(ln)
-	t.Cleanup(func() { hs.Close() })
-	for _, size := range []int{100 << 10, 2 * maxHeaderBytes} {
+	t.Cleanup(func() { hs.Shutdown() })
+	for _, size := range []int{maxHeaderBytes, 100 << 10, 2 * maxHeaderBytes} {
 		req, err := http.NewRequest("POST", "http://"+ln.Addr().String()+"/v1/query/online", strings.NewReader(queryBody))
 		if err != nil {
 			t.Fatal(err)
@@ -267,8 +268,12 @@ func TestOversizedHeaders(t *testing.T) {
 		}
 		raw, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
-			t.Errorf("%d bytes of Authorization: %d %q, want 431", size, resp.StatusCode, raw)
+		var body struct {
+			Errors []ChalkError `json:"errors"`
+		}
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || json.Unmarshal(raw, &body) != nil ||
+			len(body.Errors) != 1 || body.Errors[0].Code != CodeHeadersTooLarge {
+			t.Errorf("%d bytes of Authorization: %d %q, want 431 %s", size, resp.StatusCode, raw, CodeHeadersTooLarge)
 		}
 	}
 }

@@ -55,6 +55,11 @@ const (
 	// CodeResolverTimedOut: the feature's resolver did not answer within
 	// its timeout or the query's deadline. Chalk's code.
 	CodeResolverTimedOut = "RESOLVER_TIMED_OUT"
+	// CodeHeadersTooLarge: the request line and headers exceed 16 KiB.
+	CodeHeadersTooLarge = "HEADERS_TOO_LARGE"
+	// CodeMalformedRequest: the request is not HTTP/1.1 the server can
+	// read (a bad request line, header or framing).
+	CodeMalformedRequest = "MALFORMED_REQUEST"
 	// CodeInternal: a bug.
 	CodeInternal = "INTERNAL_SERVER_ERROR"
 )

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -50,9 +49,7 @@ func TestQueryAnswersEachFieldsKeyAndTime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(srv.Handler())
-	defer hs.Close()
-	s := &stack{t: t, url: hs.URL}
+	s := &stack{t: t, url: serveTest(t, srv).URL}
 	code, out := s.post("/v1/query/online", `{"inputs": {"user.id": ["u1", "u2"], "merchant.id": [7, 8]},
 		"outputs": ["user.age", "merchant.name", "user.name"]}`)
 	if code != 200 {

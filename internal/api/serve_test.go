@@ -1,0 +1,223 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// testServer is an API served as Run serves it, on 127.0.0.1.
+type testServer struct{ URL string }
+
+// serveTest serves srv's routes with the server of Run (fasthttp behind
+// the bridge) until the test ends.
+func serveTest(t *testing.T, srv *Server) testServer {
+	t.Helper()
+	return serveHandler(t, srv.cfg, srv.Handler())
+}
+
+// serveHandler serves h with the server of Run and cfg until the test
+// ends.
+func serveHandler(t *testing.T, cfg Config, h http.Handler) testServer {
+	t.Helper()
+	cfg.EnsureDefaults()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns connSet
+	hs := newFastServer(cfg, h, quiet(), &conns)
+	go func() { _ = hs.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if hs.ShutdownWithContext(ctx) != nil {
+			conns.closeAll()
+		}
+	})
+	return testServer{URL: "http://" + ln.Addr().String()}
+}
+
+// The handler sees the request as net/http would give it: method, path,
+// query, every header value (repeated ones too), the body and its length,
+// the host; and what it writes is the answer: status, every header value,
+// the body, a sniffed Content-Type when it set none.
+func TestBridgeCarriesRequestAndAnswer(t *testing.T) {
+	type seen struct {
+		method, path, rawQuery, host, body string
+		length                             int64
+		auth, custom                       []string
+		hasHost                            bool
+	}
+	got := make(chan seen, 1)
+	s := serveHandler(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		_, hasHost := r.Header["Host"]
+		got <- seen{r.Method, r.URL.Path, r.URL.RawQuery, r.Host, string(body), r.ContentLength,
+			r.Header.Values("Authorization"), r.Header.Values("X-Custom-Thing"), hasHost}
+		if r.URL.Path == "/sniff" {
+			fmt.Fprint(w, "<html><body>hi</body></html>")
+			return
+		}
+		w.Header().Add("X-Answer", "one")
+		w.Header().Add("X-Answer", "two")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusTeapot)
+		fmt.Fprint(w, `{"a":`)
+		fmt.Fprint(w, `1}`)
+	}))
+
+	req, _ := http.NewRequest("POST", s.URL+"/v1/query/online?x=1&y=%20", strings.NewReader(`{"q":1}`))
+	req.Header.Add("Authorization", "Bearer a")
+	req.Header.Add("Authorization", "Bearer b")
+	req.Header.Set("x-custom-thing", "v")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	r := <-got
+	host := strings.TrimPrefix(s.URL, "http://")
+	if r.method != "POST" || r.path != "/v1/query/online" || r.rawQuery != "x=1&y=%20" || r.host != host ||
+		r.body != `{"q":1}` || r.length != 7 || !slices.Equal(r.auth, []string{"Bearer a", "Bearer b"}) ||
+		!slices.Equal(r.custom, []string{"v"}) || r.hasHost {
+		t.Errorf("the handler saw %+v", r)
+	}
+	if resp.StatusCode != http.StatusTeapot || string(raw) != `{"a":1}` ||
+		resp.Header.Get("Content-Type") != "application/json" ||
+		!slices.Equal(resp.Header.Values("X-Answer"), []string{"one", "two"}) ||
+		resp.Header.Get("Server") != "" || resp.ContentLength != 7 {
+		t.Errorf("answer: %d %q %v", resp.StatusCode, raw, resp.Header)
+	}
+
+	resp, err = http.Get(s.URL + "/sniff")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	<-got
+	if ct := resp.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" || resp.StatusCode != 200 {
+		t.Errorf("a body without a Content-Type: %d %q, want 200 and net/http's sniffed type", resp.StatusCode, ct)
+	}
+}
+
+// A handler that panics gets the client a JSON 500 and its connection
+// closed, as net/http does, and the server goes on serving.
+func TestBridgeRecoversPanics(t *testing.T) {
+	s := serveHandler(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/panic" {
+			panic("boom")
+		}
+		fmt.Fprint(w, "ok")
+	}))
+	resp, err := http.Get(s.URL + "/panic")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusInternalServerError || firstError(out) != CodeInternal || !resp.Close {
+		t.Errorf("a panicking handler: %d %v (closing the connection: %v), want 500 %s and the connection closed",
+			resp.StatusCode, out, resp.Close, CodeInternal)
+	}
+	if code, _, _ := do(t, "GET", s.URL+"/ok", ""); code != http.StatusOK {
+		t.Errorf("after a panic: %d", code)
+	}
+}
+
+// What fasthttp cannot read is answered in the API's error shape before
+// any handler runs: a request that is not HTTP 400 MALFORMED_REQUEST, a
+// body over the limit's first byte past it 413 REQUEST_TOO_LARGE, headers
+// that stop coming 408 REQUEST_TIMEOUT.
+func TestUnreadableRequestsAnswerJSON(t *testing.T) {
+	cfg := Config{MaxBodyBytes: 1 << 10, ReadHeaderTimeout: 300 * time.Millisecond}
+	reached := make(chan string, 10)
+	s := serveHandler(t, cfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		reached <- fmt.Sprintf("%s %d", r.URL.Path, len(b))
+	}))
+	addr := strings.TrimPrefix(s.URL, "http://")
+	for _, tt := range []struct {
+		name, raw string
+		status    int
+		code      string
+	}{
+		{"not HTTP", "HELLO\r\n\r\n", 400, CodeMalformedRequest},
+		{"a bad Content-Length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400, CodeMalformedRequest},
+		{"a body of 2 KiB", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2048\r\n\r\n" + strings.Repeat("x", 2048), 413, CodeRequestTooLarge},
+		{"headers that stop", "POST / HTTP/1.1\r\nHost: x\r\n", 408, CodeRequestTimeout},
+	} {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprint(c, tt.raw)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Errorf("%s: no answer: %v", tt.name, err)
+			c.Close()
+			continue
+		}
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		c.Close()
+		if resp.StatusCode != tt.status || firstError(out) != tt.code || resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("%s: %d %v, want %d %s", tt.name, resp.StatusCode, out, tt.status, tt.code)
+		}
+	}
+	// One byte over the limit reaches the handler, which answers 413
+	// itself after authentication.
+	code, _, _ := do(t, "POST", s.URL+"/limit", strings.Repeat("x", 1<<10+1))
+	if code != http.StatusOK {
+		t.Errorf("a body one byte over the limit: %d, want the handler's answer", code)
+	}
+	select {
+	case r := <-reached:
+		if r != fmt.Sprintf("/limit %d", 1<<10+1) {
+			t.Errorf("the handler saw %s", r)
+		}
+	default:
+		t.Errorf("a body one byte over the limit did not reach the handler; these did: %d", len(reached))
+	}
+	if n := len(reached); n != 0 {
+		t.Errorf("%d unreadable requests reached the handler", n)
+	}
+}
+
+// At the shutdown timeout, Run closes the connections of requests still in
+// flight and says so.
+func TestRunClosesConnectionsAtShutdownTimeout(t *testing.T) {
+	url, stop := runServer(t, Config{ShutdownTimeout: 300 * time.Millisecond})
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Headers sent, the body never: the request stays in flight.
+	fmt.Fprint(c, "POST /v1/query/online HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	err = stop()
+	if err == nil || !strings.Contains(err.Error(), "CAIRN_SHUTDOWN_TIMEOUT") {
+		t.Errorf("Run with a request in flight past the shutdown timeout: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Run took %v to return past a shutdown timeout of 300ms", d)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.Copy(io.Discard, c); err != nil {
+		t.Errorf("the connection in flight was not closed: %v", err)
+	}
+}
