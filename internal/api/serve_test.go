@@ -221,3 +221,63 @@ func TestRunClosesConnectionsAtShutdownTimeout(t *testing.T) {
 		t.Errorf("the connection in flight was not closed: %v", err)
 	}
 }
+
+// Whatever bytes a client sends, the server answers with the route's
+// answer or an error in the API's shape, or hangs up; it never panics and
+// never hands the route a request other than the one sent.
+func FuzzServeRequest(f *testing.F) {
+	for _, seed := range []string{
+		"POST /v1/query/online HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+		"GET /healthz HTTP/1.0\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n",
+		"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+		"GET /a?b=%zz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n",
+		"\x16\x03\x01\x00\xa5\x01\x00\x00",
+		"GET / HTTP/1.1\r\nHost: x\r\nX: " + strings.Repeat("y", maxHeaderBytes) + "\r\n\r\n",
+	} {
+		f.Add([]byte(seed))
+	}
+	cfg := Config{MaxBodyBytes: 1 << 10, ReadHeaderTimeout: 50 * time.Millisecond, ReadTimeout: 50 * time.Millisecond,
+		IdleTimeout: 50 * time.Millisecond}
+	cfg.EnsureDefaults()
+	hs := newFastServer(cfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if err != nil || int64(len(b)) != r.ContentLength || len(b) > 1<<10+1 {
+			panic(fmt.Sprintf("the route got a body of %d bytes (%v), ContentLength %d", len(b), err, r.ContentLength))
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"method": r.Method, "path": r.URL.Path, "len": len(b)})
+	}), quiet(), &connSet{})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		client, server := net.Pipe()
+		served := make(chan struct{})
+		go func() { _ = hs.ServeConn(server); close(served) }()
+		_ = client.SetDeadline(time.Now().Add(5 * time.Second))
+		go func() { _, _ = client.Write(raw) }()
+		br := bufio.NewReader(client)
+		for {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				break // the server hung up, or sent what ends the test
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			switch resp.StatusCode {
+			case http.StatusOK:
+			case http.StatusBadRequest, http.StatusRequestTimeout, http.StatusRequestEntityTooLarge,
+				http.StatusRequestHeaderFieldsTooLarge:
+				var out struct {
+					Errors []ChalkError `json:"errors"`
+				}
+				if json.Unmarshal(body, &out) != nil || len(out.Errors) != 1 || out.Errors[0].Code == "" {
+					t.Fatalf("%d answered without the API's error shape: %q", resp.StatusCode, body)
+				}
+			default:
+				t.Fatalf("answered %d %q", resp.StatusCode, body)
+			}
+		}
+		client.Close()
+		<-served
+	})
+}
