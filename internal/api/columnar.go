@@ -115,11 +115,13 @@ type column struct {
 	key bool
 	g   *query.Group
 	o   int
+	// vals reads an output column's values.
+	vals query.Column
 }
 
 // value returns the value of row i of c, an output's column, and its
 // observed-at.
-func (c *column) value(i int) (any, time.Time) { return c.g.Value(i, c.o) }
+func (c *column) value(i int) (any, time.Time) { return c.vals.Value(i) }
 
 // newTable lays res, the answer to qr, out as a table: the primary key of
 // each namespace read (in the order the outputs first name them), then
@@ -160,7 +162,7 @@ func outputColumn(res *query.Answer, f *feature.Feature) (column, bool) {
 		}
 		for o, out := range g.Outs {
 			if out == f {
-				return column{feature: f, g: g, o: o}, true
+				return column{feature: f, g: g, o: o, vals: g.Column(o)}, true
 			}
 		}
 	}
