@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"hash/maphash"
 	"math"
@@ -217,16 +219,22 @@ func arrowFields(t *table, includeMeta bool) []arrow.Field {
 	return fields
 }
 
-// arrowSchema returns the schema of a's Arrow answer: fields (arrowFields),
-// and the answer's errors and meta as metadata.
-func arrowSchema(a *answer, fields []arrow.Field) (*arrow.Schema, error) {
-	meta, err := appendMeta(nil, a)
+// arrowMetadata returns the texts of the schema metadata of a's Arrow
+// answer: its error list and its meta object, as the row answer writes
+// them.
+func arrowMetadata(a *answer) (errs, meta []byte, err error) {
+	meta, err = appendMeta(nil, a)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	md := arrow.NewMetadata([]string{arrowErrorsKey, arrowMetaKey},
-		[]string{string(appendErrorList(nil, a.errors)), string(meta)})
-	return arrow.NewSchema(fields, &md), nil
+	return appendErrorList(nil, a.errors), meta, nil
+}
+
+// arrowSchema returns the schema of an Arrow answer: fields (arrowFields),
+// and the answer's errors and meta texts as metadata.
+func arrowSchema(fields []arrow.Field, errs, meta string) *arrow.Schema {
+	md := arrow.NewMetadata([]string{arrowErrorsKey, arrowMetaKey}, []string{errs, meta})
+	return arrow.NewSchema(fields, &md)
 }
 
 // arrowEncoder makes the Arrow answers of one layout (the columns'
@@ -244,6 +252,8 @@ type arrowEncoder struct {
 	schema  *arrow.Schema
 	columns []arrowColumn
 	arrays  []arrow.Array
+	// templates are the layout's schema messages, by placeholder sizes.
+	templates []schemaTemplate
 }
 
 // newArrowEncoder returns an encoder for t's layout with includeMeta.
@@ -374,11 +384,11 @@ func appendArrow(sink *byteSink, mem memory.Allocator, a *answer, qr *query.Requ
 	if err != nil {
 		return err
 	}
-	e, layout := getEncoder(t, a.includeMeta)
-	schema, err := arrowSchema(a, e.fields)
+	errs, meta, err := arrowMetadata(a)
 	if err != nil {
 		return err
 	}
+	e, layout := getEncoder(t, a.includeMeta)
 	for ci := range t.cols {
 		c := &t.cols[ci]
 		col := &e.columns[ci]
@@ -419,15 +429,156 @@ func appendArrow(sink *byteSink, mem memory.Allocator, a *answer, qr *query.Requ
 		arr.Release()
 		e.arrays[i] = nil
 	}
-	wr := ipc.NewWriter(sink, ipc.WithSchema(schema), ipc.WithAllocator(mem))
-	err = wr.Write(rec)
-	if cerr := wr.Close(); err == nil {
-		err = cerr
+	err = e.writeSchema(sink, mem, errs, meta)
+	if err == nil {
+		err = writeRecordBatch(sink, mem, rec)
 	}
 	rec.Release()
 	// The record batch is written and released: its arrays no longer
 	// share the encoder's buffers.
 	putEncoder(e, layout)
+	return err
+}
+
+// arrowEOS is the end of stream marker of an Arrow IPC stream.
+var arrowEOS = [8]byte{0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0}
+
+// writeRecordBatch writes rec's message and the end of stream marker.
+func writeRecordBatch(sink *byteSink, mem memory.Allocator, rec arrow.RecordBatch) error {
+	p, err := ipc.GetRecordBatchPayload(rec, ipc.WithAllocator(mem))
+	if err != nil {
+		return err
+	}
+	defer p.Release()
+	if _, err := p.WritePayload(sink); err != nil {
+		return err
+	}
+	sink.b = append(sink.b, arrowEOS[:]...)
+	return nil
+}
+
+// The schema message of an Arrow answer is the same for every answer of a
+// layout but for its two metadata values, the errors and meta texts. An
+// encoder keeps it as a template: the message arrow-go writes for values
+// of placeholder bytes, from which an answer's message is a copy with its
+// own texts written over the placeholders. A flatbuffer string is its
+// length, its bytes and a NUL: a text shorter than its placeholder leaves
+// zeros after its NUL, which no offset points to. The placeholders' sizes
+// are powers of two (schemaClass), so that a text wastes less than its own
+// length, and a layout needs few templates.
+const (
+	minSchemaClass = 32
+	maxSchemaClass = 64 << 10
+	// maxSchemaTemplates bounds an encoder's templates: a layout whose
+	// answers take more sizes makes new ones in turn.
+	maxSchemaTemplates = 8
+)
+
+// The placeholder bytes of the errors and meta texts: neither is in a
+// field name ([a-z][a-z0-9_.]*) or in the Arrow type names that a schema
+// message holds, so each run is found once.
+const (
+	errorsFill = '~'
+	metaFill   = '^'
+)
+
+// schemaTemplate is an encoded schema message with placeholders for the
+// errors and meta texts.
+type schemaTemplate struct {
+	errCap, metaCap int
+	msg             []byte
+	// errAt and metaAt are the offsets in msg of the placeholders'
+	// length prefixes.
+	errAt, metaAt int
+}
+
+// schemaClass returns the placeholder size holding n bytes, or 0 when n
+// is over maxSchemaClass.
+func schemaClass(n int) int {
+	if n > maxSchemaClass {
+		return 0
+	}
+	return max(minSchemaClass, 1<<bits.Len(uint(max(n, 1)-1)))
+}
+
+// writeSchema writes the stream's schema message: e's fields, and errs and
+// meta as the metadata values.
+func (e *arrowEncoder) writeSchema(sink *byteSink, mem memory.Allocator, errs, meta []byte) error {
+	ec, mc := schemaClass(len(errs)), schemaClass(len(meta))
+	if ec == 0 || mc == 0 {
+		return writeSchemaPayload(sink, mem, arrowSchema(e.fields, string(errs), string(meta)))
+	}
+	var tp *schemaTemplate
+	for i := range e.templates {
+		if t := &e.templates[i]; t.errCap == ec && t.metaCap == mc {
+			tp = t
+			break
+		}
+	}
+	if tp == nil {
+		t, ok := newSchemaTemplate(mem, e.fields, ec, mc)
+		if !ok {
+			return writeSchemaPayload(sink, mem, arrowSchema(e.fields, string(errs), string(meta)))
+		}
+		if len(e.templates) == maxSchemaTemplates {
+			e.templates = e.templates[:copy(e.templates, e.templates[1:])]
+		}
+		e.templates = append(e.templates, t)
+		tp = &e.templates[len(e.templates)-1]
+	}
+	at := len(sink.b)
+	sink.b = append(sink.b, tp.msg...)
+	msg := sink.b[at:]
+	fillPlaceholder(msg[tp.errAt:], tp.errCap, errs)
+	fillPlaceholder(msg[tp.metaAt:], tp.metaCap, meta)
+	return nil
+}
+
+// fillPlaceholder writes s over the string placeholder of capacity n at
+// the start of b: its length, its bytes, and zeros to the placeholder's
+// end (the NUL after it is there already).
+func fillPlaceholder(b []byte, n int, s []byte) {
+	binary.LittleEndian.PutUint32(b, uint32(len(s)))
+	copy(b[4:], s)
+	clear(b[4+len(s) : 4+n])
+}
+
+// newSchemaTemplate makes the template of fields' schema message with an
+// errors text of errCap bytes and a meta text of metaCap. It reports false
+// when a placeholder is not found exactly once, which arrow-go's encoding
+// of a schema would have to change for.
+func newSchemaTemplate(mem memory.Allocator, fields []arrow.Field, errCap, metaCap int) (schemaTemplate, bool) {
+	errP, metaP := bytes.Repeat([]byte{errorsFill}, errCap), bytes.Repeat([]byte{metaFill}, metaCap)
+	sink := &byteSink{}
+	if err := writeSchemaPayload(sink, mem, arrowSchema(fields, string(errP), string(metaP))); err != nil {
+		return schemaTemplate{}, false
+	}
+	t := schemaTemplate{errCap: errCap, metaCap: metaCap, msg: sink.b}
+	var ok1, ok2 bool
+	t.errAt, ok1 = findPlaceholder(t.msg, errP)
+	t.metaAt, ok2 = findPlaceholder(t.msg, metaP)
+	return t, ok1 && ok2
+}
+
+// findPlaceholder returns the offset in msg of the string p's length
+// prefix, reporting whether the string is there exactly once.
+func findPlaceholder(msg, p []byte) (int, bool) {
+	var s []byte
+	s = binary.LittleEndian.AppendUint32(s, uint32(len(p)))
+	s = append(s, p...)
+	s = append(s, 0)
+	i := bytes.Index(msg, s)
+	if i < 0 || bytes.Contains(msg[i+len(s):], p) {
+		return 0, false
+	}
+	return i, true
+}
+
+// writeSchemaPayload writes schema's message as arrow-go encodes it.
+func writeSchemaPayload(sink *byteSink, mem memory.Allocator, schema *arrow.Schema) error {
+	p := ipc.GetSchemaPayload(schema, mem)
+	defer p.Release()
+	_, err := p.WritePayload(sink)
 	return err
 }
 
