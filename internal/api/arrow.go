@@ -41,87 +41,10 @@ const (
 // arrowTimestamp is the Arrow type of datetimes and observed-ats.
 var arrowTimestamp = &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
 
-// arrowMemory allocates the Arrow answers' buffers, which builders and
-// records give back once released, for the next answers.
-var arrowMemory memory.Allocator = &pooledAllocator{}
-
-// The size classes of pooledAllocator: powers of two from 64 bytes (Arrow's
-// alignment) to 4 MiB.
-const (
-	minClassShift = 6
-	maxClassShift = 22
-)
-
-// pooledAllocator is a memory.Allocator reusing freed buffers, a sync.Pool
-// per size class. Buffers over the largest class come from, and go back
-// to, the garbage collector. A buffer of a class is aligned to 64 bytes, as
-// Arrow wants: Go allocates objects of a power-of-two size at multiples of
-// their size (or of its page size, for large ones).
-type pooledAllocator struct {
-	classes [maxClassShift - minClassShift + 1]sync.Pool
-	// headers holds the *[]byte the classes' buffers were pooled in once
-	// they are handed out, so that freeing one allocates nothing.
-	headers sync.Pool
-}
-
-// sizeClass returns the index of the smallest class holding size bytes,
-// or -1 for none.
-func sizeClass(size int) int {
-	if size > 1<<maxClassShift {
-		return -1
-	}
-	if size <= 1<<minClassShift {
-		return 0
-	}
-	return max(bits.Len(uint(size-1)), minClassShift) - minClassShift
-}
-
-// Allocate returns size zeroed bytes.
-func (p *pooledAllocator) Allocate(size int) []byte {
-	c := sizeClass(size)
-	if c < 0 {
-		return make([]byte, size)
-	}
-	if h, ok := p.classes[c].Get().(*[]byte); ok {
-		buf := (*h)[:cap(*h)]
-		*h = nil
-		p.headers.Put(h)
-		clear(buf)
-		return buf[:size]
-	}
-	return make([]byte, size, 1<<(c+minClassShift))
-}
-
-// Reallocate returns b grown to size bytes, its contents kept and the rest
-// zeroed.
-func (p *pooledAllocator) Reallocate(size int, b []byte) []byte {
-	if size <= cap(b) {
-		n := len(b)
-		b = b[:size]
-		if size > n {
-			clear(b[n:])
-		}
-		return b
-	}
-	nb := p.Allocate(size)
-	copy(nb, b)
-	p.Free(b)
-	return nb
-}
-
-// Free keeps b for reuse if its capacity is that of a class.
-func (p *pooledAllocator) Free(b []byte) {
-	c := sizeClass(cap(b))
-	if c < 0 || cap(b) != 1<<(c+minClassShift) {
-		return
-	}
-	h, ok := p.headers.Get().(*[]byte)
-	if !ok {
-		h = new([]byte)
-	}
-	*h = b[:0]
-	p.classes[c].Put(h)
-}
+// arrowMemory is the allocator arrow-go's IPC encoding is given. The
+// answers' arrays are made of Go memory the encoders keep (arrowColumn),
+// and encoding them without compression allocates no buffers: it is Go's.
+var arrowMemory = memory.DefaultAllocator
 
 // prefersArrow reports whether Accept header values prefer the Arrow
 // stream to JSON: each is a list of media ranges with optional q-values
@@ -326,11 +249,14 @@ func getEncoder(t *table, includeMeta bool) (*arrowEncoder, uint64) {
 }
 
 // putEncoder keeps e, whose answer is written, for the next answer of its
-// layout, unless its buffers grew past maxPooledArrowBytes.
+// layout, unless its buffers and templates grew past maxPooledArrowBytes.
 func putEncoder(e *arrowEncoder, key uint64) {
 	size := 0
 	for i := range e.columns {
 		size += e.columns[i].size()
+	}
+	for i := range e.templates {
+		size += len(e.templates[i].msg)
 	}
 	if size > maxPooledArrowBytes {
 		return

@@ -558,43 +558,6 @@ func TestAcceptNegotiation(t *testing.T) {
 	}
 }
 
-// The pooled allocator hands out zeroed buffers of the size asked, reuses
-// freed ones of its classes, and keeps contents across a reallocation.
-func TestPooledAllocator(t *testing.T) {
-	p := &pooledAllocator{}
-	for _, size := range []int{0, 1, 63, 64, 65, 1000, 1 << 22, 1<<22 + 1} {
-		for range 3 {
-			b := p.Allocate(size)
-			if len(b) != size {
-				t.Fatalf("Allocate(%d): %d bytes", size, len(b))
-			}
-			for i, c := range b[:cap(b)] {
-				if c != 0 {
-					t.Fatalf("Allocate(%d): byte %d is %d, want zero", size, i, c)
-				}
-			}
-			for i := range b[:cap(b)] {
-				b[:cap(b)][i] = 0xAB // dirty it for the next round
-			}
-			p.Free(b)
-		}
-	}
-	b := p.Allocate(10)
-	copy(b, "0123456789")
-	b = p.Reallocate(5, b)
-	b = p.Reallocate(40, b)
-	if string(b[:5]) != "01234" || !bytes.Equal(b[5:], make([]byte, 35)) {
-		t.Errorf("shrunk then grown in place: %q", b)
-	}
-	b = p.Reallocate(1000, b)
-	if len(b) != 1000 || string(b[:5]) != "01234" || !bytes.Equal(b[5:], make([]byte, 995)) {
-		t.Errorf("grown into a new buffer: %q", b[:10])
-	}
-	if sizeClass(1<<22+1) != -1 || sizeClass(64) != 0 || sizeClass(65) != 1 || sizeClass(1<<22) != maxClassShift-minClassShift {
-		t.Error("size classes")
-	}
-}
-
 // benchTable is benchAnswer with its features typed as their values, and
 // the request that asked for it.
 func benchTable(entities, features int) (*answer, *query.Request) {

@@ -311,7 +311,7 @@ func FuzzAnswerFormsAgree(f *testing.F) {
 		}
 		colVals, colTS, colErrs, _ := columnarGrid(t, colB, cols)
 		sink := &byteSink{}
-		mem := memory.NewCheckedAllocator(&pooledAllocator{})
+		mem := memory.NewCheckedAllocator(memory.DefaultAllocator)
 		if err := appendArrow(sink, mem, a, qr); err != nil {
 			t.Fatalf("arrow answer: %v", err)
 		}
