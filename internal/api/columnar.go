@@ -108,14 +108,12 @@ type table struct {
 }
 
 // column is one column of a table: a primary key, read from its group's
-// keys, or output o of its group.
+// keys, or an output of its group, read through vals.
 type column struct {
 	feature *feature.Feature
 	// key marks a primary key column.
-	key bool
-	g   *query.Group
-	o   int
-	// vals reads an output column's values.
+	key  bool
+	g    *query.Group
 	vals query.Column
 }
 
@@ -162,7 +160,7 @@ func outputColumn(res *query.Answer, f *feature.Feature) (column, bool) {
 		}
 		for o, out := range g.Outs {
 			if out == f {
-				return column{feature: f, g: g, o: o, vals: g.Column(o)}, true
+				return column{feature: f, g: g, vals: g.Column(o)}, true
 			}
 		}
 	}
