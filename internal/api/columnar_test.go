@@ -384,6 +384,9 @@ func TestArrowEncoderReuse(t *testing.T) {
 		if err := appendArrow(sink, arrowMemory, a, qr); err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
+		if !bytes.HasSuffix(sink.b, []byte{0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0}) {
+			t.Errorf("round %d: the stream does not end with the end-of-stream marker", round)
+		}
 		arrVals, arrTS, schema := arrowGrid(t, sink.b, func(name string) feature.Type { return types[name] })
 		if d := diffGrids(arrVals, colVals); d != "" {
 			t.Errorf("round %d (%d rows): arrow values differ from the columnar answer's:\n%s", round, rows, d)
