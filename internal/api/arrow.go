@@ -1,10 +1,14 @@
 package api
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"hash/maphash"
+	"math"
 	"math/bits"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,87 +41,10 @@ const (
 // arrowTimestamp is the Arrow type of datetimes and observed-ats.
 var arrowTimestamp = &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
 
-// arrowMemory allocates the Arrow answers' buffers, which builders and
-// records give back once released, for the next answers.
-var arrowMemory memory.Allocator = &pooledAllocator{}
-
-// The size classes of pooledAllocator: powers of two from 64 bytes (Arrow's
-// alignment) to 4 MiB.
-const (
-	minClassShift = 6
-	maxClassShift = 22
-)
-
-// pooledAllocator is a memory.Allocator reusing freed buffers, a sync.Pool
-// per size class. Buffers over the largest class come from, and go back
-// to, the garbage collector. A buffer of a class is aligned to 64 bytes, as
-// Arrow wants: Go allocates objects of a power-of-two size at multiples of
-// their size (or of its page size, for large ones).
-type pooledAllocator struct {
-	classes [maxClassShift - minClassShift + 1]sync.Pool
-	// headers holds the *[]byte the classes' buffers were pooled in once
-	// they are handed out, so that freeing one allocates nothing.
-	headers sync.Pool
-}
-
-// sizeClass returns the index of the smallest class holding size bytes,
-// or -1 for none.
-func sizeClass(size int) int {
-	if size > 1<<maxClassShift {
-		return -1
-	}
-	if size <= 1<<minClassShift {
-		return 0
-	}
-	return max(bits.Len(uint(size-1)), minClassShift) - minClassShift
-}
-
-// Allocate returns size zeroed bytes.
-func (p *pooledAllocator) Allocate(size int) []byte {
-	c := sizeClass(size)
-	if c < 0 {
-		return make([]byte, size)
-	}
-	if h, ok := p.classes[c].Get().(*[]byte); ok {
-		buf := (*h)[:cap(*h)]
-		*h = nil
-		p.headers.Put(h)
-		clear(buf)
-		return buf[:size]
-	}
-	return make([]byte, size, 1<<(c+minClassShift))
-}
-
-// Reallocate returns b grown to size bytes, its contents kept and the rest
-// zeroed.
-func (p *pooledAllocator) Reallocate(size int, b []byte) []byte {
-	if size <= cap(b) {
-		n := len(b)
-		b = b[:size]
-		if size > n {
-			clear(b[n:])
-		}
-		return b
-	}
-	nb := p.Allocate(size)
-	copy(nb, b)
-	p.Free(b)
-	return nb
-}
-
-// Free keeps b for reuse if its capacity is that of a class.
-func (p *pooledAllocator) Free(b []byte) {
-	c := sizeClass(cap(b))
-	if c < 0 || cap(b) != 1<<(c+minClassShift) {
-		return
-	}
-	h, ok := p.headers.Get().(*[]byte)
-	if !ok {
-		h = new([]byte)
-	}
-	*h = b[:0]
-	p.classes[c].Put(h)
-}
+// arrowMemory is the allocator arrow-go's IPC encoding is given. The
+// answers' arrays are made of Go memory the encoders keep (arrowColumn),
+// and encoding them without compression allocates no buffers: it is Go's.
+var arrowMemory = memory.DefaultAllocator
 
 // prefersArrow reports whether Accept header values prefer the Arrow
 // stream to JSON: each is a list of media ranges with optional q-values
@@ -215,33 +142,76 @@ func arrowFields(t *table, includeMeta bool) []arrow.Field {
 	return fields
 }
 
-// arrowSchema returns the schema of a's Arrow answer: fields (arrowFields),
-// and the answer's errors and meta as metadata.
-func arrowSchema(a *answer, fields []arrow.Field) (*arrow.Schema, error) {
-	meta, err := appendMeta(nil, a)
+// arrowMetadata returns the texts of the schema metadata of a's Arrow
+// answer: its error list and its meta object, as the row answer writes
+// them.
+func arrowMetadata(a *answer) (errs, meta []byte, err error) {
+	meta, err = appendMeta(nil, a)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	md := arrow.NewMetadata([]string{arrowErrorsKey, arrowMetaKey},
-		[]string{string(appendErrorList(nil, a.errors)), string(meta)})
-	return arrow.NewSchema(fields, &md), nil
+	return appendErrorList(nil, a.errors), meta, nil
 }
 
-// arrowBuilders are the fields and the record builder of the Arrow answers
-// of one layout (the columns' features, and include_meta), kept between
-// answers: making the schema's fields and a builder per column cost more
-// than filling them with one entity's values.
-type arrowBuilders struct {
+// arrowSchema returns the schema of an Arrow answer: fields (arrowFields),
+// and the answer's errors and meta texts as metadata.
+func arrowSchema(fields []arrow.Field, errs, meta string) *arrow.Schema {
+	md := arrow.NewMetadata([]string{arrowErrorsKey, arrowMetaKey}, []string{errs, meta})
+	return arrow.NewSchema(fields, &md)
+}
+
+// arrowEncoder makes the Arrow answers of one layout (the columns'
+// features, and include_meta): their fields, the record batches' schema,
+// and a column of buffers per field, all kept between answers. Each
+// answer refills the buffers, which the arrays of its record batch share
+// until it is written: making builders, or a schema, per answer cost more
+// than filling them.
+type arrowEncoder struct {
 	cols        []*feature.Feature
 	includeMeta bool
 	fields      []arrow.Field
-	rb          *array.RecordBuilder
-	// pooled marks builders allocating from arrowMemory, the only ones
-	// kept: others (a test's checked allocator) are released after use.
-	pooled bool
+	// schema is the record batches' schema: fields, without the answer's
+	// metadata, which the stream's schema message carries.
+	schema  *arrow.Schema
+	columns []arrowColumn
+	arrays  []arrow.Array
+	// templates are the layout's schema messages, by placeholder sizes.
+	templates []schemaTemplate
 }
 
-// arrowLayouts pools arrowBuilders by layout, up to maxArrowLayouts
+// newArrowEncoder returns an encoder for t's layout with includeMeta.
+func newArrowEncoder(t *table, includeMeta bool) *arrowEncoder {
+	e := &arrowEncoder{includeMeta: includeMeta, fields: arrowFields(t, includeMeta)}
+	for i := range t.cols {
+		e.cols = append(e.cols, t.cols[i].feature)
+	}
+	e.schema = arrow.NewSchema(e.fields, nil)
+	e.columns = make([]arrowColumn, len(e.fields))
+	for i := range t.cols {
+		e.columns[i].init(t.cols[i].feature.Type)
+	}
+	for i := len(t.cols); i < len(e.fields); i++ {
+		e.columns[i].init(feature.Type{Kind: feature.KindDatetime})
+	}
+	e.arrays = make([]arrow.Array, len(e.fields))
+	return e
+}
+
+// matches reports whether e's layout is t's with includeMeta (a hash says
+// so; this makes sure).
+func (e *arrowEncoder) matches(t *table, includeMeta bool) bool {
+	if e.includeMeta != includeMeta || len(e.cols) != len(t.cols) {
+		return false
+	}
+	for i := range t.cols {
+		if e.cols[i] != t.cols[i].feature {
+			return false
+		}
+	}
+	return true
+}
+
+// arrowLayouts pools arrowEncoders by layout, up to maxArrowLayouts
 // layouts; the answers of others make their own.
 var arrowLayouts = struct {
 	mu    sync.RWMutex
@@ -249,7 +219,7 @@ var arrowLayouts = struct {
 	pools map[uint64]*sync.Pool
 }{seed: maphash.MakeSeed(), pools: map[uint64]*sync.Pool{}}
 
-// maxArrowLayouts bounds the layouts whose builders are kept.
+// maxArrowLayouts bounds the layouts whose encoders are kept.
 const maxArrowLayouts = 256
 
 // layoutOf returns the hash of t's layout with includeMeta.
@@ -263,45 +233,32 @@ func layoutOf(t *table, includeMeta bool) uint64 {
 	return h.Sum64()
 }
 
-// getBuilders returns builders for t's layout with includeMeta: pooled
-// ones of the same layout, or new ones.
-func getBuilders(mem memory.Allocator, t *table, includeMeta bool) (*arrowBuilders, uint64) {
+// getEncoder returns an encoder for t's layout with includeMeta: a pooled
+// one of the same layout, or a new one.
+func getEncoder(t *table, includeMeta bool) (*arrowEncoder, uint64) {
 	key := layoutOf(t, includeMeta)
 	arrowLayouts.mu.RLock()
 	p := arrowLayouts.pools[key]
 	arrowLayouts.mu.RUnlock()
-	if p != nil && mem == arrowMemory {
-		if ab, _ := p.Get().(*arrowBuilders); ab != nil && ab.matches(t, includeMeta) {
-			return ab, key
+	if p != nil {
+		if e, _ := p.Get().(*arrowEncoder); e != nil && e.matches(t, includeMeta) {
+			return e, key
 		}
 	}
-	ab := &arrowBuilders{includeMeta: includeMeta, fields: arrowFields(t, includeMeta), pooled: mem == arrowMemory}
-	for i := range t.cols {
-		ab.cols = append(ab.cols, t.cols[i].feature)
-	}
-	ab.rb = array.NewRecordBuilder(mem, arrow.NewSchema(ab.fields, nil))
-	return ab, key
+	return newArrowEncoder(t, includeMeta), key
 }
 
-// matches reports whether ab's layout is t's with includeMeta (a hash
-// says so; this makes sure).
-func (ab *arrowBuilders) matches(t *table, includeMeta bool) bool {
-	if ab.includeMeta != includeMeta || len(ab.cols) != len(t.cols) {
-		return false
+// putEncoder keeps e, whose answer is written, for the next answer of its
+// layout, unless its buffers and templates grew past maxPooledArrowBytes.
+func putEncoder(e *arrowEncoder, key uint64) {
+	size := 0
+	for i := range e.columns {
+		size += e.columns[i].size()
 	}
-	for i := range t.cols {
-		if ab.cols[i] != t.cols[i].feature {
-			return false
-		}
+	for i := range e.templates {
+		size += len(e.templates[i].msg)
 	}
-	return true
-}
-
-// putBuilders keeps ab, emptied by a record made of it, for the next
-// answer of its layout.
-func putBuilders(ab *arrowBuilders, key uint64) {
-	if !ab.pooled {
-		ab.rb.Release()
+	if size > maxPooledArrowBytes {
 		return
 	}
 	arrowLayouts.mu.RLock()
@@ -315,12 +272,14 @@ func putBuilders(ab *arrowBuilders, key uint64) {
 		}
 		arrowLayouts.mu.Unlock()
 	}
-	if p == nil {
-		ab.rb.Release()
-		return
+	if p != nil {
+		p.Put(e)
 	}
-	p.Put(ab)
 }
+
+// maxPooledArrowBytes bounds the buffers of an encoder kept for the next
+// answer: an answer larger than that makes its own.
+const maxPooledArrowBytes = 4 << 20
 
 // byteSink is an io.Writer appending to a byte slice.
 type byteSink struct{ b []byte }
@@ -343,173 +302,604 @@ func (s *Server) writeArrow(w http.ResponseWriter, a *answer, qr *query.Request)
 }
 
 // appendArrow writes a's Arrow IPC stream, laid out as qr's table, to sink,
-// its buffers allocated from mem and freed before it returns.
+// the IPC writer's buffers allocated from mem and freed before it returns.
+// Each column is filled by one loop over its rows, typed by the column's
+// feature type, into the buffers its array is then made of.
 func appendArrow(sink *byteSink, mem memory.Allocator, a *answer, qr *query.Request) error {
 	t, err := newTable(qr, a.res)
 	if err != nil {
 		return err
 	}
-	ab, layout := getBuilders(mem, t, a.includeMeta)
-	schema, err := arrowSchema(a, ab.fields)
+	errs, meta, err := arrowMetadata(a)
 	if err != nil {
-		ab.rb.Release()
 		return err
 	}
-	// A builder holding part of an answer is not kept.
-	kept := false
-	defer func() {
-		if !kept {
-			ab.rb.Release()
-		}
-	}()
-	rb := ab.rb
-	rb.Reserve(t.rows)
-	var scratch []byte // JSON values' text
+	e, layout := getEncoder(t, a.includeMeta)
 	for ci := range t.cols {
 		c := &t.cols[ci]
-		b := rb.Field(ci)
-		for i := 0; i < t.rows; i++ {
-			if c.key {
-				err = appendArrowKey(b, c.feature, c.g.Keys[i])
-			} else {
-				v, _ := c.value(i)
-				err = appendArrowValue(b, c.feature.Type, v, &scratch)
-			}
-			if err != nil {
-				return fmt.Errorf("%s of %q: %w", c.feature.FQN, c.g.Keys[i], err)
-			}
+		col := &e.columns[ci]
+		col.reset()
+		var i int
+		if c.key {
+			i, err = col.fillKeys(c.g.Keys, c.feature.Type)
+		} else {
+			i, err = col.fill(&c.vals, t.rows)
+		}
+		if err != nil {
+			return fmt.Errorf("%s of %q: %w", c.feature.FQN, c.g.Keys[i], err)
 		}
 	}
 	if a.includeMeta {
 		ti := len(t.cols)
 		for ci := range t.cols {
-			c := &t.cols[ci]
-			if c.key {
-				continue
-			}
-			b := rb.Field(ti).(*array.TimestampBuilder)
-			ti++
-			for i := 0; i < t.rows; i++ {
-				if _, at := c.value(i); at.IsZero() {
-					b.AppendNull()
-				} else {
-					b.Append(arrow.Timestamp(at.UnixMicro()))
-				}
+			if c := &t.cols[ci]; !c.key {
+				e.columns[ti].reset()
+				e.columns[ti].fillObserved(&c.vals, t.rows)
+				ti++
 			}
 		}
 	}
-	rec := rb.NewRecordBatch()
-	defer rec.Release()
-	putBuilders(ab, layout) // emptied by NewRecordBatch
-	kept = true
-	wr := ipc.NewWriter(sink, ipc.WithSchema(schema), ipc.WithAllocator(mem))
-	if err := wr.Write(rec); err != nil {
-		_ = wr.Close()
-		return err
+	for i := range e.columns {
+		d, err := e.columns[i].arrayData()
+		if err != nil {
+			for _, arr := range e.arrays[:i] {
+				arr.Release()
+			}
+			return fmt.Errorf("%s: %w", e.fields[i].Name, err)
+		}
+		e.arrays[i] = array.MakeFromData(d)
+		d.Release()
 	}
-	return wr.Close()
+	rec := array.NewRecordBatch(e.schema, e.arrays, int64(t.rows))
+	for i, arr := range e.arrays {
+		arr.Release()
+		e.arrays[i] = nil
+	}
+	err = e.writeSchema(sink, mem, errs, meta)
+	if err == nil {
+		err = writeRecordBatch(sink, mem, rec)
+	}
+	rec.Release()
+	// The record batch is written and released: its arrays no longer
+	// share the encoder's buffers.
+	putEncoder(e, layout)
+	return err
 }
 
-// appendArrowKey appends a canonical primary key of pk.
-func appendArrowKey(b array.Builder, pk *feature.Feature, key string) error {
-	if pk.Type.Kind == feature.KindInt {
-		n, err := strconv.ParseInt(key, 10, 64)
-		if err != nil {
-			return fmt.Errorf("int key %q: %w", key, err)
-		}
-		b.(*array.Int64Builder).Append(n)
-		return nil
+// arrowEOS is the end of stream marker of an Arrow IPC stream.
+var arrowEOS = [8]byte{0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0}
+
+// writeRecordBatch writes rec's message and the end of stream marker.
+func writeRecordBatch(sink *byteSink, mem memory.Allocator, rec arrow.RecordBatch) error {
+	p, err := ipc.GetRecordBatchPayload(rec, ipc.WithAllocator(mem))
+	if err != nil {
+		return err
 	}
-	b.(*array.StringBuilder).Append(key)
+	defer p.Release()
+	if _, err := p.WritePayload(sink); err != nil {
+		return err
+	}
+	sink.b = append(sink.b, arrowEOS[:]...)
 	return nil
 }
 
-// appendArrowValue appends v, a canonical value of type t or nil, to b, a
-// builder of arrowType(t). A nil byte slice, vector or JSON object is a
-// null, as the row answer writes it. scratch holds a JSON value's text.
-func appendArrowValue(b array.Builder, t feature.Type, v any, scratch *[]byte) error {
+// The schema message of an Arrow answer is the same for every answer of a
+// layout but for its two metadata values, the errors and meta texts. An
+// encoder keeps it as a template: the message arrow-go writes for values
+// of placeholder bytes, from which an answer's message is a copy with its
+// own texts written over the placeholders. A flatbuffer string is its
+// length, its bytes and a NUL: a text shorter than its placeholder leaves
+// zeros after its NUL, which no offset points to. The placeholders' sizes
+// are powers of two (schemaClass), so that a text wastes less than its own
+// length, and a layout needs few templates.
+const (
+	minSchemaClass = 32
+	maxSchemaClass = 64 << 10
+	// maxSchemaTemplates bounds an encoder's templates: a layout whose
+	// answers take more sizes makes new ones in turn.
+	maxSchemaTemplates = 8
+)
+
+// The placeholder bytes of the errors and meta texts: neither is in a
+// field name ([a-z][a-z0-9_.]*) or in the Arrow type names that a schema
+// message holds, so each run is found once.
+const (
+	errorsFill = '~'
+	metaFill   = '^'
+)
+
+// schemaTemplate is an encoded schema message with placeholders for the
+// errors and meta texts.
+type schemaTemplate struct {
+	errCap, metaCap int
+	msg             []byte
+	// errAt and metaAt are the offsets in msg of the placeholders'
+	// length prefixes.
+	errAt, metaAt int
+}
+
+// schemaClass returns the placeholder size holding n bytes, or 0 when n
+// is over maxSchemaClass.
+func schemaClass(n int) int {
+	if n > maxSchemaClass {
+		return 0
+	}
+	return max(minSchemaClass, 1<<bits.Len(uint(max(n, 1)-1)))
+}
+
+// writeSchema writes the stream's schema message: e's fields, and errs and
+// meta as the metadata values.
+func (e *arrowEncoder) writeSchema(sink *byteSink, mem memory.Allocator, errs, meta []byte) error {
+	ec, mc := schemaClass(len(errs)), schemaClass(len(meta))
+	if ec == 0 || mc == 0 {
+		return writeSchemaPayload(sink, mem, arrowSchema(e.fields, string(errs), string(meta)))
+	}
+	var tp *schemaTemplate
+	for i := range e.templates {
+		if t := &e.templates[i]; t.errCap == ec && t.metaCap == mc {
+			tp = t
+			break
+		}
+	}
+	if tp == nil {
+		t, ok := newSchemaTemplate(mem, e.fields, ec, mc)
+		if !ok {
+			return writeSchemaPayload(sink, mem, arrowSchema(e.fields, string(errs), string(meta)))
+		}
+		if len(e.templates) == maxSchemaTemplates {
+			e.templates = e.templates[:copy(e.templates, e.templates[1:])]
+		}
+		e.templates = append(e.templates, t)
+		tp = &e.templates[len(e.templates)-1]
+	}
+	at := len(sink.b)
+	sink.b = append(sink.b, tp.msg...)
+	msg := sink.b[at:]
+	fillPlaceholder(msg[tp.errAt:], tp.errCap, errs)
+	fillPlaceholder(msg[tp.metaAt:], tp.metaCap, meta)
+	return nil
+}
+
+// fillPlaceholder writes s over the string placeholder of capacity n at
+// the start of b: its length, its bytes, and zeros to the placeholder's
+// end (the NUL after it is there already).
+func fillPlaceholder(b []byte, n int, s []byte) {
+	binary.LittleEndian.PutUint32(b, uint32(len(s)))
+	copy(b[4:], s)
+	clear(b[4+len(s) : 4+n])
+}
+
+// newSchemaTemplate makes the template of fields' schema message with an
+// errors text of errCap bytes and a meta text of metaCap. It reports false
+// when a placeholder is not found exactly once, which arrow-go's encoding
+// of a schema would have to change for.
+func newSchemaTemplate(mem memory.Allocator, fields []arrow.Field, errCap, metaCap int) (schemaTemplate, bool) {
+	errP, metaP := bytes.Repeat([]byte{errorsFill}, errCap), bytes.Repeat([]byte{metaFill}, metaCap)
+	sink := &byteSink{}
+	if err := writeSchemaPayload(sink, mem, arrowSchema(fields, string(errP), string(metaP))); err != nil {
+		return schemaTemplate{}, false
+	}
+	t := schemaTemplate{errCap: errCap, metaCap: metaCap, msg: sink.b}
+	var ok1, ok2 bool
+	t.errAt, ok1 = findPlaceholder(t.msg, errP)
+	t.metaAt, ok2 = findPlaceholder(t.msg, metaP)
+	return t, ok1 && ok2
+}
+
+// findPlaceholder returns the offset in msg of the string p's length
+// prefix, reporting whether the string is there exactly once.
+func findPlaceholder(msg, p []byte) (int, bool) {
+	var s []byte
+	s = binary.LittleEndian.AppendUint32(s, uint32(len(p)))
+	s = append(s, p...)
+	s = append(s, 0)
+	i := bytes.Index(msg, s)
+	if i < 0 || bytes.Contains(msg[i+len(s):], p) {
+		return 0, false
+	}
+	return i, true
+}
+
+// writeSchemaPayload writes schema's message as arrow-go encodes it.
+func writeSchemaPayload(sink *byteSink, mem memory.Allocator, schema *arrow.Schema) error {
+	p := ipc.GetSchemaPayload(schema, mem)
+	defer p.Release()
+	_, err := p.WritePayload(sink)
+	return err
+}
+
+// arrowColumn holds the buffers of one Arrow array of an answer, of a
+// feature type's Arrow type (arrowType): a validity bitmap, then the
+// values as the type lays them out. Values are appended, one row at a
+// time; the buffers keep their capacity for the next answer.
+type arrowColumn struct {
+	typ feature.Type
+	dt  arrow.DataType
+	// n is the number of values appended, nulls how many are null.
+	n, nulls int
+	valid    []byte
+	i64      []int64   // int, datetime
+	f64      []float64 // float
+	f32      []float32 // vector elements, Dim a row, zeros for a null
+	bits     []byte    // bool values, a bit a row
+	offs     []int32   // string, bytes, JSON and list offsets: n+1 of them
+	data     []byte    // string, bytes and JSON values
+	child    *arrowColumn
+	// bufs and children are the headers handed to the array, reused.
+	bufs     [3]*memory.Buffer
+	children [1]arrow.ArrayData
+}
+
+// init makes c a column of type t.
+func (c *arrowColumn) init(t feature.Type) {
+	c.typ, c.dt = t, arrowType(t)
+	for i := range c.bufs {
+		c.bufs[i] = memory.NewBufferBytes(nil)
+	}
+	if t.Kind == feature.KindList {
+		c.child = new(arrowColumn)
+		c.child.init(*t.Elem)
+	}
+	c.reset()
+}
+
+// reset empties c, keeping its buffers' capacity.
+func (c *arrowColumn) reset() {
+	c.n, c.nulls = 0, 0
+	c.valid, c.i64, c.f64, c.f32, c.bits, c.data = c.valid[:0], c.i64[:0], c.f64[:0], c.f32[:0], c.bits[:0], c.data[:0]
+	c.offs = append(c.offs[:0], 0)
+	if c.child != nil {
+		c.child.reset()
+	}
+}
+
+// size returns the bytes c's buffers hold on to.
+func (c *arrowColumn) size() int {
+	n := cap(c.valid) + 8*cap(c.i64) + 8*cap(c.f64) + 4*cap(c.f32) + cap(c.bits) + 4*cap(c.offs) + cap(c.data)
+	if c.child != nil {
+		n += c.child.size()
+	}
+	return n
+}
+
+// appendBit sets bit i of bitmap bm, i being its length in bits, to set.
+func appendBit(bm []byte, i int, set bool) []byte {
+	if i&7 == 0 {
+		bm = append(bm, 0)
+	}
+	if set {
+		bm[i>>3] |= 1 << (i & 7)
+	}
+	return bm
+}
+
+// valued counts a value appended to c's values.
+func (c *arrowColumn) valued() {
+	c.valid = appendBit(c.valid, c.n, true)
+	c.n++
+}
+
+// appendNull appends a null: a zero value, or an empty one, in c's values.
+func (c *arrowColumn) appendNull() {
+	switch c.typ.Kind {
+	case feature.KindInt, feature.KindDatetime:
+		c.i64 = append(c.i64, 0)
+	case feature.KindFloat:
+		c.f64 = append(c.f64, 0)
+	case feature.KindBool:
+		c.bits = appendBit(c.bits, c.n, false)
+	case feature.KindString, feature.KindBytes, feature.KindJSON:
+		c.offs = append(c.offs, int32(len(c.data)))
+	case feature.KindList:
+		c.offs = append(c.offs, int32(c.child.n))
+	case feature.KindVector:
+		c.f32 = append(c.f32, make([]float32, c.typ.Dim)...)
+	}
+	c.valid = appendBit(c.valid, c.n, false)
+	c.n++
+	c.nulls++
+}
+
+// appendValue appends v, a canonical value of c's type or nil. A nil byte
+// slice, vector or JSON object is a null, as the row answer writes it.
+func (c *arrowColumn) appendValue(v any) error {
 	if v == nil {
-		b.AppendNull()
+		c.appendNull()
 		return nil
 	}
 	ok := false
-	switch t.Kind {
+	switch c.typ.Kind {
 	case feature.KindInt:
 		var x int64
 		if x, ok = v.(int64); ok {
-			b.(*array.Int64Builder).Append(x)
+			c.i64 = append(c.i64, x)
 		}
 	case feature.KindFloat:
 		var x float64
 		if x, ok = v.(float64); ok {
-			b.(*array.Float64Builder).Append(x)
+			c.f64 = append(c.f64, x)
 		}
 	case feature.KindString:
 		var x string
 		if x, ok = v.(string); ok {
-			b.(*array.StringBuilder).Append(x)
+			c.data = append(c.data, x...)
+			c.offs = append(c.offs, int32(len(c.data)))
 		}
 	case feature.KindBool:
 		var x bool
 		if x, ok = v.(bool); ok {
-			b.(*array.BooleanBuilder).Append(x)
+			c.bits = appendBit(c.bits, c.n, x)
 		}
 	case feature.KindBytes:
 		var x []byte
 		if x, ok = v.([]byte); ok {
 			if x == nil {
-				b.AppendNull()
-			} else {
-				b.(*array.BinaryBuilder).Append(x)
+				c.appendNull()
+				return nil
 			}
+			c.data = append(c.data, x...)
+			c.offs = append(c.offs, int32(len(c.data)))
 		}
 	case feature.KindDatetime:
 		var x time.Time
 		if x, ok = v.(time.Time); ok {
-			b.(*array.TimestampBuilder).Append(arrow.Timestamp(x.UnixMicro()))
+			c.i64 = append(c.i64, x.UnixMicro())
 		}
 	case feature.KindList:
 		var x []any
 		if x, ok = v.([]any); ok {
-			lb := b.(*array.ListBuilder)
-			lb.Append(true)
-			vb := lb.ValueBuilder()
 			for _, e := range x {
-				if err := appendArrowValue(vb, *t.Elem, e, scratch); err != nil {
+				if err := c.child.appendValue(e); err != nil {
 					return err
 				}
 			}
+			c.offs = append(c.offs, int32(c.child.n))
 		}
 	case feature.KindVector:
 		var x []float32
 		if x, ok = v.([]float32); ok {
 			switch {
 			case x == nil:
-				b.AppendNull()
-			case len(x) != t.Dim:
-				return fmt.Errorf("vector of %d elements for a %s", len(x), t)
-			default:
-				lb := b.(*array.FixedSizeListBuilder)
-				lb.Append(true)
-				lb.ValueBuilder().(*array.Float32Builder).AppendValues(x, nil)
+				c.appendNull()
+				return nil
+			case len(x) != c.typ.Dim:
+				return fmt.Errorf("vector of %d elements for a %s", len(x), c.typ)
 			}
+			c.f32 = append(c.f32, x...)
 		}
 	case feature.KindJSON:
 		var x map[string]any
 		if x, ok = v.(map[string]any); ok {
 			if x == nil {
-				b.AppendNull()
-				break
+				c.appendNull()
+				return nil
 			}
 			var err error
-			if *scratch, err = appendPlain((*scratch)[:0], x); err != nil {
+			if c.data, err = appendPlain(c.data, x); err != nil {
 				return err
 			}
-			b.(*array.StringBuilder).BinaryBuilder.Append(*scratch)
+			c.offs = append(c.offs, int32(len(c.data)))
 		}
 	}
 	if !ok {
-		return fmt.Errorf("value of Go type %T for a %s feature", v, t)
+		return typeError(v, c.typ)
 	}
+	c.valued()
 	return nil
+}
+
+// fill appends rows values of vals, an output's column, to c, which is
+// empty. The loop is chosen by c's type once; the plain types' loops write
+// straight into buffers sized for rows (held in locals: a store to c's
+// fields per value would cost a write barrier while the collector runs),
+// the others go through appendValue. It returns the row of a value it
+// cannot append, and why.
+func (c *arrowColumn) fill(vals *query.Column, rows int) (int, error) {
+	valid := bitmapOf(c.valid, rows)
+	nulls := 0
+	switch c.typ.Kind {
+	case feature.KindInt, feature.KindDatetime:
+		out := slices.Grow(c.i64[:0], rows)[:rows]
+		for i := range rows {
+			v, _ := vals.Value(i)
+			switch x := v.(type) {
+			case int64:
+				if c.typ.Kind != feature.KindInt {
+					return i, typeError(v, c.typ)
+				}
+				out[i] = x
+			case time.Time:
+				if c.typ.Kind != feature.KindDatetime {
+					return i, typeError(v, c.typ)
+				}
+				out[i] = x.UnixMicro()
+			case nil:
+				out[i] = 0
+				nulls++
+				continue
+			default:
+				return i, typeError(v, c.typ)
+			}
+			valid[i>>3] |= 1 << (i & 7)
+		}
+		c.i64 = out
+	case feature.KindFloat:
+		out := slices.Grow(c.f64[:0], rows)[:rows]
+		for i := range rows {
+			v, _ := vals.Value(i)
+			switch x := v.(type) {
+			case float64:
+				out[i] = x
+			case nil:
+				out[i] = 0
+				nulls++
+				continue
+			default:
+				return i, typeError(v, c.typ)
+			}
+			valid[i>>3] |= 1 << (i & 7)
+		}
+		c.f64 = out
+	case feature.KindBool:
+		out := bitmapOf(c.bits, rows)
+		for i := range rows {
+			v, _ := vals.Value(i)
+			switch x := v.(type) {
+			case bool:
+				if x {
+					out[i>>3] |= 1 << (i & 7)
+				}
+			case nil:
+				nulls++
+				continue
+			default:
+				return i, typeError(v, c.typ)
+			}
+			valid[i>>3] |= 1 << (i & 7)
+		}
+		c.bits = out
+	case feature.KindString, feature.KindBytes:
+		offs := slices.Grow(c.offs[:0], rows+1)[:rows+1]
+		offs[0] = 0
+		data := c.data[:0]
+		for i := range rows {
+			v, _ := vals.Value(i)
+			switch x := v.(type) {
+			case string:
+				if c.typ.Kind != feature.KindString {
+					return i, typeError(v, c.typ)
+				}
+				data = append(data, x...)
+			case []byte:
+				if c.typ.Kind != feature.KindBytes {
+					return i, typeError(v, c.typ)
+				}
+				if x == nil {
+					nulls++
+					offs[i+1] = int32(len(data))
+					continue
+				}
+				data = append(data, x...)
+			case nil:
+				nulls++
+				offs[i+1] = int32(len(data))
+				continue
+			default:
+				return i, typeError(v, c.typ)
+			}
+			offs[i+1] = int32(len(data))
+			valid[i>>3] |= 1 << (i & 7)
+		}
+		c.offs, c.data = offs, data
+	default:
+		for i := range rows {
+			v, _ := vals.Value(i)
+			if err := c.appendValue(v); err != nil {
+				return i, err
+			}
+		}
+		return 0, nil
+	}
+	c.valid, c.n, c.nulls = valid, rows, nulls
+	return 0, nil
+}
+
+// bitmapOf returns a zeroed bitmap of n bits, in bm's memory if it has
+// room.
+func bitmapOf(bm []byte, n int) []byte {
+	bm = slices.Grow(bm[:0], (n+7)/8)[:(n+7)/8]
+	clear(bm)
+	return bm
+}
+
+// typeError reports a value of the wrong Go type for a feature type t.
+func typeError(v any, t feature.Type) error {
+	return fmt.Errorf("value of Go type %T for a %s feature", v, t)
+}
+
+// fillObserved appends the observed-ats of rows values of vals to c, an
+// empty timestamp column: null where no value is served.
+func (c *arrowColumn) fillObserved(vals *query.Column, rows int) {
+	valid := bitmapOf(c.valid, rows)
+	out := slices.Grow(c.i64[:0], rows)[:rows]
+	nulls := 0
+	for i := range rows {
+		if _, at := vals.Value(i); at.IsZero() {
+			out[i] = 0
+			nulls++
+		} else {
+			out[i] = at.UnixMicro()
+			valid[i>>3] |= 1 << (i & 7)
+		}
+	}
+	c.valid, c.i64, c.n, c.nulls = valid, out, rows, nulls
+}
+
+// fillKeys appends canonical primary keys of type t to c, which is empty.
+// It returns the row of a key it cannot append, and why.
+func (c *arrowColumn) fillKeys(keys []string, t feature.Type) (int, error) {
+	if t.Kind == feature.KindInt {
+		c.i64 = slices.Grow(c.i64, len(keys))
+		for i, key := range keys {
+			n, err := strconv.ParseInt(key, 10, 64)
+			if err != nil {
+				return i, fmt.Errorf("int key %q: %w", key, err)
+			}
+			c.i64 = append(c.i64, n)
+			c.valued()
+		}
+		return 0, nil
+	}
+	c.offs = slices.Grow(c.offs, len(keys))
+	for _, key := range keys {
+		c.data = append(c.data, key...)
+		c.offs = append(c.offs, int32(len(c.data)))
+		c.valued()
+	}
+	return 0, nil
+}
+
+// arrayData returns the array data of c's values, sharing c's buffers: it
+// must be released before c is reset. It fails when c holds more bytes
+// than the type's 32-bit offsets reach.
+func (c *arrowColumn) arrayData() (arrow.ArrayData, error) {
+	if len(c.data) > math.MaxInt32 {
+		return nil, fmt.Errorf("%d bytes of values, over the %d an Arrow %s holds", len(c.data), math.MaxInt32, c.dt)
+	}
+	c.bufs[0].Reset(c.valid)
+	bufs := c.bufs[:2]
+	var children []arrow.ArrayData
+	switch c.typ.Kind {
+	case feature.KindInt, feature.KindDatetime:
+		c.bufs[1].Reset(arrow.Int64Traits.CastToBytes(c.i64))
+	case feature.KindFloat:
+		c.bufs[1].Reset(arrow.Float64Traits.CastToBytes(c.f64))
+	case feature.KindBool:
+		c.bufs[1].Reset(c.bits)
+	case feature.KindString, feature.KindBytes, feature.KindJSON:
+		c.bufs[1].Reset(arrow.Int32Traits.CastToBytes(c.offs))
+		c.bufs[2].Reset(c.data)
+		bufs = c.bufs[:3]
+	case feature.KindList:
+		c.bufs[1].Reset(arrow.Int32Traits.CastToBytes(c.offs))
+		d, err := c.child.arrayData()
+		if err != nil {
+			return nil, err
+		}
+		c.children[0] = d
+		children = c.children[:]
+	case feature.KindVector:
+		bufs = c.bufs[:1]
+		c.bufs[1].Reset(arrow.Float32Traits.CastToBytes(c.f32))
+		vals := array.NewData(arrow.PrimitiveTypes.Float32, len(c.f32), []*memory.Buffer{nil, c.bufs[1]}, nil, 0, 0)
+		c.children[0] = vals
+		children = c.children[:]
+	}
+	d := array.NewData(c.dt, c.n, bufs, children, c.nulls, 0)
+	if children != nil {
+		// d holds the child, and the slice: both stay as they are until
+		// d is released.
+		children[0].Release()
+	}
+	return d, nil
 }

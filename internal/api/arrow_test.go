@@ -17,6 +17,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
+	"github.com/apache/arrow-go/v18/arrow/memory"
 
 	"github.com/cairnfs/cairn/internal/feature"
 	"github.com/cairnfs/cairn/internal/query"
@@ -554,43 +555,6 @@ func TestAcceptNegotiation(t *testing.T) {
 	}
 }
 
-// The pooled allocator hands out zeroed buffers of the size asked, reuses
-// freed ones of its classes, and keeps contents across a reallocation.
-func TestPooledAllocator(t *testing.T) {
-	p := &pooledAllocator{}
-	for _, size := range []int{0, 1, 63, 64, 65, 1000, 1 << 22, 1<<22 + 1} {
-		for range 3 {
-			b := p.Allocate(size)
-			if len(b) != size {
-				t.Fatalf("Allocate(%d): %d bytes", size, len(b))
-			}
-			for i, c := range b[:cap(b)] {
-				if c != 0 {
-					t.Fatalf("Allocate(%d): byte %d is %d, want zero", size, i, c)
-				}
-			}
-			for i := range b[:cap(b)] {
-				b[:cap(b)][i] = 0xAB // dirty it for the next round
-			}
-			p.Free(b)
-		}
-	}
-	b := p.Allocate(10)
-	copy(b, "0123456789")
-	b = p.Reallocate(5, b)
-	b = p.Reallocate(40, b)
-	if string(b[:5]) != "01234" || !bytes.Equal(b[5:], make([]byte, 35)) {
-		t.Errorf("shrunk then grown in place: %q", b)
-	}
-	b = p.Reallocate(1000, b)
-	if len(b) != 1000 || string(b[:5]) != "01234" || !bytes.Equal(b[5:], make([]byte, 995)) {
-		t.Errorf("grown into a new buffer: %q", b[:10])
-	}
-	if sizeClass(1<<22+1) != -1 || sizeClass(64) != 0 || sizeClass(65) != 1 || sizeClass(1<<22) != maxClassShift-minClassShift {
-		t.Error("size classes")
-	}
-}
-
 // benchTable is benchAnswer with its features typed as their values, and
 // the request that asked for it.
 func benchTable(entities, features int) (*answer, *query.Request) {
@@ -645,5 +609,86 @@ func BenchmarkAnswerForms(b *testing.B) {
 			}
 		}
 		b.ReportMetric(float64(len(sink.b)), "bytes/answer")
+	})
+}
+
+// readSchema reads the schema of a stream of msg, a schema message, and
+// the end of stream marker.
+func readSchema(t testing.TB, msg []byte) *arrow.Schema {
+	t.Helper()
+	rd, err := ipc.NewReader(bytes.NewReader(append(msg, arrowEOS[:]...)))
+	if err != nil {
+		t.Fatalf("schema message: %v", err)
+	}
+	defer rd.Release()
+	return rd.Schema()
+}
+
+// checkSchemaTemplate writes the schema message of a layout for errs and
+// meta from its template and checks it reads back as the message arrow-go
+// writes itself: the same fields and metadata.
+func checkSchemaTemplate(t *testing.T, e *arrowEncoder, errs, meta string) {
+	t.Helper()
+	got := &byteSink{}
+	if err := e.writeSchema(got, memory.DefaultAllocator, []byte(errs), []byte(meta)); err != nil {
+		t.Fatal(err)
+	}
+	want := &byteSink{}
+	if err := writeSchemaPayload(want, memory.DefaultAllocator, arrowSchema(e.fields, errs, meta)); err != nil {
+		t.Fatal(err)
+	}
+	gs, ws := readSchema(t, got.b), readSchema(t, want.b)
+	if !gs.Equal(ws) || !gs.Metadata().Equal(ws.Metadata()) {
+		t.Errorf("errors %q, meta %q: schema from the template\n%s\nwant\n%s", errs, meta, gs, ws)
+	}
+	if n, m := schemaClass(len(errs)), schemaClass(len(meta)); n > 0 && m > 0 && len(got.b) > len(want.b)+n+m {
+		t.Errorf("errors %q, meta %q: template message of %d bytes, arrow-go's %d", errs, meta, len(got.b), len(want.b))
+	}
+}
+
+// The schema message made from a layout's template reads back as the one
+// arrow-go writes, whatever the errors and meta texts' lengths; texts too
+// long for a template are written by arrow-go itself.
+func TestArrowSchemaTemplate(t *testing.T) {
+	a, qr := benchTable(2, 12)
+	tbl, err := newTable(qr, a.res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newArrowEncoder(tbl, true)
+	for _, n := range []int{0, 1, 2, 31, 32, 33, 100, 1000} {
+		checkSchemaTemplate(t, e, strings.Repeat("é", n/2)+strings.Repeat("x", n%2), `{"query_id":"`+strings.Repeat("q", n)+`"}`)
+	}
+	// 0..32 bytes, 33..64 and 65..128 for errors, 64 and 128 for meta,
+	// and 1000 bytes: no more than maxSchemaTemplates kept.
+	if len(e.templates) == 0 || len(e.templates) > maxSchemaTemplates {
+		t.Errorf("%d templates", len(e.templates))
+	}
+	kept := len(e.templates)
+	checkSchemaTemplate(t, e, strings.Repeat("~", maxSchemaClass+1), "^")
+	if len(e.templates) != kept {
+		t.Errorf("a text over %d bytes made a template", maxSchemaClass)
+	}
+	for i, tp := range e.templates {
+		if tp.errCap < minSchemaClass || tp.metaCap < minSchemaClass || tp.errCap&(tp.errCap-1) != 0 {
+			t.Errorf("template %d: placeholders of %d and %d bytes", i, tp.errCap, tp.metaCap)
+		}
+	}
+}
+
+// Whatever the errors and meta texts, placeholder bytes included, the
+// schema message made from a template carries them.
+func FuzzArrowSchemaTemplate(f *testing.F) {
+	f.Add("[]", `{"execution_duration_s":0.001,"query_id":"q"}`)
+	f.Add("~~~~", "^^^\x00")
+	f.Add("", "")
+	a, qr := benchTable(1, 3)
+	tbl, err := newTable(qr, a.res)
+	if err != nil {
+		f.Fatal(err)
+	}
+	e := newArrowEncoder(tbl, false)
+	f.Fuzz(func(t *testing.T, errs, meta string) {
+		checkSchemaTemplate(t, e, errs, meta)
 	})
 }

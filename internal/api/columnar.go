@@ -108,18 +108,18 @@ type table struct {
 }
 
 // column is one column of a table: a primary key, read from its group's
-// keys, or output o of its group.
+// keys, or an output of its group, read through vals.
 type column struct {
 	feature *feature.Feature
 	// key marks a primary key column.
-	key bool
-	g   *query.Group
-	o   int
+	key  bool
+	g    *query.Group
+	vals query.Column
 }
 
 // value returns the value of row i of c, an output's column, and its
 // observed-at.
-func (c *column) value(i int) (any, time.Time) { return c.g.Value(i, c.o) }
+func (c *column) value(i int) (any, time.Time) { return c.vals.Value(i) }
 
 // newTable lays res, the answer to qr, out as a table: the primary key of
 // each namespace read (in the order the outputs first name them), then
@@ -160,7 +160,7 @@ func outputColumn(res *query.Answer, f *feature.Feature) (column, bool) {
 		}
 		for o, out := range g.Outs {
 			if out == f {
-				return column{feature: f, g: g, o: o}, true
+				return column{feature: f, g: g, vals: g.Column(o)}, true
 			}
 		}
 	}

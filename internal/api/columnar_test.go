@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -311,7 +312,7 @@ func FuzzAnswerFormsAgree(f *testing.F) {
 		}
 		colVals, colTS, colErrs, _ := columnarGrid(t, colB, cols)
 		sink := &byteSink{}
-		mem := memory.NewCheckedAllocator(&pooledAllocator{})
+		mem := memory.NewCheckedAllocator(memory.DefaultAllocator)
 		if err := appendArrow(sink, mem, a, qr); err != nil {
 			t.Fatalf("arrow answer: %v", err)
 		}
@@ -326,4 +327,80 @@ func FuzzAnswerFormsAgree(f *testing.F) {
 			t.Errorf("errors: arrow %q (%v), columnar %+v", eb, err, colErrs)
 		}
 	})
+}
+
+// Answers of one layout reuse its encoder's buffers: each Arrow answer
+// carries its own values, whatever the previous one held (more rows, fewer
+// nulls, longer strings, other error texts), as its columnar answer does.
+func TestArrowEncoderReuse(t *testing.T) {
+	ns := &feature.Namespace{Name: "user"}
+	ns.PrimaryKey = &feature.Feature{FQN: "user.id", Name: "id", Namespace: ns, Type: feature.Type{Kind: feature.KindString}}
+	types := map[string]feature.Type{ns.PrimaryKey.FQN: ns.PrimaryKey.Type}
+	outputs := []*feature.Feature{}
+	for i, name := range fuzzTypes {
+		typ, err := feature.ParseType(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := &feature.Feature{FQN: fmt.Sprintf("user.f%d", i), Name: fmt.Sprintf("f%d", i), Namespace: ns, Type: typ}
+		outputs = append(outputs, f)
+		types[f.FQN] = typ
+	}
+	for round, rows := range []int{5, 1, 4, 2, 5} {
+		g := &fuzzGen{b: bytes.Repeat([]byte{byte(round*37 + 11), byte(round), 0xe3, 7}, 400)}
+		qr := &query.Request{Keys: map[*feature.Namespace][]string{}, Outputs: outputs}
+		var fields []query.Field
+		for i := range rows {
+			key := fmt.Sprintf("u%d-%s", i, strings.Repeat("k", round))
+			qr.Keys[ns] = append(qr.Keys[ns], key)
+			for _, out := range outputs {
+				fld := query.Field{Feature: out, Key: key}
+				// A row in three is absent throughout in odd rounds.
+				if round%2 == 0 || i%3 != 1 {
+					fld.Value = g.value(out.Type, true)
+				}
+				if fld.Value != nil {
+					fld.ObservedAt = g.time()
+				}
+				fields = append(fields, fld)
+			}
+		}
+		a := &answer{res: tableAnswer(qr, fields), includeMeta: true, queryID: strings.Repeat("q", 40*round),
+			errors: errorList{{Code: CodeUpstreamFailed, Category: CategoryField, Message: strings.Repeat("e", 50*round)}}}
+		tbl, err := newTable(qr, a.res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cols []string
+		for _, c := range tbl.cols {
+			cols = append(cols, c.feature.FQN)
+		}
+		colB, err := appendColumnar(nil, a, tbl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		colVals, colTS, colErrs, colMeta := columnarGrid(t, colB, cols)
+		sink := &byteSink{}
+		if err := appendArrow(sink, arrowMemory, a, qr); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if !bytes.HasSuffix(sink.b, []byte{0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0}) {
+			t.Errorf("round %d: the stream does not end with the end-of-stream marker", round)
+		}
+		arrVals, arrTS, schema := arrowGrid(t, sink.b, func(name string) feature.Type { return types[name] })
+		if d := diffGrids(arrVals, colVals); d != "" {
+			t.Errorf("round %d (%d rows): arrow values differ from the columnar answer's:\n%s", round, rows, d)
+		}
+		if d := diffGrids(arrTS, colTS); d != "" {
+			t.Errorf("round %d (%d rows): arrow ts differ from the columnar answer's:\n%s", round, rows, d)
+		}
+		eb, _ := schema.Metadata().GetValue(arrowErrorsKey)
+		mb, _ := schema.Metadata().GetValue(arrowMetaKey)
+		var arrErrs []ChalkError
+		var arrMeta map[string]any
+		if json.Unmarshal([]byte(eb), &arrErrs) != nil || !slices.Equal(arrErrs, colErrs) ||
+			json.Unmarshal([]byte(mb), &arrMeta) != nil || arrMeta["query_id"] != colMeta["query_id"] {
+			t.Errorf("round %d: arrow metadata %s %s, columnar %v %v", round, eb, mb, colErrs, colMeta)
+		}
+	}
 }

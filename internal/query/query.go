@@ -384,6 +384,51 @@ func (g *Group) Value(i, o int) (any, time.Time) {
 	return f.Value, f.ObservedAt
 }
 
+// Column is output o of a group seen down its rows: Value reads row i as
+// Group.Value does, straight from the store's cells or the group's fields
+// when the output has them, without the per-value checks of Group.Value.
+// Get one with Group.Column; it is valid as long as its answer is.
+type Column struct {
+	g *Group
+	o int
+	// j is the output's cell column in g.rows when every row of it is a
+	// store cell; -1 otherwise.
+	j int
+	// fields are g.fields from output o on, a row every stride fields,
+	// for a group made of fields; nil otherwise.
+	fields []Field
+	stride int
+}
+
+// Column returns output o of g, to be read row by row.
+func (g *Group) Column(o int) Column {
+	c := Column{g: g, o: o, j: -1}
+	switch {
+	case g.fields != nil:
+		c.fields, c.stride = g.fields[o:], len(g.Outs)
+	case g.res == nil && g.err == nil && g.cols[o] >= 0:
+		c.j = g.cols[o]
+	}
+	return c
+}
+
+// Value returns the value of row i and its observed-at, as Group.Value
+// does: nil and the zero time when no value is served.
+func (c *Column) Value(i int) (any, time.Time) {
+	if c.j >= 0 {
+		cell := &c.g.rows[i].Cells[c.j]
+		if cell.Found && cell.Value != nil {
+			return cell.Value, cell.ObservedAt
+		}
+		return nil, time.Time{}
+	}
+	if c.fields != nil {
+		f := &c.fields[i*c.stride]
+		return f.Value, f.ObservedAt
+	}
+	return c.g.Value(i, c.o)
+}
+
 // storeCell is cell for a group without resolved outputs, the usual case,
 // and nil for a group with.
 func (g *Group) storeCell(i, o int) *store.Cell {

@@ -90,3 +90,60 @@ func TestQuery(t *testing.T) {
 		}
 	}
 }
+
+// A group's Column reads every row as Group.Value does: store cells (a
+// stale one served as absent), the primary key, absent entities, and the
+// fields of a group made of fields.
+func TestGroupColumn(t *testing.T) {
+	reg, err := feature.Parse("t.yaml", []byte(registryYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := embedded.Open(t.TempDir(), embedded.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	user, _ := reg.Namespace("user")
+	f := func(fqn string) *feature.Feature { x, _ := reg.Lookup(fqn); return x }
+	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	err = st.Write(context.Background(), []store.EntityWrite{
+		{Namespace: user, Key: "u1", Values: []store.Value{
+			{Feature: f("user.age"), Value: int64(30), ObservedAt: now.Add(-2 * time.Hour)}, // stale
+			{Feature: f("user.name"), Value: "Ada", ObservedAt: now.Add(-time.Minute)}}},
+		{Namespace: user, Key: "u2", Values: []store.Value{{Feature: f("user.age"), Value: int64(40), ObservedAt: now}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng := query.NewEngine(st, nil, func() time.Time { return now })
+	a := eng.Answer(context.Background(), &query.Request{
+		Keys:    map[*feature.Namespace][]string{user: {"u1", "u2", "nobody"}},
+		Outputs: []*feature.Feature{f("user.name"), f("user.id"), f("user.age")},
+	})
+	defer a.Release()
+	fields := a.Fields(nil)
+	fg := query.FieldsGroup(user, a.Groups[0].Keys, a.Groups[0].Outs, fields)
+	for name, g := range map[string]*query.Group{"store": &a.Groups[0], "fields": &fg} {
+		var got []string
+		for o := range g.Outs {
+			col := g.Column(o)
+			for i := range g.Keys {
+				v, at := col.Value(i)
+				wv, wat := g.Value(i, o)
+				if fmt.Sprint(v) != fmt.Sprint(wv) || !at.Equal(wat) {
+					t.Errorf("%s: %s of %s: Column gives %v at %v, Value %v at %v", name, g.Outs[o].FQN, g.Keys[i], v, at, wv, wat)
+				}
+				got = append(got, fmt.Sprintf("%v@%d", v, at.Unix()))
+			}
+		}
+		want := fmt.Sprintf("Ada@%d <nil>@%d <nil>@%d u1@%d u2@%d nobody@%d <nil>@%d 40@%d <nil>@%d",
+			now.Add(-time.Minute).Unix(), zeroUnix, zeroUnix, zeroUnix, zeroUnix, zeroUnix, zeroUnix, now.Unix(), zeroUnix)
+		if s := strings.Join(got, " "); s != want {
+			t.Errorf("%s: columns\n%s\nwant\n%s", name, s, want)
+		}
+	}
+}
+
+// zeroUnix is the zero time's Unix seconds: an absent value's observed-at.
+var zeroUnix = time.Time{}.Unix()
