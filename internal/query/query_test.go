@@ -29,10 +29,10 @@ namespaces:
     features: {id: int, city: string}
 `
 
-// Answers come grouped by namespace, then key, then output; values older
-// than their staleness are absent, and a query's staleness replaces the
-// declared one.
-func TestQuery(t *testing.T) {
+// registryAndStore returns registryYAML's registry and an embedded store
+// closed when the test ends.
+func registryAndStore(t *testing.T) (*feature.Registry, *embedded.Store) {
+	t.Helper()
 	reg, err := feature.Parse("t.yaml", []byte(registryYAML))
 	if err != nil {
 		t.Fatal(err)
@@ -41,13 +41,21 @@ func TestQuery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(func() { st.Close() })
+	return reg, st
+}
+
+// Answers come grouped by namespace, then key, then output; values older
+// than their staleness are absent, and a query's staleness replaces the
+// declared one.
+func TestQuery(t *testing.T) {
+	reg, st := registryAndStore(t)
 	user, _ := reg.Namespace("user")
 	merchant, _ := reg.Namespace("merchant")
 	f := func(fqn string) *feature.Feature { x, _ := reg.Lookup(fqn); return x }
 	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 	old := now.Add(-2 * time.Hour)
-	err = st.Write(context.Background(), []store.EntityWrite{
+	err := st.Write(context.Background(), []store.EntityWrite{
 		{Namespace: user, Key: "u1", Values: []store.Value{
 			{Feature: f("user.age"), Value: int64(30), ObservedAt: old}, // stale after 1h
 			{Feature: f("user.name"), Value: "Ada", ObservedAt: old}}},  // never stale
@@ -95,19 +103,11 @@ func TestQuery(t *testing.T) {
 // stale one served as absent), the primary key, absent entities, and the
 // fields of a group made of fields.
 func TestGroupColumn(t *testing.T) {
-	reg, err := feature.Parse("t.yaml", []byte(registryYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := embedded.Open(t.TempDir(), embedded.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	reg, st := registryAndStore(t)
 	user, _ := reg.Namespace("user")
 	f := func(fqn string) *feature.Feature { x, _ := reg.Lookup(fqn); return x }
 	now := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
-	err = st.Write(context.Background(), []store.EntityWrite{
+	err := st.Write(context.Background(), []store.EntityWrite{
 		{Namespace: user, Key: "u1", Values: []store.Value{
 			{Feature: f("user.age"), Value: int64(30), ObservedAt: now.Add(-2 * time.Hour)}, // stale
 			{Feature: f("user.name"), Value: "Ada", ObservedAt: now.Add(-time.Minute)}}},
