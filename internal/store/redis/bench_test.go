@@ -91,9 +91,13 @@ func benchSetup(b *testing.B) (*Store, *feature.Namespace, []*feature.Feature, [
 func benchRead(b *testing.B, n int) {
 	s, ns, feats, keys := benchSetup(b)
 	ctx := context.Background()
+	// The store reads into the rows of the read before, as the query
+	// engine does (ReadInto).
+	var rows []store.Row
 	storeRead := func(i int) {
 		k := keys[(i*n)%len(keys):][:n]
-		rows, err := s.Read(ctx, ns, k, feats)
+		var err error
+		rows, err = s.ReadInto(ctx, ns, k, feats, rows)
 		if err != nil {
 			b.Fatal(err)
 		}
