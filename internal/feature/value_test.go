@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 func mustType(t testing.TB, s string) Type {
@@ -320,11 +321,11 @@ func FuzzDecodeScalar(f *testing.F) {
 	kinds := []Kind{KindInt, KindFloat, KindString, KindBool, KindBytes}
 	f.Fuzz(func(t *testing.T, b []byte, k uint8) {
 		ty := Type{Kind: kinds[int(k)%len(kinds)]}
-		v, ok := decodeScalar(b, ty)
+		v, ok := decodeScalar(b, ty, nil)
 		if !ok {
 			return
 		}
-		want, err := decodeValueOf(b, ty)
+		want, err := decodeValueOf(b, ty, nil)
 		same := reflect.DeepEqual(v, want)
 		if f, isF := v.(float64); isF {
 			w, _ := want.(float64)
@@ -334,4 +335,72 @@ func FuzzDecodeScalar(f *testing.F) {
 			t.Fatalf("decodeScalar(%x, %s) = %#v; decodeValueOf: %#v, %v", b, ty, v, want, err)
 		}
 	})
+}
+
+// Values decoded with a StringAlloc equal those decoded without, and keep
+// them when the bytes they were decoded from are overwritten.
+func FuzzDecodeValueOfIn(f *testing.F) {
+	for _, v := range []any{"text", "", []any{"a", "bc"}, []any{[]any{"x"}}, int64(3), "\xff"} {
+		b, err := AppendValue(nil, v)
+		if err != nil {
+			b = []byte{tagString, 1, 0xff}
+		}
+		f.Add(b, uint8(2))
+		f.Add(b, uint8(5))
+	}
+	types := []string{"int", "float", "string", "bool", "bytes", "list[string]", "list[list[string]]", "datetime"}
+	var a StringAlloc
+	f.Fuzz(func(t *testing.T, b []byte, k uint8) {
+		ty, err := ParseType(types[int(k)%len(types)])
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, werr := DecodeValueOf(b, ty)
+		a.Reset()
+		got, err := DecodeValueOfIn(b, ty, &a)
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("DecodeValueOfIn: %v; DecodeValueOf: %v", err, werr)
+		}
+		for i := range b {
+			b[i] = 0xa5
+		}
+		if err == nil && !reflect.DeepEqual(got, want) && !hasNaN(want) {
+			t.Fatalf("DecodeValueOfIn = %#v; DecodeValueOf %#v", got, want)
+		}
+	})
+}
+
+// The strings of a StringAlloc share blocks only between two Resets.
+func TestStringAllocResetStartsABlock(t *testing.T) {
+	var a StringAlloc
+	within := func(s string, blockOf string, size int) bool {
+		p, q := uintptr(unsafe.Pointer(unsafe.StringData(s))), uintptr(unsafe.Pointer(unsafe.StringData(blockOf)))
+		return p >= q && p < q+uintptr(size)
+	}
+	src := []byte("abcdefgh")
+	first := a.String(src[:3])
+	second := a.String(src[3:])
+	if !within(second, first, minStringBlock) {
+		t.Errorf("two small strings between Resets took two blocks")
+	}
+	a.Reset()
+	third := a.String(src)
+	if within(third, first, minStringBlock) {
+		t.Errorf("a string after Reset shares the block of one before")
+	}
+	copy(src, "zzzzzzzz")
+	if first != "abc" || second != "defgh" || third != "abcdefgh" {
+		t.Errorf("strings changed with their source: %q %q %q", first, second, third)
+	}
+	// A block after Reset is sized for the strings handed out before it:
+	// 200 bytes, so two strings of 100 share one block.
+	big := []byte(strings.Repeat("x", 100))
+	a.Reset()
+	a.String(big)
+	a.String(big)
+	a.Reset()
+	x, y := a.String(big), a.String(big)
+	if !within(y, x, 200) || a.String([]byte{}) != "" {
+		t.Errorf("block after Reset not sized by the strings before it")
+	}
 }

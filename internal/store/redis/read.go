@@ -100,6 +100,9 @@ type readScratch struct {
 	out   []byte
 	arena []byte
 	spans []span
+	// strs holds the bytes of the decoded strings, in blocks of one
+	// entity each, never the arena's (the next read overwrites it).
+	strs feature.StringAlloc
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(readScratch) }}
@@ -455,18 +458,21 @@ func (s *Store) fill(ns *feature.Namespace, keys []string, feats []*feature.Feat
 		}
 		rows[i].Found = true
 		cells := rows[i].Cells
+		// The entity's strings share blocks of their own: a row kept (a
+		// cache's) keeps no other entity's bytes alive.
+		sc.strs.Reset()
 		if whole {
 			for p := lo; p+1 < hi; p += 2 {
 				if k := sc.column(sc.elem(p)); k > 0 {
 					if v := sc.elem(p + 1); v != nil {
-						s.decodeInto(cells, sc.first[k], feats, v, keys[i])
+						s.decodeInto(sc, cells, sc.first[k], feats, v, keys[i])
 					}
 				}
 			}
 		} else {
 			for k := 1; k < hi-lo; k++ {
 				if v := sc.elem(lo + k); v != nil {
-					s.decodeInto(cells, sc.first[k], feats, v, keys[i])
+					s.decodeInto(sc, cells, sc.first[k], feats, v, keys[i])
 				}
 			}
 		}
@@ -478,10 +484,11 @@ func (s *Store) fill(ns *feature.Namespace, keys []string, feats []*feature.Feat
 }
 
 // decodeInto decodes the stored field v into cells[j], the column of
-// feats[j]; a field that does not decode leaves the cell not found.
-func (s *Store) decodeInto(cells []store.Cell, j int, feats []*feature.Feature, v []byte, key string) {
+// feats[j], its strings' bytes from sc.strs; a field that does not decode
+// leaves the cell not found.
+func (s *Store) decodeInto(sc *readScratch, cells []store.Cell, j int, feats []*feature.Feature, v []byte, key string) {
 	f := feats[j]
-	if err := decodeFieldInto(&cells[j], v, f.Type); err != nil {
+	if err := decodeFieldInto(&cells[j], v, f.Type, &sc.strs); err != nil {
 		s.m.undecodable.Inc()
 		s.log.Debug("stored value does not decode as its feature's type; reading it as absent",
 			"feature", f.FQN, "key", key, "err", err)
