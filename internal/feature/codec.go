@@ -164,7 +164,8 @@ func (a *StringAlloc) str(p []byte) string {
 }
 
 // decodeScalar decodes b when it is, whole, a value of the scalar kind t
-// asks for (int, float, string, bool), as decodeValueOf would, without
+// asks for (int, float, string, bool, datetime, vector), as decodeValueOf
+// would, without
 // its general decoding and type check: most stored values are such. ok is
 // false for anything else, which is left to decodeValueOf.
 func decodeScalar(b []byte, t Type, a *StringAlloc) (v any, ok bool) {
@@ -183,6 +184,18 @@ func decodeScalar(b []byte, t Type, a *StringAlloc) (v any, ok bool) {
 	case t.Kind == KindString && b[0] == tagString:
 		if p, rest, err := lengthPrefixed(b[1:]); err == nil && len(rest) == 0 && utf8.Valid(p) {
 			return a.str(p), true
+		}
+	case t.Kind == KindDatetime && b[0] == tagDatetime:
+		if n, k := binary.Varint(b[1:]); k > 0 && k == len(b)-1 {
+			return time.UnixMicro(n).UTC(), true
+		}
+	case t.Kind == KindVector && b[0] == tagVector:
+		if n, k := binary.Uvarint(b[1:]); k > 0 && n == uint64(t.Dim) && n <= MaxVectorDim && 4*n == uint64(len(b)-1-k) {
+			out := make([]float32, n)
+			for i := range out {
+				out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[1+k+4*i:]))
+			}
+			return out, true
 		}
 	}
 	return nil, false

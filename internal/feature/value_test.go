@@ -318,18 +318,33 @@ func FuzzDecodeScalar(f *testing.F) {
 		f.Add(b, uint8(0))
 		f.Add(append(b, 0), uint8(1))
 	}
-	kinds := []Kind{KindInt, KindFloat, KindString, KindBool, KindBytes}
+	for _, v := range []any{time.UnixMicro(-1234567).UTC(), []float32{1, 2}, []float32{}} {
+		b, _ := AppendValue(nil, v)
+		f.Add(b, uint8(5))
+		f.Add(b, uint8(6))
+		f.Add(b, uint8(7))
+	}
+	kinds := []Type{{Kind: KindInt}, {Kind: KindFloat}, {Kind: KindString}, {Kind: KindBool}, {Kind: KindBytes},
+		{Kind: KindDatetime}, {Kind: KindVector, Dim: 2}, {Kind: KindVector}}
 	f.Fuzz(func(t *testing.T, b []byte, k uint8) {
-		ty := Type{Kind: kinds[int(k)%len(kinds)]}
+		ty := kinds[int(k)%len(kinds)]
 		v, ok := decodeScalar(b, ty, nil)
 		if !ok {
 			return
 		}
 		want, err := decodeValueOf(b, ty, nil)
 		same := reflect.DeepEqual(v, want)
-		if f, isF := v.(float64); isF {
+		switch x := v.(type) {
+		case float64:
 			w, _ := want.(float64)
-			same = math.Float64bits(f) == math.Float64bits(w)
+			same = math.Float64bits(x) == math.Float64bits(w)
+		case []float32:
+			// NaNs are compared by their bits.
+			w, _ := want.([]float32)
+			same = len(x) == len(w)
+			for i := 0; same && i < len(x); i++ {
+				same = math.Float32bits(x[i]) == math.Float32bits(w[i])
+			}
 		}
 		if err != nil || !same {
 			t.Fatalf("decodeScalar(%x, %s) = %#v; decodeValueOf: %#v, %v", b, ty, v, want, err)
