@@ -448,25 +448,34 @@ func (p *readPool) exchange(ctx context.Context, c *readConn, cmds int, sc *read
 	if d, ok := ctx.Deadline(); ok {
 		wd, rdl = minTime(wd, d), minTime(rdl, d)
 	}
+	// Both deadlines are set before the write, in one call when they are
+	// the same (the timeouts' defaults are), and before ctx's end can set
+	// its own: none overwrites that one.
+	if wd.Equal(rdl) {
+		_ = c.nc.SetDeadline(rdl)
+	} else {
+		_ = c.nc.SetWriteDeadline(wd)
+		_ = c.nc.SetReadDeadline(rdl)
+	}
 	// A context cancelled without a deadline (the client went away) ends
-	// the exchange too.
-	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(time.Unix(1, 0)) })
-	defer func() {
-		if !stop() {
-			// ctx ended: its deadline, set now or about to be, must not
-			// meet the connection's next read; the error is ctx's, not
-			// the i/o timeout it caused.
-			inStep = false
-			if err != nil {
-				err = fmt.Errorf("%w (%v)", context.Cause(ctx), err)
+	// the exchange too; one that cannot be cancelled needs no watch.
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(time.Unix(1, 0)) })
+		defer func() {
+			if !stop() {
+				// ctx ended: its deadline, set now or about to be, must
+				// not meet the connection's next read; the error is
+				// ctx's, not the i/o timeout it caused.
+				inStep = false
+				if err != nil {
+					err = fmt.Errorf("%w (%v)", context.Cause(ctx), err)
+				}
 			}
-		}
-	}()
-	_ = c.nc.SetWriteDeadline(wd)
+		}()
+	}
 	if _, err := c.nc.Write(sc.out); err != nil {
 		return false, err
 	}
-	_ = c.nc.SetReadDeadline(rdl)
 	// The replies are read into sc.arena, which the connection holds only
 	// for this exchange.
 	c.rd.reset(sc.arena)
