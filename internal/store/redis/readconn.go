@@ -403,34 +403,36 @@ func readFlat(rd *respReader, spans []span) ([]span, error) {
 func bufferedElems(rd *respReader, spans []span, n int) ([]span, int) {
 	b := rd.buf[:rd.end]
 	at, k := rd.pos, 0
-	for k < n {
-		e := b[at:]
+	// Indexes into b, not reslicing it, keep the loop to the checks the
+	// format needs.
+	for ; k < n && at+5 <= len(b) && b[at] == '$'; k++ {
 		// "$<len>\r\n<bytes>\r\n" or "$-1\r\n".
-		if len(e) < 5 || e[0] != '$' {
-			break
-		}
-		if e[1] == '-' {
-			if e[2] != '1' || e[3] != '\r' || e[4] != '\n' {
+		if b[at+1] == '-' {
+			if b[at+2] != '1' || b[at+3] != '\r' || b[at+4] != '\n' {
 				break
 			}
 			spans = append(spans, span{n: -1})
 			at += 5
-			k++
 			continue
 		}
-		j, l := 1, 0
-		for ; j < len(e) && j <= 10 && e[j] >= '0' && e[j] <= '9'; j++ {
-			l = l*10 + int(e[j]-'0')
+		j, l := at+1, 0
+		for ; j < len(b) && j <= at+10; j++ {
+			d := b[j] - '0'
+			if d > 9 {
+				break
+			}
+			l = l*10 + int(d)
 		}
-		if j == 1 || j+1 >= len(e) || e[j] != '\r' || e[j+1] != '\n' || l > 1<<29 || (j > 2 && e[1] == '0') {
+		if j == at+1 || j+1 >= len(b) || b[j] != '\r' || b[j+1] != '\n' || l > 1<<29 || (j > at+2 && b[at+1] == '0') {
 			break
 		}
-		if len(e) < j+2+l+2 || e[j+2+l] != '\r' || e[j+2+l+1] != '\n' {
+		body := j + 2
+		end := body + l
+		if end+2 > len(b) || b[end] != '\r' || b[end+1] != '\n' {
 			break
 		}
-		spans = append(spans, span{off: int32(at + j + 2), n: int32(l)})
-		at += j + 2 + l + 2
-		k++
+		spans = append(spans, span{off: int32(body), n: int32(l)})
+		at = end + 2
 	}
 	rd.pos = at
 	return spans, k
