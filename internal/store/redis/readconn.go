@@ -495,15 +495,16 @@ func (p *readPool) exchange(ctx context.Context, c *readConn, cmds int, sc *read
 	for range cmds {
 		var e error
 		sc.spans, e = readFlat(&c.rd, sc.spans)
-		var re *replyError
-		switch {
-		case e == nil:
-		case errors.As(e, &re):
+		if e != nil {
+			// errors.AsType, unlike errors.As with a variable of the
+			// loop's, allocates nothing per reply.
+			re, ok := errors.AsType[*replyError](e)
+			if !ok {
+				return false, e
+			}
 			if !re.hasPrefix(codeWrongType) && replyErr == nil {
 				replyErr = re
 			}
-		default:
-			return false, e
 		}
 		sc.off = append(sc.off, len(sc.spans))
 		sc.errs = append(sc.errs, e)
