@@ -131,12 +131,18 @@ type StringAlloc struct {
 	hint  int    // bytes handed out between the last two Resets
 }
 
-// minStringBlock is the size of the first block after a Reset that follows
-// no strings: a block too small would be followed by another.
+// minStringBlock is the least size of a block: a block too small would be
+// followed by another.
 const minStringBlock = 64
 
+// maxStringBlock bounds the room a block is given for strings to come:
+// sized by a previous entity of large strings, a block would otherwise
+// waste as many bytes in the next one. A longer string gets a block of its
+// own length.
+const maxStringBlock = 4 << 10
+
 // Reset makes the next string start a new block, sized for as many bytes
-// as were handed out since the Reset before.
+// as were handed out since the Reset before, up to maxStringBlock.
 func (a *StringAlloc) Reset() {
 	a.hint, a.used, a.block = a.used, 0, nil
 }
@@ -147,7 +153,7 @@ func (a *StringAlloc) String(p []byte) string {
 		return ""
 	}
 	if len(p) > cap(a.block)-len(a.block) {
-		a.block = make([]byte, 0, max(len(p), a.hint-a.used, minStringBlock))
+		a.block = make([]byte, 0, max(len(p), min(a.hint-a.used, maxStringBlock), minStringBlock))
 	}
 	off := len(a.block)
 	a.block = append(a.block, p...)

@@ -418,4 +418,14 @@ func TestStringAllocResetStartsABlock(t *testing.T) {
 	if !within(y, x, 200) || a.String([]byte{}) != "" {
 		t.Errorf("block after Reset not sized by the strings before it")
 	}
+	// Strings of many bytes before a Reset give the next block room for
+	// no more than maxStringBlock: a small string after them takes no
+	// more.
+	a.Reset()
+	a.String(make([]byte, 3*maxStringBlock))
+	a.Reset()
+	small := a.String(src[:1])
+	if c := cap(a.block); c > maxStringBlock {
+		t.Errorf("block of %d bytes for %q after large strings, want at most %d", c, small, maxStringBlock)
+	}
 }
