@@ -8,6 +8,7 @@ import (
 	"math"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // The binary value encoding is self-describing: a tag byte, then a payload.
@@ -94,7 +95,7 @@ func AppendValue(b []byte, v any) ([]byte, error) {
 // DecodeValue decodes one value from the front of b and returns it with the
 // remaining bytes. It never panics and never allocates more than a small
 // multiple of len(b).
-func DecodeValue(b []byte) (any, []byte, error) { return decodeValue(b, 0) }
+func DecodeValue(b []byte) (any, []byte, error) { return decodeValue(b, 0, nil) }
 
 // ErrTypeMismatch is wrapped by DecodeValueOf's errors for a stored value
 // that is not of the type the registry now declares for its feature.
@@ -105,17 +106,75 @@ var ErrTypeMismatch = errors.New("stored value does not match the feature's type
 // wrapping ErrTypeMismatch; bytes that do not decode, one wrapping
 // ErrCorrupt.
 func DecodeValueOf(b []byte, t Type) (any, error) {
-	if v, ok := decodeScalar(b, t); ok {
+	return DecodeValueOfIn(b, t, nil)
+}
+
+// DecodeValueOfIn is DecodeValueOf, with the bytes of the strings it
+// decodes (lists' elements included) carved out of a's blocks rather than
+// allocated one by one; a nil a allocates each.
+func DecodeValueOfIn(b []byte, t Type, a *StringAlloc) (any, error) {
+	if v, ok := decodeScalar(b, t, a); ok {
 		return v, nil
 	}
-	return decodeValueOf(b, t)
+	return decodeValueOf(b, t, a)
+}
+
+// StringAlloc hands out the bytes of decoded strings from blocks it
+// allocates, one allocation for many strings. A block's bytes are never
+// written once a string is made of them, and a block is never used again
+// after Reset: a caller that resets it between the values of two entities
+// makes each entity's strings keep only that entity's blocks alive. The
+// zero StringAlloc is ready to use; one is not safe for concurrent use.
+type StringAlloc struct {
+	block []byte // the current block; its bytes past len are free
+	used  int    // bytes handed out since Reset
+	hint  int    // bytes handed out between the last two Resets
+}
+
+// minStringBlock is the least size of a block: a block too small would be
+// followed by another.
+const minStringBlock = 64
+
+// maxStringBlock bounds the room a block is given for strings to come:
+// sized by a previous entity of large strings, a block would otherwise
+// waste as many bytes in the next one. A longer string gets a block of its
+// own length.
+const maxStringBlock = 4 << 10
+
+// Reset makes the next string start a new block, sized for as many bytes
+// as were handed out since the Reset before, up to maxStringBlock.
+func (a *StringAlloc) Reset() {
+	a.hint, a.used, a.block = a.used, 0, nil
+}
+
+// String returns a string holding a copy of p.
+func (a *StringAlloc) String(p []byte) string {
+	if len(p) == 0 {
+		return ""
+	}
+	if len(p) > cap(a.block)-len(a.block) {
+		a.block = make([]byte, 0, max(len(p), min(a.hint-a.used, maxStringBlock), minStringBlock))
+	}
+	off := len(a.block)
+	a.block = append(a.block, p...)
+	a.used += len(p)
+	return unsafe.String(&a.block[off], len(p))
+}
+
+// str returns p as a string: from a when a is not nil.
+func (a *StringAlloc) str(p []byte) string {
+	if a == nil {
+		return string(p)
+	}
+	return a.String(p)
 }
 
 // decodeScalar decodes b when it is, whole, a value of the scalar kind t
-// asks for (int, float, string, bool), as decodeValueOf would, without
+// asks for (int, float, string, bool, datetime, vector), as decodeValueOf
+// would, without
 // its general decoding and type check: most stored values are such. ok is
 // false for anything else, which is left to decodeValueOf.
-func decodeScalar(b []byte, t Type) (v any, ok bool) {
+func decodeScalar(b []byte, t Type, a *StringAlloc) (v any, ok bool) {
 	if len(b) == 0 {
 		return nil, false
 	}
@@ -130,15 +189,27 @@ func decodeScalar(b []byte, t Type) (v any, ok bool) {
 		return b[0] == tagTrue, true
 	case t.Kind == KindString && b[0] == tagString:
 		if p, rest, err := lengthPrefixed(b[1:]); err == nil && len(rest) == 0 && utf8.Valid(p) {
-			return string(p), true
+			return a.str(p), true
+		}
+	case t.Kind == KindDatetime && b[0] == tagDatetime:
+		if n, k := binary.Varint(b[1:]); k > 0 && k == len(b)-1 {
+			return time.UnixMicro(n).UTC(), true
+		}
+	case t.Kind == KindVector && b[0] == tagVector:
+		if n, k := binary.Uvarint(b[1:]); k > 0 && n == uint64(t.Dim) && n <= MaxVectorDim && 4*n == uint64(len(b)-1-k) {
+			out := make([]float32, n)
+			for i := range out {
+				out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[1+k+4*i:]))
+			}
+			return out, true
 		}
 	}
 	return nil, false
 }
 
 // decodeValueOf is DecodeValueOf for every value.
-func decodeValueOf(b []byte, t Type) (any, error) {
-	v, rest, err := decodeValue(b, 0)
+func decodeValueOf(b []byte, t Type, a *StringAlloc) (any, error) {
+	v, rest, err := decodeValue(b, 0, a)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +222,7 @@ func decodeValueOf(b []byte, t Type) (any, error) {
 	return v, nil
 }
 
-func decodeValue(b []byte, depth int) (any, []byte, error) {
+func decodeValue(b []byte, depth int, a *StringAlloc) (any, []byte, error) {
 	if len(b) == 0 {
 		return nil, nil, fmt.Errorf("%w: truncated", ErrCorrupt)
 	}
@@ -180,7 +251,7 @@ func decodeValue(b []byte, depth int) (any, []byte, error) {
 			if !utf8.Valid(p) {
 				return nil, nil, fmt.Errorf("%w: string is not UTF-8", ErrCorrupt)
 			}
-			return string(p), rest, nil
+			return a.str(p), rest, nil
 		case tagBytes:
 			return append([]byte{}, p...), rest, nil
 		}
@@ -211,7 +282,7 @@ func decodeValue(b []byte, depth int) (any, []byte, error) {
 		out := make([]any, n)
 		for i := range out {
 			var err error
-			if out[i], b, err = decodeValue(b, depth+1); err != nil {
+			if out[i], b, err = decodeValue(b, depth+1, a); err != nil {
 				return nil, nil, err
 			}
 			if out[i] == nil {

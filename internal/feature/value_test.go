@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 )
 
 func mustType(t testing.TB, s string) Type {
@@ -317,21 +318,114 @@ func FuzzDecodeScalar(f *testing.F) {
 		f.Add(b, uint8(0))
 		f.Add(append(b, 0), uint8(1))
 	}
-	kinds := []Kind{KindInt, KindFloat, KindString, KindBool, KindBytes}
+	for _, v := range []any{time.UnixMicro(-1234567).UTC(), []float32{1, 2}, []float32{}} {
+		b, _ := AppendValue(nil, v)
+		f.Add(b, uint8(5))
+		f.Add(b, uint8(6))
+		f.Add(b, uint8(7))
+	}
+	kinds := []Type{{Kind: KindInt}, {Kind: KindFloat}, {Kind: KindString}, {Kind: KindBool}, {Kind: KindBytes},
+		{Kind: KindDatetime}, {Kind: KindVector, Dim: 2}, {Kind: KindVector}}
 	f.Fuzz(func(t *testing.T, b []byte, k uint8) {
-		ty := Type{Kind: kinds[int(k)%len(kinds)]}
-		v, ok := decodeScalar(b, ty)
+		ty := kinds[int(k)%len(kinds)]
+		v, ok := decodeScalar(b, ty, nil)
 		if !ok {
 			return
 		}
-		want, err := decodeValueOf(b, ty)
+		want, err := decodeValueOf(b, ty, nil)
 		same := reflect.DeepEqual(v, want)
-		if f, isF := v.(float64); isF {
+		switch x := v.(type) {
+		case float64:
 			w, _ := want.(float64)
-			same = math.Float64bits(f) == math.Float64bits(w)
+			same = math.Float64bits(x) == math.Float64bits(w)
+		case []float32:
+			// NaNs are compared by their bits.
+			w, _ := want.([]float32)
+			same = len(x) == len(w)
+			for i := 0; same && i < len(x); i++ {
+				same = math.Float32bits(x[i]) == math.Float32bits(w[i])
+			}
 		}
 		if err != nil || !same {
 			t.Fatalf("decodeScalar(%x, %s) = %#v; decodeValueOf: %#v, %v", b, ty, v, want, err)
 		}
 	})
+}
+
+// Values decoded with a StringAlloc equal those decoded without, and keep
+// them when the bytes they were decoded from are overwritten.
+func FuzzDecodeValueOfIn(f *testing.F) {
+	for _, v := range []any{"text", "", []any{"a", "bc"}, []any{[]any{"x"}}, int64(3), "\xff"} {
+		b, err := AppendValue(nil, v)
+		if err != nil {
+			b = []byte{tagString, 1, 0xff}
+		}
+		f.Add(b, uint8(2))
+		f.Add(b, uint8(5))
+	}
+	types := []string{"int", "float", "string", "bool", "bytes", "list[string]", "list[list[string]]", "datetime"}
+	var a StringAlloc
+	f.Fuzz(func(t *testing.T, b []byte, k uint8) {
+		ty, err := ParseType(types[int(k)%len(types)])
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, werr := DecodeValueOf(b, ty)
+		a.Reset()
+		got, err := DecodeValueOfIn(b, ty, &a)
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("DecodeValueOfIn: %v; DecodeValueOf: %v", err, werr)
+		}
+		for i := range b {
+			b[i] = 0xa5
+		}
+		if err == nil && !reflect.DeepEqual(got, want) && !hasNaN(want) {
+			t.Fatalf("DecodeValueOfIn = %#v; DecodeValueOf %#v", got, want)
+		}
+	})
+}
+
+// The strings of a StringAlloc share blocks only between two Resets.
+func TestStringAllocResetStartsABlock(t *testing.T) {
+	var a StringAlloc
+	within := func(s string, blockOf string, size int) bool {
+		p, q := uintptr(unsafe.Pointer(unsafe.StringData(s))), uintptr(unsafe.Pointer(unsafe.StringData(blockOf)))
+		return p >= q && p < q+uintptr(size)
+	}
+	src := []byte("abcdefgh")
+	first := a.String(src[:3])
+	second := a.String(src[3:])
+	if !within(second, first, minStringBlock) {
+		t.Errorf("two small strings between Resets took two blocks")
+	}
+	a.Reset()
+	third := a.String(src)
+	if within(third, first, minStringBlock) {
+		t.Errorf("a string after Reset shares the block of one before")
+	}
+	copy(src, "zzzzzzzz")
+	if first != "abc" || second != "defgh" || third != "abcdefgh" {
+		t.Errorf("strings changed with their source: %q %q %q", first, second, third)
+	}
+	// A block after Reset is sized for the strings handed out before it:
+	// 200 bytes, so two strings of 100 share one block.
+	big := []byte(strings.Repeat("x", 100))
+	a.Reset()
+	a.String(big)
+	a.String(big)
+	a.Reset()
+	x, y := a.String(big), a.String(big)
+	if !within(y, x, 200) || a.String([]byte{}) != "" {
+		t.Errorf("block after Reset not sized by the strings before it")
+	}
+	// Strings of many bytes before a Reset give the next block room for
+	// no more than maxStringBlock: a small string after them takes no
+	// more.
+	a.Reset()
+	a.String(make([]byte, 3*maxStringBlock))
+	a.Reset()
+	small := a.String(src[:1])
+	if c := cap(a.block); c > maxStringBlock {
+		t.Errorf("block of %d bytes for %q after large strings, want at most %d", c, small, maxStringBlock)
+	}
 }

@@ -80,11 +80,13 @@ type readScratch struct {
 	// args holds every command's arguments, one after the other.
 	args []any
 	cmds []*goredis.RawCmd
-	// vals holds the entities' replies, parsed: entity i's are
-	// vals[off[i]:off[i+1]]; errs[i] is its error reply, if any.
-	vals [][]byte
-	off  []int
-	errs []error
+	// The entities' replies, parsed, are elements off[i] to off[i+1] of
+	// vals, or of spans when spanned is set (see elem); errs[i] is
+	// entity i's error reply, if any.
+	vals    [][]byte
+	off     []int
+	errs    []error
+	spanned bool
 	// planned, plannedNS and plannedFeats are the mapping, namespace and
 	// features the plan above (fields to byNum) was made for, and
 	// plannedWhole its choice of HGETALL; planned is nil when the plan
@@ -98,6 +100,9 @@ type readScratch struct {
 	out   []byte
 	arena []byte
 	spans []span
+	// strs holds the bytes of the decoded strings, in blocks of one
+	// entity each, never the arena's (the next read overwrites it).
+	strs feature.StringAlloc
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(readScratch) }}
@@ -320,28 +325,30 @@ func (s *Store) readPass(ctx context.Context, ns *feature.Namespace, keys []stri
 }
 
 // readConnRead reads keys on a read connection (see readconn.go) and
-// leaves the replies in sc.vals, sc.off and sc.errs.
+// leaves the replies in sc.arena, sc.spans, sc.off and sc.errs.
 func (s *Store) readConnRead(ctx context.Context, ns *feature.Namespace, keys []string, whole bool, sc *readScratch) error {
 	sc.out = sc.out[:0]
 	for _, k := range keys {
 		sc.out = sc.appendRead(sc.out, s.cfg.KeyPrefix, ns.Name, k, whole)
 	}
-	if err := s.reads.roundTrip(ctx, len(keys), sc); err != nil {
-		return err
+	err := s.reads.roundTrip(ctx, len(keys), sc)
+	sc.spanned = err == nil
+	return err
+}
+
+// elem returns element p of the parsed replies, nil for a null: a slice of
+// sc.arena after a read on a read connection, of go-redis's replies after
+// one through go-redis.
+func (sc *readScratch) elem(p int) []byte {
+	if !sc.spanned {
+		return sc.vals[p]
 	}
-	if cap(sc.vals) < len(sc.spans) {
-		sc.vals = make([][]byte, 0, len(sc.spans))
+	sp := sc.spans[p]
+	if sp.n < 0 {
+		return nil
 	}
-	sc.vals = sc.vals[:len(sc.spans)]
-	for i, sp := range sc.spans {
-		if sp.n < 0 {
-			sc.vals[i] = nil
-			continue
-		}
-		end := int(sp.off) + int(sp.n)
-		sc.vals[i] = sc.arena[sp.off:end:end]
-	}
-	return nil
+	end := int(sp.off) + int(sp.n)
+	return sc.arena[sp.off:end:end]
 }
 
 // appendRead appends the command reading the entity key of ns (the key
@@ -422,20 +429,20 @@ func (s *Store) fill(ns *feature.Namespace, keys []string, feats []*feature.Feat
 				"key", s.entityKey(ns.Name, keys[i]), "err", err)
 			continue
 		}
-		vals := sc.vals[sc.off[i]:sc.off[i+1]]
+		lo, hi := sc.off[i], sc.off[i+1]
 		var mark []byte
 		if whole {
-			for p := 0; p+1 < len(vals); p += 2 {
-				if sc.column(vals[p]) == 0 {
-					mark = vals[p+1]
+			for p := lo; p+1 < hi; p += 2 {
+				if sc.column(sc.elem(p)) == 0 {
+					mark = sc.elem(p + 1)
 					break
 				}
 			}
 		} else {
-			if len(vals) != len(sc.fields) {
-				return "", fmt.Errorf("redis: read %s %q: HMGET of %d fields answered %d values", ns.Name, keys[i], len(sc.fields), len(vals))
+			if hi-lo != len(sc.fields) {
+				return "", fmt.Errorf("redis: read %s %q: HMGET of %d fields answered %d values", ns.Name, keys[i], len(sc.fields), hi-lo)
 			}
-			mark = vals[0]
+			mark = sc.elem(lo)
 		}
 		if mark == nil {
 			continue // no such entity
@@ -451,16 +458,21 @@ func (s *Store) fill(ns *feature.Namespace, keys []string, feats []*feature.Feat
 		}
 		rows[i].Found = true
 		cells := rows[i].Cells
+		// The entity's strings share blocks of their own: a row kept (a
+		// cache's) keeps no other entity's bytes alive.
+		sc.strs.Reset()
 		if whole {
-			for p := 0; p+1 < len(vals); p += 2 {
-				if k := sc.column(vals[p]); k > 0 && vals[p+1] != nil {
-					s.decodeInto(cells, sc.first[k], feats, vals[p+1], keys[i])
+			for p := lo; p+1 < hi; p += 2 {
+				if k := sc.column(sc.elem(p)); k > 0 {
+					if v := sc.elem(p + 1); v != nil {
+						s.decodeInto(sc, cells, sc.first[k], feats, v, keys[i])
+					}
 				}
 			}
 		} else {
-			for k := 1; k < len(vals); k++ {
-				if vals[k] != nil {
-					s.decodeInto(cells, sc.first[k], feats, vals[k], keys[i])
+			for k := 1; k < hi-lo; k++ {
+				if v := sc.elem(lo + k); v != nil {
+					s.decodeInto(sc, cells, sc.first[k], feats, v, keys[i])
 				}
 			}
 		}
@@ -472,10 +484,11 @@ func (s *Store) fill(ns *feature.Namespace, keys []string, feats []*feature.Feat
 }
 
 // decodeInto decodes the stored field v into cells[j], the column of
-// feats[j]; a field that does not decode leaves the cell not found.
-func (s *Store) decodeInto(cells []store.Cell, j int, feats []*feature.Feature, v []byte, key string) {
+// feats[j], its strings' bytes from sc.strs; a field that does not decode
+// leaves the cell not found.
+func (s *Store) decodeInto(sc *readScratch, cells []store.Cell, j int, feats []*feature.Feature, v []byte, key string) {
 	f := feats[j]
-	if err := decodeFieldInto(&cells[j], v, f.Type); err != nil {
+	if err := decodeFieldInto(&cells[j], v, f.Type, &sc.strs); err != nil {
 		s.m.undecodable.Inc()
 		s.log.Debug("stored value does not decode as its feature's type; reading it as absent",
 			"feature", f.FQN, "key", key, "err", err)
@@ -489,7 +502,7 @@ func (s *Store) decodeInto(cells []store.Cell, j int, feats []*feature.Feature, 
 // (LOADING), sends the whole read again as commands that go-redis parses
 // itself, and so handles as it handles every other command.
 func (s *Store) parseReplies(ctx context.Context, ns *feature.Namespace, keys []string, sc *readScratch) error {
-	sc.vals, sc.off, sc.errs = sc.vals[:0], append(sc.off[:0], 0), sc.errs[:0]
+	sc.vals, sc.off, sc.errs, sc.spanned = sc.vals[:0], append(sc.off[:0], 0), sc.errs[:0], false
 	for i := range sc.cmds {
 		var err error
 		sc.vals, err = appendFlat(sc.vals, sc.cmds[i].Val())
@@ -518,7 +531,7 @@ func (s *Store) readParsed(ctx context.Context, ns *feature.Namespace, keys []st
 		_ = pipe.Process(ctx, cmds[i])
 	}
 	_, _ = pipe.Exec(ctx)
-	sc.vals, sc.off, sc.errs = sc.vals[:0], append(sc.off[:0], 0), sc.errs[:0]
+	sc.vals, sc.off, sc.errs, sc.spanned = sc.vals[:0], append(sc.off[:0], 0), sc.errs[:0], false
 	for _, c := range cmds {
 		err := c.Err()
 		if err != nil && !goredis.HasErrorPrefix(err, codeWrongType) {

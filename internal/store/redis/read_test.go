@@ -612,3 +612,37 @@ func TestColumnMatchesIDNumber(t *testing.T) {
 		}
 	}
 }
+
+// The values a read answers own their bytes: overwriting the read's
+// arena, and reading other entities into other rows, leaves them as they
+// were. Strings, which share a block per entity, would show it first.
+func TestReadValuesOutliveTheArena(t *testing.T) {
+	s, _, ns, all, at := userStore(t)
+	ctx := context.Background()
+	e := expected{}
+	var keys []string
+	for i := range 40 {
+		k := fmt.Sprintf("k%02d", i)
+		keys = append(keys, k)
+		e.put(t, s, ns, k, at.Add(time.Duration(i)*time.Second), i, all)
+	}
+	subset := []*feature.Feature{all[2], all[6], all[2]}
+	for _, feats := range [][]*feature.Feature{all, subset} {
+		rows, err := s.Read(ctx, ns, keys[:20], feats)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			sc := scratchPool.Get().(*readScratch)
+			a := sc.arena[:cap(sc.arena)]
+			for i := range a {
+				a[i] = '#'
+			}
+			scratchPool.Put(sc)
+			if _, err := s.Read(ctx, ns, keys[20:], feats); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e.check(t, fmt.Sprintf("read of 20 keys, %d features, after other reads", len(feats)), rows, keys[:20], feats)
+	}
+}

@@ -1,7 +1,7 @@
 package redis
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -23,8 +23,8 @@ import (
 // connection; rueidis makes a string of every element, the allocation
 // this path avoids. So reads have connections of their own (readPool), on
 // which the commands of a read are written in one buffer and the replies
-// parsed straight from the connection's buffered reader into one arena:
-// no copy but the one out of the socket's buffer.
+// read from the socket straight into one arena (respReader), where they
+// are parsed as they lie: no copy but the system call's, and one scan.
 //
 // The read connections speak RESP2 and only read: HGETALL and HMGET, whose
 // replies are flat arrays of bulk strings and nulls. Everything else —
@@ -52,12 +52,9 @@ type readPool struct {
 // readConn is one read connection.
 type readConn struct {
 	nc net.Conn
-	rd *bufio.Reader
+	// rd reads the replies; its buffer is lent by each exchange.
+	rd respReader
 }
-
-// readBufferSize is the buffered reader's size: a 100-entity reply of 50
-// features is some 180 KB, read in a few system calls.
-const readBufferSize = 64 << 10
 
 // errReadClosed is a read after the store was closed.
 var errReadClosed = errors.New("redis: read connections closed")
@@ -152,7 +149,7 @@ func (p *readPool) dial(ctx context.Context) (*readConn, error) {
 		}
 		nc = tc
 	}
-	c := &readConn{nc: nc, rd: bufio.NewReaderSize(nc, readBufferSize)}
+	c := &readConn{nc: nc, rd: respReader{r: nc}}
 	var setup [][]string
 	if p.cfg.Password != "" {
 		if p.cfg.Username != "" {
@@ -174,13 +171,18 @@ func (p *readPool) dial(ctx context.Context) (*readConn, error) {
 		out = appendCommand(out, cmd[0], cmd[1:]...)
 	}
 	_, err = nc.Write(out)
+	c.rd.reset(nil)
 	for i := 0; err == nil && i < len(setup); i++ {
 		var line []byte
-		if line, err = readLine(c.rd); err == nil && string(line) != "+OK" {
+		if line, err = c.rd.readLine(); err == nil && string(line) != "+OK" {
 			// The reply names the cause (WRONGPASS, ...), never the password.
 			err = fmt.Errorf("%s: %s", setup[i][0], bytesOr(line, 200))
 		}
 	}
+	if err == nil && c.rd.pos != c.rd.end {
+		err = fmt.Errorf("%d bytes after the replies to %s", c.rd.end-c.rd.pos, setup[len(setup)-1][0])
+	}
+	c.rd.reset(nil)
 	if err != nil {
 		_ = nc.Close()
 		return nil, err
@@ -218,24 +220,106 @@ func appendBulk(b []byte, s string) []byte {
 	return append(b, '\r', '\n')
 }
 
-// readLine reads one RESP line, without its CRLF. The line is only valid
-// until the next read.
-func readLine(rd *bufio.Reader) ([]byte, error) {
-	line, err := rd.ReadSlice('\n')
-	if err != nil {
-		if errors.Is(err, bufio.ErrBufferFull) {
-			return nil, errLineTooLong
-		}
-		return nil, err
-	}
-	if len(line) < 3 || line[len(line)-2] != '\r' {
-		return nil, unexpected(line)
-	}
-	return line[:len(line)-2], nil
+// respReader reads a connection's replies into one buffer, where they are
+// parsed as they lie: the bytes of a read's replies are copied once, by the
+// read system call, and scanned once. The buffer is the read's arena
+// (readScratch.arena), lent for one exchange; it is grown as the replies
+// need, and never has bytes discarded from it meanwhile, so that offsets
+// into it (spans) stay valid.
+type respReader struct {
+	r   io.Reader
+	buf []byte // buf[:end] came from r; buf[pos:end] is not parsed yet
+	pos int
+	end int
+	// room is the least free room a read from r is given, minReadRoom
+	// when 0 (tests make it small, to grow the buffer within a reply).
+	room int
 }
 
-// errLineTooLong is a RESP line longer than the reader's buffer: nothing a
-// read asks for answers one.
+// minReadRoom is the least free room a read from the connection is given:
+// a 100-entity reply of 50 features is some 180 KB, read in a few system
+// calls.
+const minReadRoom = 64 << 10
+
+// maxLine bounds a RESP line: nothing a read asks for answers a longer one.
+const maxLine = 64 << 10
+
+// maxArena bounds the bytes of one exchange's replies, which spans address
+// with 32-bit offsets.
+const maxArena = 1<<31 - 1
+
+// reset makes buf, emptied, the reader's buffer.
+func (rd *respReader) reset(buf []byte) {
+	rd.buf, rd.pos, rd.end = buf[:cap(buf)], 0, 0
+}
+
+// fill reads at least once more from the connection, growing the buffer
+// when its free room is under minReadRoom.
+func (rd *respReader) fill() error {
+	room := rd.room
+	if room == 0 {
+		room = minReadRoom
+	}
+	if len(rd.buf)-rd.end < room {
+		if rd.end+room > maxArena {
+			return &errSurprise{errors.New("redis: read of more than 2 GiB")}
+		}
+		nb := make([]byte, max(2*len(rd.buf), rd.end+room))
+		copy(nb, rd.buf[:rd.end])
+		rd.buf = nb
+	}
+	for range 100 {
+		n, err := rd.r.Read(rd.buf[rd.end:])
+		rd.end += n
+		if n > 0 {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return io.ErrNoProgress
+}
+
+// need makes at least n bytes past pos buffered.
+func (rd *respReader) need(n int) error {
+	for rd.end-rd.pos < n {
+		if err := rd.fill(); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// readLine reads one RESP line, without its CRLF. The line lies in the
+// reader's buffer, valid until the buffer is reset or grown.
+func (rd *respReader) readLine() ([]byte, error) {
+	from := rd.pos
+	for {
+		if i := bytes.IndexByte(rd.buf[from:rd.end], '\n'); i >= 0 {
+			end := from + i + 1
+			line := rd.buf[rd.pos:end]
+			rd.pos = end
+			if len(line) < 3 || line[len(line)-2] != '\r' {
+				return nil, unexpected(line)
+			}
+			return line[:len(line)-2], nil
+		}
+		if rd.end-rd.pos >= maxLine {
+			return nil, errLineTooLong
+		}
+		from = rd.end
+		if err := rd.fill(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// errLineTooLong is a RESP line longer than 64 KiB: nothing a read asks
+// for answers one.
 var errLineTooLong = errors.New("redis: reply line longer than 64 KiB")
 
 // span locates one element of a reply in a read's arena; n is -1 for a
@@ -251,44 +335,41 @@ func (e *errSurprise) Error() string { return e.err.Error() }
 func (e *errSurprise) Unwrap() error { return e.err }
 
 // readFlat reads one reply, which must be an array of bulk strings and
-// nulls, copying the elements' bytes to arena and appending their spans.
-// An error reply is returned as a *replyError, the connection still in
-// step; anything else unexpected as an *errSurprise, and a failure of the
-// connection as itself.
-func readFlat(rd *bufio.Reader, arena []byte, spans []span) ([]byte, []span, error) {
-	line, err := readLine(rd)
+// nulls, into rd's buffer, and appends its elements' spans (offsets in the
+// buffer). An error reply is returned as a *replyError, the connection
+// still in step; anything else unexpected as an *errSurprise, and a
+// failure of the connection as itself.
+func readFlat(rd *respReader, spans []span) ([]span, error) {
+	line, err := rd.readLine()
 	if err != nil {
-		return arena, spans, err
+		return spans, err
 	}
 	switch line[0] {
 	case '-':
-		return arena, spans, &replyError{text: string(line[1:]), server: true}
+		return spans, &replyError{text: string(line[1:]), server: true}
 	case '*':
 	default:
-		return arena, spans, &errSurprise{unexpected(line)}
+		return spans, &errSurprise{unexpected(line)}
 	}
 	n := parseLen(line[1:])
-	if n == -1 { // a null array: nothing a read asks for, but well formed
-		return arena, spans, &errSurprise{unexpected(line)}
-	}
-	if n < 0 {
-		return arena, spans, &errSurprise{unexpected(line)}
+	if n < 0 { // a null array (-1) is nothing a read asks for, but well formed
+		return spans, &errSurprise{unexpected(line)}
 	}
 	for n > 0 {
-		// The elements already in the reader's buffer are parsed where
-		// they lie; the one cut by the buffer's end is read below.
+		// The elements already buffered are parsed in one tight loop;
+		// the one cut by the buffer's end is read below.
 		var k int
-		arena, spans, k = bufferedElems(rd, arena, spans, n)
+		spans, k = bufferedElems(rd, spans, n)
 		if n -= k; n == 0 {
 			break
 		}
 		n--
-		line, err := readLine(rd)
+		line, err := rd.readLine()
 		if err != nil {
-			return arena, spans, err
+			return spans, err
 		}
 		if line[0] != '$' {
-			return arena, spans, &errSurprise{unexpected(line)}
+			return spans, &errSurprise{unexpected(line)}
 		}
 		l := parseLen(line[1:])
 		if l == -1 {
@@ -296,68 +377,65 @@ func readFlat(rd *bufio.Reader, arena []byte, spans []span) ([]byte, []span, err
 			continue
 		}
 		if l < 0 || l > 1<<29 {
-			return arena, spans, &errSurprise{unexpected(line)}
+			return spans, &errSurprise{unexpected(line)}
 		}
-		off := len(arena)
-		if off+l+2 > 1<<31-1 {
-			return arena, spans, &errSurprise{errors.New("redis: read of more than 2 GiB")}
+		if rd.pos+l+2 > maxArena {
+			return spans, &errSurprise{errors.New("redis: read of more than 2 GiB")}
 		}
-		arena = append(arena, make([]byte, l+2)...)
-		if _, err := io.ReadFull(rd, arena[off:]); err != nil {
-			return arena[:off], spans, err
+		if err := rd.need(l + 2); err != nil {
+			return spans, err
 		}
-		if arena[off+l] != '\r' || arena[off+l+1] != '\n' {
-			return arena[:off], spans, &errSurprise{unexpected(line)}
+		off := rd.pos
+		if rd.buf[off+l] != '\r' || rd.buf[off+l+1] != '\n' {
+			return spans, &errSurprise{unexpected(line)}
 		}
-		arena = arena[:off+l]
+		rd.pos += l + 2
 		spans = append(spans, span{off: int32(off), n: int32(l)})
 	}
-	return arena, spans, nil
+	return spans, nil
 }
 
 // bufferedElems parses up to n elements of a flat reply that lie whole in
-// rd's buffer, as readFlat does, copying their bytes to arena and
-// appending their spans, and consumes them. It stops at the first element
-// not whole in the buffer, or not a bulk string or null that it can take
-// as it is (readFlat then reads it, or fails on it), and returns how many
-// it took.
-func bufferedElems(rd *bufio.Reader, arena []byte, spans []span, n int) ([]byte, []span, int) {
-	b, _ := rd.Peek(rd.Buffered())
-	at, k := 0, 0
-	for k < n {
-		e := b[at:]
+// rd's buffer, as readFlat does, appending their spans, and consumes them.
+// It stops at the first element not whole in the buffer, or not a bulk
+// string or null that it can take as it is (readFlat then reads it, or
+// fails on it), and returns how many it took.
+func bufferedElems(rd *respReader, spans []span, n int) ([]span, int) {
+	b := rd.buf[:rd.end]
+	at, k := rd.pos, 0
+	// Indexes into b, not reslicing it, keep the loop to the checks the
+	// format needs.
+	for ; k < n && at+5 <= len(b) && b[at] == '$'; k++ {
 		// "$<len>\r\n<bytes>\r\n" or "$-1\r\n".
-		if len(e) < 4 || e[0] != '$' {
-			break
-		}
-		if e[1] == '-' {
-			if e[2] != '1' || e[3] != '\r' || len(e) < 5 || e[4] != '\n' {
+		if b[at+1] == '-' {
+			if b[at+2] != '1' || b[at+3] != '\r' || b[at+4] != '\n' {
 				break
 			}
 			spans = append(spans, span{n: -1})
 			at += 5
-			k++
 			continue
 		}
-		j, l := 1, 0
-		for ; j < len(e) && j <= 10 && e[j] >= '0' && e[j] <= '9'; j++ {
-			l = l*10 + int(e[j]-'0')
+		j, l := at+1, 0
+		for ; j < len(b) && j <= at+10; j++ {
+			d := b[j] - '0'
+			if d > 9 {
+				break
+			}
+			l = l*10 + int(d)
 		}
-		if j == 1 || j+1 >= len(e) || e[j] != '\r' || e[j+1] != '\n' || l > 1<<29 || (j > 2 && e[1] == '0') {
+		if j == at+1 || j+1 >= len(b) || b[j] != '\r' || b[j+1] != '\n' || l > 1<<29 || (j > at+2 && b[at+1] == '0') {
 			break
 		}
-		body := e[j+2:]
-		if len(body) < l+2 || body[l] != '\r' || body[l+1] != '\n' || len(arena)+l > 1<<31-1 {
+		body := j + 2
+		end := body + l
+		if end+2 > len(b) || b[end] != '\r' || b[end+1] != '\n' {
 			break
 		}
-		off := len(arena)
-		arena = append(arena, body[:l]...)
-		spans = append(spans, span{off: int32(off), n: int32(l)})
-		at += j + 2 + l + 2
-		k++
+		spans = append(spans, span{off: int32(body), n: int32(l)})
+		at = end + 2
 	}
-	_, _ = rd.Discard(at)
-	return arena, spans, k
+	rd.pos = at
+	return spans, k
 }
 
 // exchange writes sc.out, cmds commands, on c and reads one flat reply per
@@ -372,40 +450,61 @@ func (p *readPool) exchange(ctx context.Context, c *readConn, cmds int, sc *read
 	if d, ok := ctx.Deadline(); ok {
 		wd, rdl = minTime(wd, d), minTime(rdl, d)
 	}
+	// Both deadlines are set before the write, in one call when they are
+	// the same (the timeouts' defaults are), and before ctx's end can set
+	// its own: none overwrites that one.
+	if wd.Equal(rdl) {
+		_ = c.nc.SetDeadline(rdl)
+	} else {
+		_ = c.nc.SetWriteDeadline(wd)
+		_ = c.nc.SetReadDeadline(rdl)
+	}
 	// A context cancelled without a deadline (the client went away) ends
-	// the exchange too.
-	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(time.Unix(1, 0)) })
-	defer func() {
-		if !stop() {
-			// ctx ended: its deadline, set now or about to be, must not
-			// meet the connection's next read; the error is ctx's, not
-			// the i/o timeout it caused.
-			inStep = false
-			if err != nil {
-				err = fmt.Errorf("%w (%v)", context.Cause(ctx), err)
+	// the exchange too; one that cannot be cancelled needs no watch.
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(time.Unix(1, 0)) })
+		defer func() {
+			if !stop() {
+				// ctx ended: its deadline, set now or about to be, must
+				// not meet the connection's next read; the error is
+				// ctx's, not the i/o timeout it caused.
+				inStep = false
+				if err != nil {
+					err = fmt.Errorf("%w (%v)", context.Cause(ctx), err)
+				}
 			}
-		}
-	}()
-	_ = c.nc.SetWriteDeadline(wd)
+		}()
+	}
 	if _, err := c.nc.Write(sc.out); err != nil {
 		return false, err
 	}
-	_ = c.nc.SetReadDeadline(rdl)
-	sc.arena, sc.spans = sc.arena[:0], sc.spans[:0]
+	// The replies are read into sc.arena, which the connection holds only
+	// for this exchange.
+	c.rd.reset(sc.arena)
+	defer func() {
+		sc.arena = c.rd.buf[:c.rd.end]
+		if c.rd.pos != c.rd.end {
+			// Bytes no command asked for: the connection is out of step.
+			inStep = false
+		}
+		c.rd.reset(nil)
+	}()
+	sc.spans = sc.spans[:0]
 	sc.off, sc.errs = append(sc.off[:0], 0), sc.errs[:0]
 	var replyErr error
 	for range cmds {
 		var e error
-		sc.arena, sc.spans, e = readFlat(c.rd, sc.arena, sc.spans)
-		var re *replyError
-		switch {
-		case e == nil:
-		case errors.As(e, &re):
+		sc.spans, e = readFlat(&c.rd, sc.spans)
+		if e != nil {
+			// errors.AsType, unlike errors.As with a variable of the
+			// loop's, allocates nothing per reply.
+			re, ok := errors.AsType[*replyError](e)
+			if !ok {
+				return false, e
+			}
 			if !re.hasPrefix(codeWrongType) && replyErr == nil {
 				replyErr = re
 			}
-		default:
-			return false, e
 		}
 		sc.off = append(sc.off, len(sc.spans))
 		sc.errs = append(sc.errs, e)

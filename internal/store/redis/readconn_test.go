@@ -1,11 +1,11 @@
 package redis
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -185,16 +185,16 @@ func FuzzReadFlat(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		var (
-			arena []byte
-			spans []span
-			err   error
-		)
-		rd := bufio.NewReaderSize(bytes.NewReader(raw), 16)
-		arena, spans, err = readFlat(rd, arena, spans)
+		// Reads of at most 7 bytes, into a buffer of 3 grown 3 bytes at
+		// least, cut elements anywhere and make the buffer grow while a
+		// reply is read.
+		rd := respReader{r: &chunkReader{b: raw, n: 7}, room: 3}
+		rd.reset(make([]byte, 0, 3))
+		spans, err := readFlat(&rd, nil)
 		if err != nil {
 			return
 		}
+		arena := rd.buf[:rd.end]
 		want, werr := appendFlat(nil, raw[:replyLength(t, raw, len(spans))])
 		if werr != nil {
 			t.Fatalf("readFlat read %d elements of %q; appendFlat: %v", len(spans), raw, werr)
@@ -211,6 +211,21 @@ func FuzzReadFlat(f *testing.F) {
 			}
 		}
 	})
+}
+
+// chunkReader reads b at most n bytes at a time.
+type chunkReader struct {
+	b []byte
+	n int
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	k := copy(p[:min(len(p), r.n)], r.b)
+	r.b = r.b[k:]
+	return k, nil
 }
 
 // replyLength returns the length of the first reply of raw, an array of n

@@ -31,18 +31,19 @@ func appendField(b []byte, v any, observedAt time.Time) ([]byte, error) {
 // observed-at is corrupt).
 func decodeField(b []byte, t feature.Type) (store.Cell, error) {
 	var c store.Cell
-	err := decodeFieldInto(&c, b, t)
+	err := decodeFieldInto(&c, b, t, nil)
 	return c, err
 }
 
 // decodeFieldInto is decodeField into *c, a cleared cell, which it leaves
-// as it is on an error.
-func decodeFieldInto(c *store.Cell, b []byte, t feature.Type) error {
+// as it is on an error, with the bytes of its strings from strs (see
+// feature.DecodeValueOfIn).
+func decodeFieldInto(c *store.Cell, b []byte, t feature.Type, strs *feature.StringAlloc) error {
 	if len(b) <= observedAtLen {
 		return fmt.Errorf("%w: %d bytes, too short for a field", feature.ErrCorrupt, len(b))
 	}
 	micros := int64(binary.BigEndian.Uint64(b) ^ signBit)
-	v, err := feature.DecodeValueOf(b[observedAtLen:], t)
+	v, err := feature.DecodeValueOfIn(b[observedAtLen:], t, strs)
 	if err != nil {
 		return err
 	}
