@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
-	"math/bits"
 	"net/http"
 	"slices"
 	"strconv"
@@ -387,16 +386,15 @@ func writeRecordBatch(sink *byteSink, mem memory.Allocator, rec arrow.RecordBatc
 // layout but for its two metadata values, the errors and meta texts. An
 // encoder keeps it as a template: the message arrow-go writes for values
 // of placeholder bytes, from which an answer's message is a copy with its
-// own texts written over the placeholders. A flatbuffer string is its
-// length, its bytes and a NUL: a text shorter than its placeholder leaves
-// zeros after its NUL, which no offset points to. The placeholders' sizes
-// are powers of two (schemaClass), so that a text wastes less than its own
-// length, and a layout needs few templates.
+// own texts written over the placeholders. A template is made for the
+// texts' exact lengths, so that the message is byte for byte the size
+// arrow-go would write: an answer without errors has errors "[]", and its
+// meta text differs in length only by the digits of its duration, so a
+// layout's answers need few templates, kept up to maxSchemaTemplates.
 const (
-	minSchemaClass = 32
 	maxSchemaClass = 64 << 10
 	// maxSchemaTemplates bounds an encoder's templates: a layout whose
-	// answers take more sizes makes new ones in turn.
+	// answers take more lengths makes new ones in turn.
 	maxSchemaTemplates = 8
 )
 
@@ -418,13 +416,14 @@ type schemaTemplate struct {
 	errAt, metaAt int
 }
 
-// schemaClass returns the placeholder size holding n bytes, or 0 when n
-// is over maxSchemaClass.
+// schemaClass returns the placeholder size for a text of n bytes: n, or 1
+// for an empty text (a placeholder must have bytes to be found), or 0 when
+// n is over maxSchemaClass.
 func schemaClass(n int) int {
 	if n > maxSchemaClass {
 		return 0
 	}
-	return max(minSchemaClass, 1<<bits.Len(uint(max(n, 1)-1)))
+	return max(n, 1)
 }
 
 // writeSchema writes the stream's schema message: e's fields, and errs and
