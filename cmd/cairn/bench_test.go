@@ -28,7 +28,7 @@ var cpuColumn = regexp.MustCompile(`(?m)^\| (\([a-i]\))[^|]*(?:\|[^|]*){8}\| (\d
 
 // tailRow matches the row of (a) in the table of where the tail comes
 // from, with its server's runtime statistics.
-var tailRow = regexp.MustCompile(`(?m)^\| \(a\) HTTP[^|]*\| [\d.]+ \| \d+ / \d+ / \d+ \| \d+ \| \d+ \| (?:\d+ / \d+|n/a) \| \d+ / \d+ / \d+ \| \d+ \| \d+ \|$`)
+var tailRow = regexp.MustCompile(`(?m)^\| \(a\) HTTP[^|]*\| [\d.]+ \| \d+ / \d+ / \d+ \| \d+ \| \d+ \| (?:\d+ / \d+|n/a) \| \d+ \| \d+ / \d+ / \d+ \| \d+ \| \d+ \| \d+ \|$`)
 
 // isUint reports whether s is a decimal number.
 func isUint(s string) bool { _, err := strconv.ParseUint(s, 10, 64); return err == nil }
@@ -171,7 +171,7 @@ func TestBenchRedis(t *testing.T) {
 	}
 	// Where the tail comes from: (a)'s server answered with its runtime
 	// statistics, the floor has none; the load generator's for both.
-	if !tailRow.MatchString(report) || !regexp.MustCompile(`(?m)^\| \(b\) floor[^|]*\| [\d.]+ \| n/a \| n/a \| n/a \| n/a \| \d+ / \d+ / \d+ \|`).MatchString(report) {
+	if !tailRow.MatchString(report) || !regexp.MustCompile(`(?m)^\| \(b\) floor[^|]*\| [\d.]+ \| n/a \| n/a \| n/a \| n/a \| n/a \| \d+ / \d+ / \d+ \| \d+ \| \d+ \| \d+ \|$`).MatchString(report) {
 		t.Errorf("no runtime statistics of (a)'s server and of the load generator:\n%s", report)
 	}
 	// Both paths are measured at the rate the search found. That rate is

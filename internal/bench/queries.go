@@ -468,11 +468,16 @@ func MeasureQueries(ctx context.Context, o Options) error {
 				srvBefore, srvErr = p.cpuServer.runtime(ctx)
 				before, okBefore = processTicks(fmt.Sprintf("/proc/%d/stat", p.cpuServer.pid()))
 			}
-			genBefore := ReadRuntime()
+			serverPID := 0
+			if p.cpuServer != nil {
+				serverPID = p.cpuServer.pid()
+			}
+			genBefore, queueBefore := ReadRuntime(), startQueue(serverPID)
 			res, err := Run(ctx, load(rate, o.Slice), p.target)
 			if err != nil {
 				return err
 			}
+			p.tail.addQueue(queueBefore, serverPID)
 			p.tail.gen.add(ReadRuntime().sub(genBefore))
 			if p.cpuServer != nil {
 				after, okAfter = processTicks(fmt.Sprintf("/proc/%d/stat", p.cpuServer.pid()))

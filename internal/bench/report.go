@@ -410,8 +410,9 @@ func printMetrics(w io.Writer, b *setup, meds []Summary) {
 func printTail(w io.Writer, b *setup, meds []Summary) {
 	fmt.Fprint(w, "Where the tail comes from, over each path's own slices (runtime/metrics of the query server process answering it, asked before and after each slice, and of the load generator's process): ")
 	fmt.Fprint(w, "*runnable wait* is how long goroutines waited, runnable, for a CPU (/sched/latencies:seconds): a request waits as long as the goroutines it goes through, in the load generator (sending, reading the answer) and in the server; ")
-	fmt.Fprint(w, "*GC* is the collector's cycles and stop-the-world pauses (/sched/pauses/total/gc:seconds), whose marking between pauses also takes CPU from the requests. Times in µs, the upper bound of the runtime's histogram bucket.\n\n")
-	fmt.Fprint(w, "| path | p99 (ms) | server runnable wait p99 / p99.9 / max | server waits ≥ 1 ms | server GC cycles | server GC pause p99 / max | load generator runnable wait p99 / p99.9 / max | load generator waits ≥ 1 ms | load generator GC cycles |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	fmt.Fprint(w, "*GC* is the collector's cycles and stop-the-world pauses (/sched/pauses/total/gc:seconds), whose marking between pauses also takes CPU from the requests. Times in µs, the upper bound of the runtime's histogram bucket. ")
+	fmt.Fprint(w, "*Run queue* is the kernel's side: how long the process's threads waited, runnable, for a CPU that another thread or process held (the second field of /proc/PID/task/*/schedstat), summed over the path's slices and divided by their queries: the Go runtime does not see it.\n\n")
+	fmt.Fprint(w, "| path | p99 (ms) | server runnable wait p99 / p99.9 / max | server waits ≥ 1 ms | server GC cycles | server GC pause p99 / max | server run queue per query (µs) | load generator runnable wait p99 / p99.9 / max | load generator waits ≥ 1 ms | load generator GC cycles | load generator run queue per query (µs) |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for i, p := range b.paths {
 		srvWait, srvLong, srvGC, srvPause := "n/a", "n/a", "n/a", "n/a"
 		if t := p.tail; t.serverOK {
@@ -420,9 +421,15 @@ func printTail(w io.Writer, b *setup, meds []Summary) {
 			srvGC = fmt.Sprint(t.server.GCCycles)
 			srvPause = quantiles(t.server.GCPauses, 0.99, 1)
 		}
-		g := p.tail.gen
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %d | %d |\n", p.label, fmtMS(meds[i].P99), srvWait, srvLong, srvGC, srvPause,
-			quantiles(g.Sched, 0.99, 0.999, 1), g.Sched.above(time.Millisecond), g.GCCycles)
+		g, t := p.tail.gen, p.tail
+		queries := 0
+		for _, r := range p.rounds {
+			queries += r.Count
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %d | %d | %s |\n", p.label, fmtMS(meds[i].P99), srvWait, srvLong, srvGC, srvPause,
+			queuePerQuery(t.serverQueue, t.serverQueueBad, t.queueSlices, queries),
+			quantiles(g.Sched, 0.99, 0.999, 1), g.Sched.above(time.Millisecond), g.GCCycles,
+			queuePerQuery(t.genQueue, t.genQueueBad, t.queueSlices, queries))
 	}
 	for _, p := range b.paths {
 		if p.tail.serverErr != nil {
@@ -432,7 +439,7 @@ func printTail(w io.Writer, b *setup, meds []Summary) {
 	if b.server == nil {
 		fmt.Fprint(w, "\nWith --in-process the query server's goroutines are the load generator's process's: its figures are in the load generator's columns.\n")
 	}
-	fmt.Fprint(w, "\nRead it so: a path whose p99 is far above the floor's, with runnable waits of the same order in its server or in the load generator, lost its tail waiting for a CPU (the machine, not the code); GC cycles with long pauses point at the collector; neither points at the work itself (CPU per query, above).\n\n")
+	fmt.Fprint(w, "\nRead it so: a path whose p99 is far above the floor's, with runnable waits of the same order in its server or in the load generator, or much time in the run queue, lost its tail waiting for a CPU (the machine, not the code); GC cycles with long pauses point at the collector; neither points at the work itself (CPU per query, above).\n\n")
 }
 
 // quantiles formats quantiles qs of h in microseconds, separated by

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"runtime/metrics"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -246,6 +248,94 @@ type tailStats struct {
 	server, gen RuntimeStats
 	// serverErr is the first error asking the server.
 	serverErr error
+	// serverQueue and genQueue are how long the threads of the server
+	// and of the load generator waited in the kernel's run queues over
+	// the path's slices (runQueueWait), queueSlices the slices they cover;
+	// serverQueueBad and genQueueBad are set when a read failed (no
+	// server, not Linux): the figure then covers some slices only.
+	serverQueue, genQueue       time.Duration
+	queueSlices                 int
+	serverQueueBad, genQueueBad bool
+}
+
+// runQueueWait returns how long the threads of process pid (0: this one)
+// have waited in the kernel's run queues, runnable but not running, since
+// they started: the sum over /proc/PID/task/*/schedstat of its second
+// field (nanoseconds). The Go runtime's /sched/latencies:seconds sees a
+// goroutine waiting for a thread of its own process; this sees a thread
+// waiting for a CPU, which another process may hold. False elsewhere than
+// on Linux, or without schedstats.
+func runQueueWait(pid int) (time.Duration, bool) {
+	dir := "/proc/self/task"
+	if pid != 0 {
+		dir = fmt.Sprintf("/proc/%d/task", pid)
+	}
+	tasks, err := os.ReadDir(dir)
+	if err != nil || len(tasks) == 0 {
+		return 0, false
+	}
+	var sum time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(dir + "/" + t.Name() + "/schedstat")
+		if err != nil {
+			continue // the thread exited meanwhile
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 2 {
+			return 0, false
+		}
+		ns, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		sum += time.Duration(ns)
+	}
+	return sum, true
+}
+
+// queueSpan is a read of the run-queue waits of a path's server (when it
+// has one) and of the load generator, before a slice.
+type queueSpan struct {
+	server, gen     time.Duration
+	serverOK, genOK bool
+}
+
+// startQueue reads the run-queue waits before a slice; serverPID is 0
+// for a path without a query server process.
+func startQueue(serverPID int) queueSpan {
+	var q queueSpan
+	if serverPID != 0 {
+		q.server, q.serverOK = runQueueWait(serverPID)
+	}
+	q.gen, q.genOK = runQueueWait(0)
+	return q
+}
+
+// addQueue adds the run-queue waits since q to t. A thread that exited
+// during the slice takes its wait along; the difference is then counted
+// as none rather than negative.
+func (t *tailStats) addQueue(q queueSpan, serverPID int) {
+	after := startQueue(serverPID)
+	t.queueSlices++
+	if q.serverOK && after.serverOK {
+		t.serverQueue += max(0, after.server-q.server)
+	} else {
+		t.serverQueueBad = true
+	}
+	if q.genOK && after.genOK {
+		t.genQueue += max(0, after.gen-q.gen)
+	} else {
+		t.genQueueBad = true
+	}
+}
+
+// queuePerQuery formats a run-queue wait over a path's slices per query
+// of them, in µs, or "n/a".
+func queuePerQuery(d time.Duration, bad bool, slices, queries int) string {
+	if bad || slices == 0 || queries == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.0f", float64(d)/float64(time.Microsecond)/float64(queries))
 }
 
 // addServer adds to t the server's statistics since before, which were

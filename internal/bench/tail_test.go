@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"io"
 	"math"
+	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -158,4 +160,41 @@ func FuzzParseRuntimeAnswer(f *testing.F) {
 		_ = quantiles(sum.GCPauses, 0.99, 1)
 		_ = sum.Sched.above(time.Millisecond)
 	})
+}
+
+// The kernel's run-queue wait of this process grows while it has more
+// threads wanting a CPU than there are CPUs, and a process that does not
+// exist has none.
+func TestRunQueueWait(t *testing.T) {
+	before, ok := runQueueWait(0)
+	if !ok {
+		t.Skip("no /proc/self/task/*/schedstat here")
+	}
+	if d, ok := runQueueWait(os.Getpid()); !ok || d < before {
+		t.Fatalf("by pid: %v %v, want at least %v", d, ok, before)
+	}
+	// Twice as many spinning threads as CPUs, each with a P of its own:
+	// half of them wait for the kernel.
+	n := 2 * runtime.NumCPU()
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(n))
+	stop := time.Now().Add(300 * time.Millisecond)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			for time.Now().Before(stop) {
+			}
+		}()
+	}
+	wg.Wait()
+	after, ok := runQueueWait(0)
+	if !ok || after-before < 50*time.Millisecond {
+		t.Errorf("run-queue wait grew by %v (%v) over 300 ms of %d threads spinning on %d CPUs, want 50 ms or more", after-before, ok, n, runtime.NumCPU())
+	}
+	if _, ok := runQueueWait(1 << 30); ok {
+		t.Error("a process that does not exist has a run-queue wait")
+	}
 }
