@@ -223,8 +223,9 @@ func TestRunClosesConnectionsAtShutdownTimeout(t *testing.T) {
 }
 
 // Whatever bytes a client sends, the server answers with the route's
-// answer or an error in the API's shape, or hangs up; it never panics and
-// never hands the route a request other than the one sent.
+// answer or an error in the API's shape, or hangs up, within 2 s (its
+// timeouts are 50 ms here); it never panics and never hands the route a
+// request other than the one sent.
 func FuzzServeRequest(f *testing.F) {
 	for _, seed := range []string{
 		"POST /v1/query/online HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
@@ -250,6 +251,12 @@ func FuzzServeRequest(f *testing.F) {
 		_ = json.NewEncoder(w).Encode(map[string]any{"method": r.Method, "path": r.URL.Path, "len": len(b)})
 	}), quiet(), &connSet{})
 	f.Fuzz(func(t *testing.T, raw []byte) {
+		start := time.Now()
+		defer func() {
+			if d := time.Since(start); d > 2*time.Second {
+				t.Fatalf("the exchange took %v", d)
+			}
+		}()
 		client, server := net.Pipe()
 		served := make(chan struct{})
 		go func() { _ = hs.ServeConn(server); close(served) }()
