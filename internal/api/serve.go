@@ -57,11 +57,10 @@ func newFastServer(cfg Config, h http.Handler, log *slog.Logger, conns *connSet)
 		// The handlers see one byte over the limit and answer 413
 		// themselves, after authentication; a body larger still is
 		// answered 413 by requestError before any handler runs.
-		DisablePreParseMultipartForm:  true,
-		NoDefaultServerHeader:         true,
-		NoDefaultContentType:          true,
-		DisableHeaderNamesNormalizing: false,
-		CloseOnShutdown:               true,
+		DisablePreParseMultipartForm: true,
+		NoDefaultServerHeader:        true,
+		NoDefaultContentType:         true,
+		CloseOnShutdown:              true,
 		// Request headers carry API keys: fasthttp's errors must not
 		// quote them.
 		SecureErrorLogMessage: true,
@@ -252,22 +251,21 @@ func (w *fastWriter) finish() {
 	}
 }
 
-// panicked answers a request whose handler panicked as net/http does: the
-// panic is logged (at debug level: a client may cause it), and the
-// connection closed; an answer not yet begun is a 500.
+// panicked answers a request whose handler panicked: 500, the connection
+// closed, the panic logged at debug level (a client may cause it; not
+// http.ErrAbortHandler, which a handler uses to give up). Nothing has
+// reached the client yet, fasthttp writing the answer once the handler
+// returns, so what the handler wrote is dropped: a client never takes a
+// cut answer for a whole one (net/http, having sent it, resets the
+// connection instead).
 func (b *bridge) panicked(ctx *fasthttp.RequestCtx, x *exchange, p any) {
+	if p != http.ErrAbortHandler {
+		b.log.Debug("api: handler panicked", "method", x.req.Method, "path", x.url.Path, "panic", fmt.Sprint(p))
+	}
+	ctx.Response.Reset()
 	ctx.SetConnectionClose()
-	if p == http.ErrAbortHandler {
-		return
-	}
-	b.log.Debug("api: handler panicked", "method", x.req.Method, "path", x.url.Path, "panic", fmt.Sprint(p))
-	if !x.w.wrote {
-		ctx.Response.Reset()
-		ctx.SetConnectionClose()
-		fw := &fastWriter{ctx: ctx, hdr: http.Header{}}
-		writeErrors(fw, http.StatusInternalServerError, errorList{{Code: CodeInternal, Category: CategoryRequest,
-			Message: "the server failed to answer the request"}})
-	}
+	writeErrors(&fastWriter{ctx: ctx, hdr: http.Header{}}, http.StatusInternalServerError, errorList{{Code: CodeInternal,
+		Category: CategoryRequest, Message: "the server failed to answer the request"}})
 }
 
 // requestError answers, in the API's error shape, a request fasthttp could

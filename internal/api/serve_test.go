@@ -110,25 +110,33 @@ func TestBridgeCarriesRequestAndAnswer(t *testing.T) {
 	}
 }
 
-// A handler that panics gets the client a JSON 500 and its connection
-// closed, as net/http does, and the server goes on serving.
+// A handler that panics, before or after writing part of its answer,
+// gets the client a JSON 500 (never the part, as if whole) and its
+// connection closed, and the server goes on serving.
 func TestBridgeRecoversPanics(t *testing.T) {
 	s := serveHandler(t, Config{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/panic" {
+		switch r.URL.Path {
+		case "/panic":
+			panic("boom")
+		case "/panic-midway":
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"data":[`)
 			panic("boom")
 		}
 		fmt.Fprint(w, "ok")
 	}))
-	resp, err := http.Get(s.URL + "/panic")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusInternalServerError || firstError(out) != CodeInternal || !resp.Close {
-		t.Errorf("a panicking handler: %d %v (closing the connection: %v), want 500 %s and the connection closed",
-			resp.StatusCode, out, resp.Close, CodeInternal)
+	for _, path := range []string{"/panic", "/panic-midway"} {
+		resp, err := http.Get(s.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusInternalServerError || firstError(out) != CodeInternal || !resp.Close {
+			t.Errorf("%s: %d %v (closing the connection: %v), want 500 %s and the connection closed",
+				path, resp.StatusCode, out, resp.Close, CodeInternal)
+		}
 	}
 	if code, _, _ := do(t, "GET", s.URL+"/ok", ""); code != http.StatusOK {
 		t.Errorf("after a panic: %d", code)
