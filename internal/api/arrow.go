@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/maphash"
-	"math"
 	"net/http"
 	"slices"
 	"strconv"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/ipc"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 
@@ -40,9 +38,8 @@ const (
 // arrowTimestamp is the Arrow type of datetimes and observed-ats.
 var arrowTimestamp = &arrow.TimestampType{Unit: arrow.Microsecond, TimeZone: "UTC"}
 
-// arrowMemory is the allocator arrow-go's IPC encoding is given. The
-// answers' arrays are made of Go memory the encoders keep (arrowColumn),
-// and encoding them without compression allocates no buffers: it is Go's.
+// arrowMemory is the allocator arrow-go's IPC encoding of schema messages
+// is given (the record batch is written without it): Go's.
 var arrowMemory = memory.DefaultAllocator
 
 // prefersArrow reports whether Accept header values prefer the Arrow
@@ -160,22 +157,21 @@ func arrowSchema(fields []arrow.Field, errs, meta string) *arrow.Schema {
 }
 
 // arrowEncoder makes the Arrow answers of one layout (the columns'
-// features, and include_meta): their fields, the record batches' schema,
-// and a column of buffers per field, all kept between answers. Each
-// answer refills the buffers, which the arrays of its record batch share
-// until it is written: making builders, or a schema, per answer cost more
-// than filling them.
+// features, and include_meta): their fields, a column of buffers per
+// field, and what writing a record batch takes, all kept between answers.
+// Each answer refills the buffers, from which its record batch is
+// written: making builders, arrays or a schema per answer cost more than
+// filling them.
 type arrowEncoder struct {
 	cols        []*feature.Feature
 	includeMeta bool
 	fields      []arrow.Field
-	// schema is the record batches' schema: fields, without the answer's
-	// metadata, which the stream's schema message carries.
-	schema  *arrow.Schema
-	columns []arrowColumn
-	arrays  []arrow.Array
+	columns     []arrowColumn
 	// templates are the layout's schema messages, by placeholder sizes.
 	templates []schemaTemplate
+	// batch is the record batch message's builder and its nodes and
+	// buffers, reused.
+	batch recordBatchWriter
 }
 
 // newArrowEncoder returns an encoder for t's layout with includeMeta.
@@ -184,7 +180,6 @@ func newArrowEncoder(t *table, includeMeta bool) *arrowEncoder {
 	for i := range t.cols {
 		e.cols = append(e.cols, t.cols[i].feature)
 	}
-	e.schema = arrow.NewSchema(e.fields, nil)
 	e.columns = make([]arrowColumn, len(e.fields))
 	for i := range t.cols {
 		e.columns[i].init(t.cols[i].feature.Type)
@@ -192,7 +187,6 @@ func newArrowEncoder(t *table, includeMeta bool) *arrowEncoder {
 	for i := len(t.cols); i < len(e.fields); i++ {
 		e.columns[i].init(feature.Type{Kind: feature.KindDatetime})
 	}
-	e.arrays = make([]arrow.Array, len(e.fields))
 	return e
 }
 
@@ -300,10 +294,11 @@ func (s *Server) writeArrow(w http.ResponseWriter, a *answer, qr *query.Request)
 	})
 }
 
-// appendArrow writes a's Arrow IPC stream, laid out as qr's table, to sink,
-// the IPC writer's buffers allocated from mem and freed before it returns.
-// Each column is filled by one loop over its rows, typed by the column's
-// feature type, into the buffers its array is then made of.
+// appendArrow writes a's Arrow IPC stream, laid out as qr's table, to sink:
+// the schema message (from a template of the layout's, arrow-go's buffers
+// allocated from mem and freed before it returns), then the record batch
+// message and its body, written straight from the columns' buffers
+// (writeRecordBatch), then the end of stream marker.
 func appendArrow(sink *byteSink, mem memory.Allocator, a *answer, qr *query.Request) error {
 	t, err := newTable(qr, a.res)
 	if err != nil {
@@ -314,11 +309,30 @@ func appendArrow(sink *byteSink, mem memory.Allocator, a *answer, qr *query.Requ
 		return err
 	}
 	e, layout := getEncoder(t, a.includeMeta)
+	if err := e.fill(t); err != nil {
+		return err
+	}
+	err = e.writeSchema(sink, mem, errs, meta)
+	if err == nil {
+		err = e.writeRecordBatch(sink, t.rows)
+	}
+	if err == nil {
+		sink.b = append(sink.b, arrowEOS[:]...)
+	}
+	putEncoder(e, layout)
+	return err
+}
+
+// fill fills e's columns with t's values: each column by one loop over its
+// rows, typed by the column's feature type, then with include_meta the
+// observed-at columns.
+func (e *arrowEncoder) fill(t *table) error {
 	for ci := range t.cols {
 		c := &t.cols[ci]
 		col := &e.columns[ci]
 		col.reset()
 		var i int
+		var err error
 		if c.key {
 			i, err = col.fillKeys(c.g.Keys, c.feature.Type)
 		} else {
@@ -328,7 +342,7 @@ func appendArrow(sink *byteSink, mem memory.Allocator, a *answer, qr *query.Requ
 			return fmt.Errorf("%s of %q: %w", c.feature.FQN, c.g.Keys[i], err)
 		}
 	}
-	if a.includeMeta {
+	if e.includeMeta {
 		ti := len(t.cols)
 		for ci := range t.cols {
 			if c := &t.cols[ci]; !c.key {
@@ -338,49 +352,11 @@ func appendArrow(sink *byteSink, mem memory.Allocator, a *answer, qr *query.Requ
 			}
 		}
 	}
-	for i := range e.columns {
-		d, err := e.columns[i].arrayData()
-		if err != nil {
-			for _, arr := range e.arrays[:i] {
-				arr.Release()
-			}
-			return fmt.Errorf("%s: %w", e.fields[i].Name, err)
-		}
-		e.arrays[i] = array.MakeFromData(d)
-		d.Release()
-	}
-	rec := array.NewRecordBatch(e.schema, e.arrays, int64(t.rows))
-	for i, arr := range e.arrays {
-		arr.Release()
-		e.arrays[i] = nil
-	}
-	err = e.writeSchema(sink, mem, errs, meta)
-	if err == nil {
-		err = writeRecordBatch(sink, mem, rec)
-	}
-	rec.Release()
-	// The record batch is written and released: its arrays no longer
-	// share the encoder's buffers.
-	putEncoder(e, layout)
-	return err
+	return nil
 }
 
 // arrowEOS is the end of stream marker of an Arrow IPC stream.
 var arrowEOS = [8]byte{0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0}
-
-// writeRecordBatch writes rec's message and the end of stream marker.
-func writeRecordBatch(sink *byteSink, mem memory.Allocator, rec arrow.RecordBatch) error {
-	p, err := ipc.GetRecordBatchPayload(rec, ipc.WithAllocator(mem))
-	if err != nil {
-		return err
-	}
-	defer p.Release()
-	if _, err := p.WritePayload(sink); err != nil {
-		return err
-	}
-	sink.b = append(sink.b, arrowEOS[:]...)
-	return nil
-}
 
 // The schema message of an Arrow answer is the same for every answer of a
 // layout but for its two metadata values, the errors and meta texts. An
@@ -524,17 +500,11 @@ type arrowColumn struct {
 	offs     []int32   // string, bytes, JSON and list offsets: n+1 of them
 	data     []byte    // string, bytes and JSON values
 	child    *arrowColumn
-	// bufs and children are the headers handed to the array, reused.
-	bufs     [3]*memory.Buffer
-	children [1]arrow.ArrayData
 }
 
 // init makes c a column of type t.
 func (c *arrowColumn) init(t feature.Type) {
 	c.typ, c.dt = t, arrowType(t)
-	for i := range c.bufs {
-		c.bufs[i] = memory.NewBufferBytes(nil)
-	}
 	if t.Kind == feature.KindList {
 		c.child = new(arrowColumn)
 		c.child.init(*t.Elem)
@@ -856,49 +826,4 @@ func (c *arrowColumn) fillKeys(keys []string, t feature.Type) (int, error) {
 		c.valued()
 	}
 	return 0, nil
-}
-
-// arrayData returns the array data of c's values, sharing c's buffers: it
-// must be released before c is reset. It fails when c holds more bytes
-// than the type's 32-bit offsets reach.
-func (c *arrowColumn) arrayData() (arrow.ArrayData, error) {
-	if len(c.data) > math.MaxInt32 {
-		return nil, fmt.Errorf("%d bytes of values, over the %d an Arrow %s holds", len(c.data), math.MaxInt32, c.dt)
-	}
-	c.bufs[0].Reset(c.valid)
-	bufs := c.bufs[:2]
-	var children []arrow.ArrayData
-	switch c.typ.Kind {
-	case feature.KindInt, feature.KindDatetime:
-		c.bufs[1].Reset(arrow.Int64Traits.CastToBytes(c.i64))
-	case feature.KindFloat:
-		c.bufs[1].Reset(arrow.Float64Traits.CastToBytes(c.f64))
-	case feature.KindBool:
-		c.bufs[1].Reset(c.bits)
-	case feature.KindString, feature.KindBytes, feature.KindJSON:
-		c.bufs[1].Reset(arrow.Int32Traits.CastToBytes(c.offs))
-		c.bufs[2].Reset(c.data)
-		bufs = c.bufs[:3]
-	case feature.KindList:
-		c.bufs[1].Reset(arrow.Int32Traits.CastToBytes(c.offs))
-		d, err := c.child.arrayData()
-		if err != nil {
-			return nil, err
-		}
-		c.children[0] = d
-		children = c.children[:]
-	case feature.KindVector:
-		bufs = c.bufs[:1]
-		c.bufs[1].Reset(arrow.Float32Traits.CastToBytes(c.f32))
-		vals := array.NewData(arrow.PrimitiveTypes.Float32, len(c.f32), []*memory.Buffer{nil, c.bufs[1]}, nil, 0, 0)
-		c.children[0] = vals
-		children = c.children[:]
-	}
-	d := array.NewData(c.dt, c.n, bufs, children, c.nulls, 0)
-	if children != nil {
-		// d holds the child, and the slice: both stay as they are until
-		// d is released.
-		children[0].Release()
-	}
-	return d, nil
 }
