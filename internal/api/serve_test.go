@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/cairnfs/cairn/internal/sockio"
 	"io"
 	"net"
 	"net/http"
@@ -26,16 +25,14 @@ func serveTest(t *testing.T, srv *Server) testServer {
 }
 
 // serveHandler serves h with the server of Run and cfg until the test
-// ends, on connections read and written as `cairn serve`'s are (package
-// sockio).
+// ends.
 func serveHandler(t *testing.T, cfg Config, h http.Handler) testServer {
 	t.Helper()
 	cfg.EnsureDefaults()
-	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := sockio.Listener{Listener: tl}
 	var conns connSet
 	hs := newFastServer(cfg, h, quiet(), &conns)
 	go func() { _ = hs.Serve(ln) }()
