@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"github.com/cairnfs/cairn/internal/sockio"
 	"net"
 	"net/http"
 	"sync/atomic"
@@ -84,7 +83,6 @@ func (h *httpPath) post(ctx context.Context, check func(status int, contentType 
 		if err != nil {
 			return fmt.Errorf("connect to the query server: %w", err)
 		}
-		conn = sockio.Wrap(conn)
 		if h.tls != nil {
 			tc := tls.Client(conn, h.tls)
 			hctx, cancel := context.WithTimeout(ctx, httpTimeout)

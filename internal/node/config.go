@@ -150,9 +150,6 @@ type Config struct {
 	// ShutdownTimeout bounds in-flight requests and the writer's last batch
 	// at stop (CAIRN_SHUTDOWN_TIMEOUT). Default 30s.
 	ShutdownTimeout time.Duration
-	// RawSocketIO serves the API's connections through package sockio
-	// (CAIRN_RAW_SOCKET_IO). Default: true.
-	RawSocketIO bool
 }
 
 // MetricsConfig is a process's part of the query-metrics pipeline.
@@ -210,7 +207,6 @@ func Load(role Role, env *config.Env, f Flags) (*Config, error) {
 		}
 	}
 	c.ShutdownTimeout = env.Duration("CAIRN_SHUTDOWN_TIMEOUT")
-	c.RawSocketIO = env.Bool("CAIRN_RAW_SOCKET_IO")
 	mib := env.Int("CAIRN_GC_HEAP_FLOOR_MIB")
 	if mib < 0 || mib > 1<<20 {
 		add(fmt.Errorf("CAIRN_GC_HEAP_FLOOR_MIB=%d: want 0 (off) to 1048576", mib))
@@ -695,7 +691,6 @@ func redisConfig(env *config.Env, uri string, named bool) (redis.Config, error) 
 	cfg.ReadTimeout = env.Duration("CAIRN_REDIS_READ_TIMEOUT")
 	cfg.WriteTimeout = env.Duration("CAIRN_REDIS_WRITE_TIMEOUT")
 	cfg.MaxRetries = env.Int("CAIRN_REDIS_MAX_RETRIES")
-	cfg.RawSocketIO = env.Bool("CAIRN_RAW_SOCKET_IO")
 	if uriErr != nil {
 		return cfg, uriErr
 	}

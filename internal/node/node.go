@@ -49,7 +49,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/cairnfs/cairn/internal/sockio"
 	"log/slog"
 	"net"
 	"net/http"
@@ -612,9 +611,6 @@ func (p *process) listen() (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
-	}
-	if p.cfg.RawSocketIO {
-		ln = sockio.Listener{Listener: ln}
 	}
 	if p.cert != nil {
 		ln = p.cert.Listener(ln)

@@ -73,12 +73,6 @@ type Config struct {
 	// the error is returned. Every request the store sends is safe to
 	// repeat. Environment: CAIRN_REDIS_MAX_RETRIES. Default: 2.
 	MaxRetries int
-
-	// RawSocketIO reads and writes the read connections (readconn.go) with
-	// system calls the Go runtime does not account (package sockio), so
-	// that a read after an idle spell does not wake the runtime's monitor
-	// thread. Environment: CAIRN_RAW_SOCKET_IO. Default: true.
-	RawSocketIO bool
 }
 
 // Defaults of the Config fields (see each field).
@@ -112,7 +106,6 @@ func DefaultConfig() Config {
 		ReadTimeout:  DefaultReadTimeout,
 		WriteTimeout: DefaultWriteTimeout,
 		MaxRetries:   DefaultMaxRetries,
-		RawSocketIO:  true,
 	}
 }
 

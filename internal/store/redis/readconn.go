@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/cairnfs/cairn/internal/sockio"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -141,9 +140,6 @@ func (p *readPool) dial(ctx context.Context) (*readConn, error) {
 	nc, err := d.DialContext(ctx, "tcp", p.cfg.Addr)
 	if err != nil {
 		return nil, err
-	}
-	if p.cfg.RawSocketIO {
-		nc = sockio.Wrap(nc)
 	}
 	if p.tls != nil {
 		tc := tls.Client(nc, p.tls)
