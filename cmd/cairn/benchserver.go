@@ -31,8 +31,11 @@ const benchServerChild = bench.ServerChildEnv
 func runBenchServer(ctx context.Context, args []string, env *config.Env, stdout, stderr io.Writer) error {
 	fs := newFlagSet(bench.ServerCommand, stderr)
 	var store, logLevel, cpuProfile, memProfile, resolver, brokers string
-	var features int
+	var features, ask int
+	var relay bool
 	fs.StringVar(&store, "store", "", "online store URI")
+	fs.BoolVar(&relay, "relay", false, "serve path (r) instead of a query server: a bare HTTP relay making the floor's Redis reads (see package bench)")
+	fs.IntVar(&ask, "ask", 0, "with --relay, the features each read asks for, the first of the namespace (0: all of them)")
 	fs.IntVar(&features, "features", 50, "features of namespace bench")
 	fs.StringVar(&logLevel, "log-level", "warn", "log level")
 	fs.StringVar(&resolver, "resolver", "", "compute the last 10 features on every query with a resolver of this kind: http (calling $"+bench.ResolverURLEnv+") or sql (on the PostgreSQL $"+bench.ResolverDSNEnv+" names); none by default")
@@ -42,6 +45,15 @@ func runBenchServer(ctx context.Context, args []string, env *config.Env, stdout,
 	fs.StringVar(&memProfile, "memprofile", "", "write a heap profile of the server to this file when it stops")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if relay {
+		// The knobs are read as the query server reads them: the same
+		// Redis connections, the same heap floor.
+		cfg, err := loadBenchServer(env, store, features, bench.NoResolver, "")
+		if err != nil {
+			return err
+		}
+		return bench.RunRelay(ctx, bench.RelayConfig{Redis: cfg.Store.Redis, Features: features, Ask: ask, GCHeapFloor: cfg.GCHeapFloor}, os.Stdin, stdout)
 	}
 	log, err := newLogger(stderr, logLevel)
 	if err != nil {
