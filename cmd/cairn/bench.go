@@ -75,7 +75,11 @@ process for the run, with the topics cairn dev creates, receives its
 query metrics, one record per CAIRN_METRICS_INTERVAL, so that its
 aggregator and producer run as in cairn serve; the report gives (a)'s
 and (i)'s server CPU per query, their difference, and the records the
-broker received and the queries they count.
+broker received and the queries they count. With --relay, one more: (r)
+the floor's read, made by a bare HTTP relay in a process of its own
+(cairn bench-server --relay: a fasthttp handler making (b)'s read, no
+query engine); (a) against (r) is cairn's work in the query server, (r)
+against (b) the process hop over HTTP.
 
 A Redis URI without a prefix parameter gets a fresh prefix, whose keys are
 deleted afterwards; with one, the keys are left. Embedded and DynamoDB
@@ -108,6 +112,7 @@ func registerBenchFlags(fs *flag.FlagSet, o *bench.Options, env *config.Env) {
 	fs.BoolVar(&o.Resolvers, "resolvers", o.Resolvers, "also measure, side by side, the last 10 features computed on every query by an http resolver (e) and by a sql resolver (f), each in a query server process of its own; needs --pg-dsn")
 	fs.BoolVar(&o.Formats, "formats", o.Formats, "also measure, side by side on the same query server, the columnar JSON (g) and Arrow (h) answers of the same queries, with the server CPU per query and the size of each form; not with --security or --resolvers")
 	fs.BoolVar(&o.Metrics, "metrics", o.Metrics, "also measure, side by side, (i): a second query server process as (a)'s but sending its query metrics, aggregated as `cairn serve` does, to a Kafka broker started in this process for the run; the report gives both servers' CPU per query and the metrics records the broker received")
+	fs.BoolVar(&o.Relay, "relay", o.Relay, "also measure, side by side, (r): the floor's read (b) made by a bare HTTP relay in a process of its own, to tell the process hop from cairn's work in (a); needs a single Redis or Valkey server, not with --in-process")
 	fs.IntVar(&o.ServerProcs, "server-procs", o.ServerProcs, "GOMAXPROCS of the query server processes (0: Go's default; with --pin, the CPUs they are pinned to)")
 	fs.BoolVar(&o.Pin, "pin", o.Pin, "for the rounds, pin this process (load generator, floor client, broker) to the first CPU it may use, with GOMAXPROCS 1, and the query server processes to the others (Linux)")
 	fs.StringVar(&o.PGDSN, "pg-dsn", o.PGDSN, "with --resolvers, the PostgreSQL the sql resolver queries (postgres://user:pass@host:port/db); the bench creates or replaces table "+bench.ResolvedTable+" in it")

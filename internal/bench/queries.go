@@ -129,6 +129,13 @@ type Options struct {
 	// query metrics aggregator runs as in `cairn serve` (--metrics; see
 	// metrics.go). Default: false.
 	Metrics bool
+	// Relay adds path (r): the floor's read, (b), made by a minimal HTTP
+	// relay in a process of its own, so that (a) against (r) shows what
+	// cairn's work in the query server adds, and (r) against (b) what the
+	// extra process hop does (--relay; see relay.go). Needs a single
+	// Redis or Valkey server (not a cluster); not with InProcess.
+	// Default: false.
+	Relay bool
 	// Kafka names, with Metrics, the topics created on the run's broker
 	// (PersistTopic, MetricsTopic, DeadLetterTopic: the
 	// CAIRN_KAFKA_*_TOPIC knobs); its other fields are not used. Default:
@@ -285,6 +292,16 @@ func (o *Options) Validate() error {
 	}
 	if o.Metrics && o.InProcess {
 		errs = append(errs, errors.New("--metrics with --in-process: the query servers of --metrics run in processes of their own"))
+	}
+	if o.Relay && o.InProcess {
+		errs = append(errs, errors.New("--relay with --in-process: the relay of (r) is a process hop, measured against the query server's own process"))
+	}
+	if u, err := url.Parse(o.Store); o.Relay && o.Store != "" && (err != nil || !redis.IsURIScheme(u.Scheme)) {
+		scheme := "?"
+		if err == nil {
+			scheme = u.Scheme
+		}
+		errs = append(errs, fmt.Errorf("--relay with a %s: store: want a single Redis or Valkey server (redis://host:port/db), whose floor (b) the relay reads as it does", scheme))
 	}
 	if o.InProcess && o.StartServer == nil {
 		errs = append(errs, errors.New("bench: --in-process without StartServer"))
@@ -608,6 +625,11 @@ func setUp(ctx context.Context, o Options, progress func(string, ...any)) (*setu
 			b.paths = append(b.paths, &path{name: v.name, label: v.label, target: h.call, answers: h.answers, cpuServer: b.server})
 		}
 	}
+	if o.Relay {
+		if err := b.startRelay(ctx, o, sets, progress); err != nil {
+			return b, err
+		}
+	}
 	if o.Metrics {
 		if err := b.startMetrics(ctx, o, sets, len(asked), progress); err != nil {
 			return b, err
@@ -636,6 +658,31 @@ func setUp(ctx context.Context, o Options, progress func(string, ...any)) (*setu
 		}
 	}
 	return b, nil
+}
+
+// startRelay starts the relay process of (r) and adds its path, after
+// (b)'s: the relay makes the floor's reads, so the floor must make them
+// with the store's raw reads (a single server).
+func (b *setup) startRelay(ctx context.Context, o Options, sets []requestSet, progress func(string, ...any)) error {
+	if b.floor == nil || b.floor.raw == nil {
+		return errors.New("--relay: the store is a Redis cluster, whose floor reads through go-redis: want a single Redis or Valkey server, read with the store's raw reads")
+	}
+	v := relayVariant(o.Ask, b.floor.describe(o.Entities))
+	progress("starting the relay process of %s", v.label)
+	vo := o
+	vo.CPUProfile, vo.MemProfile = "", "" // the plain server's only
+	p, err := startServerProcess(ctx, vo, b.uri, v)
+	if err != nil {
+		return fmt.Errorf("%s: %w", v.name, err)
+	}
+	b.closers = append(b.closers, p.stop)
+	h := newHTTPPath(p.addr, v, relaySets(sets), o.MaxInFlight)
+	b.closers = append(b.closers, h.close)
+	if err := h.call(ctx); err != nil {
+		return fmt.Errorf("%s: first request: %w", v.name, err)
+	}
+	b.paths = append(b.paths, &path{name: v.name, label: v.label, target: h.call, server: p, cpuServer: p})
+	return nil
 }
 
 // startMetrics starts the Kafka broker of Metrics and the query server

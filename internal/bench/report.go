@@ -98,6 +98,9 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 		}
 		fmt.Fprintf(w, "- load generator and floor client in one process (GOMAXPROCS %d), the query server in another (`cairn bench-server`, GOMAXPROCS %s), on %d CPUs (%s); %s %s/%s\n",
 			runtime.GOMAXPROCS(0), serverProcs, runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		if slices.ContainsFunc(paths, isRelay) {
+			fmt.Fprint(w, "- the relay of (r) in a process of its own (`cairn bench-server --relay`, GOMAXPROCS as the query server's): a fasthttp server whose handler makes (b)'s read, nothing else\n")
+		}
 		if b.pin != nil {
 			fmt.Fprintf(w, "- pinned for the rounds (--pin): %s\n", b.pin.describe())
 		}
@@ -113,7 +116,7 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 		if o.Security || o.Resolvers || o.Metrics {
 			fmt.Fprintf(w, "- CPU used during the rounds, in CPUs of the %d: query servers", use.cpus)
 			for i, p := range paths {
-				if i < len(use.paths) && !math.IsNaN(use.paths[i]) {
+				if i < len(use.paths) && !math.IsNaN(use.paths[i]) && !isRelay(p) {
 					cpus := use.paths[i] / b.cpuEnd.at.Sub(b.cpuStart.at).Seconds()
 					fmt.Fprintf(w, " %s %.2f", p.name, cpus)
 					rest -= cpus
@@ -131,6 +134,11 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 			rest -= use.server
 		} else {
 			fmt.Fprintf(w, "- CPU used during the rounds, in CPUs of the %d: this process %.2f", use.cpus, use.self)
+		}
+		if i := slices.IndexFunc(paths, isRelay); i >= 0 && i < len(use.paths) && !math.IsNaN(use.paths[i]) {
+			cpus := use.paths[i] / b.cpuEnd.at.Sub(b.cpuStart.at).Seconds()
+			fmt.Fprintf(w, ", relay (r) %.2f", cpus)
+			rest -= cpus
 		}
 		if use.storeOK {
 			fmt.Fprintf(w, ", redis-server %.2f", use.store)
@@ -165,9 +173,17 @@ func printReport(w io.Writer, o Options, b *setup, rate float64) {
 	if b.floor == nil {
 		fmt.Fprint(w, "\n(b) skipped: the floor is measured for Redis and Valkey stores only.\n\n")
 	} else {
-		a, b := meds[0], meds[slices.IndexFunc(paths, func(p *path) bool { return p.name == "(b)" })]
-		fmt.Fprintf(w, "\n(a)/(b): p50 **%.2f×**, p99 **%.2f×**; the server adds %s ms at p50 and %s ms at p99 over the bare round trip.\n\n",
-			ratio(a.P50, b.P50), ratio(a.P99, b.P99), fmtMS(a.P50-b.P50), fmtMS(a.P99-b.P99))
+		a, fl := meds[0], meds[slices.IndexFunc(paths, func(p *path) bool { return p.name == "(b)" })]
+		fmt.Fprintf(w, "\n(a)/(b): p50 **%.2f×**, p99 **%.2f×**; the server adds %s ms at p50 and %s ms at p99 over the bare round trip.\n",
+			ratio(a.P50, fl.P50), ratio(a.P99, fl.P99), fmtMS(a.P50-fl.P50), fmtMS(a.P99-fl.P99))
+		if i := slices.IndexFunc(paths, isRelay); i >= 0 {
+			r := meds[i]
+			fmt.Fprintf(w, "\n(a)/(r): p50 **%.2f×**, p99 **%.2f×**; cairn's work in the query server adds %s ms at p50 and %s ms at p99 over the same read relayed by a bare process.\n",
+				ratio(a.P50, r.P50), ratio(a.P99, r.P99), fmtMS(a.P50-r.P50), fmtMS(a.P99-r.P99))
+			fmt.Fprintf(w, "\n(r)/(b): p50 **%.2f×**, p99 **%.2f×**; the process hop over HTTP alone adds %s ms at p50 and %s ms at p99 over the bare round trip.\n",
+				ratio(r.P50, fl.P50), ratio(r.P99, fl.P99), fmtMS(r.P50-fl.P50), fmtMS(r.P99-fl.P99))
+		}
+		fmt.Fprintln(w)
 	}
 	if o.Formats {
 		printFormats(w, b, meds)
@@ -218,7 +234,7 @@ func printServers(w io.Writer, b *setup, meds []Summary) {
 	fmt.Fprint(w, "| path | p50 (ms) | p99 (ms) | added at p50 (µs) | added at p99 (µs) | p99 ratio to (a) | server CPU per query (µs) |\n|---|--:|--:|--:|--:|--:|--:|\n")
 	a := meds[0]
 	for i, p := range b.paths {
-		if p.server == nil {
+		if p.server == nil || isRelay(p) {
 			continue
 		}
 		m := meds[i]
@@ -343,6 +359,10 @@ func passWord(pass bool) string {
 	}
 	return "no"
 }
+
+// isRelay reports whether p is path (r), whose process is a relay, not
+// a query server.
+func isRelay(p *path) bool { return p.name == relayName }
 
 // cpuText is the path's server CPU per query in microseconds, for the
 // tables: "n/a" for a path without a query server process (the floor,
