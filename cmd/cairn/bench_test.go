@@ -20,11 +20,11 @@ import (
 
 // benchRow matches a row of the report's tables: path, achieved rate,
 // errors.
-var benchRow = regexp.MustCompile(`(?m)^\| (\([a-i]\)[^|]*) \| (\d+) \| (\d+) \|`)
+var benchRow = regexp.MustCompile(`(?m)^\| (\([a-ir]\)[^|]*) \| (\d+) \| (\d+) \|`)
 
 // cpuColumn matches a row of the report's two tables of percentiles:
 // its path's name and its last column, the server CPU per query.
-var cpuColumn = regexp.MustCompile(`(?m)^\| (\([a-i]\))[^|]*(?:\|[^|]*){8}\| (\d+|n/a) \|$`)
+var cpuColumn = regexp.MustCompile(`(?m)^\| (\([a-ir]\))[^|]*(?:\|[^|]*){8}\| (\d+|n/a) \|$`)
 
 // tailRow matches the row of (a) in the table of where the tail comes
 // from, with its server's runtime statistics.
@@ -282,6 +282,68 @@ func TestBenchServerResolverFlag(t *testing.T) {
 		config.FromMap(nil), io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), `--resolver "grpc": want "http" or "sql"`) {
 		t.Errorf("bench-server --resolver grpc: %v, want an error naming the flag", err)
+	}
+}
+
+// --relay: beside (a) and (b), the floor's read made by a relay process
+// over HTTP, (r), answers every request without error (so the relay read
+// every entity, with HMGET here: --ask), has its process's CPU per query
+// and runtime statistics like (a)'s server, and the report says how (a)
+// and (r) compare, and (r) and (b).
+func TestBenchRelay(t *testing.T) {
+	addr := testserver.Redis(t)
+	report, _ := runBenchT(t, "--store", fmt.Sprintf("redis://%s/0", addr), "--relay", "--ask", "5")
+	checkRows(t, report, "(a)", "(b)", "(r)")
+	for _, want := range []string{"(a), (b), (r) in turn", "| (r) relay: bare pipeline of 3 × HMGET of 6 fields through a process of its own over HTTP |",
+		"the relay of (r) in a process of its own", ", relay (r) "} {
+		if !strings.Contains(report, want) {
+			t.Errorf("report lacks %q:\n%s", want, report)
+		}
+	}
+	n := 0
+	for _, m := range cpuColumn.FindAllStringSubmatch(report, -1) {
+		if m[1] == "(r)" {
+			n++
+			if !isUint(m[2]) {
+				t.Errorf("(r)'s row ends with %q, want its relay process's CPU per query", m[2])
+			}
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d rows of (r) with a server CPU per query, want 2:\n%s", n, report)
+	}
+	if !regexp.MustCompile(`(?m)^\| \(r\) relay[^|]*\| [\d.]+ \| \d+ / \d+ / \d+ \| \d+ \| \d+ \| (?:\d+ / \d+|n/a) \| \d+ \| \d+ / \d+ / \d+ \| \d+ \| \d+ \| \d+ \|$`).MatchString(report) {
+		t.Errorf("no runtime statistics of (r)'s relay process in the tail table:\n%s", report)
+	}
+	for _, pair := range []string{`\(a\)/\(r\)`, `\(r\)/\(b\)`} {
+		m := regexp.MustCompile(`(?m)^` + pair + `: p50 \*\*([\d.]+)×\*\*, p99 \*\*([\d.]+)×\*\*; .* adds -?[\d.]+ ms at p50 and -?[\d.]+ ms at p99 `).FindStringSubmatch(report)
+		if m == nil {
+			t.Errorf("no line %s with its ratios:\n%s", pair, report)
+			continue
+		}
+		for _, r := range m[1:] {
+			if v, _ := strconv.ParseFloat(r, 64); !(v > 0) {
+				t.Errorf("line %s: ratio %s, want more than 0", pair, r)
+			}
+		}
+	}
+}
+
+// --relay needs the floor's raw reads of a single Redis server, and a
+// process hop to measure: refused, before anything is started, with
+// --in-process and for an embedded store.
+func TestBenchRelayRefused(t *testing.T) {
+	addr := testserver.Redis(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--store", fmt.Sprintf("redis://%s/0", addr), "--relay", "--in-process"}, "--relay with --in-process"},
+		{[]string{"--store", "embedded://" + t.TempDir(), "--relay"}, `--relay with a store of scheme "embedded": want a single Redis or Valkey server`},
+	} {
+		if _, err := runBenchE(tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("cairn bench %s: %v, want an error with %q", strings.Join(tc.args, " "), err, tc.want)
+		}
 	}
 }
 

@@ -301,7 +301,7 @@ func (o *Options) Validate() error {
 		if err == nil {
 			scheme = u.Scheme
 		}
-		errs = append(errs, fmt.Errorf("--relay with a %s: store: want a single Redis or Valkey server (redis://host:port/db), whose floor (b) the relay reads as it does", scheme))
+		errs = append(errs, fmt.Errorf("--relay with a store of scheme %q: want a single Redis or Valkey server (redis://host:port/db), whose floor (b) the relay reads as it does", scheme))
 	}
 	if o.InProcess && o.StartServer == nil {
 		errs = append(errs, errors.New("bench: --in-process without StartServer"))
