@@ -21,12 +21,13 @@ import (
 //   - the parent runs Options.Executable with the arguments
 //     bench-server --store URI --features N --log-level L
 //     [--cpuprofile FILE] [--memprofile FILE] [--resolver http|sql]
-//     [--brokers LIST] (metrics.go), its
+//     [--brokers LIST] (metrics.go) [--relay --ask N] (relay.go), its
 //     own environment, then Options.ServerEnv, then the knobs of its
 //     variant (security.go, resolvers.go), then ServerChildEnv=1, then
 //     GOMAXPROCS with Options.ServerProcs;
 //   - the child serves namespace [Namespace] of [RegistryWith](N, kind)
-//     from the store on a loopback address, and once it serves writes
+//     from the store on a loopback address (with --relay, the relay of
+//     path (r), [RunRelay]), and once it serves writes
 //     "listening ADDR" and a newline on its standard output ([Announce]);
 //   - the parent may ask for the child's runtime statistics, one line at
 //     a time on its standard input, which the child answers on its
