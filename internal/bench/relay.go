@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,20 +51,9 @@ func relayVariant(ask int, read string) serverVariant {
 func relaySets(sets []requestSet) []requestSet {
 	out := make([]requestSet, len(sets))
 	for i, s := range sets {
-		out[i] = requestSet{keys: s.keys, body: []byte(joinLines(s.keys))}
+		out[i] = requestSet{keys: s.keys, body: []byte(strings.Join(s.keys, "\n"))}
 	}
 	return out
-}
-
-func joinLines(keys []string) string {
-	var b bytes.Buffer
-	for i, k := range keys {
-		if i > 0 {
-			b.WriteByte('\n')
-		}
-		b.WriteString(k)
-	}
-	return b.String()
 }
 
 // RelayConfig configures [RunRelay].
