@@ -106,6 +106,7 @@ func registerBenchFlags(fs *flag.FlagSet, o *bench.Options, env *config.Env) {
 	fs.DurationVar(&o.SearchStep, "search-step", o.SearchStep, "length of each run of the search")
 	fs.Float64Var(&o.MaxRate, "max-rate", o.MaxRate, "highest rate the search tries")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", o.CPUProfile, "write a CPU profile of the query server (with --in-process, of this whole process) to this file")
+	fs.StringVar(&o.Trace, "trace", o.Trace, "write the query server's execution trace (with --in-process, this whole process's) to this file; `go tool trace -pprof=sched FILE` says where goroutines waited for a thread (tens of MB for a run of seconds)")
 	fs.StringVar(&o.MemProfile, "memprofile", o.MemProfile, "write a heap profile (allocations and memory in use) to this file when the runs end")
 	fs.BoolVar(&o.InProcess, "in-process", o.InProcess, "run the query server in this process, beside the load generator, instead of in a process of its own")
 	fs.BoolVar(&o.Security, "security", o.Security, "also measure, side by side, a query server requiring an API key (c) and one serving HTTPS (d), each in a process of its own")

@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"runtime/debug"
@@ -326,6 +328,23 @@ func TestBenchRelay(t *testing.T) {
 				t.Errorf("line %s: ratio %s, want more than 0", pair, r)
 			}
 		}
+	}
+}
+
+// --trace has the query server process write its execution trace, which
+// holds the run's goroutines and scheduling.
+func TestBenchTrace(t *testing.T) {
+	addr := testserver.Redis(t)
+	path := filepath.Join(t.TempDir(), "server.trace")
+	runBenchT(t, "--store", fmt.Sprintf("redis://%s/0", addr), "--trace", path)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An execution trace starts "go 1.N trace" and, for a run serving
+	// queries, has far more than its header.
+	if !regexp.MustCompile(`^go 1\.\d+ trace\x00`).Match(b) || len(b) < 4096 {
+		t.Fatalf("trace file of %d bytes starting %q, want an execution trace", len(b), b[:min(len(b), 16)])
 	}
 }
 

@@ -30,7 +30,7 @@ const benchServerChild = bench.ServerChildEnv
 // standard input closes.
 func runBenchServer(ctx context.Context, args []string, env *config.Env, stdout, stderr io.Writer) error {
 	fs := newFlagSet(bench.ServerCommand, stderr)
-	var store, logLevel, cpuProfile, memProfile, resolver, brokers string
+	var store, logLevel, cpuProfile, memProfile, traceFile, resolver, brokers string
 	var features, ask int
 	var relay bool
 	fs.StringVar(&store, "store", "", "online store URI")
@@ -43,6 +43,7 @@ func runBenchServer(ctx context.Context, args []string, env *config.Env, stdout,
 	fs.StringVar(&brokers, "brokers", "", "send query metrics, aggregated as `cairn serve` does, to the Kafka brokers listed (comma-separated); none by default")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the server to this file")
 	fs.StringVar(&memProfile, "memprofile", "", "write a heap profile of the server to this file when it stops")
+	fs.StringVar(&traceFile, "trace", "", "write the server's execution trace to this file, from its start to its stop")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -65,6 +66,13 @@ func runBenchServer(ctx context.Context, args []string, env *config.Env, stdout,
 	}
 	if cpuProfile != "" {
 		stop, err := bench.StartCPUProfile(cpuProfile)
+		if err != nil {
+			return fmt.Errorf("bench-server: %w", err)
+		}
+		defer stop()
+	}
+	if traceFile != "" {
+		stop, err := bench.StartTrace(traceFile)
 		if err != nil {
 			return fmt.Errorf("bench-server: %w", err)
 		}

@@ -20,7 +20,7 @@ import (
 //
 //   - the parent runs Options.Executable with the arguments
 //     bench-server --store URI --features N --log-level L
-//     [--cpuprofile FILE] [--memprofile FILE] [--resolver http|sql]
+//     [--cpuprofile FILE] [--memprofile FILE] [--trace FILE] [--resolver http|sql]
 //     [--brokers LIST] (metrics.go) [--relay --ask N] (relay.go), its
 //     own environment, then Options.ServerEnv, then the knobs of its
 //     variant (security.go, resolvers.go), then ServerChildEnv=1, then
@@ -114,6 +114,9 @@ func startServerProcess(ctx context.Context, o Options, uri string, v serverVari
 	}
 	if o.MemProfile != "" {
 		args = append(args, "--memprofile", o.MemProfile)
+	}
+	if o.Trace != "" {
+		args = append(args, "--trace", o.Trace)
 	}
 	args = append(args, v.args...)
 	cmd := exec.Command(exe, args...)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 )
 
 // StartCPUProfile starts profiling the CPU into a new file at path; stop
@@ -18,6 +19,20 @@ func StartCPUProfile(path string) (stop func(), _ error) {
 		return nil, fmt.Errorf("cpu profile: %w", err)
 	}
 	return func() { pprof.StopCPUProfile(); pf.Close() }, nil
+}
+
+// StartTrace starts writing the runtime's execution trace into a new file
+// at path; stop ends it and closes the file.
+func StartTrace(path string) (stop func(), _ error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("execution trace: %w", err)
+	}
+	if err := trace.Start(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("execution trace: %w", err)
+	}
+	return func() { trace.Stop(); f.Close() }, nil
 }
 
 // WriteHeapProfile writes the heap profile to path: allocations since the

@@ -92,6 +92,12 @@ type Options struct {
 	// written to (with InProcess, this whole process's) (--cpuprofile).
 	// Default: none.
 	CPUProfile string
+	// Trace, when set, is the file the query server's execution trace
+	// (package runtime/trace) is written to, from its start to its stop
+	// (with InProcess, this whole process's) (--trace). The scheduler's
+	// view of every goroutine: `go tool trace -pprof=sched FILE` says
+	// where goroutines waited, runnable, for a thread. Default: none.
+	Trace string
 	// MemProfile, when set, is the file a heap profile is written to when
 	// the runs end (--memprofile). Default: none.
 	MemProfile string
@@ -426,6 +432,13 @@ func MeasureQueries(ctx context.Context, o Options) error {
 		}
 		defer stop()
 	}
+	if o.Trace != "" && o.InProcess {
+		stop, err := StartTrace(o.Trace)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer stop()
+	}
 	if o.MemProfile != "" && o.InProcess {
 		defer func() {
 			if err := WriteHeapProfile(o.MemProfile); err != nil {
@@ -670,7 +683,7 @@ func (b *setup) startRelay(ctx context.Context, o Options, sets []requestSet, pr
 	v := relayVariant(o.Ask, b.floor.describe(o.Entities))
 	progress("starting the relay process of %s", v.label)
 	vo := o
-	vo.CPUProfile, vo.MemProfile = "", "" // the plain server's only
+	vo.CPUProfile, vo.MemProfile, vo.Trace = "", "", "" // the plain server's only
 	p, err := startServerProcess(ctx, vo, b.uri, v)
 	if err != nil {
 		return fmt.Errorf("%s: %w", v.name, err)
@@ -708,7 +721,7 @@ func (b *setup) startMetrics(ctx context.Context, o Options, sets []requestSet, 
 // answers the queries of sets with asked features, and adds its path.
 func (b *setup) addServerPath(ctx context.Context, o Options, v serverVariant, sets []requestSet, asked int) (*path, error) {
 	vo := o
-	vo.CPUProfile, vo.MemProfile = "", "" // the plain server's only
+	vo.CPUProfile, vo.MemProfile, vo.Trace = "", "", "" // the plain server's only
 	p, err := startServerProcess(ctx, vo, b.uri, v)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", v.name, err)
