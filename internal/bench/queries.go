@@ -682,20 +682,8 @@ func (b *setup) startRelay(ctx context.Context, o Options, sets []requestSet, pr
 	}
 	v := relayVariant(o.Ask, b.floor.describe(o.Entities))
 	progress("starting the relay process of %s", v.label)
-	vo := o
-	vo.CPUProfile, vo.MemProfile, vo.Trace = "", "", "" // the plain server's only
-	p, err := startServerProcess(ctx, vo, b.uri, v)
-	if err != nil {
-		return fmt.Errorf("%s: %w", v.name, err)
-	}
-	b.closers = append(b.closers, p.stop)
-	h := newHTTPPath(p.addr, v, relaySets(sets), o.MaxInFlight)
-	b.closers = append(b.closers, h.close)
-	if err := h.call(ctx); err != nil {
-		return fmt.Errorf("%s: first request: %w", v.name, err)
-	}
-	b.paths = append(b.paths, &path{name: v.name, label: v.label, target: h.call, server: p, cpuServer: p})
-	return nil
+	_, err := b.addProcessPath(ctx, o, v, relaySets(sets), (*httpPath).call)
+	return err
 }
 
 // startMetrics starts the Kafka broker of Metrics and the query server
@@ -720,6 +708,13 @@ func (b *setup) startMetrics(ctx context.Context, o Options, sets []requestSet, 
 // addServerPath starts a query server process of variant v, checks that it
 // answers the queries of sets with asked features, and adds its path.
 func (b *setup) addServerPath(ctx context.Context, o Options, v serverVariant, sets []requestSet, asked int) (*path, error) {
+	return b.addProcessPath(ctx, o, v, sets, func(h *httpPath, ctx context.Context) error { return h.check(ctx, asked) })
+}
+
+// addProcessPath starts a `cairn bench-server` process of variant v,
+// checks with first that it answers the requests of sets, and adds its
+// path.
+func (b *setup) addProcessPath(ctx context.Context, o Options, v serverVariant, sets []requestSet, first func(*httpPath, context.Context) error) (*path, error) {
 	vo := o
 	vo.CPUProfile, vo.MemProfile, vo.Trace = "", "", "" // the plain server's only
 	p, err := startServerProcess(ctx, vo, b.uri, v)
@@ -729,8 +724,8 @@ func (b *setup) addServerPath(ctx context.Context, o Options, v serverVariant, s
 	b.closers = append(b.closers, p.stop)
 	h := newHTTPPath(p.addr, v, sets, o.MaxInFlight)
 	b.closers = append(b.closers, h.close)
-	if err := h.check(ctx, asked); err != nil {
-		return nil, fmt.Errorf("%s: %w", v.name, err)
+	if err := first(h, ctx); err != nil {
+		return nil, fmt.Errorf("%s: first request: %w", v.name, err)
 	}
 	pa := &path{name: v.name, label: v.label, target: h.call, server: p, cpuServer: p}
 	b.paths = append(b.paths, pa)
